@@ -1,0 +1,34 @@
+// ESLint flat config (kept as a dotfile so the top level stays as DESIGN.md describes; run with `eslint -c`).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.mjs', 'bin/*'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', setTimeout: 'readonly' } },
+  },
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: { 'no-console': 'error' },
+  },
+  {
+    // DESIGN §9: core code reaches the world only through its context object.
+    files: ['src/core/**/*.ts'],
+    rules: {
+      'no-restricted-globals': ['error', { name: 'process', message: 'core code gets env, streams and signals through its context' }],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: 'use ctx.clock.now()' },
+        { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'use ctx.clock.now()' },
+      ],
+    },
+  },
+);

@@ -1,0 +1,74 @@
+/**
+ * Helpers shared by the command modules: wiring an action to a {@link CliContext}, repeatable flags,
+ * `key=value` parsing, examples in `--help`.
+ */
+import type { Command } from 'commander';
+import { CliContext, type Io } from './context.js';
+import { UsageError } from '../core/errors.js';
+import { asChannel, type Channel } from '../core/context.js';
+
+/**
+ * Wraps a command action: builds the context from the command's flags and closes the store afterwards.
+ * `fn` receives the context, the positional arguments and the command's own options.
+ */
+export function action<O>(io: Io, fn: (cli: CliContext, args: string[], opts: O) => Promise<void> | void) {
+  return async (...params: unknown[]): Promise<void> => {
+    const command = params[params.length - 1] as Command;
+    const opts = command.opts<O & object>();
+    const args = params.slice(0, -2) as string[];
+    const cli = CliContext.from(io, command);
+    try {
+      await fn(cli, args, opts);
+    } finally {
+      cli.close();
+    }
+  };
+}
+
+/** Accumulator for repeatable options (`--set a=1 --set b=2`). */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/**
+ * Parses `key=value` pairs from a repeatable flag.
+ * @throws UsageError naming `flag` for an item without `=` or with an empty key, or a repeated key.
+ */
+export function keyValues(flag: string, items: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items ?? []) {
+    const i = item.indexOf('=');
+    if (i <= 0) throw new UsageError(`${flag} ${item}: expected key=value`);
+    const key = item.slice(0, i).trim();
+    if (key in out) throw new UsageError(`${flag} ${key} is given twice`);
+    out[key] = item.slice(i + 1);
+  }
+  return out;
+}
+
+/** @throws UsageError naming `flag` if `value` is not a channel. */
+export function channelFlag(value: string | undefined, flag = '--channel'): Channel {
+  if (value === undefined) throw new UsageError(`${flag} is required (email, sms or whatsapp)`);
+  const c = asChannel(value);
+  if (!c) throw new UsageError(`${flag} ${value} is not a channel (email, sms or whatsapp)`);
+  return c;
+}
+
+/** @throws UsageError naming `flag` if `value` is not an integer within [min, max]. */
+export function intFlag(value: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^-?\d+$/.test(value) || n < min || n > max) throw new UsageError(`${flag} ${value}: expected a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** Adds an "Examples:" block to a command's `--help`. */
+export function examples(cmd: Command, lines: string[]): Command {
+  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`);
+}
+
+/** Requires a flag's value; the message names the flag. */
+export function required<T>(value: T | undefined, flag: string, hint = ''): T {
+  if (value === undefined || value === '') throw new UsageError(`${flag} is required${hint ? ` (${hint})` : ''}`);
+  return value;
+}

@@ -1,0 +1,92 @@
+/**
+ * The CLI's dependencies, built once per command from the global flags (DESIGN §9): output streams and
+ * whether they are TTYs, the environment, the clock, the store (opened on first use), and the prompter.
+ */
+import os from 'node:os';
+import type { Command } from 'commander';
+import { openStore, resolveStorePath, mapSqliteError, type Db } from '../store/db.js';
+import { systemClock, type CoreContext } from '../core/context.js';
+import { UsageError } from '../core/errors.js';
+import { Output, type Stream } from './output.js';
+
+/** Process-level inputs, injected so commands can be run in-process by tests. */
+export interface Io {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdout: Stream;
+  stderr: Stream;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Global flags (DESIGN §2). */
+export interface GlobalFlags {
+  store?: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  color?: boolean;
+  input?: boolean;
+}
+
+/** What a command's action gets. */
+export class CliContext {
+  readonly out: Output;
+  readonly storePath: string;
+  private db?: Db;
+
+  constructor(
+    readonly io: Io,
+    readonly flags: GlobalFlags,
+  ) {
+    const color = flags.color !== false && !('NO_COLOR' in io.env && io.env.NO_COLOR !== '');
+    this.out = new Output(io.stdout, io.stderr, {
+      json: flags.json === true,
+      quiet: flags.quiet === true,
+      verbose: flags.verbose === true,
+      color,
+    });
+    this.storePath = resolveStorePath(flags.store, io.env);
+  }
+
+  /** Builds the context from a commander command (its own and its parents' options). */
+  static from(io: Io, command: Command): CliContext {
+    return new CliContext(io, command.optsWithGlobals<GlobalFlags>());
+  }
+
+  /** True when prompts are allowed: stdin and stdout are TTYs and `--no-input` was not given. */
+  get interactive(): boolean {
+    return this.flags.input !== false && Boolean(this.io.stdin.isTTY) && Boolean(this.io.stdout.isTTY);
+  }
+
+  /** The core context, opening (creating, migrating) the store on first use. */
+  core(): CoreContext {
+    if (!this.db) {
+      try {
+        this.db = openStore(this.storePath);
+      } catch (err) {
+        throw mapSqliteError(err, this.storePath);
+      }
+      this.out.debug(`store: ${this.storePath}`);
+    }
+    return {
+      db: this.db,
+      storePath: this.storePath,
+      clock: systemClock,
+      env: this.io.env,
+      actor: `${this.io.env.USER || os.userInfo().username || 'unknown'}@${os.hostname()}`,
+    };
+  }
+
+  /** Closes the store if it was opened. */
+  close(): void {
+    this.db?.close();
+    this.db = undefined;
+  }
+
+  /** Reads all of stdin as text (for `--secrets-stdin`). @throws UsageError if stdin is a TTY. */
+  async readStdin(flag: string): Promise<string> {
+    if (this.io.stdin.isTTY) throw new UsageError(`${flag} reads from standard input, but it is a terminal: pipe the JSON in`);
+    let text = '';
+    for await (const chunk of this.io.stdin) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    return text;
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * `switchboard provider add|list|show|update|remove|verify|route`.
+ * Secrets are never read from argv: `--secret-env key=ENV_VAR`, `--secrets-stdin` (a JSON object), or a
+ * masked prompt on a terminal.
+ */
+import type { Command } from 'commander';
+import type { CliContext, Io } from './context.js';
+import { action, channelFlag, collect, examples, intFlag, keyValues, required } from './command.js';
+import { askSecret, confirmOrYes } from './prompt.js';
+import {
+  addProvider,
+  getProvider,
+  kindSpec,
+  listProviders,
+  removeProvider,
+  resolveRoute,
+  updateProvider,
+  verifyProvider,
+  type ProviderConfig,
+} from '../core/providers.js';
+import { OperationFailed, UsageError } from '../core/errors.js';
+import { checkTenantId } from '../core/tenants.js';
+
+interface SecretFlags {
+  secretEnv?: string[];
+  secretsStdin?: boolean;
+}
+
+/**
+ * Gathers secrets from `--secret-env`, `--secrets-stdin` and, on a terminal, masked prompts for the kind's
+ * secrets not given (`promptFor`).
+ * @throws UsageError naming the flag or the variable.
+ */
+async function gatherSecrets(cli: CliContext, flags: SecretFlags, promptFor: Array<{ name: string; required: boolean }>): Promise<Record<string, string>> {
+  const secrets: Record<string, string> = {};
+  for (const [key, variable] of Object.entries(keyValues('--secret-env', flags.secretEnv))) {
+    const value = cli.io.env[variable];
+    if (value === undefined || value === '') throw new UsageError(`--secret-env ${key}=${variable}: environment variable ${variable} is not set`);
+    secrets[key] = value;
+  }
+  if (flags.secretsStdin) {
+    const text = await cli.readStdin('--secrets-stdin');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UsageError('--secrets-stdin: standard input is not JSON (expected an object such as {"password": "…"})');
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError('--secrets-stdin: expected a JSON object of secret name → string');
+    for (const [k, v] of Object.entries(parsed)) {
+      if (typeof v !== 'string') throw new UsageError(`--secrets-stdin: secret "${k}" must be a string`);
+      if (k in secrets) throw new UsageError(`secret "${k}" is given by both --secret-env and --secrets-stdin`);
+      secrets[k] = v;
+    }
+  }
+  if (cli.interactive) {
+    for (const s of promptFor) {
+      if (s.name in secrets) continue;
+      const value = await askSecret(s.name, s.required);
+      if (value) secrets[s.name] = value;
+    }
+  }
+  return secrets;
+}
+
+function secretsText(p: ProviderConfig): string {
+  const entries = Object.entries(p.secrets);
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(' ') : '-';
+}
+
+function verifiedText(p: ProviderConfig): string {
+  return p.lastVerifiedAt ? `${p.lastVerifyResult?.split(':')[0]} ${p.lastVerifiedAt.slice(0, 16).replace('T', ' ')}` : 'never';
+}
+
+function detail(cli: CliContext, p: ProviderConfig): string {
+  return cli.out.fields([
+    ['ref', p.ref],
+    ['kind', p.kind],
+    ['channel', p.channel],
+    ['priority', p.priority],
+    ['enabled', p.enabled ? 'yes' : 'no'],
+    ['health', p.health + (p.healthDetail ? ` (${p.healthDetail})` : '')],
+    ...Object.entries(p.settings).map(([k, v]): [string, unknown] => [`setting ${k}`, v]),
+    ...Object.entries(p.secrets).map(([k, v]): [string, unknown] => [`secret ${k}`, v]),
+    ['last verified', p.lastVerifiedAt ? `${p.lastVerifiedAt} ${p.lastVerifyResult}` : 'never'],
+    ['created', p.createdAt],
+    ['updated', p.updatedAt],
+  ]);
+}
+
+/** Registers the `provider` commands. */
+export function registerProvider(program: Command, io: Io): void {
+  const provider = program.command('provider').description('manage provider configs (per tenant or system defaults), routes and credentials');
+
+  examples(
+    provider
+      .command('add')
+      .description('add a provider config for a tenant or as a system default')
+      .option('--tenant <id>', 'the tenant it belongs to')
+      .option('--system', 'a system default, used by tenants without their own provider or with fallback on')
+      .option('--channel <channel>', 'email, sms or whatsapp')
+      .option('--kind <kind>', 'provider kind: smtp, outbox')
+      .option('--name <name>', 'name within the tenant and channel (default: the kind)')
+      .option('--priority <n>', 'lower is tried first (default 100)')
+      .option('--set <key=value>', 'a setting, e.g. host=smtp.example.com (repeatable)', collect)
+      .option('--secret-env <key=ENV_VAR>', 'read a secret from an environment variable (repeatable)', collect)
+      .option('--secrets-stdin', 'read secrets as a JSON object from standard input')
+      .action(
+        action<SecretFlags & { tenant?: string; system?: boolean; channel?: string; kind?: string; name?: string; priority?: string; set?: string[] }>(
+          io,
+          async (cli, _args, opts) => {
+            if (Boolean(opts.tenant) === Boolean(opts.system)) throw new UsageError('give exactly one of --tenant <id> and --system');
+            if (opts.tenant) checkTenantId(opts.tenant, '--tenant');
+            const channel = channelFlag(opts.channel);
+            const kind = required(opts.kind, '--kind', 'smtp or outbox');
+            const spec = kindSpec(kind, channel);
+            const secrets = await gatherSecrets(
+              cli,
+              opts,
+              Object.entries(spec.secrets).map(([name, s]) => ({ name, required: s.required })),
+            );
+            const p = addProvider(cli.core(), {
+              tenantId: opts.tenant ?? null,
+              channel,
+              kind,
+              name: opts.name,
+              priority: intFlag(opts.priority, '--priority', 0, 1_000_000),
+              settings: keyValues('--set', opts.set),
+              secrets,
+            });
+            cli.out.result(p, () => `Added provider ${p.ref} (${p.kind}, priority ${p.priority}${Object.keys(p.secrets).length ? `, secrets ${secretsText(p)}` : ''})`);
+          },
+        ),
+      ),
+    [
+      'SMTP_PASS=… switchboard provider add --tenant acme-dental --channel email --kind smtp --set host=smtp.example.com --set user=acme --set from=noreply@acme.example --secret-env password=SMTP_PASS',
+      'switchboard provider add --system --channel email --kind outbox --set dir=/var/spool/switchboard',
+      'echo \'{"password":"…"}\' | switchboard provider add --tenant acme-dental --channel email --kind smtp --name backup --priority 200 --set host=… --set from=… --secrets-stdin',
+    ],
+  );
+
+  examples(
+    provider
+      .command('list')
+      .description('list provider configs (secrets masked)')
+      .option('--tenant <id>', 'only this tenant\'s')
+      .option('--system', 'only system defaults')
+      .option('--channel <channel>', 'only this channel')
+      .action(
+        action<{ tenant?: string; system?: boolean; channel?: string }>(io, (cli, _args, opts) => {
+          const list = listProviders(cli.core(), {
+            tenantId: opts.system ? null : opts.tenant,
+            channel: opts.channel ? channelFlag(opts.channel) : undefined,
+          });
+          cli.out.result(list, () =>
+            list.length === 0
+              ? 'No provider configs. Add one with: switchboard provider add --system --channel email --kind outbox --set dir=./outbox'
+              : cli.out.table(
+                  ['REF', 'KIND', 'PRIORITY', 'ENABLED', 'HEALTH', 'SECRETS', 'VERIFIED'],
+                  list.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health, secretsText(p), verifiedText(p)]),
+                ),
+          );
+        }),
+      ),
+    ['switchboard provider list', 'switchboard provider list --tenant acme-dental --json'],
+  );
+
+  examples(
+    provider
+      .command('show <ref>')
+      .description('show one provider config (secrets masked); ref is <tenant|system>/<channel>/<name>')
+      .action(
+        action(io, (cli, [ref]) => {
+          const p = getProvider(cli.core(), ref!);
+          cli.out.result(p, () => detail(cli, p));
+        }),
+      ),
+    ['switchboard provider show acme-dental/email/smtp'],
+  );
+
+  examples(
+    provider
+      .command('update <ref>')
+      .description('change settings, priority or enabled state, or replace one secret without retyping the others')
+      .option('--set <key=value>', 'set a setting (repeatable)', collect)
+      .option('--unset <key>', 'remove a setting (repeatable)', collect)
+      .option('--priority <n>', 'lower is tried first')
+      .option('--enable', 'enable the config')
+      .option('--disable', 'disable the config (routes skip it)')
+      .option('--secret-env <key=ENV_VAR>', 'replace a secret from an environment variable (repeatable)', collect)
+      .option('--secrets-stdin', 'replace secrets from a JSON object on standard input')
+      .action(
+        action<SecretFlags & { set?: string[]; unset?: string[]; priority?: string; enable?: boolean; disable?: boolean }>(io, async (cli, [ref], opts) => {
+          if (opts.enable && opts.disable) throw new UsageError('give only one of --enable and --disable');
+          const secrets = await gatherSecrets(cli, opts, []);
+          const p = updateProvider(cli.core(), ref!, {
+            settings: keyValues('--set', opts.set),
+            unset: opts.unset,
+            secrets,
+            priority: intFlag(opts.priority, '--priority', 0, 1_000_000),
+            enabled: opts.enable ? true : opts.disable ? false : undefined,
+          });
+          cli.out.result(p, () => `Updated provider ${p.ref}`);
+        }),
+      ),
+    [
+      'switchboard provider update acme-dental/email/smtp --set port=2525',
+      'NEW_PASS=… switchboard provider update acme-dental/email/smtp --secret-env password=NEW_PASS',
+    ],
+  );
+
+  examples(
+    provider
+      .command('remove <ref>')
+      .description('remove a provider config and its sealed secrets')
+      .option('-y, --yes', 'do not ask for confirmation')
+      .action(
+        action<{ yes?: boolean }>(io, async (cli, [ref], opts) => {
+          const ctx = cli.core();
+          const p = getProvider(ctx, ref!);
+          if (!(await confirmOrYes(cli, opts.yes, `Remove provider ${p.ref} and its secrets?`))) throw new UsageError('not removed');
+          removeProvider(ctx, p.ref);
+          cli.out.result({ removed: p.ref }, () => `Removed provider ${p.ref}`);
+        }),
+      ),
+    ['switchboard provider remove acme-dental/email/backup --yes'],
+  );
+
+  examples(
+    provider
+      .command('verify <ref>')
+      .description('check a provider\'s credentials without sending a message (SMTP: connect and AUTH)')
+      .action(
+        action(io, async (cli, [ref]) => {
+          const r = await verifyProvider(cli.core(), ref!);
+          cli.out.result(r, () => `${r.ok ? cli.out.c.green('ok') : cli.out.c.red('failed')}  ${r.ref}: ${r.detail}`);
+          if (!r.ok) throw new OperationFailed(`provider ${r.ref} failed verification`);
+        }),
+      ),
+    ['switchboard provider verify acme-dental/email/smtp'],
+  );
+
+  examples(
+    provider
+      .command('route')
+      .description('show the effective provider chain for a tenant and channel')
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'email, sms or whatsapp')
+      .action(
+        action<{ tenant?: string; channel?: string }>(io, (cli, _args, opts) => {
+          const route = resolveRoute(cli.core(), required(opts.tenant, '--tenant'), channelFlag(opts.channel));
+          const data = {
+            tenantId: route.tenantId,
+            channel: route.channel,
+            fallback: route.fallback,
+            chain: route.entries.map((e, i) => ({ order: i + 1, ref: e.config.ref, kind: e.config.kind, source: e.source, priority: e.config.priority, health: e.config.health })),
+          };
+          cli.out.result(data, () =>
+            route.entries.length === 0
+              ? `No ${route.channel} provider for ${route.tenantId}, and no system default.`
+              : cli.out.table(
+                  ['#', 'PROVIDER', 'KIND', 'SOURCE', 'PRIORITY', 'HEALTH'],
+                  data.chain.map((e) => [e.order, e.ref, e.kind, e.source, e.priority, e.health]),
+                ) + `\nfallback to system defaults: ${route.fallback ? 'on' : 'off'}`,
+          );
+        }),
+      ),
+    ['switchboard provider route --tenant acme-dental --channel email'],
+  );
+}

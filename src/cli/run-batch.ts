@@ -1,0 +1,134 @@
+/**
+ * What `send batch` and `batch resume` share: signal handling (SIGINT/SIGTERM stop taking rows, in-flight
+ * rows finish and are recorded, exit 130 with the resume command), progress on stderr (a live line on a
+ * TTY, a line every 5 s otherwise), and the summary with its exit code (3 if rows failed).
+ */
+import os from 'node:os';
+import type { CliContext } from './context.js';
+import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batches.js';
+import { Interrupted, PartialFailure } from '../core/errors.js';
+
+/** Interval of progress lines when stderr is not a terminal, in ms. */
+const PROGRESS_EVERY_MS = 5_000;
+
+/** `pid@host` of this process: the batch lease owner. */
+export function leaseOwner(): string {
+  return `${process.pid}@${os.hostname()}`;
+}
+
+/** Whether the process named by a lease owner (`pid@host`) is alive. Owners on other hosts count as alive. */
+export function ownerAlive(owner: string): boolean {
+  const m = /^(\d+)@(.+)$/.exec(owner);
+  if (!m || m[2] !== os.hostname()) return true;
+  try {
+    process.kill(Number(m[1]), 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs a batch function with signal handling and progress, then presents the summary.
+ * @throws Interrupted (exit 130) after a signal; PartialFailure (exit 3) if rows failed or are unknown.
+ */
+export async function runWithProgress(
+  cli: CliContext,
+  label: string,
+  run: (hooks: BatchRunHooks) => Promise<BatchSummary>,
+): Promise<void> {
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      cli.io.stderr.write(`\n${sig} again: exiting now; rows in flight are left 'sending' and become 'unknown' on resume\n`);
+      process.exit(130);
+    }
+    cli.out.info(`\n${sig}: finishing the messages in flight, then stopping (press Ctrl-C again to stop at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const tty = Boolean(cli.io.stderr.isTTY) && !cli.out.opts.quiet;
+  const t0 = Date.now();
+  let lastLine = 0;
+  let drawn = false;
+  const line = (c: BatchCounts) => {
+    const done = c.sent + c.failed + c.skipped + c.unknown;
+    const secs = (Date.now() - t0) / 1000;
+    const rate = secs > 0 ? done / secs : 0;
+    const eta = rate > 0 && c.pending > 0 ? ` ETA ${Math.ceil(c.pending / rate)}s` : '';
+    return `${label}: ${done}/${c.rows} done, ${c.sent} sent, ${c.failed} failed, ${c.skipped} skipped (${rate.toFixed(1)} msg/s${eta})`;
+  };
+  const hooks: BatchRunHooks = {
+    owner: leaseOwner(),
+    ownerAlive,
+    signal: controller.signal,
+    onRow(event, counts) {
+      if (cli.out.opts.json) cli.out.jsonLine({ type: 'row', ...event });
+      const now = Date.now();
+      if (tty && now - lastLine > 100) {
+        cli.io.stderr.write(`\r\x1b[2K${line(counts)}`);
+        drawn = true;
+        lastLine = now;
+      } else if (!tty && !cli.out.opts.quiet && now - lastLine >= PROGRESS_EVERY_MS) {
+        if (lastLine !== 0) cli.io.stderr.write(line(counts) + '\n');
+        lastLine = now;
+      }
+    },
+  };
+  let summary: BatchSummary;
+  try {
+    summary = await run(hooks);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (drawn) cli.io.stderr.write('\r\x1b[2K');
+  }
+  present(cli, summary);
+  if (controller.signal.aborted && summary.pending > 0) {
+    throw new Interrupted(`interrupted: ${summary.pending} rows not sent yet; continue with: switchboard batch resume ${summary.batchId}`);
+  }
+  if (summary.failed + summary.unknown > 0) {
+    const parts = [summary.failed ? `${summary.failed} failed` : '', summary.unknown ? `${summary.unknown} with unknown outcome (see --retry-unknown)` : ''].filter(Boolean);
+    throw new PartialFailure(`batch ${summary.batchId}: ${parts.join(', ')}; see \`switchboard batch show ${summary.batchId} --items\``, summary);
+  }
+}
+
+function present(cli: CliContext, s: BatchSummary): void {
+  const data = cli.out.opts.json ? { type: 'summary', ...s } : s;
+  if (cli.out.opts.json) {
+    cli.out.jsonLine(data);
+    return;
+  }
+  if (s.status === 'dry-run') {
+    const sample = s.sample;
+    cli.out.result(s, () =>
+      [
+        `Dry run: ${s.rows} rows valid; nothing was sent or stored.`,
+        ...(sample ? ['', `First message (to ${sample.to}):`, `Subject: ${sample.subject}`, '', sample.text.trim()] : []),
+      ].join('\n'),
+    );
+    return;
+  }
+  const head = s.alreadyComplete
+    ? `Batch ${s.batchId} was already sent (same tenant, channel, CSV and template); nothing sent now. Use --new-batch to send again.`
+    : `Batch ${s.batchId} ${s.status === 'done' ? 'finished' : s.status}${s.resumed ? ' (resumed)' : ''} in ${(s.elapsedMs / 1000).toFixed(1)} s`;
+  cli.out.result(s, () =>
+    [
+      head,
+      cli.out.fields([
+        ['rows', s.rows],
+        ['sent', s.sent],
+        ['failed', s.failed],
+        ['skipped', s.skipped],
+        ['unknown', s.unknown],
+        ['pending', s.pending],
+        ['fallback', s.fallback],
+        ...Object.entries(s.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
+      ]),
+    ].join('\n'),
+  );
+}

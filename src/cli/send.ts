@@ -1,0 +1,129 @@
+/**
+ * `switchboard send test|batch`: both go through the one dispatch path.
+ */
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { Io } from './context.js';
+import { action, channelFlag, examples, intFlag, required } from './command.js';
+import { runWithProgress } from './run-batch.js';
+import { Dispatcher } from '../core/dispatch.js';
+import { runBatch } from '../core/batches.js';
+import { OperationFailed, UsageError } from '../core/errors.js';
+import { getTenant } from '../core/tenants.js';
+import { isEmailAddress } from '../core/address.js';
+
+/** Registers the `send` commands. */
+export function registerSend(program: Command, io: Io): void {
+  const send = program.command('send').description('send a test message or a bulk send from CSV');
+
+  examples(
+    send
+      .command('test')
+      .description('send one message through the tenant\'s route; prints the provider that took it and the message id')
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'email (sms and whatsapp are not built yet)', 'email')
+      .option('--to <address>', 'the recipient')
+      .option('--subject <text>', 'subject', 'switchboard test message')
+      .option('--body <text>', 'plain-text body')
+      .option('--provider <ref>', 'start with this provider (<tenant|system>/<channel>/<name>)')
+      .option('--no-fallback', 'try only the first provider')
+      .action(
+        action<{ tenant?: string; channel?: string; to?: string; subject: string; body?: string; provider?: string; fallback: boolean }>(
+          io,
+          async (cli, _args, opts) => {
+            const tenantId = required(opts.tenant, '--tenant');
+            const channel = channelFlag(opts.channel);
+            if (channel !== 'email') throw new UsageError(`--channel ${channel}: sending on this channel is not built yet (email only)`);
+            const to = required(opts.to, '--to', 'the recipient address');
+            if (!isEmailAddress(to)) throw new UsageError(`--to ${to} is not a valid e-mail address`);
+            const ctx = cli.core();
+            const tenant = getTenant(ctx, tenantId);
+            const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback });
+            let result;
+            try {
+              const body = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
+              result = await dispatcher.send({ to, subject: opts.subject, text: body });
+            } finally {
+              await dispatcher.close();
+            }
+            cli.out.result({ tenantId: tenant.id, channel, to, ...result }, () =>
+              result.status === 'sent'
+                ? `Sent to ${to} via ${result.provider}${result.fallback ? ' (fallback)' : ''}\nmessage id: ${result.messageId}`
+                : `Not sent to ${to}: ${result.error?.kind}: ${result.error?.message}`,
+            );
+            for (const a of result.attempts.filter((x) => x.status === 'failed')) {
+              cli.out.info(`  attempt ${a.attempt} via ${a.provider} failed (${a.errorKind}): ${a.error}`);
+            }
+            if (result.status !== 'sent') throw new OperationFailed(`test message to ${to} was not sent`, result);
+          },
+        ),
+      ),
+    [
+      'switchboard send test --tenant acme-dental --channel email --to you@example.com',
+      'switchboard send test --tenant acme-dental --to you@example.com --provider acme-dental/email/smtp --no-fallback --json',
+    ],
+  );
+
+  examples(
+    send
+      .command('batch')
+      .description('send one message per CSV row (a header row; an "email" column; other columns are template variables)')
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'email (sms and whatsapp are not built yet)', 'email')
+      .option('--csv <file>', 'the recipients, one per row')
+      .option('--template-file <file>', 'Handlebars body: HTML if it ends in .html (a text part is derived), plain text otherwise')
+      .option('--subject <template>', 'Handlebars subject, e.g. "Hi {{first_name}}"')
+      .option('--dry-run', 'validate and render every row; send and store nothing')
+      .option('--concurrency <n>', 'messages in flight at once', '4')
+      .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
+      .option('--new-batch', 'send again even if the same input was sent before')
+      .option('--retry-unknown', 'when resuming, resend rows whose outcome is unknown after a crash')
+      .action(
+        action<{
+          tenant?: string;
+          channel?: string;
+          csv?: string;
+          templateFile?: string;
+          subject?: string;
+          dryRun?: boolean;
+          concurrency: string;
+          idempotencyKey?: string;
+          newBatch?: boolean;
+          retryUnknown?: boolean;
+        }>(io, async (cli, _args, opts) => {
+          const tenantId = required(opts.tenant, '--tenant');
+          const channel = channelFlag(opts.channel);
+          const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
+          const templatePath = path.resolve(required(opts.templateFile, '--template-file'));
+          const concurrency = intFlag(opts.concurrency, '--concurrency', 1, 1000);
+          if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
+            throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
+          }
+          const ctx = cli.core();
+          await runWithProgress(cli, 'sending', (hooks) =>
+            runBatch(
+              ctx,
+              {
+                tenantId,
+                channel,
+                csvPath,
+                templatePath,
+                subject: opts.subject,
+                dryRun: opts.dryRun,
+                concurrency,
+                idempotencyKey: opts.idempotencyKey,
+                newBatch: opts.newBatch,
+                retryUnknown: opts.retryUnknown,
+              },
+              hooks,
+            ),
+          );
+        }),
+      ),
+    [
+      'switchboard send batch --tenant acme-dental --channel email --csv patients.csv --template-file reminder.html --subject "Your appointment, {{first_name}}"',
+      'switchboard send batch --tenant acme-dental --csv patients.csv --template-file reminder.txt --subject "Reminder" --dry-run',
+      'switchboard --json --quiet send batch --tenant acme-dental --csv patients.csv --template-file reminder.html --subject "Hi" --idempotency-key reminders-2026-11-23',
+    ],
+  );
+}

@@ -1,0 +1,141 @@
+/**
+ * `switchboard tenant add|list|show|update|remove`.
+ */
+import type { Command } from 'commander';
+import type { Io } from './context.js';
+import { action, channelFlag, collect, examples, required } from './command.js';
+import { confirmOrYes } from './prompt.js';
+import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Tenant } from '../core/tenants.js';
+import { listProviders } from '../core/providers.js';
+import { UsageError } from '../core/errors.js';
+import type { Channel } from '../core/context.js';
+
+function fallbackText(t: Tenant): string {
+  return Object.entries(t.fallback)
+    .map(([c, on]) => `${c} ${on ? 'on' : 'off'}`)
+    .join(', ');
+}
+
+/** Parses `--fallback email=off` items. */
+function parseFallback(items: string[] | undefined): Partial<Record<Channel, boolean>> {
+  const out: Partial<Record<Channel, boolean>> = {};
+  for (const item of items ?? []) {
+    const [c, v] = item.split('=');
+    const channel = channelFlag(c, '--fallback');
+    if (v !== 'on' && v !== 'off') throw new UsageError(`--fallback ${item}: expected <channel>=on|off (e.g. email=off)`);
+    out[channel] = v === 'on';
+  }
+  return out;
+}
+
+/** Registers the `tenant` commands. */
+export function registerTenant(program: Command, io: Io): void {
+  const tenant = program.command('tenant').description('add, list, show, update and remove tenants');
+
+  examples(
+    tenant
+      .command('add <id>')
+      .description('add a tenant (id: a slug such as acme-dental)')
+      .option('--name <name>', 'display name')
+      .action(
+        action<{ name?: string }>(io, async (cli, [id], opts) => {
+          let name = opts.name;
+          if (name === undefined && cli.interactive) {
+            const { input } = await import('@inquirer/prompts');
+            name = await input({ message: 'Tenant name', required: true });
+          }
+          const t = addTenant(cli.core(), id!, required(name, '--name', 'the tenant display name'));
+          cli.out.result(t, () => `Added tenant ${t.id} (${t.name})`);
+        }),
+      ),
+    ['switchboard tenant add acme-dental --name "Acme Dental"'],
+  );
+
+  examples(
+    tenant
+      .command('list')
+      .description('list tenants')
+      .action(
+        action(io, (cli) => {
+          const ctx = cli.core();
+          const tenants = listTenants(ctx);
+          const counts = new Map<string, number>();
+          for (const p of listProviders(ctx)) if (p.tenantId) counts.set(p.tenantId, (counts.get(p.tenantId) ?? 0) + 1);
+          cli.out.result(
+            tenants.map((t) => ({ ...t, providers: counts.get(t.id) ?? 0 })),
+            () =>
+              tenants.length === 0
+                ? 'No tenants yet. Add one with: switchboard tenant add <id> --name <name>'
+                : cli.out.table(
+                    ['ID', 'NAME', 'PROVIDERS', 'FALLBACK', 'CREATED'],
+                    tenants.map((t) => [t.id, t.name, counts.get(t.id) ?? 0, fallbackText(t), t.createdAt.slice(0, 10)]),
+                  ),
+          );
+        }),
+      ),
+    ['switchboard tenant list', 'switchboard tenant list --json | jq -r ".[].id"'],
+  );
+
+  examples(
+    tenant
+      .command('show <id>')
+      .description("show a tenant with its providers")
+      .action(
+        action(io, (cli, [id]) => {
+          const ctx = cli.core();
+          const t = getTenant(ctx, id!);
+          const providers = listProviders(ctx, { tenantId: t.id });
+          cli.out.result({ ...t, providers }, () =>
+            [
+              cli.out.fields([
+                ['id', t.id],
+                ['name', t.name],
+                ['fallback', fallbackText(t)],
+                ['created', t.createdAt],
+                ['updated', t.updatedAt],
+              ]),
+              '',
+              providers.length === 0
+                ? 'No providers of its own: it sends through the system defaults.'
+                : cli.out.table(['PROVIDER', 'KIND', 'PRIORITY', 'ENABLED', 'HEALTH'], providers.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health])),
+            ].join('\n'),
+          );
+        }),
+      ),
+    ['switchboard tenant show acme-dental'],
+  );
+
+  examples(
+    tenant
+      .command('update <id>')
+      .description('rename a tenant or switch fallback to the system defaults per channel')
+      .option('--name <name>', 'new display name')
+      .option('--fallback <channel=on|off>', 'whether system defaults follow the tenant\'s own providers (repeatable)', collect)
+      .action(
+        action<{ name?: string; fallback?: string[] }>(io, (cli, [id], opts) => {
+          const t = updateTenant(cli.core(), id!, { name: opts.name, fallback: parseFallback(opts.fallback) });
+          cli.out.result(t, () => `Updated tenant ${t.id} (${t.name}; fallback: ${fallbackText(t)})`);
+        }),
+      ),
+    ['switchboard tenant update acme-dental --name "Acme Dental Group"', 'switchboard tenant update acme-dental --fallback email=off'],
+  );
+
+  examples(
+    tenant
+      .command('remove <id>')
+      .description('remove a tenant with its providers and their secrets')
+      .option('-y, --yes', 'do not ask for confirmation')
+      .action(
+        action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
+          const ctx = cli.core();
+          const t = getTenant(ctx, id!);
+          if (!(await confirmOrYes(cli, opts.yes, `Remove tenant ${t.id} with its providers, secrets and history?`))) {
+            throw new UsageError('not removed');
+          }
+          const r = removeTenant(ctx, t.id);
+          cli.out.result({ removed: t.id, providers: r.providers }, () => `Removed tenant ${t.id} and ${r.providers} provider config(s)`);
+        }),
+      ),
+    ['switchboard tenant remove acme-dental --yes'],
+  );
+}

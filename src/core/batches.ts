@@ -1,0 +1,612 @@
+/**
+ * Bulk sends (DESIGN §6). A batch is a ledger with one row per CSV row:
+ * `pending → sending → sent | failed | skipped`, and `unknown` for a row left `sending` by a crash.
+ * A row is marked `sending` in a committed transaction before its request leaves, so a crash never sends a
+ * row twice by default (an `unknown` row is resent only with `retryUnknown`) and no row is lost from the
+ * record. One process works a batch at a time (a lease in the store). The same input run again resumes or
+ * reports; it never starts a duplicate batch unless asked (`newBatch`).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import PQueue from 'p-queue';
+import { isEmailAddress } from './address.js';
+import type { CoreContext, Channel } from './context.js';
+import { Dispatcher, type RetryPolicy } from './dispatch.js';
+import { LockedError, NotFoundError, UsageError } from './errors.js';
+import { openCsv } from './csv.js';
+import { compileTemplate, loadTemplateFile, type CompiledTemplate, type RenderedEmail, type TemplateSource } from './templates.js';
+import { getTenant } from './tenants.js';
+
+/** Row states of the ledger. */
+export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
+
+/** Batch states: `loading` (rows being stored), `ready`, `running`, `interrupted`, `done`. */
+export type BatchStatus = 'loading' | 'ready' | 'running' | 'interrupted' | 'done';
+
+/** Rows written per transaction while loading a CSV into the ledger. */
+const LOAD_CHUNK = 1000;
+/** Lease length in ms; renewed every third of it while the batch is worked. */
+export const LEASE_MS = 30_000;
+/** How many validation errors are kept for the message (the count is always exact). */
+const MAX_REPORTED_ERRORS = 50;
+
+/** What `send batch` asks for. */
+export interface BatchRequest {
+  tenantId: string;
+  channel: Channel;
+  csvPath: string;
+  templatePath: string;
+  subject?: string;
+  dryRun?: boolean;
+  /** Messages in flight at once (default 4). */
+  concurrency?: number;
+  idempotencyKey?: string;
+  /** Start a new batch even if the same input was sent before. */
+  newBatch?: boolean;
+  /** Resend rows whose outcome is unknown after a crash. */
+  retryUnknown?: boolean;
+  retry?: RetryPolicy;
+}
+
+/** Run-time hooks for a batch run. */
+export interface BatchRunHooks {
+  /** Lease owner id of this process, e.g. `4242@host`. */
+  owner: string;
+  /** Whether a lease owner (as written by another process) is still alive; unknown → true. */
+  ownerAlive(owner: string): boolean;
+  /** Aborting stops taking new rows; rows in flight finish and are recorded. */
+  signal?: AbortSignal;
+  /** Called after each row outcome. */
+  onRow?(event: RowEvent, progress: BatchCounts): void;
+}
+
+/** Counts of a batch's rows by state. `rows` is the total. */
+export interface BatchCounts {
+  rows: number;
+  pending: number;
+  sending: number;
+  sent: number;
+  failed: number;
+  skipped: number;
+  unknown: number;
+}
+
+/** One row outcome, as streamed with `--json`. */
+export interface RowEvent {
+  row: number;
+  line: number;
+  recipient: string;
+  state: ItemState;
+  provider: string | null;
+  messageId: string | null;
+  fallback: boolean;
+  error: string | null;
+}
+
+/** The result of a batch run (or of a dry run). */
+export interface BatchSummary extends BatchCounts {
+  batchId: string | null;
+  status: BatchStatus | 'dry-run';
+  idempotencyKey: string | null;
+  /** Sent rows per provider ref. */
+  byProvider: Record<string, number>;
+  /** Sent rows that a provider other than the first in the route took. */
+  fallback: number;
+  /** Wall time of this run in ms. */
+  elapsedMs: number;
+  /** True when this run found the batch already complete and sent nothing. */
+  alreadyComplete: boolean;
+  /** True when this run continued an earlier, unfinished run. */
+  resumed: boolean;
+  /** Dry run only: the first row rendered. */
+  sample?: { to: string } & RenderedEmail;
+}
+
+/** A stored batch as listed by `batch list` / `batch show`. */
+export interface BatchInfo extends BatchCounts {
+  id: string;
+  tenantId: string;
+  channel: Channel;
+  status: BatchStatus;
+  idempotencyKey: string;
+  inputPath: string;
+  templatePath: string;
+  leaseOwner: string | null;
+  leaseExpiresAt: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  byProvider: Record<string, number>;
+  fallback: number;
+}
+
+interface BatchRow {
+  id: string;
+  tenant_id: string;
+  channel: Channel;
+  idempotency_key: string;
+  input_path: string;
+  input_hash: string;
+  template_path: string;
+  template_hash: string;
+  template: string;
+  status: BatchStatus;
+  total: number;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+interface ItemRow {
+  row_no: number;
+  line_no: number;
+  recipient: string;
+  vars: string;
+  state: ItemState;
+}
+
+/** The column holding the recipient for a channel. */
+export function recipientColumn(channel: Channel): string {
+  return channel === 'email' ? 'email' : 'phone';
+}
+
+interface Validation {
+  rows: number;
+  hash: string;
+  recipientKey: string;
+  errors: string[];
+  errorCount: number;
+  sample?: { to: string } & RenderedEmail;
+}
+
+/** Pass 1: stream the CSV and check every row without writing anything. */
+async function validate(csvPath: string, channel: Channel, template: CompiledTemplate): Promise<Validation> {
+  const csv = await openCsv(csvPath);
+  const want = recipientColumn(channel);
+  const recipientKey = csv.columns.find((c) => c.toLowerCase() === want);
+  if (!recipientKey) throw new UsageError(`--csv ${csvPath} line 1: no "${want}" column (columns: ${csv.columns.join(', ')})`);
+  const missing = template.required.concat(template.optional).filter((v) => !csv.columns.includes(v));
+  const missingRequired = missing.filter((v) => template.required.includes(v));
+  if (missingRequired.length > 0) {
+    throw new UsageError(
+      `template variable${missingRequired.length > 1 ? 's' : ''} ${missingRequired.map((v) => `{{${v}}}`).join(', ')} ha${missingRequired.length > 1 ? 've' : 's'} no column in --csv ${csvPath} (columns: ${csv.columns.join(', ')}); nothing was sent`,
+    );
+  }
+  const errors: string[] = [];
+  let errorCount = 0;
+  let rows = 0;
+  let sample: Validation['sample'];
+  const fail = (msg: string) => {
+    errorCount++;
+    if (errors.length < MAX_REPORTED_ERRORS) errors.push(msg);
+  };
+  for await (const { line, record } of csv.rows) {
+    rows++;
+    const to = (record[recipientKey] ?? '').trim();
+    if (!to) fail(`line ${line}: column "${recipientKey}" is empty`);
+    else if (!isEmailAddress(to)) fail(`line ${line}: ${recipientKey} "${to}" is not a valid e-mail address`);
+    const empty = template.required.filter((v) => v !== recipientKey && !(record[v] ?? '').trim());
+    if (empty.length) fail(`line ${line}: ${empty.map((v) => `column "${v}"`).join(', ')} empty (the template uses ${empty.map((v) => `{{${v}}}`).join(', ')})`);
+    try {
+      const rendered = template.render(record);
+      sample ??= { to, ...rendered };
+    } catch (err) {
+      fail(`line ${line}: template does not render: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  if (rows === 0) throw new UsageError(`--csv ${csvPath} has a header but no data rows`);
+  return { rows, hash: csv.hash(), recipientKey, errors, errorCount, sample };
+}
+
+/**
+ * Runs `send batch`: validates every row, stores the batch (or finds the same one from an earlier run),
+ * then sends the pending rows through the dispatcher.
+ * @returns the summary; the caller maps failed/unknown rows to exit 3.
+ * @throws UsageError (bad flags or input: nothing stored, nothing sent), KeyError (no/wrong key, before
+ *   anything is written), LockedError (another process works this batch), NotFoundError (tenant).
+ */
+export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: BatchRunHooks): Promise<BatchSummary> {
+  const started = ctx.clock.now().getTime();
+  getTenant(ctx, req.tenantId);
+  if (req.channel !== 'email') throw new UsageError(`--channel ${req.channel}: bulk sends on this channel are not built yet (email only)`);
+  if (req.subject === undefined || req.subject.trim() === '') throw new UsageError('--subject is required for e-mail (a Handlebars template, e.g. "Hello {{name}}")');
+  const concurrency = req.concurrency ?? 4;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError('--concurrency must be a whole number from 1 to 1000');
+  const template = loadTemplateFile(req.templatePath, req.subject);
+  const v = await validate(req.csvPath, req.channel, template);
+  if (v.errorCount > 0) {
+    const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
+    throw new UsageError(
+      `--csv ${req.csvPath}: ${v.errorCount} problem${v.errorCount > 1 ? 's' : ''} in ${v.rows} rows; nothing was sent`,
+      [...v.errors, ...more],
+    );
+  }
+  if (req.dryRun) {
+    return {
+      ...emptyCounts(v.rows),
+      pending: v.rows,
+      batchId: null,
+      status: 'dry-run',
+      idempotencyKey: null,
+      byProvider: {},
+      fallback: 0,
+      elapsedMs: ctx.clock.now().getTime() - started,
+      alreadyComplete: false,
+      resumed: false,
+      sample: v.sample,
+    };
+  }
+
+  // Opens every secret of the route: a missing or wrong key fails here, before anything is written.
+  const dispatcher = Dispatcher.open(ctx, req.tenantId, req.channel, { retry: req.retry, maxConcurrency: concurrency, signal: hooks.signal });
+  try {
+    const derived = createHash('sha256').update(`${req.tenantId}|${req.channel}|${v.hash}|${template.hash}`).digest('hex').slice(0, 32);
+    let key = req.idempotencyKey ?? derived;
+    let existing = findByKey(ctx, key);
+    if (existing && req.idempotencyKey && (existing.input_hash !== v.hash || existing.template_hash !== template.hash)) {
+      throw new UsageError(
+        `--idempotency-key ${req.idempotencyKey} was used for batch ${existing.id} with a different CSV or template; use another key`,
+      );
+    }
+    if (existing && req.newBatch) {
+      key = `${key}+${randomBytes(4).toString('hex')}`;
+      existing = undefined;
+    }
+    if (existing?.status === 'loading' && !leaseHeldByOther(ctx, existing, hooks)) {
+      // A run died while storing the rows: nothing was sent, start the load again.
+      ctx.db.prepare('DELETE FROM batches WHERE id = ?').run(existing.id);
+      existing = undefined;
+    }
+    let batchId: string;
+    let resumed = false;
+    if (existing) {
+      batchId = existing.id;
+      resumed = true;
+      const counts = countItems(ctx, batchId);
+      if (existing.status === 'done' && counts.pending === 0 && !(req.retryUnknown && counts.unknown > 0)) {
+        return summarize(ctx, batchId, started, { alreadyComplete: true, resumed: false });
+      }
+    } else {
+      batchId = await loadBatch(ctx, req, template.source, v, key, hooks);
+    }
+    return await work(ctx, batchId, dispatcher, template, concurrency, req.retryUnknown ?? false, hooks, started, resumed);
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/**
+ * Continues a stored batch (`batch resume`): pending rows are sent; rows left `sending` by a crash become
+ * `unknown` and are resent only with `retryUnknown`.
+ * @throws NotFoundError, LockedError, KeyError.
+ */
+export async function resumeBatch(
+  ctx: CoreContext,
+  batchId: string,
+  opts: { concurrency?: number; retryUnknown?: boolean; retry?: RetryPolicy },
+  hooks: BatchRunHooks,
+): Promise<BatchSummary> {
+  const started = ctx.clock.now().getTime();
+  const batch = getBatchRow(ctx, batchId);
+  if (batch.status === 'loading') throw new UsageError(`batch ${batchId} never finished loading; run the same \`send batch\` again`);
+  const source = JSON.parse(batch.template) as TemplateSource;
+  const template = compileTemplate(source);
+  const concurrency = opts.concurrency ?? 4;
+  const dispatcher = Dispatcher.open(ctx, batch.tenant_id, batch.channel, { retry: opts.retry, maxConcurrency: concurrency, signal: hooks.signal });
+  try {
+    return await work(ctx, batchId, dispatcher, template, concurrency, opts.retryUnknown ?? false, hooks, started, true);
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+function findByKey(ctx: CoreContext, key: string): BatchRow | undefined {
+  return ctx.db.prepare('SELECT * FROM batches WHERE idempotency_key = ?').get(key) as BatchRow | undefined;
+}
+
+function getBatchRow(ctx: CoreContext, id: string): BatchRow {
+  const row = ctx.db.prepare('SELECT * FROM batches WHERE id = ?').get(id) as BatchRow | undefined;
+  if (!row) throw new NotFoundError(`no batch ${id} (see \`switchboard batch list\`)`);
+  return row;
+}
+
+function newBatchId(ctx: CoreContext): string {
+  const d = ctx.clock.now().toISOString().slice(0, 10).replace(/-/g, '');
+  return `b-${d}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Pass 2: store the batch and one ledger row per CSV row, in chunked transactions. */
+async function loadBatch(
+  ctx: CoreContext,
+  req: BatchRequest,
+  source: TemplateSource,
+  v: Validation,
+  key: string,
+  hooks: BatchRunHooks,
+): Promise<string> {
+  const id = newBatchId(ctx);
+  const now = () => ctx.clock.now().toISOString();
+  const csv = await openCsv(req.csvPath);
+  try {
+    ctx.db
+      .prepare(
+        `INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template,
+           columns, status, total, lease_owner, lease_expires_at, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'loading', 0, ?, ?, ?)`,
+      )
+      .run(
+        id,
+        req.tenantId,
+        req.channel,
+        key,
+        req.csvPath,
+        v.hash,
+        req.templatePath,
+        compileTemplate(source).hash,
+        JSON.stringify(source),
+        JSON.stringify(csv.columns),
+        hooks.owner,
+        new Date(ctx.clock.now().getTime() + LEASE_MS).toISOString(),
+        now(),
+      );
+  } catch (err) {
+    if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+      throw new LockedError(`another process started the same batch (idempotency key ${key}) just now; run \`switchboard batch list\``);
+    }
+    throw err;
+  }
+  const insert = ctx.db.prepare(
+    'INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  let chunk: Array<[number, number, string, string]> = [];
+  const flush = ctx.db.transaction((rows: Array<[number, number, string, string]>) => {
+    const t = now();
+    for (const [row, line, to, vars] of rows) insert.run(id, row, line, to, vars, 'pending', t);
+  });
+  let total = 0;
+  for await (const { row, line, record } of csv.rows) {
+    chunk.push([row, line, (record[v.recipientKey] ?? '').trim(), JSON.stringify(record)]);
+    total++;
+    if (chunk.length >= LOAD_CHUNK) {
+      flush.immediate(chunk);
+      chunk = [];
+    }
+  }
+  flush.immediate(chunk);
+  if (csv.hash() !== v.hash || total !== v.rows) {
+    ctx.db.prepare('DELETE FROM batches WHERE id = ?').run(id);
+    throw new UsageError(`--csv ${req.csvPath} changed while it was being read; nothing was sent, run again`);
+  }
+  ctx.db.prepare("UPDATE batches SET status = 'ready', total = ? WHERE id = ?").run(total, id);
+  return id;
+}
+
+function leaseHeldByOther(ctx: CoreContext, b: Pick<BatchRow, 'lease_owner' | 'lease_expires_at'>, hooks: BatchRunHooks): boolean {
+  if (!b.lease_owner || b.lease_owner === hooks.owner) return false;
+  if (!b.lease_expires_at || Date.parse(b.lease_expires_at) <= ctx.clock.now().getTime()) return false;
+  return hooks.ownerAlive(b.lease_owner);
+}
+
+/** Takes the batch's lease or throws LockedError naming the holder. Turns rows left `sending` into `unknown`. */
+function acquire(ctx: CoreContext, batchId: string, hooks: BatchRunHooks, retryUnknown: boolean): void {
+  ctx.db.transaction(() => {
+    const b = getBatchRow(ctx, batchId);
+    if (leaseHeldByOther(ctx, b, hooks)) {
+      throw new LockedError(`batch ${batchId} is being sent by ${b.lease_owner} (lease until ${b.lease_expires_at}); not starting a second run`);
+    }
+    const now = ctx.clock.now();
+    ctx.db
+      .prepare("UPDATE batches SET lease_owner = ?, lease_expires_at = ?, status = 'running', started_at = ifnull(started_at, ?) WHERE id = ?")
+      .run(hooks.owner, new Date(now.getTime() + LEASE_MS).toISOString(), now.toISOString(), batchId);
+    // Whoever left rows `sending` is gone: we cannot know whether those requests reached the provider.
+    ctx.db
+      .prepare("UPDATE batch_items SET state = 'unknown', error = 'interrupted while sending; outcome unknown', updated_at = ? WHERE batch_id = ? AND state = 'sending'")
+      .run(now.toISOString(), batchId);
+    if (retryUnknown) {
+      ctx.db.prepare("UPDATE batch_items SET state = 'pending', error = NULL WHERE batch_id = ? AND state = 'unknown'").run(batchId);
+    }
+  }).immediate();
+}
+
+async function work(
+  ctx: CoreContext,
+  batchId: string,
+  dispatcher: Dispatcher,
+  template: CompiledTemplate,
+  concurrency: number,
+  retryUnknown: boolean,
+  hooks: BatchRunHooks,
+  started: number,
+  resumed: boolean,
+): Promise<BatchSummary> {
+  acquire(ctx, batchId, hooks, retryUnknown);
+  const renew = setInterval(() => {
+    try {
+      ctx.db
+        .prepare('UPDATE batches SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?')
+        .run(new Date(ctx.clock.now().getTime() + LEASE_MS).toISOString(), batchId, hooks.owner);
+    } catch {
+      // A busy store delays a renewal; the next one comes in LEASE_MS / 3.
+    }
+  }, LEASE_MS / 3);
+  renew.unref();
+
+  const counts = countItems(ctx, batchId);
+  const page = ctx.db.prepare(
+    "SELECT row_no, line_no, recipient, vars, state FROM batch_items WHERE batch_id = ? AND state = 'pending' AND row_no > ? ORDER BY row_no LIMIT 500",
+  );
+  const markSending = ctx.db.prepare(
+    "UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE batch_id = ? AND row_no = ? AND state = 'pending'",
+  );
+  const finish = ctx.db.prepare(
+    'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, updated_at = ? WHERE batch_id = ? AND row_no = ?',
+  );
+  const suppressed = ctx.db.prepare('SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?');
+  const tenantId = dispatcher.tenantId;
+  const channel = dispatcher.channel;
+
+  const report = (item: ItemRow, state: ItemState, r: { provider?: string | null; messageId?: string | null; fallback?: boolean; error?: string | null }) => {
+    finish.run(state, r.provider ?? null, r.messageId ?? null, r.fallback ? 1 : 0, r.error ?? null, ctx.clock.now().toISOString(), batchId, item.row_no);
+    counts.pending--;
+    counts[state]++;
+    hooks.onRow?.(
+      {
+        row: item.row_no,
+        line: item.line_no,
+        recipient: item.recipient,
+        state,
+        provider: r.provider ?? null,
+        messageId: r.messageId ?? null,
+        fallback: r.fallback ?? false,
+        error: r.error ?? null,
+      },
+      { ...counts },
+    );
+  };
+
+  const processRow = async (item: ItemRow) => {
+    const hit = suppressed.get(tenantId, channel, item.recipient.toLowerCase()) as { reason: string } | undefined;
+    if (hit) {
+      report(item, 'skipped', { error: `suppressed: ${hit.reason}` });
+      return;
+    }
+    let content: RenderedEmail;
+    try {
+      content = template.render(JSON.parse(item.vars) as Record<string, string>);
+    } catch (err) {
+      report(item, 'failed', { error: `template does not render: ${(err as Error).message.split('\n')[0]}` });
+      return;
+    }
+    // Committed before the request leaves: a crash from here on leaves the row `sending` → `unknown`.
+    if (markSending.run(ctx.clock.now().toISOString(), batchId, item.row_no).changes === 0) return;
+    const result = await dispatcher.send(
+      { to: item.recipient, ...content, headers: { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` } },
+      { batchId, rowNo: item.row_no },
+    );
+    if (result.status === 'sent') {
+      report(item, 'sent', { provider: result.provider, messageId: result.messageId, fallback: result.fallback });
+    } else {
+      report(item, 'failed', { provider: result.provider ?? null, fallback: result.fallback, error: result.error ? `${result.error.kind}: ${result.error.message}` : 'failed' });
+    }
+  };
+
+  const queue = new PQueue({ concurrency });
+  let failure: unknown;
+  let cursor = 0;
+  try {
+    outer: while (!hooks.signal?.aborted) {
+      const items = page.all(batchId, cursor) as ItemRow[];
+      if (items.length === 0) break;
+      for (const item of items) {
+        if (hooks.signal?.aborted || failure) break outer;
+        await queue.onSizeLessThan(concurrency * 2);
+        cursor = item.row_no;
+        queue.add(() => processRow(item)).catch((err: unknown) => (failure ??= err));
+      }
+    }
+    await queue.onIdle();
+  } finally {
+    clearInterval(renew);
+    const left = countItems(ctx, batchId);
+    const status: BatchStatus = left.pending === 0 && left.sending === 0 ? 'done' : 'interrupted';
+    ctx.db
+      .prepare(
+        `UPDATE batches SET status = ?, lease_owner = NULL, lease_expires_at = NULL,
+           finished_at = CASE WHEN ? = 'done' THEN ? ELSE finished_at END WHERE id = ? AND lease_owner = ?`,
+      )
+      .run(status, status, ctx.clock.now().toISOString(), batchId, hooks.owner);
+  }
+  if (failure) throw failure;
+  return summarize(ctx, batchId, started, { alreadyComplete: false, resumed });
+}
+
+function emptyCounts(rows: number): BatchCounts {
+  return { rows, pending: 0, sending: 0, sent: 0, failed: 0, skipped: 0, unknown: 0 };
+}
+
+/** Counts a batch's rows by state. */
+export function countItems(ctx: CoreContext, batchId: string): BatchCounts {
+  const rows = ctx.db.prepare('SELECT state, count(*) AS n FROM batch_items WHERE batch_id = ? GROUP BY state').all(batchId) as Array<{
+    state: ItemState;
+    n: number;
+  }>;
+  const c = emptyCounts(0);
+  for (const r of rows) {
+    c[r.state] = r.n;
+    c.rows += r.n;
+  }
+  return c;
+}
+
+function providerStats(ctx: CoreContext, batchId: string): { byProvider: Record<string, number>; fallback: number } {
+  const rows = ctx.db
+    .prepare("SELECT provider, count(*) AS n, sum(fallback) AS fb FROM batch_items WHERE batch_id = ? AND state = 'sent' GROUP BY provider ORDER BY provider")
+    .all(batchId) as Array<{ provider: string; n: number; fb: number }>;
+  return { byProvider: Object.fromEntries(rows.map((r) => [r.provider, r.n])), fallback: rows.reduce((a, r) => a + r.fb, 0) };
+}
+
+function summarize(ctx: CoreContext, batchId: string, started: number, flags: { alreadyComplete: boolean; resumed: boolean }): BatchSummary {
+  const b = getBatchRow(ctx, batchId);
+  return {
+    batchId,
+    status: b.status,
+    idempotencyKey: b.idempotency_key,
+    ...countItems(ctx, batchId),
+    ...providerStats(ctx, batchId),
+    elapsedMs: ctx.clock.now().getTime() - started,
+    ...flags,
+  };
+}
+
+function toInfo(ctx: CoreContext, b: BatchRow): BatchInfo {
+  return {
+    id: b.id,
+    tenantId: b.tenant_id,
+    channel: b.channel,
+    status: b.status,
+    idempotencyKey: b.idempotency_key,
+    inputPath: b.input_path,
+    templatePath: b.template_path,
+    leaseOwner: b.lease_owner,
+    leaseExpiresAt: b.lease_expires_at,
+    createdAt: b.created_at,
+    startedAt: b.started_at,
+    finishedAt: b.finished_at,
+    ...countItems(ctx, b.id),
+    ...providerStats(ctx, b.id),
+  };
+}
+
+/** Stored batches, newest first, optionally for one tenant. */
+export function listBatches(ctx: CoreContext, filter: { tenantId?: string; limit?: number } = {}): BatchInfo[] {
+  const rows = (
+    filter.tenantId
+      ? ctx.db.prepare('SELECT * FROM batches WHERE tenant_id = ? ORDER BY created_at DESC, id LIMIT ?').all(filter.tenantId, filter.limit ?? 100)
+      : ctx.db.prepare('SELECT * FROM batches ORDER BY created_at DESC, id LIMIT ?').all(filter.limit ?? 100)
+  ) as BatchRow[];
+  return rows.map((b) => toInfo(ctx, b));
+}
+
+/** One batch. @throws NotFoundError. */
+export function getBatch(ctx: CoreContext, id: string): BatchInfo {
+  return toInfo(ctx, getBatchRow(ctx, id));
+}
+
+/** A batch's ledger rows in CSV order (for `batch show --items`). */
+export function batchItems(ctx: CoreContext, id: string): RowEvent[] {
+  getBatchRow(ctx, id);
+  const rows = ctx.db
+    .prepare('SELECT row_no, line_no, recipient, state, provider, message_id, fallback, error FROM batch_items WHERE batch_id = ? ORDER BY row_no')
+    .all(id) as Array<{ row_no: number; line_no: number; recipient: string; state: ItemState; provider: string | null; message_id: string | null; fallback: number; error: string | null }>;
+  return rows.map((r) => ({
+    row: r.row_no,
+    line: r.line_no,
+    recipient: r.recipient,
+    state: r.state,
+    provider: r.provider,
+    messageId: r.message_id,
+    fallback: r.fallback === 1,
+    error: r.error,
+  }));
+}

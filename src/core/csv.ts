@@ -1,0 +1,102 @@
+/**
+ * Streaming CSV input for bulk sends (csv-parse). The file is never loaded whole: rows are yielded one at a
+ * time with their data-row number and the line where they start, and the SHA-256 of the bytes read is
+ * available at the end. Handles a UTF-8 BOM, CRLF, quoted commas and quoted newlines.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { parse } from 'csv-parse';
+import { UsageError } from './errors.js';
+
+/** One data row. `row` counts data rows from 1; `line` is the 1-based line of the file where the row starts. */
+export interface CsvRow {
+  row: number;
+  line: number;
+  record: Record<string, string>;
+}
+
+/** A CSV file being read: its header, then its rows; `hash()` is valid after the rows are exhausted. */
+export interface CsvReader {
+  columns: string[];
+  rows: AsyncGenerator<CsvRow>;
+  /** SHA-256 (hex) of the file's bytes, once every row was read. */
+  hash(): string;
+}
+
+/**
+ * Opens a CSV file with a header row. Column names are trimmed; empty or duplicate names are errors.
+ * @throws UsageError naming `--csv` and the line for unreadable files, malformed CSV, or a bad header.
+ */
+export async function openCsv(file: string): Promise<CsvReader> {
+  const digest = createHash('sha256');
+  let input: fs.ReadStream;
+  try {
+    await fs.promises.access(file, fs.constants.R_OK);
+    input = fs.createReadStream(file);
+  } catch (err) {
+    throw new UsageError(`--csv ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  input.on('data', (chunk) => digest.update(chunk));
+  const parser = input.pipe(
+    parse({ bom: true, skip_empty_lines: true, relax_column_count: false, info: true }),
+  );
+  input.on('error', (err) => parser.destroy(err));
+  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<{ record: string[]; info: { lines: number } }>;
+
+  const failure = (err: unknown): UsageError => {
+    const e = err as Error & { lines?: number; code?: string };
+    if (e instanceof UsageError) return e;
+    const where = e.lines !== undefined ? ` line ${e.lines}` : '';
+    return new UsageError(`--csv ${file}${where}: ${e.message.replace(/^Invalid Record Length: /, '').split('\n')[0]}`);
+  };
+
+  let first: IteratorResult<{ record: string[]; info: { lines: number } }>;
+  try {
+    first = await iterator.next();
+  } catch (err) {
+    throw failure(err);
+  }
+  if (first.done) throw new UsageError(`--csv ${file} is empty: it needs a header row and at least one data row`);
+  const columns = first.value.record.map((c) => c.trim());
+  const seen = new Set<string>();
+  for (const [i, c] of columns.entries()) {
+    if (!c) throw new UsageError(`--csv ${file} line 1: column ${i + 1} has no name`);
+    if (seen.has(c.toLowerCase())) throw new UsageError(`--csv ${file} line 1: column "${c}" appears twice`);
+    seen.add(c.toLowerCase());
+  }
+  let lastLine = first.value.info.lines;
+  let done = false;
+  let hex: string | undefined;
+
+  async function* rows(): AsyncGenerator<CsvRow> {
+    let row = 0;
+    try {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) break;
+        const { record, info } = next.value;
+        row++;
+        const line = lastLine + 1;
+        lastLine = info.lines;
+        const out: Record<string, string> = {};
+        for (const [i, c] of columns.entries()) out[c] = record[i] ?? '';
+        yield { row, line, record: out };
+      }
+      done = true;
+    } catch (err) {
+      throw failure(err);
+    } finally {
+      if (!done) input.destroy();
+    }
+  }
+
+  return {
+    columns,
+    rows: rows(),
+    hash() {
+      if (!done) throw new Error('CSV hash read before the last row');
+      hex ??= digest.digest('hex');
+      return hex;
+    },
+  };
+}

@@ -1,0 +1,256 @@
+/**
+ * The one send path (DESIGN §1, §5): `Dispatcher.send(message)` walks the tenant's route, calling adapters,
+ * retrying transient and rate-limited failures with exponential backoff and jitter, falling back on
+ * auth/config/transient failures, never on recipient failures, and recording every attempt in `messages`.
+ * A test send, every row of a bulk send, and anything later all go through here.
+ */
+import type { CoreContext, Channel } from './context.js';
+import { UsageError } from './errors.js';
+import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
+import { requireKey } from './vault.js';
+import { KINDS } from '../providers/registry.js';
+import { ProviderError, type EmailMessage, type Provider, type ProviderErrorKind } from '../providers/types.js';
+
+/** Retry bounds for one provider before moving to the next. Delays in ms. */
+export interface RetryPolicy {
+  /** Attempts per provider for transient/rate-limited failures, including the first (≥ 1). */
+  maxAttempts: number;
+  /** First backoff delay in ms; doubles per attempt, with ±50 % jitter. */
+  baseDelayMs: number;
+  /** Cap for any single wait in ms, including a provider's Retry-After. */
+  maxDelayMs: number;
+}
+
+/** Default retry policy: 3 attempts, 500 ms doubling, capped at 60 s. */
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, baseDelayMs: 500, maxDelayMs: 60_000 };
+
+/** How to build the chain for a dispatcher. */
+export interface DispatchOptions {
+  /** Start with this provider ref (it must serve the tenant and channel). */
+  providerRef?: string;
+  /** Use only the first provider of the chain. */
+  noFallback?: boolean;
+  retry?: RetryPolicy;
+  /** Messages in flight at once; sizes adapter connection pools. */
+  maxConcurrency?: number;
+  /** Aborts backoff waits (not in-flight requests). */
+  signal?: AbortSignal;
+}
+
+/** One attempt as recorded in `messages`. */
+export interface AttemptRecord {
+  provider: string;
+  attempt: number;
+  status: 'sent' | 'failed';
+  messageId?: string;
+  errorKind?: ProviderErrorKind;
+  error?: string;
+}
+
+/** Outcome of one message. `fallback` is true when a provider other than the first in the chain took it. */
+export interface DispatchResult {
+  status: 'sent' | 'failed';
+  provider?: string;
+  messageId?: string;
+  fallback: boolean;
+  attempts: AttemptRecord[];
+  error?: { kind: ProviderErrorKind; message: string; code?: string };
+}
+
+/** Where a message comes from, recorded with each attempt. */
+export interface DispatchOrigin {
+  batchId?: string;
+  rowNo?: number;
+}
+
+interface Step {
+  entry: RouteEntry;
+  secrets: Record<string, string>;
+  adapter?: Promise<Provider>;
+}
+
+/**
+ * Sends messages for one tenant and channel through its route. Open with {@link Dispatcher.open}, which
+ * decrypts every config in the chain first, so a missing or wrong key fails before anything is written.
+ */
+export class Dispatcher {
+  /** Config ids whose circuit is open for the rest of this run (auth/config failure). */
+  private readonly open = new Set<number>();
+  /** Config ids whose health was already written this run. */
+  private readonly healthWritten = new Set<number>();
+
+  private constructor(
+    private readonly ctx: CoreContext,
+    readonly tenantId: string,
+    readonly channel: Channel,
+    readonly chain: readonly Step[],
+    private readonly opts: Required<Pick<DispatchOptions, 'retry' | 'maxConcurrency'>> & Pick<DispatchOptions, 'signal'>,
+  ) {}
+
+  /**
+   * Resolves the chain and opens its secrets.
+   * @throws NotFoundError (tenant, provider ref), UsageError (empty route, ref not serving this tenant/channel),
+   *   KeyError (no key, wrong key, tampered secrets).
+   */
+  static open(ctx: CoreContext, tenantId: string, channel: Channel, options: DispatchOptions = {}): Dispatcher {
+    const route = resolveRoute(ctx, tenantId, channel);
+    let entries = route.entries;
+    if (options.providerRef) {
+      const pinned = getProvider(ctx, options.providerRef);
+      if (pinned.channel !== channel || (pinned.tenantId !== null && pinned.tenantId !== tenantId)) {
+        throw new UsageError(`--provider ${options.providerRef} does not serve tenant ${tenantId} on channel ${channel}`);
+      }
+      entries = [
+        { config: pinned, source: pinned.tenantId === null ? 'system' : 'tenant' },
+        ...entries.filter((e) => e.config.id !== pinned.id),
+      ];
+    }
+    if (options.noFallback) entries = entries.slice(0, 1);
+    if (entries.length === 0) {
+      throw new UsageError(
+        `tenant ${tenantId} has no enabled ${channel} provider and there is no system default: add one with \`switchboard provider add --tenant ${tenantId} --channel ${channel} …\` or \`--system\``,
+      );
+    }
+    // Every send requires the store's key, so a wrong key never gets as far as writing a batch.
+    const key = requireKey(ctx);
+    const chain = entries.map((entry) => ({ entry, secrets: configSecrets(ctx, key, entry.config) }));
+    return new Dispatcher(ctx, tenantId, channel, chain, {
+      retry: options.retry ?? DEFAULT_RETRY,
+      maxConcurrency: options.maxConcurrency ?? 1,
+      signal: options.signal,
+    });
+  }
+
+  /** Refs of the chain, in order. */
+  get refs(): string[] {
+    return this.chain.map((s) => s.entry.config.ref);
+  }
+
+  /** Sends one e-mail through the chain. Never throws for provider failures: they are in the result. */
+  async send(message: EmailMessage, origin: DispatchOrigin = {}): Promise<DispatchResult> {
+    const attempts: AttemptRecord[] = [];
+    let last: ProviderError | undefined;
+    for (let i = 0; i < this.chain.length; i++) {
+      const step = this.chain[i]!;
+      const config = step.entry.config;
+      if (this.open.has(config.id)) continue;
+      for (let attempt = 1; ; attempt++) {
+        let adapter: Provider;
+        try {
+          adapter = await this.adapter(step);
+        } catch (err) {
+          last = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
+          this.record(config, message.to, origin, attempt, i > 0, { error: last });
+          attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: last.kind, error: last.message });
+          this.markUnhealthy(config, last);
+          break;
+        }
+        try {
+          const res = await adapter.send(message);
+          this.record(config, message.to, origin, attempt, i > 0, { messageId: res.messageId });
+          attempts.push({ provider: config.ref, attempt, status: 'sent', messageId: res.messageId });
+          this.markHealthy(config);
+          return { status: 'sent', provider: config.ref, messageId: res.messageId, fallback: i > 0, attempts };
+        } catch (err) {
+          const e =
+            err instanceof ProviderError ? err : new ProviderError('transient', `${config.kind} adapter failed: ${(err as Error).message}`, { cause: err });
+          last = e;
+          this.record(config, message.to, origin, attempt, i > 0, { error: e });
+          attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: e.kind, error: e.message });
+          if (e.kind === 'recipient') {
+            return { status: 'failed', provider: config.ref, fallback: i > 0, attempts, error: errorOf(e) };
+          }
+          if (e.kind === 'auth' || e.kind === 'config') {
+            this.open.add(config.id);
+            this.markUnhealthy(config, e);
+            break;
+          }
+          if (attempt >= this.opts.retry.maxAttempts || this.opts.signal?.aborted) break;
+          await this.ctx.clock.sleep(this.backoff(attempt, e), this.opts.signal);
+        }
+      }
+    }
+    const error = last ? errorOf(last) : { kind: 'config' as const, message: 'every provider in the route is disabled for this run (auth or configuration failures)' };
+    return { status: 'failed', fallback: false, attempts, error };
+  }
+
+  /** Closes adapters (connection pools). */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.chain.map(async (s) => s.adapter && (await s.adapter).close()));
+  }
+
+  private adapter(step: Step): Promise<Provider> {
+    if (!step.adapter) {
+      const config = step.entry.config;
+      const spec = KINDS.get(config.kind);
+      if (!spec) return Promise.reject(new ProviderError('config', `provider ${config.ref} has unknown kind ${config.kind}`));
+      step.adapter = spec.create({
+        ref: config.ref,
+        settings: config.settings,
+        secrets: step.secrets,
+        maxConcurrency: this.opts.maxConcurrency,
+      });
+      // A failed start is retried on the next message rather than cached.
+      step.adapter.catch(() => (step.adapter = undefined));
+    }
+    return step.adapter;
+  }
+
+  /** Backoff before attempt `attempt + 1`, in ms: Retry-After when given, else base·2^(n-1) with ±50 % jitter. */
+  private backoff(attempt: number, e: ProviderError): number {
+    const { baseDelayMs, maxDelayMs } = this.opts.retry;
+    if (e.details.retryAfterMs !== undefined) return Math.min(e.details.retryAfterMs, maxDelayMs);
+    const exp = baseDelayMs * 2 ** (attempt - 1);
+    return Math.min(maxDelayMs, Math.round(exp * (0.5 + Math.random())));
+  }
+
+  private record(
+    config: ProviderConfig,
+    recipient: string,
+    origin: DispatchOrigin,
+    attempt: number,
+    fallback: boolean,
+    outcome: { messageId?: string; error?: ProviderError },
+  ): void {
+    this.ctx.db
+      .prepare(
+        `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
+           error_kind, error_code, error, fallback, attempt, batch_id, row_no)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        this.ctx.clock.now().toISOString(),
+        this.tenantId,
+        this.channel,
+        config.ref,
+        config.kind,
+        recipient,
+        outcome.error ? 'failed' : 'sent',
+        outcome.messageId ?? null,
+        outcome.error?.kind ?? null,
+        outcome.error?.details.code ?? null,
+        outcome.error?.message ?? null,
+        fallback ? 1 : 0,
+        attempt,
+        origin.batchId ?? null,
+        origin.rowNo ?? null,
+      );
+  }
+
+  private markUnhealthy(config: ProviderConfig, e: ProviderError): void {
+    if (e.kind !== 'auth' && e.kind !== 'config') return;
+    if (this.healthWritten.has(config.id)) return;
+    this.healthWritten.add(config.id);
+    setHealth(this.ctx, config.id, 'unhealthy', `${e.kind}: ${e.message}`);
+  }
+
+  private markHealthy(config: ProviderConfig): void {
+    if (this.healthWritten.has(config.id)) return;
+    this.healthWritten.add(config.id);
+    if (config.health !== 'healthy') setHealth(this.ctx, config.id, 'healthy', null);
+  }
+}
+
+function errorOf(e: ProviderError): NonNullable<DispatchResult['error']> {
+  return { kind: e.kind, message: e.message, ...(e.details.code ? { code: e.details.code } : {}) };
+}

@@ -1,0 +1,73 @@
+/**
+ * Typed errors of switchboard. Each maps to exactly one exit code in `src/cli/main.ts`
+ * (the only place that turns errors into exit codes and one-line messages).
+ *
+ * Exit codes (DESIGN §2): 0 ok, 1 operation failed, 2 usage error or unusable input,
+ * 3 bulk send finished with some rows failed, 4 store locked or batch already running,
+ * 5 master key missing or wrong, 130 interrupted.
+ */
+
+/** Base class: `exitCode` is the process exit code the CLI uses for this error. */
+export class SwitchboardError extends Error {
+  readonly exitCode: number = 1;
+  /** Extra lines printed after the one-line message (e.g. per-row validation errors). */
+  details: string[] = [];
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad flag, bad argument or unusable input file. Exit 2. The message names the flag, field or row. */
+export class UsageError extends SwitchboardError {
+  override readonly exitCode = 2;
+  constructor(message: string, details: string[] = []) {
+    super(message);
+    this.details = details;
+  }
+}
+
+/** A named thing (tenant, provider, batch) does not exist. Exit 2 (the argument was wrong). */
+export class NotFoundError extends UsageError {}
+
+/** Master key missing, malformed, not matching the store, or a sealed secret failing its integrity check. Exit 5. */
+export class KeyError extends SwitchboardError {
+  override readonly exitCode = 5;
+}
+
+/** The store is locked by another process, or a batch is being worked by another process. Exit 4. */
+export class LockedError extends SwitchboardError {
+  override readonly exitCode = 4;
+}
+
+/** A bulk send finished but some rows failed. Exit 3. Carries the summary for the presenter. */
+export class PartialFailure extends SwitchboardError {
+  override readonly exitCode = 3;
+  constructor(
+    message: string,
+    readonly result: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** The run was interrupted (SIGINT/SIGTERM) after saving its state. Exit 130. */
+export class Interrupted extends SwitchboardError {
+  override readonly exitCode = 130;
+  constructor(
+    message: string,
+    readonly result?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** An operation failed for a reason outside the user's input (provider refused, I/O error). Exit 1. */
+export class OperationFailed extends SwitchboardError {
+  constructor(
+    message: string,
+    readonly result?: unknown,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,471 @@
+/**
+ * Provider configs: per tenant or system-wide (`tenant_id` NULL), per channel, ordered by priority
+ * (lower number is tried first; ties by creation order). Secrets are sealed with the master key.
+ * Refs are `<tenant|system>/<channel>/<name>`, e.g. `acme-dental/email/primary`.
+ */
+import path from 'node:path';
+import { isEmailAddress } from './address.js';
+import type { CoreContext, Channel } from './context.js';
+import { asChannel } from './context.js';
+import { audit } from './audit.js';
+import { LockedError, NotFoundError, UsageError } from './errors.js';
+import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
+import { openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
+import { KINDS, PLANNED_KINDS, type KindSpec, type SettingSpec } from '../providers/registry.js';
+import type { SettingValue } from '../providers/types.js';
+
+/** A provider name: lower-case letters, digits, hyphens and underscores, 1–40 characters. */
+const NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,39}$/;
+
+/** Default priority of a new config. */
+export const DEFAULT_PRIORITY = 100;
+
+/** A provider config as shown to users: settings in clear, secrets only as masked hints. */
+export interface ProviderConfig {
+  id: number;
+  ref: string;
+  tenantId: string | null;
+  channel: Channel;
+  kind: string;
+  name: string;
+  priority: number;
+  enabled: boolean;
+  settings: Record<string, SettingValue>;
+  /** Secret name → masked hint (e.g. `SG.****wxyz`, or `****`). */
+  secrets: Record<string, string>;
+  keyId: number | null;
+  /** `unknown` until used or verified; `healthy`; `unhealthy` after an auth/config failure. */
+  health: 'unknown' | 'healthy' | 'unhealthy';
+  healthDetail: string | null;
+  lastVerifiedAt: string | null;
+  lastVerifyResult: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface ConfigRow {
+  id: number;
+  tenant_id: string | null;
+  channel: Channel;
+  kind: string;
+  name: string;
+  priority: number;
+  enabled: number;
+  settings: string;
+  sealed_secrets: Buffer | null;
+  secret_hints: string;
+  key_id: number | null;
+  health: ProviderConfig['health'];
+  health_detail: string | null;
+  last_verified_at: string | null;
+  last_verify_result: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** A parsed provider ref. `tenantId` is null for system defaults. */
+export interface ProviderRef {
+  tenantId: string | null;
+  channel: Channel;
+  name: string;
+}
+
+/** Formats a ref: `<tenant|system>/<channel>/<name>`. */
+export function formatRef(r: ProviderRef): string {
+  return `${r.tenantId ?? SYSTEM}/${r.channel}/${r.name}`;
+}
+
+/** @throws UsageError if `ref` is not `<tenant|system>/<channel>/<name>`. */
+export function parseRef(ref: string): ProviderRef {
+  const parts = ref.split('/');
+  const channel = asChannel(parts[1] ?? '');
+  if (parts.length !== 3 || !channel || !parts[0] || !parts[2]) {
+    throw new UsageError(`provider ref "${ref}" is not <tenant|system>/<channel>/<name> (e.g. acme-dental/email/primary)`);
+  }
+  return { tenantId: parts[0] === SYSTEM ? null : parts[0], channel, name: parts[2] };
+}
+
+/** Masks a secret for display: keeps a short key-style prefix (`SG.`, `AC`) and the last 4 characters of long values. */
+export function maskSecret(value: string): string {
+  if (value.length < 16) return '****';
+  const prefix = /^([A-Za-z]{2,3}[._-])/.exec(value)?.[1] ?? '';
+  return `${prefix}****${value.slice(-4)}`;
+}
+
+function toConfig(row: ConfigRow): ProviderConfig {
+  return {
+    id: row.id,
+    ref: formatRef({ tenantId: row.tenant_id, channel: row.channel, name: row.name }),
+    tenantId: row.tenant_id,
+    channel: row.channel,
+    kind: row.kind,
+    name: row.name,
+    priority: row.priority,
+    enabled: row.enabled === 1,
+    settings: JSON.parse(row.settings) as Record<string, SettingValue>,
+    secrets: JSON.parse(row.secret_hints) as Record<string, string>,
+    keyId: row.key_id,
+    health: row.health,
+    healthDetail: row.health_detail,
+    lastVerifiedAt: row.last_verified_at,
+    lastVerifyResult: row.last_verify_result,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** @throws UsageError naming the kind when it is unknown or not built yet, or does not serve `channel`. */
+export function kindSpec(kind: string, channel?: Channel): KindSpec {
+  const spec = KINDS.get(kind);
+  if (!spec) {
+    if (PLANNED_KINDS.includes(kind)) {
+      throw new UsageError(`--kind ${kind}: this provider kind is not built yet (available: ${[...KINDS.keys()].join(', ')})`);
+    }
+    throw new UsageError(`--kind ${kind} is not a provider kind (available: ${[...KINDS.keys()].join(', ')})`);
+  }
+  if (channel && !spec.channels.includes(channel)) {
+    throw new UsageError(`--kind ${kind} does not serve channel ${channel} (it serves: ${spec.channels.join(', ')})`);
+  }
+  return spec;
+}
+
+/**
+ * Parses and checks one setting value given as text (from `--set key=value`).
+ * @throws UsageError naming the setting.
+ */
+export function parseSetting(spec: KindSpec, key: string, raw: string): SettingValue {
+  if (key in spec.secrets) {
+    throw new UsageError(
+      `--set ${key}: "${key}" is a secret and is never accepted on the command line; use --secret-env ${key}=ENV_VAR, --secrets-stdin, or the prompt`,
+    );
+  }
+  const s: SettingSpec | undefined = spec.settings[key];
+  if (!s) {
+    throw new UsageError(`--set ${key}: kind ${spec.kind} has no setting "${key}" (settings: ${Object.keys(spec.settings).join(', ')})`);
+  }
+  switch (s.type) {
+    case 'int': {
+      const n = Number(raw);
+      if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(n)) throw new UsageError(`--set ${key}: "${raw}" is not a whole number`);
+      if ((s.min !== undefined && n < s.min) || (s.max !== undefined && n > s.max)) {
+        throw new UsageError(`--set ${key}: ${n} is out of range ${s.min ?? '-∞'}..${s.max ?? '∞'}`);
+      }
+      return n;
+    }
+    case 'bool':
+      if (/^(true|yes|on|1)$/i.test(raw)) return true;
+      if (/^(false|no|off|0)$/i.test(raw)) return false;
+      throw new UsageError(`--set ${key}: "${raw}" is not true or false`);
+    case 'enum':
+      if (!s.values?.includes(raw)) throw new UsageError(`--set ${key}: "${raw}" is not one of ${s.values?.join(', ')}`);
+      return raw;
+    case 'email':
+      if (!isEmailAddress(raw)) throw new UsageError(`--set ${key}: "${raw}" is not an e-mail address`);
+      return raw;
+    case 'path':
+      if (!raw) throw new UsageError(`--set ${key}: a path is required`);
+      return path.resolve(raw);
+    default:
+      return raw;
+  }
+}
+
+function applyDefaults(spec: KindSpec, settings: Record<string, SettingValue>): Record<string, SettingValue> {
+  const out: Record<string, SettingValue> = {};
+  for (const [k, s] of Object.entries(spec.settings)) {
+    const v = settings[k] ?? s.default;
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+function checkComplete(spec: KindSpec, settings: Record<string, SettingValue>, secretNames: Iterable<string>): void {
+  for (const [k, s] of Object.entries(spec.settings)) {
+    if (s.required && settings[k] === undefined) throw new UsageError(`--set ${k}=… is required for kind ${spec.kind} (${s.doc})`);
+  }
+  const have = new Set(secretNames);
+  for (const [k, s] of Object.entries(spec.secrets)) {
+    if (s.required && !have.has(k)) throw new UsageError(`secret "${k}" is required for kind ${spec.kind}: use --secret-env ${k}=ENV_VAR or --secrets-stdin`);
+  }
+}
+
+function checkSecretNames(spec: KindSpec, secrets: Record<string, string>): void {
+  for (const [k, v] of Object.entries(secrets)) {
+    if (!(k in spec.secrets)) {
+      const known = Object.keys(spec.secrets);
+      throw new UsageError(`secret "${k}": kind ${spec.kind} has ${known.length ? `secrets ${known.join(', ')}` : 'no secrets'}`);
+    }
+    if (typeof v !== 'string' || v === '') throw new UsageError(`secret "${k}" is empty`);
+  }
+}
+
+/** What `provider add` takes. `settings` values are raw text from `--set`. */
+export interface NewProvider {
+  tenantId: string | null;
+  channel: Channel;
+  kind: string;
+  name?: string;
+  priority?: number;
+  settings: Record<string, string>;
+  secrets: Record<string, string>;
+}
+
+/**
+ * Adds a provider config, sealing its secrets with the master key.
+ * @throws UsageError (bad kind, setting, name, duplicate ref), NotFoundError (tenant), KeyError (no/wrong key).
+ */
+export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfig {
+  const spec = kindSpec(input.kind, input.channel);
+  const name = input.name ?? input.kind;
+  if (!NAME_PATTERN.test(name)) throw new UsageError(`--name "${name}" must be 1-40 lower-case letters, digits, - or _`);
+  if (input.tenantId !== null) {
+    checkTenantId(input.tenantId, '--tenant');
+    getTenant(ctx, input.tenantId);
+  }
+  const parsed: Record<string, SettingValue> = {};
+  for (const [k, v] of Object.entries(input.settings)) parsed[k] = parseSetting(spec, k, v);
+  checkSecretNames(spec, input.secrets);
+  const settings = applyDefaults(spec, parsed);
+  checkComplete(spec, settings, Object.keys(input.secrets));
+  const ref = formatRef({ tenantId: input.tenantId, channel: input.channel, name });
+  const key = requireKey(ctx);
+  const hasSecrets = Object.keys(input.secrets).length > 0;
+  const now = ctx.clock.now().toISOString();
+  let id = 0;
+  ctx.db.transaction(() => {
+    if (ctx.db.prepare('SELECT 1 FROM provider_configs WHERE ifnull(tenant_id, \'\') = ? AND channel = ? AND name = ?').get(input.tenantId ?? '', input.channel, name)) {
+      throw new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
+    }
+    id = Number(
+      ctx.db
+        .prepare(
+          `INSERT INTO provider_configs (tenant_id, channel, kind, name, priority, settings, sealed_secrets, secret_hints, key_id, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          input.tenantId,
+          input.channel,
+          input.kind,
+          name,
+          input.priority ?? DEFAULT_PRIORITY,
+          JSON.stringify(settings),
+          hasSecrets ? sealSecrets(key, { tenant: input.tenantId, channel: input.channel, name }, input.secrets) : null,
+          JSON.stringify(hints(input.secrets)),
+          hasSecrets ? key.keyId : null,
+          now,
+          now,
+        ).lastInsertRowid,
+    );
+    audit(ctx, 'provider.add', ref, input.tenantId, ['kind', 'priority', ...Object.keys(settings), ...Object.keys(input.secrets).map((k) => `secret.${k}`)]);
+  }).immediate();
+  return getProviderById(ctx, id);
+}
+
+function hints(secrets: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k, maskSecret(v)]));
+}
+
+const SELECT = 'SELECT * FROM provider_configs';
+
+function getProviderById(ctx: CoreContext, id: number): ProviderConfig {
+  return toConfig(ctx.db.prepare(`${SELECT} WHERE id = ?`).get(id) as ConfigRow);
+}
+
+/** @throws NotFoundError if no config has this ref; UsageError if the ref is malformed. */
+export function getProvider(ctx: CoreContext, ref: string): ProviderConfig {
+  const r = parseRef(ref);
+  const row = ctx.db
+    .prepare(`${SELECT} WHERE ifnull(tenant_id, '') = ? AND channel = ? AND name = ?`)
+    .get(r.tenantId ?? '', r.channel, r.name) as ConfigRow | undefined;
+  if (!row) throw new NotFoundError(`no provider ${ref} (see \`switchboard provider list\`)`);
+  return toConfig(row);
+}
+
+/** Filter for {@link listProviders}: `tenantId` null means system defaults only; undefined means all. */
+export interface ProviderFilter {
+  tenantId?: string | null;
+  channel?: Channel;
+}
+
+/** Provider configs ordered by tenant (system first), channel, priority. */
+export function listProviders(ctx: CoreContext, filter: ProviderFilter = {}): ProviderConfig[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (filter.tenantId !== undefined) {
+    where.push("ifnull(tenant_id, '') = ?");
+    args.push(filter.tenantId ?? '');
+  }
+  if (filter.channel) {
+    where.push('channel = ?');
+    args.push(filter.channel);
+  }
+  const rows = ctx.db
+    .prepare(`${SELECT} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ifnull(tenant_id, ''), channel, priority, id`)
+    .all(...args) as ConfigRow[];
+  return rows.map(toConfig);
+}
+
+/** Changes for {@link updateProvider}. Secrets given replace those of the same name; others are kept. */
+export interface ProviderUpdate {
+  settings?: Record<string, string>;
+  unset?: string[];
+  secrets?: Record<string, string>;
+  priority?: number;
+  enabled?: boolean;
+}
+
+/**
+ * Updates settings, secrets (one at a time without retyping the others), priority or the enabled flag.
+ * @throws UsageError, NotFoundError, KeyError (when secrets change and the key is missing or wrong).
+ */
+export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUpdate): ProviderConfig {
+  const current = getProvider(ctx, ref);
+  const spec = kindSpec(current.kind);
+  const settings: Record<string, SettingValue> = { ...current.settings };
+  const fields: string[] = [];
+  for (const [k, v] of Object.entries(change.settings ?? {})) {
+    settings[k] = parseSetting(spec, k, v);
+    fields.push(k);
+  }
+  for (const k of change.unset ?? []) {
+    if (!(k in spec.settings)) throw new UsageError(`--unset ${k}: kind ${spec.kind} has no setting "${k}"`);
+    delete settings[k];
+    fields.push(k);
+  }
+  const newSecrets = change.secrets ?? {};
+  checkSecretNames(spec, newSecrets);
+  const secretChanged = Object.keys(newSecrets).length > 0;
+  const full = applyDefaults(spec, settings);
+  if (change.priority !== undefined) fields.push('priority');
+  if (change.enabled !== undefined) fields.push('enabled');
+  fields.push(...Object.keys(newSecrets).map((k) => `secret.${k}`));
+  if (fields.length === 0) throw new UsageError('nothing to update: give --set, --unset, --secret-env, --secrets-stdin, --priority, --enable or --disable');
+
+  let sealed: Buffer | null | undefined;
+  let names: string[] = Object.keys(current.secrets);
+  let secretHints = current.secrets;
+  let keyId = current.keyId;
+  if (secretChanged) {
+    const key = requireKey(ctx);
+    const where = { tenant: current.tenantId, channel: current.channel, name: current.name };
+    const row = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(current.id) as { sealed_secrets: Buffer | null };
+    const old = row.sealed_secrets && current.keyId !== null ? openSecrets(key, { ...where, keyId: current.keyId }, row.sealed_secrets, ref) : {};
+    const merged = { ...old, ...newSecrets };
+    sealed = sealSecrets(key, where, merged);
+    names = Object.keys(merged).sort();
+    secretHints = { ...current.secrets, ...hints(newSecrets) };
+    keyId = key.keyId;
+  }
+  checkComplete(spec, full, names);
+  const now = ctx.clock.now().toISOString();
+  ctx.db.transaction(() => {
+    const { changes } = ctx.db
+      .prepare(
+        `UPDATE provider_configs SET settings = ?, priority = ?, enabled = ?, updated_at = ?,
+           sealed_secrets = CASE WHEN ? THEN ? ELSE sealed_secrets END,
+           secret_hints = ?, key_id = ?
+         WHERE id = ? AND updated_at = ?`,
+      )
+      .run(
+        JSON.stringify(full),
+        change.priority ?? current.priority,
+        (change.enabled ?? current.enabled) ? 1 : 0,
+        now,
+        secretChanged ? 1 : 0,
+        sealed ?? null,
+        JSON.stringify(secretHints),
+        keyId,
+        current.id,
+        current.updatedAt,
+      );
+    if (changes === 0) throw new LockedError(`provider ${ref} was changed by another process meanwhile; nothing was changed, run the command again`);
+    audit(ctx, 'provider.update', ref, current.tenantId, fields);
+  }).immediate();
+  return getProviderById(ctx, current.id);
+}
+
+/** Removes a provider config and its sealed secrets. @throws NotFoundError. */
+export function removeProvider(ctx: CoreContext, ref: string): void {
+  const current = getProvider(ctx, ref);
+  ctx.db.transaction(() => {
+    ctx.db.prepare('DELETE FROM provider_configs WHERE id = ?').run(current.id);
+    audit(ctx, 'provider.remove', ref, current.tenantId, []);
+  }).immediate();
+}
+
+/** One step of a route. `source` says whether it is the tenant's own config or a system default. */
+export interface RouteEntry {
+  config: ProviderConfig;
+  source: 'tenant' | 'system';
+}
+
+/** The effective chain for a tenant and channel. */
+export interface Route {
+  tenantId: string;
+  channel: Channel;
+  /** Whether the tenant lets the system defaults follow its own providers on this channel. */
+  fallback: boolean;
+  entries: RouteEntry[];
+}
+
+/**
+ * Resolves the route (DESIGN §5): the tenant's enabled configs by priority, then the system defaults by
+ * priority if the tenant has none or its fallback switch for the channel is on.
+ * @throws NotFoundError if the tenant does not exist.
+ */
+export function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channel): Route {
+  const tenant = getTenant(ctx, tenantId);
+  const own = listProviders(ctx, { tenantId, channel }).filter((c) => c.enabled);
+  const fallback = tenant.fallback[channel];
+  const system = own.length === 0 || fallback ? listProviders(ctx, { tenantId: null, channel }).filter((c) => c.enabled) : [];
+  return {
+    tenantId,
+    channel,
+    fallback,
+    entries: [...own.map((config) => ({ config, source: 'tenant' as const })), ...system.map((config) => ({ config, source: 'system' as const }))],
+  };
+}
+
+/**
+ * Decrypts a config's secrets with the active key.
+ * @throws KeyError naming the provider on an integrity failure.
+ */
+export function configSecrets(ctx: CoreContext, key: ActiveKey, config: ProviderConfig): Record<string, string> {
+  const row = ctx.db.prepare('SELECT sealed_secrets, key_id FROM provider_configs WHERE id = ?').get(config.id) as
+    | { sealed_secrets: Buffer | null; key_id: number | null }
+    | undefined;
+  if (!row?.sealed_secrets || row.key_id === null) return {};
+  return openSecrets(key, { tenant: config.tenantId, channel: config.channel, name: config.name, keyId: row.key_id }, row.sealed_secrets, config.ref);
+}
+
+/** Records a config's health after a send or verify. `detail` must hold no secret values. */
+export function setHealth(ctx: CoreContext, id: number, health: ProviderConfig['health'], detail: string | null): void {
+  ctx.db.prepare('UPDATE provider_configs SET health = ?, health_detail = ? WHERE id = ?').run(health, detail, id);
+}
+
+/** Records the outcome of `provider verify`. */
+export function recordVerification(ctx: CoreContext, id: number, ok: boolean, detail: string): void {
+  ctx.db
+    .prepare('UPDATE provider_configs SET last_verified_at = ?, last_verify_result = ?, health = ?, health_detail = ? WHERE id = ?')
+    .run(ctx.clock.now().toISOString(), `${ok ? 'ok' : 'failed'}: ${detail}`, ok ? 'healthy' : 'unhealthy', ok ? null : detail, id);
+}
+
+/**
+ * Checks a config's credentials without sending (`provider verify`): connects and authenticates.
+ * Records the result and time on the config.
+ * @throws NotFoundError, KeyError.
+ */
+export async function verifyProvider(ctx: CoreContext, ref: string): Promise<{ ref: string; ok: boolean; detail: string; verifiedAt: string }> {
+  const config = getProvider(ctx, ref);
+  const spec = kindSpec(config.kind);
+  const secrets = configSecrets(ctx, requireKey(ctx), config);
+  const adapter = await spec.create({ ref, settings: config.settings, secrets, maxConcurrency: 1 });
+  let result: { ok: boolean; detail: string };
+  try {
+    result = await adapter.verify();
+  } finally {
+    await adapter.close();
+  }
+  recordVerification(ctx, config.id, result.ok, result.detail);
+  return { ref, ...result, verifiedAt: getProvider(ctx, ref).lastVerifiedAt ?? '' };
+}

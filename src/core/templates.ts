@@ -1,0 +1,134 @@
+/**
+ * Message templates (Handlebars). A body template is HTML when its file name ends in `.html`/`.htm`
+ * (values are HTML-escaped, and a plain-text part is derived with html-to-text), plain text otherwise.
+ * The subject is a Handlebars template too. Templates are checked before anything is sent: every
+ * variable they need must be a CSV column with a value in every row.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import Handlebars from 'handlebars';
+import { convert } from 'html-to-text';
+import { UsageError } from './errors.js';
+
+/** Template sources as stored with a batch (so a resume needs nothing but the store). */
+export interface TemplateSource {
+  subject: string;
+  body: string;
+  html: boolean;
+}
+
+/** A compiled template with the variables it needs. */
+export interface CompiledTemplate {
+  source: TemplateSource;
+  /** Variables used outside `{{#if}}`/`{{#unless}}` tests: a row must give each a non-empty value. */
+  required: string[];
+  /** Variables only tested with `{{#if}}`/`{{#unless}}`: may be empty or absent. */
+  optional: string[];
+  /** SHA-256 (hex) of the sources: part of a batch's derived idempotency key. */
+  hash: string;
+  render(vars: Record<string, string>): RenderedEmail;
+}
+
+/** An e-mail's content after rendering. */
+export interface RenderedEmail {
+  subject: string;
+  text: string;
+  html?: string;
+}
+
+/** True if `file` names an HTML template. */
+export function isHtmlTemplate(file: string): boolean {
+  return /\.html?(\.hbs|\.handlebars)?$/i.test(file);
+}
+
+/**
+ * Reads a template file and compiles it with `subject`.
+ * @throws UsageError naming `--template-file` or `--subject` if a file cannot be read or does not parse.
+ */
+export function loadTemplateFile(file: string, subject: string): CompiledTemplate {
+  let body: string;
+  try {
+    body = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--template-file ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  return compileTemplate({ subject, body, html: isHtmlTemplate(file) });
+}
+
+/** Compiles template sources. @throws UsageError on a Handlebars syntax error. */
+export function compileTemplate(source: TemplateSource): CompiledTemplate {
+  const subjectAst = parse(source.subject, '--subject');
+  const bodyAst = parse(source.body, '--template-file');
+  const used = new Map<string, boolean>(); // name → required
+  collect(subjectAst, used, false);
+  collect(bodyAst, used, false);
+  const subject = Handlebars.compile(subjectAst, { noEscape: true });
+  const body = Handlebars.compile(bodyAst, { noEscape: !source.html });
+  const hash = createHash('sha256').update(JSON.stringify([source.subject, source.body, source.html])).digest('hex');
+  return {
+    source,
+    required: [...used].filter(([, r]) => r).map(([n]) => n).sort(),
+    optional: [...used].filter(([, r]) => !r).map(([n]) => n).sort(),
+    hash,
+    render(vars) {
+      const subjectText = subject(vars).replace(/\s+/g, ' ').trim();
+      const rendered = body(vars);
+      if (!source.html) return { subject: subjectText, text: rendered };
+      return { subject: subjectText, html: rendered, text: convert(rendered, { wordwrap: 78 }) };
+    },
+  };
+}
+
+function parse(text: string, flag: string): hbs.AST.Program {
+  try {
+    return Handlebars.parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag}: template does not parse: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+const CONDITIONALS = new Set(['if', 'unless']);
+
+/**
+ * Walks a Handlebars AST and records top-level variables. A variable is `required` if it is used outside
+ * any `{{#if}}`/`{{#unless}}` block; tests and uses inside such blocks are optional.
+ */
+function collect(node: hbs.AST.Node | undefined, used: Map<string, boolean>, insideScope: boolean, conditional = false): void {
+  if (!node) return;
+  const note = (expr: hbs.AST.Expression, mustHave: boolean) => {
+    if (insideScope) return;
+    const required = mustHave && !conditional;
+    if (expr.type === 'PathExpression') {
+      const p = expr as hbs.AST.PathExpression;
+      if (p.data || p.depth > 0 || p.parts.length === 0) return;
+      const name = p.parts[0]!;
+      used.set(name, (used.get(name) ?? false) || required);
+    } else if (expr.type === 'SubExpression') {
+      for (const param of (expr as hbs.AST.SubExpression).params) note(param, required);
+    }
+  };
+  switch (node.type) {
+    case 'Program':
+      for (const s of (node as hbs.AST.Program).body) collect(s, used, insideScope, conditional);
+      break;
+    case 'MustacheStatement': {
+      const m = node as hbs.AST.MustacheStatement;
+      if (m.params.length === 0) note(m.path as hbs.AST.Expression, true);
+      for (const p of m.params) note(p, true);
+      break;
+    }
+    case 'BlockStatement': {
+      const b = node as hbs.AST.BlockStatement;
+      const helper = (b.path as hbs.AST.PathExpression).original;
+      const isIf = CONDITIONALS.has(helper);
+      for (const p of b.params) note(p, !isIf);
+      // Inside #each/#with the context changes: names there are not CSV columns.
+      const scoped = insideScope || !isIf;
+      collect(b.program, used, scoped, conditional || isIf);
+      collect(b.inverse, used, insideScope, conditional || isIf);
+      break;
+    }
+    default:
+      break;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Master-key sources (DESIGN §4). Lookup order: `SWITCHBOARD_MASTER_KEY` (base64 of 32 bytes),
+ * then `SWITCHBOARD_KEY_FILE` (a file holding the same base64 text). The OS keychain comes later.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHmac, randomBytes } from 'node:crypto';
+import { KEY_BYTES } from './seal.js';
+import { KeyError, UsageError } from '../core/errors.js';
+
+/** Where a master key came from. */
+export type KeySourceKind = 'env' | 'file';
+
+/** A master key (32 bytes) and where it was found. `location` is the env var name or the file path. */
+export interface MasterKey {
+  key: Buffer;
+  source: KeySourceKind;
+  location: string;
+}
+
+/** The text printed when no key can be found: the ways to provide one. */
+export const HOW_TO_PROVIDE_KEY =
+  'provide the master key with SWITCHBOARD_MASTER_KEY (base64 of 32 bytes) or SWITCHBOARD_KEY_FILE (path to a file holding it); ' +
+  'create one with `switchboard key init`';
+
+/**
+ * Finds the master key in `env`. Returns null when no source is configured.
+ * @throws KeyError when a configured source is unreadable or does not hold 32 base64-encoded bytes.
+ */
+export function findMasterKey(env: NodeJS.ProcessEnv): MasterKey | null {
+  const inline = env.SWITCHBOARD_MASTER_KEY;
+  if (inline !== undefined && inline !== '') {
+    return { key: decodeKey(inline, 'SWITCHBOARD_MASTER_KEY'), source: 'env', location: 'SWITCHBOARD_MASTER_KEY' };
+  }
+  const file = env.SWITCHBOARD_KEY_FILE;
+  if (file !== undefined && file !== '') {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new KeyError(`cannot read key file ${file} (SWITCHBOARD_KEY_FILE): ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    return { key: decodeKey(text, `key file ${file}`), source: 'file', location: path.resolve(file) };
+  }
+  return null;
+}
+
+function decodeKey(text: string, where: string): Buffer {
+  const trimmed = text.trim();
+  const key = Buffer.from(trimmed, 'base64');
+  if (key.length !== KEY_BYTES || !/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed)) {
+    throw new KeyError(`${where} is not a master key: expected base64 of ${KEY_BYTES} bytes`);
+  }
+  return key;
+}
+
+/** A new random master key (32 bytes from the CSPRNG). */
+export function generateKey(): Buffer {
+  return randomBytes(KEY_BYTES);
+}
+
+/** The key's public fingerprint: first 16 hex digits of HMAC-SHA256(key, "switchboard key fingerprint v1"). */
+export function fingerprint(key: Buffer): string {
+  return createHmac('sha256', key).update('switchboard key fingerprint v1').digest('hex').slice(0, 16);
+}
+
+/** Base64 text of a key, as written to key files and `export` lines. */
+export function encodeKey(key: Buffer): string {
+  return key.toString('base64');
+}
+
+/**
+ * Writes `key` to `file` as base64 text with mode 0600 (the folder is created with mode 0700).
+ * @throws UsageError if the file exists and `overwrite` is false.
+ */
+export function writeKeyFile(file: string, key: Buffer, overwrite: boolean): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+  const flags = overwrite ? 'w' : 'wx';
+  try {
+    fs.writeFileSync(file, encodeKey(key) + '\n', { mode: 0o600, flag: flags });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new UsageError(`--file: ${file} already exists; refusing to overwrite a key (use --force)`);
+    }
+    throw err;
+  }
+  fs.chmodSync(file, 0o600);
+}

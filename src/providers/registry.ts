@@ -1,0 +1,75 @@
+/**
+ * The provider kinds switchboard knows: which channels each serves, its settings and secrets, and a lazy
+ * factory. Adapters (and their SDKs) are imported only when a message is about to be sent or verified, so a
+ * command that sends nothing loads none of them (DESIGN §5).
+ */
+import type { AdapterConfig, Provider, SettingValue } from './types.js';
+
+/** A setting's type: `string`, `int`, `bool`, one of `values` (`enum`), an e-mail address, or a file/folder path. */
+export type SettingType = 'string' | 'int' | 'bool' | 'enum' | 'email' | 'path';
+
+/** How one setting is checked and documented. */
+export interface SettingSpec {
+  type: SettingType;
+  required?: boolean;
+  values?: readonly string[];
+  default?: SettingValue;
+  /** Inclusive range for `int`. */
+  min?: number;
+  max?: number;
+  doc: string;
+}
+
+/** A provider kind. */
+export interface KindSpec {
+  kind: string;
+  channels: readonly string[];
+  summary: string;
+  settings: Readonly<Record<string, SettingSpec>>;
+  /** Secret names; `required` ones must be given when the config is added. */
+  secrets: Readonly<Record<string, { required: boolean; doc: string }>>;
+  /** Builds an adapter; imports the module (and SDK) on first use. */
+  create(config: AdapterConfig): Promise<Provider>;
+}
+
+const smtp: KindSpec = {
+  kind: 'smtp',
+  channels: ['email'],
+  summary: 'any SMTP server (nodemailer)',
+  settings: {
+    host: { type: 'string', required: true, doc: 'server host name or IP' },
+    port: { type: 'int', min: 1, max: 65535, doc: 'server port (default 587, or 465 with tls=tls, 25 with tls=none)' },
+    tls: {
+      type: 'enum',
+      values: ['starttls', 'tls', 'none'],
+      default: 'starttls',
+      doc: 'starttls: upgrade with STARTTLS (required); tls: implicit TLS; none: plain text',
+    },
+    user: { type: 'string', doc: 'AUTH user name (AUTH is used when a password secret is set)' },
+    from: { type: 'email', required: true, doc: 'sender address' },
+    fromName: { type: 'string', doc: 'sender display name' },
+    ca: { type: 'path', doc: 'PEM file of a CA to trust (for servers with a private or self-signed certificate)' },
+    timeout: { type: 'int', min: 100, max: 600_000, default: 30_000, doc: 'connection and socket timeout in ms' },
+  },
+  secrets: { password: { required: false, doc: 'AUTH password' } },
+  create: async (config) => (await import('./smtp.js')).createSmtpProvider(config),
+};
+
+const outbox: KindSpec = {
+  kind: 'outbox',
+  channels: ['email'],
+  summary: 'writes each message as a .eml file into a folder (no network)',
+  settings: {
+    dir: { type: 'path', required: true, doc: 'folder for the message files (created if missing)' },
+    from: { type: 'email', default: 'switchboard@localhost', doc: 'sender address' },
+    fromName: { type: 'string', doc: 'sender display name' },
+  },
+  secrets: {},
+  create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),
+};
+
+/** Kinds by name. */
+export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox].map((k) => [k.kind, k]));
+
+/** Kinds named in DESIGN §2 whose adapters are not built yet; the CLI says so plainly. */
+export const PLANNED_KINDS: readonly string[] = ['sendgrid', 'ses', 'twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];

@@ -1,0 +1,115 @@
+/**
+ * SMTP adapter (nodemailer, pooled connections).
+ * Settings: host, port, tls (starttls | tls | none), user, from, fromName, ca, timeout (ms). Secret: password.
+ * Reply codes: RFC 5321 §4.2 (https://www.rfc-editor.org/rfc/rfc5321#section-4.2) and enhanced status codes,
+ * RFC 3463 (https://www.rfc-editor.org/rfc/rfc3463).
+ */
+import fs from 'node:fs';
+import nodemailer from 'nodemailer';
+import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
+import { ProviderError } from './types.js';
+import { formatFrom } from './address.js';
+
+/** Fields nodemailer puts on its errors (see nodemailer `errors.js`). */
+interface NodemailerError extends Error {
+  code?: string;
+  responseCode?: number;
+  command?: string;
+  response?: string;
+}
+
+const DEFAULT_PORT: Record<string, number> = { starttls: 587, tls: 465, none: 25 };
+
+/**
+ * Classifies a nodemailer/SMTP failure into a DESIGN §5 kind:
+ * - EAUTH, ENOAUTH, replies 530/534/535/538 → `auth`
+ * - 5xx at RCPT TO (550 mailbox unavailable, 551, 553, 5.1.x) → `recipient`
+ * - 5xx at MAIL FROM (sender not allowed), ETLS, ECONFIG → `config`
+ * - 421/450/451/452 and other 4xx, ECONNECTION, ETIMEDOUT, ESOCKET, EDNS, connection refused → `transient`
+ * - any other 5xx (e.g. 554 at DATA) → `config` (another provider may accept the message)
+ */
+export function classifySmtpError(err: unknown): ProviderError {
+  const e = err as NodemailerError;
+  const code = e.responseCode;
+  const command = (e.command ?? '').toUpperCase();
+  const text = oneLine(e.response ?? e.message ?? String(err));
+  const details = { code: code ? String(code) : e.code, cause: err };
+  if (e.code === 'EAUTH' || e.code === 'ENOAUTH' || (code !== undefined && [530, 534, 535, 538].includes(code))) {
+    return new ProviderError('auth', `SMTP authentication failed: ${text}`, details);
+  }
+  if (code !== undefined && code >= 500 && command.startsWith('RCPT')) {
+    return new ProviderError('recipient', `recipient rejected: ${text}`, details);
+  }
+  if (code !== undefined && code >= 400 && code < 500) {
+    return new ProviderError('transient', `temporary SMTP failure: ${text}`, details);
+  }
+  if (code !== undefined && code >= 500) {
+    return new ProviderError('config', `SMTP server refused the message${command ? ` at ${command}` : ''}: ${text}`, details);
+  }
+  if (e.code === 'ETLS' || e.code === 'ECONFIG' || e.code === 'EREQUIRETLS') {
+    return new ProviderError('config', `SMTP TLS or configuration error: ${text}`, details);
+  }
+  return new ProviderError('transient', `SMTP connection failed: ${text}`, details);
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim();
+}
+
+/** Builds an SMTP adapter from a decrypted config. Reads the `ca` file once, here. */
+export function createSmtpProvider(config: AdapterConfig): EmailProvider {
+  const s = config.settings;
+  const tls = String(s.tls ?? 'starttls');
+  const timeout = Number(s.timeout ?? 30_000);
+  const password = config.secrets.password;
+  const transport = nodemailer.createTransport({
+    pool: true,
+    maxConnections: Math.max(1, Math.min(config.maxConcurrency, 20)),
+    host: String(s.host),
+    port: Number(s.port ?? DEFAULT_PORT[tls] ?? 587),
+    secure: tls === 'tls',
+    requireTLS: tls === 'starttls',
+    ignoreTLS: tls === 'none',
+    auth: password !== undefined ? { user: String(s.user ?? ''), pass: password } : undefined,
+    tls: s.ca ? { ca: fs.readFileSync(String(s.ca)) } : undefined,
+    connectionTimeout: timeout,
+    greetingTimeout: timeout,
+    socketTimeout: timeout,
+  });
+  const from = formatFrom(String(s.from), s.fromName === undefined ? undefined : String(s.fromName));
+
+  return {
+    channel: 'email',
+    async send(message: EmailMessage): Promise<SendResult> {
+      try {
+        const info = await transport.sendMail({
+          from,
+          to: message.to,
+          subject: message.subject,
+          text: message.text,
+          html: message.html,
+          headers: message.headers,
+        });
+        if (info.rejected.length > 0) {
+          throw new ProviderError('recipient', `recipient rejected: ${oneLine(info.response ?? '')}`);
+        }
+        return { messageId: info.messageId, acceptedAt: new Date() };
+      } catch (err) {
+        if (err instanceof ProviderError) throw err;
+        throw classifySmtpError(err);
+      }
+    },
+    async verify(): Promise<VerifyResult> {
+      try {
+        await transport.verify();
+        return { ok: true, detail: password !== undefined ? 'connected and authenticated' : 'connected (no AUTH configured)' };
+      } catch (err) {
+        const e = classifySmtpError(err);
+        return { ok: false, detail: `${e.kind}: ${e.message}` };
+      }
+    },
+    async close(): Promise<void> {
+      transport.close();
+    },
+  };
+}

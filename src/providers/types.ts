@@ -1,0 +1,81 @@
+/**
+ * The adapter interfaces (DESIGN §5). An adapter is built from one decrypted provider config and holds no
+ * state beyond its connection pool. Retries, fallback and rate limits are wrappers in `src/core/dispatch.ts`,
+ * never inside adapters.
+ */
+
+/**
+ * How a failure should be handled (DESIGN §5):
+ * - `recipient`: the address is invalid, unsubscribed or blocked. Do not retry, do not fall back.
+ * - `auth` / `config`: bad credentials, missing scope, unverified sender. Fall back; mark the config unhealthy.
+ * - `rate_limited`: wait `retryAfterMs`, then retry the same provider.
+ * - `transient`: timeouts, 5xx, connection resets. Retry with backoff, then fall back.
+ */
+export type ProviderErrorKind = 'recipient' | 'auth' | 'config' | 'rate_limited' | 'transient';
+
+/** A classified provider failure. `code` is the provider's own code (SMTP reply code, HTTP status, API code). */
+export class ProviderError extends Error {
+  constructor(
+    readonly kind: ProviderErrorKind,
+    message: string,
+    readonly details: {
+      code?: string;
+      /** How long the provider asked us to wait before retrying, in ms. */
+      retryAfterMs?: number;
+      /** The provider says the recipient opted out: add a suppression. */
+      optOut?: boolean;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(message, { cause: details.cause });
+    this.name = 'ProviderError';
+  }
+}
+
+/** An e-mail to one recipient. `from` is `"Name" <addr>` or a bare address; adapters fall back to their setting. */
+export interface EmailMessage {
+  to: string;
+  subject: string;
+  /** Plain-text body. At least one of `text` and `html` is set. */
+  text?: string;
+  html?: string;
+  /** Extra headers, e.g. `X-Switchboard-Batch`. */
+  headers?: Record<string, string>;
+}
+
+/** What an adapter returns when the provider accepted a message. */
+export interface SendResult {
+  /** The provider's message id (SMTP: the Message-ID header; HTTP APIs: the id they return). */
+  messageId: string;
+  acceptedAt: Date;
+}
+
+/** Result of a credential check that sends nothing. */
+export interface VerifyResult {
+  ok: boolean;
+  detail: string;
+}
+
+/** An e-mail adapter. `send` throws {@link ProviderError} on failure. `close` releases pooled connections. */
+export interface EmailProvider {
+  readonly channel: 'email';
+  send(message: EmailMessage): Promise<SendResult>;
+  verify(): Promise<VerifyResult>;
+  close(): Promise<void>;
+}
+
+/** Any adapter. SMS and WhatsApp adapters join this union as they are built. */
+export type Provider = EmailProvider;
+
+/** Setting values as stored: strings, integers and booleans. */
+export type SettingValue = string | number | boolean;
+
+/** What an adapter factory receives: the decrypted config plus run-time hints. */
+export interface AdapterConfig {
+  /** The provider ref, `<tenant|system>/<channel>/<name>`, for messages. */
+  ref: string;
+  settings: Record<string, SettingValue>;
+  secrets: Record<string, string>;
+  /** How many messages the caller may have in flight at once (sizes connection pools). */
+  maxConcurrency: number;
+}

@@ -1,0 +1,163 @@
+/**
+ * Numbered schema migrations. Migration N brings the schema from `user_version` N-1 to N.
+ * Append only: never edit a migration that has shipped.
+ */
+export const migrations: readonly string[] = [
+  // 1: initial schema (DESIGN §3)
+  `
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+
+  -- Master key versions known to this store. The key itself is never stored, only its fingerprint.
+  CREATE TABLE keys (
+    id          INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL,
+    retired_at  TEXT
+  );
+
+  CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+
+  -- Per-tenant, per-channel switches. A missing row means the defaults (fallback on).
+  CREATE TABLE tenant_channels (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    channel   TEXT NOT NULL,
+    fallback  INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (tenant_id, channel)
+  );
+
+  CREATE TABLE provider_configs (
+    id                 INTEGER PRIMARY KEY,
+    tenant_id          TEXT REFERENCES tenants(id) ON DELETE CASCADE, -- NULL = system default
+    channel            TEXT NOT NULL,
+    kind               TEXT NOT NULL,
+    name               TEXT NOT NULL,
+    priority           INTEGER NOT NULL DEFAULT 100,
+    enabled            INTEGER NOT NULL DEFAULT 1,
+    settings           TEXT NOT NULL DEFAULT '{}',
+    sealed_secrets     BLOB,
+    secret_hints       TEXT NOT NULL DEFAULT '{}',
+    key_id             INTEGER REFERENCES keys(id),
+    health             TEXT NOT NULL DEFAULT 'unknown',
+    health_detail      TEXT,
+    last_verified_at   TEXT,
+    last_verify_result TEXT,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL
+  );
+  CREATE UNIQUE INDEX provider_configs_ref ON provider_configs (ifnull(tenant_id, ''), channel, name);
+
+  CREATE TABLE templates (
+    id         INTEGER PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    subject    TEXT,
+    html       TEXT,
+    text       TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (tenant_id, name)
+  );
+
+  CREATE TABLE domains (
+    id          INTEGER PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    domain      TEXT NOT NULL,
+    provider_id INTEGER REFERENCES provider_configs(id) ON DELETE SET NULL,
+    external_id TEXT,
+    records     TEXT NOT NULL DEFAULT '[]',
+    status      TEXT NOT NULL DEFAULT 'pending',
+    checked_at  TEXT,
+    created_at  TEXT NOT NULL,
+    UNIQUE (tenant_id, domain)
+  );
+
+  CREATE TABLE suppressions (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    channel    TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, channel, address)
+  );
+
+  CREATE TABLE batches (
+    id              TEXT PRIMARY KEY,
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    channel         TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    input_path      TEXT NOT NULL,
+    input_hash      TEXT NOT NULL,
+    template_path   TEXT NOT NULL,
+    template_hash   TEXT NOT NULL,
+    template        TEXT NOT NULL, -- JSON {subject, body, html}: resume needs no files but the store
+    columns         TEXT NOT NULL DEFAULT '[]',
+    status          TEXT NOT NULL,
+    total           INTEGER NOT NULL DEFAULT 0,
+    lease_owner     TEXT,
+    lease_expires_at TEXT,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    finished_at     TEXT
+  );
+
+  CREATE TABLE batch_items (
+    batch_id    TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    row_no      INTEGER NOT NULL,
+    line_no     INTEGER NOT NULL,
+    recipient   TEXT NOT NULL,
+    vars        TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending','sending','sent','failed','skipped','unknown')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    provider    TEXT,
+    message_id  TEXT,
+    fallback    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (batch_id, row_no)
+  ) WITHOUT ROWID;
+  CREATE INDEX batch_items_state ON batch_items (batch_id, state, row_no);
+
+  -- Every send attempt, successful or not.
+  CREATE TABLE messages (
+    id            INTEGER PRIMARY KEY,
+    created_at    TEXT NOT NULL,
+    tenant_id     TEXT NOT NULL,
+    channel       TEXT NOT NULL,
+    provider      TEXT NOT NULL,
+    provider_kind TEXT NOT NULL,
+    recipient     TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('sent','failed')),
+    message_id    TEXT,
+    error_kind    TEXT,
+    error_code    TEXT,
+    error         TEXT,
+    fallback      INTEGER NOT NULL DEFAULT 0,
+    attempt       INTEGER NOT NULL DEFAULT 1,
+    batch_id      TEXT,
+    row_no        INTEGER
+  );
+  CREATE INDEX messages_tenant_time ON messages (tenant_id, created_at);
+  CREATE INDEX messages_batch ON messages (batch_id, row_no);
+
+  CREATE TABLE audit_log (
+    id        INTEGER PRIMARY KEY,
+    at        TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    tenant_id TEXT,
+    fields    TEXT NOT NULL DEFAULT '[]'
+  );
+  CREATE INDEX audit_log_tenant_time ON audit_log (tenant_id, at);
+  `,
+];
