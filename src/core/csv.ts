@@ -15,6 +15,13 @@ export interface CsvRow {
   record: Record<string, string>;
 }
 
+/** What csv-parse yields with `info` and `raw`. */
+interface ParsedRecord {
+  record: string[];
+  raw: string;
+  info: { lines: number };
+}
+
 /** A CSV file being read: its header, then its rows; `hash()` is valid after the rows are exhausted. */
 export interface CsvReader {
   columns: string[];
@@ -38,10 +45,10 @@ export async function openCsv(file: string): Promise<CsvReader> {
   }
   input.on('data', (chunk) => digest.update(chunk));
   const parser = input.pipe(
-    parse({ bom: true, skip_empty_lines: true, relax_column_count: false, info: true }),
+    parse({ bom: true, skip_empty_lines: true, relax_column_count: false, info: true, raw: true }),
   );
   input.on('error', (err) => parser.destroy(err));
-  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<{ record: string[]; info: { lines: number } }>;
+  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<ParsedRecord>;
 
   const failure = (err: unknown): UsageError => {
     const e = err as Error & { lines?: number; code?: string };
@@ -50,7 +57,7 @@ export async function openCsv(file: string): Promise<CsvReader> {
     return new UsageError(`--csv ${file}${where}: ${e.message.replace(/^Invalid Record Length: /, '').split('\n')[0]}`);
   };
 
-  let first: IteratorResult<{ record: string[]; info: { lines: number } }>;
+  let first: IteratorResult<ParsedRecord>;
   try {
     first = await iterator.next();
   } catch (err) {
@@ -64,7 +71,15 @@ export async function openCsv(file: string): Promise<CsvReader> {
     if (seen.has(c.toLowerCase())) throw new UsageError(`--csv ${file} line 1: column "${c}" appears twice`);
     seen.add(c.toLowerCase());
   }
-  let lastLine = first.value.info.lines;
+  // csv-parse counts a CRLF inside quotes as two lines; keep a running correction.
+  let quotedCrlf = 0;
+  // `raw` may start with skipped blank lines and end with (part of) the record delimiter: strip both.
+  const body = (r: ParsedRecord) => r.raw.replace(/^[\r\n]+/, '').replace(/(\r\n|\n|\r)$/, '');
+  const endLine = (r: ParsedRecord) => {
+    quotedCrlf += body(r).split('\r\n').length - 1;
+    return r.info.lines - quotedCrlf;
+  };
+  endLine(first.value);
   let done = false;
   let hex: string | undefined;
 
@@ -74,10 +89,9 @@ export async function openCsv(file: string): Promise<CsvReader> {
       for (;;) {
         const next = await iterator.next();
         if (next.done) break;
-        const { record, info } = next.value;
+        const { record } = next.value;
         row++;
-        const line = lastLine + 1;
-        lastLine = info.lines;
+        const line = endLine(next.value) - (body(next.value).split('\n').length - 1);
         const out: Record<string, string> = {};
         for (const [i, c] of columns.entries()) out[c] = record[i] ?? '';
         yield { row, line, record: out };

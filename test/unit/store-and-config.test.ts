@@ -1,0 +1,154 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openStore, SCHEMA_VERSION, resolveStorePath } from '../../src/store/db.js';
+import { systemClock, type CoreContext } from '../../src/core/context.js';
+import { addTenant, getTenant, listTenants, removeTenant, updateTenant } from '../../src/core/tenants.js';
+import { addProvider, configSecrets, getProvider, listProviders, maskSecret, parseRef, resolveRoute, updateProvider } from '../../src/core/providers.js';
+import { requireKey } from '../../src/core/vault.js';
+import { listAudit } from '../../src/core/audit.js';
+import { encodeKey, generateKey } from '../../src/crypto/keys.js';
+import { KeyError, NotFoundError, UsageError } from '../../src/core/errors.js';
+
+let dir: string;
+let ctx: CoreContext;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-store-'));
+  const storePath = path.join(dir, 'nested', 'sb.db');
+  ctx = { db: openStore(storePath), storePath, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
+});
+afterEach(() => {
+  ctx.db.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('store', () => {
+  it('is created 0600 in WAL mode with foreign keys and the current schema version', () => {
+    expect(fs.statSync(ctx.storePath).mode & 0o777).toBe(0o600);
+    expect(ctx.db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(ctx.db.pragma('foreign_keys', { simple: true })).toBe(1);
+    expect(ctx.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    ctx.db.close();
+    ctx.db = openStore(ctx.storePath); // reopening does not migrate again
+    expect(ctx.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+  });
+
+  it('refuses a store from a newer switchboard', () => {
+    ctx.db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    ctx.db.close();
+    expect(() => openStore(ctx.storePath)).toThrow(/newer than this switchboard/);
+    ctx.db = openStore(path.join(dir, 'other.db'));
+  });
+
+  it('resolves the path: flag, then env, then XDG', () => {
+    expect(resolveStorePath('/a/b.db', { SWITCHBOARD_STORE: '/c.db' })).toBe('/a/b.db');
+    expect(resolveStorePath(undefined, { SWITCHBOARD_STORE: '/c.db' })).toBe('/c.db');
+    expect(resolveStorePath(undefined, { XDG_DATA_HOME: '/x' })).toBe('/x/switchboard/switchboard.db');
+    expect(resolveStorePath(undefined, { HOME: '/home/u' })).toBe('/home/u/.local/share/switchboard/switchboard.db');
+  });
+});
+
+describe('tenants', () => {
+  it('validates slugs and rejects duplicates', () => {
+    addTenant(ctx, 'acme-dental', 'Acme Dental');
+    expect(() => addTenant(ctx, 'acme-dental', 'Again')).toThrow(/already exists/);
+    for (const bad of ['Acme', 'acme dental', '-acme', 'acme-', 'a', '1acme', 'acme--x', 'system']) {
+      expect(() => addTenant(ctx, bad, 'x'), bad).toThrow(UsageError);
+    }
+    expect(listTenants(ctx).map((t) => t.id)).toEqual(['acme-dental']);
+  });
+
+  it('updates fallback per channel and removes with providers', () => {
+    addTenant(ctx, 'acme', 'Acme');
+    expect(getTenant(ctx, 'acme').fallback).toEqual({ email: true, sms: true, whatsapp: true });
+    updateTenant(ctx, 'acme', { fallback: { email: false } });
+    expect(getTenant(ctx, 'acme').fallback.email).toBe(false);
+    addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'outbox', settings: { dir: dir }, secrets: {} });
+    expect(removeTenant(ctx, 'acme').providers).toBe(1);
+    expect(listProviders(ctx)).toHaveLength(0);
+    expect(() => getTenant(ctx, 'acme')).toThrow(NotFoundError);
+  });
+});
+
+describe('provider configs', () => {
+  beforeEach(() => addTenant(ctx, 'acme', 'Acme'));
+
+  const smtp = (over: Partial<Parameters<typeof addProvider>[1]> = {}) =>
+    addProvider(ctx, {
+      tenantId: 'acme',
+      channel: 'email',
+      kind: 'smtp',
+      settings: { host: 'mail.example.com', from: 'a@example.com', port: '2525' },
+      secrets: { password: 'correct-horse-battery-staple' },
+      ...over,
+    });
+
+  it('parses and validates settings, seals secrets, masks them', () => {
+    const p = smtp();
+    expect(p.ref).toBe('acme/email/smtp');
+    expect(p.settings).toMatchObject({ host: 'mail.example.com', port: 2525, tls: 'starttls' });
+    expect(p.secrets).toEqual({ password: '****aple' });
+    const raw = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(p.id) as { sealed_secrets: Buffer };
+    expect(raw.sealed_secrets.includes(Buffer.from('correct-horse'))).toBe(false);
+    expect(configSecrets(ctx, requireKey(ctx), p)).toEqual({ password: 'correct-horse-battery-staple' });
+  });
+
+  it('rejects bad input naming the field', () => {
+    expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', port: 'abc' } })).toThrow(/--set port/);
+    expect(() => smtp({ settings: { host: 'h', from: 'not-an-address' } })).toThrow(/--set from/);
+    expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', password: 'x' } })).toThrow(/secret.*never accepted on the command line/);
+    expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', colour: 'red' } })).toThrow(/no setting "colour"/);
+    expect(() => smtp({ settings: { from: 'a@example.com' } })).toThrow(/--set host=… is required/);
+    expect(() => smtp({ kind: 'sendgrid' })).toThrow(/not built yet/);
+    expect(() => smtp({ kind: 'pigeon' })).toThrow(/not a provider kind/);
+    expect(() => smtp({ channel: 'sms' })).toThrow(/does not serve channel sms/);
+    smtp();
+    expect(() => smtp()).toThrow(/already exists/);
+  });
+
+  it('replaces one secret without retyping the others and audits names only', () => {
+    const p = smtp();
+    updateProvider(ctx, p.ref, { secrets: { password: 'another-long-password-1234' }, settings: { port: '587' } });
+    expect(configSecrets(ctx, requireKey(ctx), getProvider(ctx, p.ref))).toEqual({ password: 'another-long-password-1234' });
+    const entries = listAudit(ctx);
+    expect(entries.map((e) => e.action)).toEqual(['tenant.add', 'key.bind', 'provider.add', 'provider.update']);
+    expect(entries[3]!.fields).toEqual(['port', 'secret.password']);
+    expect(JSON.stringify(entries)).not.toContain('another-long-password');
+  });
+
+  it('fails with KeyError on a wrong key and nothing is written', () => {
+    smtp();
+    const before = ctx.db.prepare('SELECT count(*) AS n FROM audit_log').get();
+    const wrong = { ...ctx, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) } };
+    expect(() => addProvider(wrong, { tenantId: 'acme', channel: 'email', kind: 'outbox', settings: { dir }, secrets: {} })).toThrow(KeyError);
+    expect(ctx.db.prepare('SELECT count(*) AS n FROM audit_log').get()).toEqual(before);
+    expect(() => requireKey({ ...ctx, env: {} })).toThrow(/no master key/);
+  });
+
+  it('resolves routes: tenant by priority, then system unless fallback is off', () => {
+    smtp({ name: 'backup', priority: 200 });
+    smtp({ name: 'primary', priority: 10 });
+    addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir }, secrets: {} });
+    expect(resolveRoute(ctx, 'acme', 'email').entries.map((e) => e.config.ref)).toEqual([
+      'acme/email/primary',
+      'acme/email/backup',
+      'system/email/outbox',
+    ]);
+    updateTenant(ctx, 'acme', { fallback: { email: false } });
+    expect(resolveRoute(ctx, 'acme', 'email').entries.map((e) => e.config.ref)).toEqual(['acme/email/primary', 'acme/email/backup']);
+    updateProvider(ctx, 'acme/email/primary', { enabled: false });
+    updateProvider(ctx, 'acme/email/backup', { enabled: false });
+    // No own enabled provider: the system default serves even with fallback off.
+    expect(resolveRoute(ctx, 'acme', 'email').entries.map((e) => e.config.ref)).toEqual(['system/email/outbox']);
+  });
+
+  it('parses refs and masks secrets', () => {
+    expect(parseRef('system/email/outbox')).toEqual({ tenantId: null, channel: 'email', name: 'outbox' });
+    expect(() => parseRef('acme/fax/x')).toThrow(UsageError);
+    expect(() => parseRef('acme/email')).toThrow(UsageError);
+    expect(maskSecret('SG.abcdefghijklmnopqrstuvwxyz')).toBe('SG.****wxyz');
+    expect(maskSecret('short')).toBe('****');
+  });
+});
