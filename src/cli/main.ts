@@ -2,6 +2,7 @@
  * Entry point: builds the command tree and maps every error to one exit code and a one-line message,
  * in this one place (DESIGN §9). Stack traces only with `--verbose`.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { Io } from './context.js';
 import { Output } from './output.js';
@@ -13,8 +14,8 @@ import { registerSend } from './send.js';
 import { registerBatch } from './batch.js';
 import { registerAudit } from './audit.js';
 
-/** The switchboard version (from package.json at build time is not available in ESM without a read; kept here). */
-export const VERSION = '0.1.0';
+/** The switchboard version, from package.json. */
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Builds the program. Exposed for in-process tests. */
 export function buildProgram(io: Io): Command {
