@@ -1,0 +1,191 @@
+// Shared steps for e2e tests: tenants, providers and reading what the outbox provider wrote.
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { simpleParser, type AddressObject } from 'mailparser';
+import { describe as describeResult, parseJsonLines, type CliResult, type Workspace } from './cli.js';
+import type { TestSmtpServer } from './smtp.js';
+
+/** Throw with the full output unless the run exited with `code`. */
+export function expectExit(r: CliResult, code: number, what: string): CliResult {
+  if (r.exitCode !== code) throw new Error(`${what}: expected exit ${code}\n${describeResult(r)}`);
+  return r;
+}
+
+export async function addTenant(ws: Workspace, id: string, name = `Tenant ${id}`): Promise<void> {
+  expectExit(await ws.run(['tenant', 'add', id, '--name', name]), 0, `tenant add ${id}`);
+}
+
+export interface SmtpProviderOptions {
+  tenant: string;
+  user: string;
+  password: string;
+  from?: string;
+  name?: string;
+  priority?: number;
+}
+
+/** Add an smtp provider (STARTTLS, AUTH, the server's self-signed cert as `ca`); the password travels via --secret-env. */
+export async function addSmtpProvider(ws: Workspace, srv: TestSmtpServer, o: SmtpProviderOptions): Promise<string> {
+  const caFile = ws.file(`ca-${srv.port}.pem`, srv.cert);
+  const args = [
+    'provider', 'add', '--tenant', o.tenant, '--channel', 'email', '--kind', 'smtp',
+    '--set', `host=${srv.host}`,
+    '--set', `port=${srv.port}`,
+    '--set', 'tls=starttls',
+    '--set', `user=${o.user}`,
+    '--set', `from=${o.from ?? `noreply@${o.tenant}.test`}`,
+    '--set', `ca=${caFile}`,
+    '--secret-env', 'password=SMTP_PASS',
+  ];
+  if (o.name !== undefined) args.push('--name', o.name);
+  if (o.priority !== undefined) args.push('--priority', String(o.priority));
+  expectExit(await ws.run(args, { env: { SMTP_PASS: o.password } }), 0, `provider add smtp for ${o.tenant}`);
+  return `${o.tenant}/email/${o.name ?? 'smtp'}`;
+}
+
+/** Add the system default email provider: an outbox writing .eml files into `dir`. */
+export async function addSystemOutbox(ws: Workspace, dir: string, from = 'system@switchboard.test'): Promise<string> {
+  expectExit(
+    await ws.run(['provider', 'add', '--system', '--channel', 'email', '--kind', 'outbox', '--set', `dir=${dir}`, '--set', `from=${from}`]),
+    0,
+    'provider add system outbox',
+  );
+  return 'system/email/outbox';
+}
+
+export interface OutboxMessage {
+  file: string;
+  to: string[];
+  from: string;
+  subject: string;
+  text: string;
+  html: string | false;
+  messageId: string;
+  raw: Buffer;
+}
+
+function addrs(a: AddressObject | AddressObject[] | undefined): string[] {
+  if (!a) return [];
+  return (Array.isArray(a) ? a : [a]).flatMap((o) => o.value.map((v) => (v.address ?? '').toLowerCase()));
+}
+
+/** The .eml files in an outbox folder, parsed. A missing folder reads as empty. */
+export async function readOutbox(dir: string): Promise<OutboxMessage[]> {
+  if (!fs.existsSync(dir)) return [];
+  const files = fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.eml'))
+    .sort();
+  const out: OutboxMessage[] = [];
+  for (const f of files) {
+    const file = path.join(dir, f);
+    const raw = fs.readFileSync(file);
+    const p = await simpleParser(raw);
+    out.push({
+      file,
+      to: addrs(p.to),
+      from: addrs(p.from)[0] ?? '',
+      subject: p.subject ?? '',
+      text: p.text ?? '',
+      html: p.html ?? false,
+      messageId: p.messageId ?? '',
+      raw,
+    });
+  }
+  return out;
+}
+
+/** All bytes of the store: the main file plus any -wal / -shm / -journal companions. */
+export function storeFiles(store: string): Array<{ file: string; bytes: Buffer }> {
+  const dir = path.dirname(store);
+  const base = path.basename(store);
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f === base || f.startsWith(`${base}-`))
+    .sort()
+    .map((f) => ({ file: path.join(dir, f), bytes: fs.readFileSync(path.join(dir, f)) }));
+}
+
+/** Normalise a Message-ID for comparison: no angle brackets, no surrounding space. */
+export function normId(id: unknown): string {
+  return String(id ?? '').trim().replace(/^<|>$/g, '');
+}
+
+export interface BatchSummary {
+  batchId: string;
+  status: string;
+  rows: number;
+  sent: number;
+  failed: number;
+  skipped: number;
+  unknown: number;
+  byProvider: Record<string, number>;
+  fallback: number;
+  elapsedMs: number;
+}
+
+export interface BatchItem {
+  row: number;
+  recipient: string;
+  state: string;
+  provider: string | null;
+  messageId: string | null;
+  fallback: boolean;
+  error: string | null;
+}
+
+export interface BatchDetail {
+  id: string;
+  tenantId: string;
+  channel: string;
+  status: string;
+  rows: number;
+  sent: number;
+  failed: number;
+  items?: BatchItem[];
+}
+
+/**
+ * A logical dump of every table in the store (opened read-only), for "nothing was written" checks
+ * that do not depend on how SQLite lays out pages or when it checkpoints the WAL.
+ */
+export function dumpStore(store: string): string {
+  const db = new Database(store, { readonly: true, fileMustExist: true });
+  try {
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+      .all() as Array<{ name: string }>;
+    const out: Record<string, string[]> = { user_version: [String(db.pragma('user_version', { simple: true }))] };
+    for (const { name } of tables) {
+      const rows = db.prepare(`SELECT * FROM "${name.replace(/"/g, '""')}"`).all() as Array<Record<string, unknown>>;
+      out[name] = rows
+        .map((r) => JSON.stringify(r, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : v)))
+        .sort();
+    }
+    return JSON.stringify(out);
+  } finally {
+    db.close();
+  }
+}
+
+/** A `send batch --json` row event (JSON Lines, one per row, before the summary). */
+export interface BatchRowEvent extends BatchItem {
+  type: 'row';
+  line: number;
+}
+
+/**
+ * `send batch --json` streams JSON Lines: one `{"type":"row"}` event per row, then one `{"type":"summary"}`
+ * as the last line. Returns both, checking that shape.
+ */
+export function parseBatchOutput(r: CliResult): { summary: BatchSummary; rows: BatchRowEvent[] } {
+  const docs = parseJsonLines<{ type?: string }>(r);
+  const last = docs[docs.length - 1];
+  if (!last || last.type !== 'summary') {
+    throw new Error(`send batch --json: last line is not the summary\n${describeResult(r)}`);
+  }
+  const rows = docs.slice(0, -1) as BatchRowEvent[];
+  if (rows.some((d) => d.type !== 'row')) throw new Error(`send batch --json: unexpected line type\n${describeResult(r)}`);
+  return { summary: last as unknown as BatchSummary, rows };
+}
