@@ -4,13 +4,14 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { action, channelFlag, examples, intFlag, required } from './command.js';
+import { action, channelFlag, collect, examples, intFlag, required } from './command.js';
 import { runWithProgress } from './run-batch.js';
 import { Dispatcher } from '../core/dispatch.js';
 import { runBatch } from '../core/batches.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
 import { getTenant } from '../core/tenants.js';
-import { isEmailAddress } from '../core/address.js';
+import { checkRegion, normaliseRecipient } from '../core/address.js';
+import type { OutboundMessage } from '../providers/types.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -21,28 +22,53 @@ export function registerSend(program: Command, io: Io): void {
       .command('test')
       .description('send one message through the tenant\'s route; prints the provider that took it and the message id')
       .option('--tenant <id>', 'the tenant')
-      .option('--channel <channel>', 'email (sms and whatsapp are not built yet)', 'email')
-      .option('--to <address>', 'the recipient')
-      .option('--subject <text>', 'subject', 'switchboard test message')
-      .option('--body <text>', 'plain-text body')
+      .option('--channel <channel>', 'email, sms or whatsapp', 'email')
+      .option('--to <address>', 'the recipient: an e-mail address, or a phone number (E.164, or national with --default-region)')
+      .option('--subject <text>', 'subject (e-mail)', 'switchboard test message')
+      .option('--body <text>', 'message text')
+      .option('--template-name <name>', 'whatsapp: send this approved template instead of text')
+      .option('--template-lang <code>', 'whatsapp: the template language, e.g. en_US', 'en_US')
+      .option('--template-param <value>', 'whatsapp: a template body parameter, in order (repeatable)', collect)
+      .option('--default-region <CC>', 'country for phone numbers without +country code, e.g. GB')
       .option('--provider <ref>', 'start with this provider (<tenant|system>/<channel>/<name>)')
       .option('--no-fallback', 'try only the first provider')
       .action(
-        action<{ tenant?: string; channel?: string; to?: string; subject: string; body?: string; provider?: string; fallback: boolean }>(
+        action<{
+          tenant?: string;
+          channel?: string;
+          to?: string;
+          subject: string;
+          body?: string;
+          templateName?: string;
+          templateLang: string;
+          templateParam?: string[];
+          defaultRegion?: string;
+          provider?: string;
+          fallback: boolean;
+        }>(
           io,
           async (cli, _args, opts) => {
             const tenantId = required(opts.tenant, '--tenant');
             const channel = channelFlag(opts.channel);
-            if (channel !== 'email') throw new UsageError(`--channel ${channel}: sending on this channel is not built yet (email only)`);
-            const to = required(opts.to, '--to', 'the recipient address');
-            if (!isEmailAddress(to)) throw new UsageError(`--to ${to} is not a valid e-mail address`);
+            const recipient = normaliseRecipient(channel, required(opts.to, '--to', 'the recipient'), checkRegion(opts.defaultRegion));
+            if ('error' in recipient) throw new UsageError(`--to ${recipient.error}`);
+            const to = recipient.to;
+            if (opts.templateName && channel !== 'whatsapp') throw new UsageError('--template-name applies to whatsapp only');
             const ctx = cli.core();
             const tenant = getTenant(ctx, tenantId);
             const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback });
             let result;
             try {
-              const body = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
-              result = await dispatcher.send({ to, subject: opts.subject, text: body });
+              const text = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
+              const message: OutboundMessage =
+                channel === 'email'
+                  ? { to, subject: opts.subject, text }
+                  : channel === 'sms'
+                    ? { to, body: text }
+                    : opts.templateName
+                      ? { to, template: { name: opts.templateName, language: opts.templateLang, parameters: opts.templateParam ?? [] } }
+                      : { to, text };
+              result = await dispatcher.send(message);
             } finally {
               await dispatcher.close();
             }
@@ -61,18 +87,23 @@ export function registerSend(program: Command, io: Io): void {
     [
       'switchboard send test --tenant acme-dental --channel email --to you@example.com',
       'switchboard send test --tenant acme-dental --to you@example.com --provider acme-dental/email/smtp --no-fallback --json',
+      'switchboard send test --tenant acme-dental --channel sms --to +14155552671 --body "Your code is 123456"',
     ],
   );
 
   examples(
     send
       .command('batch')
-      .description('send one message per CSV row (a header row; an "email" column; other columns are template variables)')
+      .description('send one message per CSV row (a header row; an "email" column, or "phone" for sms/whatsapp; every column is a template variable)')
       .option('--tenant <id>', 'the tenant')
-      .option('--channel <channel>', 'email (sms and whatsapp are not built yet)', 'email')
+      .option('--channel <channel>', 'email, sms or whatsapp', 'email')
       .option('--csv <file>', 'the recipients, one per row')
-      .option('--template-file <file>', 'Handlebars body: HTML if it ends in .html (a text part is derived), plain text otherwise')
-      .option('--subject <template>', 'Handlebars subject, e.g. "Hi {{first_name}}"')
+      .option('--template-file <file>', 'Handlebars body: HTML if it ends in .html (e-mail only; a text part is derived), plain text otherwise')
+      .option('--subject <template>', 'Handlebars subject, e.g. "Hi {{first_name}}" (e-mail)')
+      .option('--template-name <name>', 'whatsapp: an approved template instead of --template-file')
+      .option('--template-lang <code>', 'whatsapp: the template language', 'en_US')
+      .option('--template-param <column>', 'whatsapp: the CSV column for each template body parameter, in order (repeatable)', collect)
+      .option('--default-region <CC>', 'country for phone numbers without +country code, e.g. GB')
       .option('--dry-run', 'validate and render every row; send and store nothing')
       .option('--concurrency <n>', 'messages in flight at once', '4')
       .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
@@ -85,6 +116,10 @@ export function registerSend(program: Command, io: Io): void {
           csv?: string;
           templateFile?: string;
           subject?: string;
+          templateName?: string;
+          templateLang: string;
+          templateParam?: string[];
+          defaultRegion?: string;
           dryRun?: boolean;
           concurrency: string;
           idempotencyKey?: string;
@@ -94,7 +129,7 @@ export function registerSend(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
-          const templatePath = path.resolve(required(opts.templateFile, '--template-file'));
+          const templatePath = opts.templateFile === undefined ? undefined : path.resolve(opts.templateFile);
           const concurrency = intFlag(opts.concurrency, '--concurrency', 1, 1000);
           if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
@@ -109,6 +144,8 @@ export function registerSend(program: Command, io: Io): void {
                 csvPath,
                 templatePath,
                 subject: opts.subject,
+                whatsappTemplate: opts.templateName ? { name: opts.templateName, language: opts.templateLang, params: opts.templateParam ?? [] } : undefined,
+                defaultRegion: checkRegion(opts.defaultRegion),
                 dryRun: opts.dryRun,
                 concurrency,
                 idempotencyKey: opts.idempotencyKey,
@@ -122,7 +159,7 @@ export function registerSend(program: Command, io: Io): void {
       ),
     [
       'switchboard send batch --tenant acme-dental --channel email --csv patients.csv --template-file reminder.html --subject "Your appointment, {{first_name}}"',
-      'switchboard send batch --tenant acme-dental --csv patients.csv --template-file reminder.txt --subject "Reminder" --dry-run',
+      'switchboard send batch --tenant acme-dental --channel sms --csv patients.csv --template-file reminder.txt --default-region GB --dry-run',
       'switchboard --json --quiet send batch --tenant acme-dental --csv patients.csv --template-file reminder.html --subject "Hi" --idempotency-key reminders-2026-11-23',
     ],
   );

@@ -2,6 +2,8 @@
  * Recipient address checks shared by commands and bulk sends.
  */
 import isEmailModule from 'validator/lib/isEmail.js';
+import { isSupportedCountry, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import { UsageError } from './errors.js';
 
 // validator is CommonJS: under NodeNext the default import is the module object; its `default` is the function.
 const isEmail = isEmailModule.default;
@@ -9,4 +11,38 @@ const isEmail = isEmailModule.default;
 /** True if `address` is a syntactically valid e-mail address (validator.js isEmail, TLD required). */
 export function isEmailAddress(address: string): boolean {
   return isEmail(address, { require_tld: true, allow_display_name: false, allow_ip_domain: false });
+}
+
+/**
+ * Normalises a phone number to E.164 (`+447700900123`) with libphonenumber-js (full metadata).
+ * Numbers without a `+` country code are read in `defaultRegion` (ISO 3166-1 alpha-2, e.g. `GB`).
+ * Returns null if the number is not a valid number.
+ */
+export function toE164(raw: string, defaultRegion?: string): string | null {
+  const text = raw.trim().replace(/^whatsapp:/i, '');
+  if (!text) return null;
+  const parsed = parsePhoneNumberFromString(text, defaultRegion as CountryCode | undefined);
+  return parsed && parsed.isValid() ? parsed.number : null;
+}
+
+/** @throws UsageError naming `--default-region` if `region` is not a supported ISO 3166-1 alpha-2 code. */
+export function checkRegion(region: string | undefined): string | undefined {
+  if (region === undefined) return undefined;
+  const r = region.toUpperCase();
+  if (!isSupportedCountry(r)) throw new UsageError(`--default-region ${region} is not a country code such as US, GB or DE`);
+  return r;
+}
+
+/**
+ * Checks and normalises a recipient for a channel: an e-mail address, or a phone number in E.164.
+ * @returns the normalised address, or an error text naming what is wrong.
+ */
+export function normaliseRecipient(channel: 'email' | 'sms' | 'whatsapp', raw: string, defaultRegion?: string): { to: string } | { error: string } {
+  const value = raw.trim();
+  if (channel === 'email') return isEmailAddress(value) ? { to: value } : { error: `"${value}" is not a valid e-mail address` };
+  const e164 = toE164(value, defaultRegion);
+  if (e164) return { to: e164 };
+  return {
+    error: `"${value}" is not a valid phone number${/^\s*\+/.test(value) || defaultRegion ? '' : ' (give it with +country code, or set --default-region)'}`,
+  };
 }

@@ -8,12 +8,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
-import { isEmailAddress } from './address.js';
+import { normaliseRecipient } from './address.js';
 import type { CoreContext, Channel } from './context.js';
 import { Dispatcher, type RetryPolicy } from './dispatch.js';
 import { LockedError, NotFoundError, UsageError } from './errors.js';
 import { openCsv } from './csv.js';
-import { compileTemplate, loadTemplateFile, type CompiledTemplate, type RenderedEmail, type TemplateSource } from './templates.js';
+import { compileTemplate, composeMessage, isHtmlTemplate, readTemplateFile, type CompiledTemplate, type Rendered, type TemplateSource, type WhatsAppTemplateRef } from './templates.js';
 import { getTenant } from './tenants.js';
 
 /** Row states of the ledger. */
@@ -34,8 +34,14 @@ export interface BatchRequest {
   tenantId: string;
   channel: Channel;
   csvPath: string;
-  templatePath: string;
+  /** Handlebars body file; optional for WhatsApp when `whatsappTemplate` is given. */
+  templatePath?: string;
+  /** Handlebars subject (e-mail only, required there). */
   subject?: string;
+  /** An approved WhatsApp template instead of a body file. */
+  whatsappTemplate?: WhatsAppTemplateRef;
+  /** Region for phone numbers without a +country code (ISO 3166-1 alpha-2). */
+  defaultRegion?: string;
   dryRun?: boolean;
   /** Messages in flight at once (default 4). */
   concurrency?: number;
@@ -98,7 +104,7 @@ export interface BatchSummary extends BatchCounts {
   /** True when this run continued an earlier, unfinished run. */
   resumed: boolean;
   /** Dry run only: the first row rendered. */
-  sample?: { to: string } & RenderedEmail;
+  sample?: { to: string } & Rendered;
 }
 
 /** A stored batch as listed by `batch list` / `batch show`. */
@@ -146,6 +152,27 @@ interface ItemRow {
   state: ItemState;
 }
 
+/**
+ * Checks the template flags for the channel and reads the body file.
+ * @throws UsageError naming the flag that is missing or does not apply.
+ */
+function templateSource(req: BatchRequest): TemplateSource {
+  const { channel, templatePath, subject, whatsappTemplate } = req;
+  if (channel !== 'email' && subject !== undefined) throw new UsageError(`--subject applies to e-mail only, not ${channel}`);
+  if (channel !== 'whatsapp' && whatsappTemplate) throw new UsageError(`--template-name applies to whatsapp only, not ${channel}`);
+  if (channel === 'email' && (subject === undefined || subject.trim() === '')) {
+    throw new UsageError('--subject is required for e-mail (a Handlebars template, e.g. "Hello {{name}}")');
+  }
+  if (channel === 'whatsapp' && whatsappTemplate) {
+    if (templatePath) throw new UsageError('give either --template-file (free-form text) or --template-name (an approved template), not both');
+    return { html: false, whatsappTemplate };
+  }
+  if (!templatePath) throw new UsageError(`--template-file is required${channel === 'whatsapp' ? ' (or --template-name with --template-lang)' : ''}`);
+  const html = isHtmlTemplate(templatePath);
+  if (html && channel !== 'email') throw new UsageError(`--template-file ${templatePath}: ${channel} messages are plain text; use a .txt template`);
+  return { subject, body: readTemplateFile(templatePath), html };
+}
+
 /** The column holding the recipient for a channel. */
 export function recipientColumn(channel: Channel): string {
   return channel === 'email' ? 'email' : 'phone';
@@ -157,11 +184,11 @@ interface Validation {
   recipientKey: string;
   errors: string[];
   errorCount: number;
-  sample?: { to: string } & RenderedEmail;
+  sample?: { to: string } & Rendered;
 }
 
 /** Pass 1: stream the CSV and check every row without writing anything. */
-async function validate(csvPath: string, channel: Channel, template: CompiledTemplate): Promise<Validation> {
+async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined): Promise<Validation> {
   const csv = await openCsv(csvPath);
   const want = recipientColumn(channel);
   const recipientKey = csv.columns.find((c) => c.toLowerCase() === want);
@@ -183,9 +210,10 @@ async function validate(csvPath: string, channel: Channel, template: CompiledTem
   };
   for await (const { line, record } of csv.rows) {
     rows++;
-    const to = (record[recipientKey] ?? '').trim();
-    if (!to) fail(`line ${line}: column "${recipientKey}" is empty`);
-    else if (!isEmailAddress(to)) fail(`line ${line}: ${recipientKey} "${to}" is not a valid e-mail address`);
+    const raw = (record[recipientKey] ?? '').trim();
+    const r = raw ? normaliseRecipient(channel, raw, region) : { error: 'is empty' };
+    if ('error' in r) fail(`line ${line}: ${recipientKey} ${r.error}`);
+    const to = 'to' in r ? r.to : raw;
     const empty = template.required.filter((v) => v !== recipientKey && !(record[v] ?? '').trim());
     if (empty.length) fail(`line ${line}: ${empty.map((v) => `column "${v}"`).join(', ')} empty (the template uses ${empty.map((v) => `{{${v}}}`).join(', ')})`);
     try {
@@ -209,12 +237,10 @@ async function validate(csvPath: string, channel: Channel, template: CompiledTem
 export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: BatchRunHooks): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();
   getTenant(ctx, req.tenantId);
-  if (req.channel !== 'email') throw new UsageError(`--channel ${req.channel}: bulk sends on this channel are not built yet (email only)`);
-  if (req.subject === undefined || req.subject.trim() === '') throw new UsageError('--subject is required for e-mail (a Handlebars template, e.g. "Hello {{name}}")');
   const concurrency = req.concurrency ?? 4;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError('--concurrency must be a whole number from 1 to 1000');
-  const template = loadTemplateFile(req.templatePath, req.subject);
-  const v = await validate(req.csvPath, req.channel, template);
+  const template = compileTemplate(templateSource(req));
+  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion);
   if (v.errorCount > 0) {
     const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
     throw new UsageError(
@@ -342,7 +368,7 @@ async function loadBatch(
         key,
         req.csvPath,
         v.hash,
-        req.templatePath,
+        req.templatePath ?? '',
         compileTemplate(source).hash,
         JSON.stringify(source),
         JSON.stringify(csv.columns),
@@ -366,7 +392,9 @@ async function loadBatch(
   });
   let total = 0;
   for await (const { row, line, record } of csv.rows) {
-    chunk.push([row, line, (record[v.recipientKey] ?? '').trim(), JSON.stringify(record)]);
+    const r = normaliseRecipient(req.channel, record[v.recipientKey] ?? '', req.defaultRegion);
+    if ('error' in r) throw new UsageError(`--csv ${req.csvPath} changed while it was being read; nothing was sent, run again`);
+    chunk.push([row, line, r.to, JSON.stringify(record)]);
     total++;
     if (chunk.length >= LOAD_CHUNK) {
       flush.immediate(chunk);
@@ -466,12 +494,12 @@ async function work(
   };
 
   const processRow = async (item: ItemRow) => {
-    const hit = suppressed.get(tenantId, channel, item.recipient.toLowerCase()) as { reason: string } | undefined;
+    const hit = suppressed.get(tenantId, channel, channel === 'email' ? item.recipient.toLowerCase() : item.recipient) as { reason: string } | undefined;
     if (hit) {
       report(item, 'skipped', { error: `suppressed: ${hit.reason}` });
       return;
     }
-    let content: RenderedEmail;
+    let content: Rendered;
     try {
       content = template.render(JSON.parse(item.vars) as Record<string, string>);
     } catch (err) {
@@ -480,10 +508,8 @@ async function work(
     }
     // Committed before the request leaves: a crash from here on leaves the row `sending` → `unknown`.
     if (markSending.run(ctx.clock.now().toISOString(), batchId, item.row_no).changes === 0) return;
-    const result = await dispatcher.send(
-      { to: item.recipient, ...content, headers: { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` } },
-      { batchId, rowNo: item.row_no },
-    );
+    const message = composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` });
+    const result = await dispatcher.send(message, { batchId, rowNo: item.row_no });
     if (result.status === 'sent') {
       report(item, 'sent', { provider: result.provider, messageId: result.messageId, fallback: result.fallback });
     } else {

@@ -9,7 +9,7 @@ import { UsageError } from './errors.js';
 import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
 import { requireKey } from './vault.js';
 import { KINDS } from '../providers/registry.js';
-import { ProviderError, type EmailMessage, type Provider, type ProviderErrorKind } from '../providers/types.js';
+import { ProviderError, sendThrough, type OutboundMessage, type Provider, type ProviderErrorKind } from '../providers/types.js';
 
 /** Retry bounds for one provider before moving to the next. Delays in ms. */
 export interface RetryPolicy {
@@ -126,8 +126,11 @@ export class Dispatcher {
     return this.chain.map((s) => s.entry.config.ref);
   }
 
-  /** Sends one e-mail through the chain. Never throws for provider failures: they are in the result. */
-  async send(message: EmailMessage, origin: DispatchOrigin = {}): Promise<DispatchResult> {
+  /**
+   * Sends one message (of this dispatcher's channel) through the chain. Never throws for provider failures:
+   * they are in the result.
+   */
+  async send(message: OutboundMessage, origin: DispatchOrigin = {}): Promise<DispatchResult> {
     const attempts: AttemptRecord[] = [];
     let last: ProviderError | undefined;
     for (let i = 0; i < this.chain.length; i++) {
@@ -146,7 +149,7 @@ export class Dispatcher {
           break;
         }
         try {
-          const res = await adapter.send(message);
+          const res = await sendThrough(adapter, message);
           this.record(config, message.to, origin, attempt, i > 0, { messageId: res.messageId });
           attempts.push({ provider: config.ref, attempt, status: 'sent', messageId: res.messageId });
           this.markHealthy(config);
@@ -189,6 +192,7 @@ export class Dispatcher {
         settings: config.settings,
         secrets: step.secrets,
         maxConcurrency: this.opts.maxConcurrency,
+        channel: this.channel,
       });
       // A failed start is retried on the next message rather than cached.
       step.adapter.catch(() => (step.adapter = undefined));

@@ -459,7 +459,7 @@ export async function verifyProvider(ctx: CoreContext, ref: string): Promise<{ r
   const config = getProvider(ctx, ref);
   const spec = kindSpec(config.kind);
   const secrets = configSecrets(ctx, requireKey(ctx), config);
-  const adapter = await spec.create({ ref, settings: config.settings, secrets, maxConcurrency: 1 });
+  const adapter = await spec.create({ ref, settings: config.settings, secrets, maxConcurrency: 1, channel: config.channel });
   let result: { ok: boolean; detail: string };
   try {
     result = await adapter.verify();

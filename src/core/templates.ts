@@ -9,12 +9,24 @@ import fs from 'node:fs';
 import Handlebars from 'handlebars';
 import { convert } from 'html-to-text';
 import { UsageError } from './errors.js';
+import type { OutboundMessage } from '../providers/types.js';
 
-/** Template sources as stored with a batch (so a resume needs nothing but the store). */
+/** An approved WhatsApp template: its name, language, and the CSV columns for body parameters {{1}}, {{2}}, …. */
+export interface WhatsAppTemplateRef {
+  name: string;
+  language: string;
+  params: string[];
+}
+
+/**
+ * Template sources as stored with a batch (so a resume needs nothing but the store). E-mail has a subject and
+ * a body; SMS a body; WhatsApp a body (free-form text) or an approved template.
+ */
 export interface TemplateSource {
-  subject: string;
-  body: string;
+  subject?: string;
+  body?: string;
   html: boolean;
+  whatsappTemplate?: WhatsAppTemplateRef;
 }
 
 /** A compiled template with the variables it needs. */
@@ -26,14 +38,15 @@ export interface CompiledTemplate {
   optional: string[];
   /** SHA-256 (hex) of the sources: part of a batch's derived idempotency key. */
   hash: string;
-  render(vars: Record<string, string>): RenderedEmail;
+  render(vars: Record<string, string>): Rendered;
 }
 
-/** An e-mail's content after rendering. */
-export interface RenderedEmail {
-  subject: string;
+/** Content after rendering. `parameters` are the WhatsApp template's body parameters. */
+export interface Rendered {
+  subject?: string;
   text: string;
   html?: string;
+  parameters?: string[];
 }
 
 /** True if `file` names an HTML template. */
@@ -42,39 +55,62 @@ export function isHtmlTemplate(file: string): boolean {
 }
 
 /**
- * Reads a template file and compiles it with `subject`.
- * @throws UsageError naming `--template-file` or `--subject` if a file cannot be read or does not parse.
+ * Reads a template file's text. @throws UsageError naming `--template-file` if it cannot be read.
  */
-export function loadTemplateFile(file: string, subject: string): CompiledTemplate {
-  let body: string;
+export function readTemplateFile(file: string): string {
   try {
-    body = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new UsageError(`--template-file ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  return compileTemplate({ subject, body, html: isHtmlTemplate(file) });
+}
+
+/**
+ * Builds the message for one recipient from rendered content, by channel: e-mail gets subject, text and
+ * html; SMS the text as its body; WhatsApp an approved template with its parameters, or the text.
+ */
+export function composeMessage(channel: 'email' | 'sms' | 'whatsapp', to: string, source: TemplateSource, r: Rendered, headers?: Record<string, string>): OutboundMessage {
+  if (channel === 'email') return { to, subject: r.subject ?? '', text: r.text, ...(r.html !== undefined ? { html: r.html } : {}), ...(headers ? { headers } : {}) };
+  if (channel === 'sms') return { to, body: r.text.trim() };
+  const wa = source.whatsappTemplate;
+  if (wa) return { to, template: { name: wa.name, language: wa.language, parameters: r.parameters ?? [] } };
+  return { to, text: r.text.trim() };
 }
 
 /** Compiles template sources. @throws UsageError on a Handlebars syntax error. */
 export function compileTemplate(source: TemplateSource): CompiledTemplate {
-  const subjectAst = parse(source.subject, '--subject');
-  const bodyAst = parse(source.body, '--template-file');
   const used = new Map<string, boolean>(); // name → required
+  const subjectAst = source.subject === undefined ? undefined : parse(source.subject, '--subject');
+  const bodyAst = source.body === undefined ? undefined : parse(source.body, '--template-file');
   collect(subjectAst, used, false);
   collect(bodyAst, used, false);
-  const subject = Handlebars.compile(subjectAst, { noEscape: true });
-  const body = Handlebars.compile(bodyAst, { noEscape: !source.html });
-  const hash = createHash('sha256').update(JSON.stringify([source.subject, source.body, source.html])).digest('hex');
+  for (const p of source.whatsappTemplate?.params ?? []) used.set(p, true);
+  const subject = subjectAst && Handlebars.compile(subjectAst, { noEscape: true });
+  const body = bodyAst && Handlebars.compile(bodyAst, { noEscape: !source.html });
+  const wa = source.whatsappTemplate;
+  const hash = createHash('sha256').update(JSON.stringify([source.subject, source.body, source.html, wa ?? null])).digest('hex');
   return {
     source,
     required: [...used].filter(([, r]) => r).map(([n]) => n).sort(),
     optional: [...used].filter(([, r]) => !r).map(([n]) => n).sort(),
     hash,
     render(vars) {
-      const subjectText = subject(vars).replace(/\s+/g, ' ').trim();
-      const rendered = body(vars);
-      if (!source.html) return { subject: subjectText, text: rendered };
-      return { subject: subjectText, html: rendered, text: convert(rendered, { wordwrap: 78 }) };
+      const out: Rendered = { text: '' };
+      if (subject) out.subject = subject(vars).replace(/\s+/g, ' ').trim();
+      if (body) {
+        const rendered = body(vars);
+        if (source.html) {
+          out.html = rendered;
+          out.text = convert(rendered, { wordwrap: 78 });
+        } else {
+          out.text = rendered;
+        }
+      }
+      if (wa) {
+        out.parameters = wa.params.map((p) => vars[p] ?? '');
+        if (!body) out.text = `[template ${wa.name} (${wa.language})] ${out.parameters.join(' | ')}`;
+      }
+      return out;
     },
   };
 }

@@ -1,6 +1,8 @@
 /**
- * Outbox adapter: writes each e-mail as an RFC 5322 `.eml` file into a folder, like nodemailer's stream
- * transport or Django's file e-mail backend. The embedded default: needs no network and no credentials.
+ * Outbox adapter: writes each message as a file into a folder, like nodemailer's stream transport or
+ * Django's file e-mail backend. The embedded default: needs no network and no credentials.
+ * E-mail becomes an RFC 5322 `.eml` file; SMS and WhatsApp messages become `.json` files
+ * (`{channel, from, to, body | text | template, messageId, acceptedAt}`).
  * Files are written to a temporary name and renamed, so a reader never sees half a message.
  * Settings: dir, from, fromName.
  */
@@ -8,25 +10,64 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
+import type { AdapterConfig, EmailMessage, Provider, SendResult, SmsMessage, VerifyResult, WhatsAppMessage } from './types.js';
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
 
-/** Builds an outbox adapter. The folder is created (mode 0700) on first send. */
-export function createOutboxProvider(config: AdapterConfig): EmailProvider {
+/** Builds an outbox adapter for the config's channel. The folder is created (mode 0700) on first send. */
+export function createOutboxProvider(config: AdapterConfig): Provider {
   const dir = path.resolve(String(config.settings.dir));
-  const from = formatFrom(
-    String(config.settings.from ?? 'switchboard@localhost'),
-    config.settings.fromName === undefined ? undefined : String(config.settings.fromName),
-  );
+  const fromAddress = config.settings.from === undefined ? undefined : String(config.settings.from);
   let ready: Promise<unknown> | undefined;
 
+  /** Writes `content` as `<time>-<random>.<ext>` atomically; maps file-system errors to provider errors. */
+  async function write(ext: string, content: (acceptedAt: Date) => Promise<{ data: Buffer | string; messageId: string }>): Promise<SendResult> {
+    try {
+      ready ??= fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await ready;
+      const acceptedAt = new Date();
+      const { data, messageId } = await content(acceptedAt);
+      const base = `${acceptedAt.toISOString().replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}`;
+      const tmp = path.join(dir, `.${base}.tmp`);
+      await fs.writeFile(tmp, data, { mode: 0o600 });
+      await fs.rename(tmp, path.join(dir, `${base}.${ext}`));
+      return { messageId, acceptedAt };
+    } catch (err) {
+      if (err instanceof ProviderError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      // A folder we cannot write is a configuration problem: fall back rather than retry.
+      const kind = code === 'EACCES' || code === 'EROFS' || code === 'ENOTDIR' || code === 'EEXIST' ? 'config' : 'transient';
+      throw new ProviderError(kind, `outbox cannot write to ${dir}: ${(err as Error).message}`, { code, cause: err });
+    }
+  }
+
+  const verify = async (): Promise<VerifyResult> => {
+    try {
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await fs.access(dir, fs.constants.W_OK);
+      return { ok: true, detail: `folder ${dir} is writable` };
+    } catch (err) {
+      return { ok: false, detail: `folder ${dir} is not writable: ${(err as Error).message}` };
+    }
+  };
+  const close = async () => {};
+  const json = (channel: string, message: SmsMessage | WhatsAppMessage) => async (acceptedAt: Date) => {
+    const messageId = `outbox-${randomBytes(8).toString('hex')}`;
+    const record = { channel, from: fromAddress ?? null, ...message, messageId, acceptedAt: acceptedAt.toISOString() };
+    return { data: JSON.stringify(record, null, 2) + '\n', messageId };
+  };
+
+  if (config.channel === 'sms') {
+    return { channel: 'sms', send: (m: SmsMessage) => write('json', json('sms', m)), verify, close };
+  }
+  if (config.channel === 'whatsapp') {
+    return { channel: 'whatsapp', send: (m: WhatsAppMessage) => write('json', json('whatsapp', m)), verify, close };
+  }
+  const from = formatFrom(fromAddress ?? 'switchboard@localhost', config.settings.fromName === undefined ? undefined : String(config.settings.fromName));
   return {
     channel: 'email',
-    async send(message: EmailMessage): Promise<SendResult> {
-      try {
-        ready ??= fs.mkdir(dir, { recursive: true, mode: 0o700 });
-        await ready;
+    send: (message: EmailMessage) =>
+      write('eml', async () => {
         const node = new MailComposer({
           from,
           to: message.to,
@@ -35,31 +76,9 @@ export function createOutboxProvider(config: AdapterConfig): EmailProvider {
           html: message.html,
           headers: message.headers,
         }).compile();
-        const raw = await node.build();
-        const messageId = node.messageId();
-        const acceptedAt = new Date();
-        const base = `${acceptedAt.toISOString().replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}`;
-        const tmp = path.join(dir, `.${base}.tmp`);
-        await fs.writeFile(tmp, raw, { mode: 0o600 });
-        await fs.rename(tmp, path.join(dir, `${base}.eml`));
-        return { messageId, acceptedAt };
-      } catch (err) {
-        if (err instanceof ProviderError) throw err;
-        const code = (err as NodeJS.ErrnoException).code;
-        // A folder we cannot write is a configuration problem: fall back rather than retry.
-        const kind = code === 'EACCES' || code === 'EROFS' || code === 'ENOTDIR' || code === 'EEXIST' ? 'config' : 'transient';
-        throw new ProviderError(kind, `outbox cannot write to ${dir}: ${(err as Error).message}`, { code, cause: err });
-      }
-    },
-    async verify(): Promise<VerifyResult> {
-      try {
-        await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-        await fs.access(dir, fs.constants.W_OK);
-        return { ok: true, detail: `folder ${dir} is writable` };
-      } catch (err) {
-        return { ok: false, detail: `folder ${dir} is not writable: ${(err as Error).message}` };
-      }
-    },
-    async close(): Promise<void> {},
+        return { data: await node.build(), messageId: node.messageId() };
+      }),
+    verify,
+    close,
   };
 }

@@ -57,12 +57,12 @@ const smtp: KindSpec = {
 
 const outbox: KindSpec = {
   kind: 'outbox',
-  channels: ['email'],
-  summary: 'writes each message as a .eml file into a folder (no network)',
+  channels: ['email', 'sms', 'whatsapp'],
+  summary: 'writes each message as a file into a folder (.eml for e-mail, .json for sms/whatsapp; no network)',
   settings: {
     dir: { type: 'path', required: true, doc: 'folder for the message files (created if missing)' },
-    from: { type: 'email', default: 'switchboard@localhost', doc: 'sender address' },
-    fromName: { type: 'string', doc: 'sender display name' },
+    from: { type: 'string', doc: 'sender: an e-mail address (default switchboard@localhost) or a phone number / sender id' },
+    fromName: { type: 'string', doc: 'sender display name (e-mail)' },
   },
   secrets: {},
   create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),

@@ -64,8 +64,43 @@ export interface EmailProvider {
   close(): Promise<void>;
 }
 
-/** Any adapter. SMS and WhatsApp adapters join this union as they are built. */
-export type Provider = EmailProvider;
+/** An SMS to one recipient. `to` is E.164 (e.g. `+447700900123`). */
+export interface SmsMessage {
+  to: string;
+  body: string;
+}
+
+/**
+ * A WhatsApp message to one recipient (`to` in E.164). Either free-form `text` (only inside the 24-hour
+ * customer-service window) or an approved `template` with positional body parameters ({{1}}, {{2}}, …).
+ */
+export interface WhatsAppMessage {
+  to: string;
+  text?: string;
+  template?: { name: string; language: string; parameters: string[] };
+}
+
+/** Any outbound message; which one is decided by the channel. */
+export type OutboundMessage = EmailMessage | SmsMessage | WhatsAppMessage;
+
+/** An SMS adapter. */
+export interface SmsProvider {
+  readonly channel: 'sms';
+  send(message: SmsMessage): Promise<SendResult>;
+  verify(): Promise<VerifyResult>;
+  close(): Promise<void>;
+}
+
+/** A WhatsApp adapter. */
+export interface WhatsAppProvider {
+  readonly channel: 'whatsapp';
+  send(message: WhatsAppMessage): Promise<SendResult>;
+  verify(): Promise<VerifyResult>;
+  close(): Promise<void>;
+}
+
+/** Any adapter. */
+export type Provider = EmailProvider | SmsProvider | WhatsAppProvider;
 
 /** Setting values as stored: strings, integers and booleans. */
 export type SettingValue = string | number | boolean;
@@ -78,4 +113,14 @@ export interface AdapterConfig {
   secrets: Record<string, string>;
   /** How many messages the caller may have in flight at once (sizes connection pools). */
   maxConcurrency: number;
+  /** The channel the config serves (a kind may serve several, e.g. outbox). */
+  channel: 'email' | 'sms' | 'whatsapp';
+}
+
+/**
+ * Sends `message` through `adapter`. The dispatcher only pairs adapters and messages of the same channel;
+ * this is the one place that relies on it.
+ */
+export function sendThrough(adapter: Provider, message: OutboundMessage): Promise<SendResult> {
+  return (adapter.send as (m: OutboundMessage) => Promise<SendResult>)(message);
 }
