@@ -15,6 +15,7 @@ import { LockedError, NotFoundError, UsageError } from './errors.js';
 import { openCsv } from './csv.js';
 import { compileTemplate, composeMessage, isHtmlTemplate, readTemplateFile, type CompiledTemplate, type Rendered, type TemplateSource, type WhatsAppTemplateRef } from './templates.js';
 import { getTenant } from './tenants.js';
+import { suppressionReason } from './suppressions.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
@@ -470,7 +471,6 @@ async function work(
   const finish = ctx.db.prepare(
     'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, updated_at = ? WHERE batch_id = ? AND row_no = ?',
   );
-  const suppressed = ctx.db.prepare('SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?');
   const tenantId = dispatcher.tenantId;
   const channel = dispatcher.channel;
 
@@ -494,9 +494,9 @@ async function work(
   };
 
   const processRow = async (item: ItemRow) => {
-    const hit = suppressed.get(tenantId, channel, channel === 'email' ? item.recipient.toLowerCase() : item.recipient) as { reason: string } | undefined;
-    if (hit) {
-      report(item, 'skipped', { error: `suppressed: ${hit.reason}` });
+    const reason = suppressionReason(ctx, tenantId, channel, item.recipient);
+    if (reason !== null) {
+      report(item, 'skipped', { error: `suppressed: ${reason}` });
       return;
     }
     let content: Rendered;

@@ -1,13 +1,15 @@
 /**
  * The one send path (DESIGN §1, §5): `Dispatcher.send(message)` walks the tenant's route, calling adapters,
  * retrying transient and rate-limited failures with exponential backoff and jitter, falling back on
- * auth/config/transient failures, never on recipient failures, and recording every attempt in `messages`.
+ * auth/config/transient failures, never on recipient failures (an opt-out adds a suppression for the
+ * tenant), and recording every attempt in `messages`.
  * A test send, every row of a bulk send, and anything later all go through here.
  */
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from './errors.js';
 import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
 import { requireKey } from './vault.js';
+import { addSuppression } from './suppressions.js';
 import { KINDS } from '../providers/registry.js';
 import { ProviderError, sendThrough, type OutboundMessage, type Provider, type ProviderErrorKind } from '../providers/types.js';
 
@@ -161,6 +163,9 @@ export class Dispatcher {
           this.record(config, message.to, origin, attempt, i > 0, { error: e });
           attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: e.kind, error: e.message });
           if (e.kind === 'recipient') {
+            if (e.details.optOut) {
+              addSuppression(this.ctx, { tenantId: this.tenantId, channel: this.channel, address: message.to, reason: `opt-out reported by ${config.ref}: ${e.message}`, source: config.ref });
+            }
             return { status: 'failed', provider: config.ref, fallback: i > 0, attempts, error: errorOf(e) };
           }
           if (e.kind === 'auth' || e.kind === 'config') {

@@ -1,0 +1,86 @@
+/**
+ * Suppressions: per tenant and channel, addresses that must not be sent to (opt-outs such as an SMS STOP,
+ * hard bounces, manual blocks). Bulk sends skip them (row state `skipped`); provider errors that mean the
+ * recipient opted out add them automatically (source = the provider ref).
+ */
+import type { CoreContext, Channel } from './context.js';
+import { audit } from './audit.js';
+import { normaliseRecipient } from './address.js';
+import { UsageError } from './errors.js';
+
+/** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
+export interface Suppression {
+  tenantId: string;
+  channel: Channel;
+  address: string;
+  reason: string;
+  /** Who added it: `manual`, `import`, or the provider ref that reported the opt-out. */
+  source: string;
+  createdAt: string;
+}
+
+/** Normalises an address for the suppression list. @throws UsageError if it is not a valid address for the channel. */
+export function suppressionKey(channel: Channel, address: string, defaultRegion?: string): string {
+  const r = normaliseRecipient(channel, address, defaultRegion);
+  if ('error' in r) throw new UsageError(`address ${r.error}`);
+  return channel === 'email' ? r.to.toLowerCase() : r.to;
+}
+
+/**
+ * Adds (or refreshes the reason of) a suppression. Audited.
+ * @returns true if the address was not suppressed before.
+ */
+export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt'>): boolean {
+  const address = suppressionKey(s.channel, s.address);
+  let added = false;
+  ctx.db.transaction(() => {
+    const existed = ctx.db.prepare('SELECT 1 FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(s.tenantId, s.channel, address);
+    ctx.db
+      .prepare(
+        `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source`,
+      )
+      .run(s.tenantId, s.channel, address, s.reason, s.source, ctx.clock.now().toISOString());
+    added = !existed;
+    audit(ctx, existed ? 'suppression.update' : 'suppression.add', `${s.tenantId}/${s.channel}/${address}`, s.tenantId, ['reason', 'source']);
+  }).immediate();
+  return added;
+}
+
+/** The reason an address is suppressed for a tenant and channel, or null. `address` must be normalised. */
+export function suppressionReason(ctx: CoreContext, tenantId: string, channel: Channel, address: string): string | null {
+  const key = channel === 'email' ? address.toLowerCase() : address;
+  const row = ctx.db.prepare('SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(tenantId, channel, key) as
+    | { reason: string }
+    | undefined;
+  return row?.reason ?? null;
+}
+
+/** Suppressions of a tenant (optionally one channel), by channel and address. */
+export function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel): Suppression[] {
+  const rows = ctx.db
+    .prepare(
+      `SELECT tenant_id, channel, address, reason, source, created_at FROM suppressions
+       WHERE tenant_id = ? AND (? IS NULL OR channel = ?) ORDER BY channel, address`,
+    )
+    .all(tenantId, channel ?? null, channel ?? null) as Array<{
+    tenant_id: string;
+    channel: Channel;
+    address: string;
+    reason: string;
+    source: string;
+    created_at: string;
+  }>;
+  return rows.map((r) => ({ tenantId: r.tenant_id, channel: r.channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at }));
+}
+
+/** Removes a suppression. Audited. @returns false if there was none. */
+export function removeSuppression(ctx: CoreContext, tenantId: string, channel: Channel, address: string): boolean {
+  const key = suppressionKey(channel, address);
+  let removed = false;
+  ctx.db.transaction(() => {
+    removed = ctx.db.prepare('DELETE FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').run(tenantId, channel, key).changes > 0;
+    if (removed) audit(ctx, 'suppression.remove', `${tenantId}/${channel}/${key}`, tenantId, []);
+  }).immediate();
+  return removed;
+}
