@@ -70,7 +70,7 @@ function presentCheck(cli: CliContext, c: DomainCheck): string {
       'SPF',
       c.spf.host,
       `one record with ${c.spf.include}, <= 10 lookups`,
-      c.spf.record ? `${c.spf.record} (${c.spf.lookups} lookups)` : '-',
+      c.spf.record ? `${c.spf.record} (${c.spf.lookups} lookup${c.spf.lookups === 1 ? '' : 's'})` : '-',
     ]);
   }
   rows.push([stateText(cli, c.dmarc.state, false), 'DMARC', c.dmarc.host, 'v=DMARC1; p=none|quarantine|reject', c.dmarc.record ?? '-']);
