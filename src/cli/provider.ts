@@ -20,6 +20,7 @@ import {
 } from '../core/providers.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
 import { checkTenantId } from '../core/tenants.js';
+import { unverifiedSenderDomains } from '../core/domains.js';
 
 interface SecretFlags {
   secretEnv?: string[];
@@ -148,7 +149,8 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--channel <channel>', 'only this channel')
       .action(
         action<{ tenant?: string; system?: boolean; channel?: string }>(io, (cli, _args, opts) => {
-          const list = listProviders(cli.core(), {
+          const ctx = cli.core();
+          const list = listProviders(ctx, {
             tenantId: opts.system ? null : opts.tenant,
             channel: opts.channel ? channelFlag(opts.channel) : undefined,
           });
@@ -160,6 +162,7 @@ export function registerProvider(program: Command, io: Io): void {
                   list.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health, secretsText(p), verifiedText(p)]),
                 ),
           );
+          for (const w of unverifiedSenderDomains(ctx, { refs: list.map((p) => p.ref) })) cli.out.warn(w.message);
         }),
       ),
     ['switchboard provider list', 'switchboard provider list --tenant acme-dental --json'],

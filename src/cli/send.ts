@@ -12,6 +12,8 @@ import { OperationFailed, UsageError } from '../core/errors.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion, normaliseRecipient } from '../core/address.js';
 import type { OutboundMessage } from '../providers/types.js';
+import { resolveRoute } from '../core/providers.js';
+import { unverifiedSenderDomains } from '../core/domains.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -135,6 +137,8 @@ export function registerSend(program: Command, io: Io): void {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
           const ctx = cli.core();
+          const route = resolveRoute(ctx, tenantId, channel).entries.map((e) => e.config.ref);
+          for (const w of unverifiedSenderDomains(ctx, { refs: route })) cli.out.warn(w.message);
           await runWithProgress(cli, 'sending', (hooks) =>
             runBatch(
               ctx,

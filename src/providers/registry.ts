@@ -3,7 +3,7 @@
  * factory. Adapters (and their SDKs) are imported only when a message is about to be sent or verified, so a
  * command that sends nothing loads none of them (DESIGN §5).
  */
-import type { AdapterConfig, Provider, SettingValue } from './types.js';
+import { ProviderError, type AdapterConfig, type Provider, type SettingValue } from './types.js';
 
 /** A setting's type: `string`, `int`, `bool`, one of `values` (`enum`), an e-mail address, or a file/folder path. */
 export type SettingType = 'string' | 'int' | 'bool' | 'enum' | 'email' | 'path';
@@ -68,8 +68,41 @@ const outbox: KindSpec = {
   create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),
 };
 
+/** Placeholder send path for kinds whose settings exist (for domain authentication) but whose send adapter does not yet. */
+const notBuiltYet = (kind: string) => async (): Promise<Provider> => {
+  throw new ProviderError('config', `sending through ${kind} is not built yet`);
+};
+
+const sendgrid: KindSpec = {
+  kind: 'sendgrid',
+  channels: ['email'],
+  summary: 'SendGrid Web API v3',
+  settings: {
+    from: { type: 'email', required: true, doc: 'sender address' },
+    fromName: { type: 'string', doc: 'sender display name' },
+    endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU: https://api.eu.sendgrid.com)' },
+    sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid accepts and delivers nothing' },
+  },
+  secrets: { apiKey: { required: true, doc: 'API key (SG.…)' } },
+  create: notBuiltYet('sendgrid'),
+};
+
+const ses: KindSpec = {
+  kind: 'ses',
+  channels: ['email'],
+  summary: 'Amazon SES (API v2)',
+  settings: {
+    region: { type: 'string', required: true, doc: 'AWS region, e.g. eu-west-1' },
+    from: { type: 'email', required: true, doc: 'sender address' },
+    accessKeyId: { type: 'string', required: true, doc: 'AWS access key id' },
+    endpoint: { type: 'string', doc: 'API endpoint URL (default: the region\'s SES endpoint)' },
+  },
+  secrets: { secretAccessKey: { required: true, doc: 'AWS secret access key' } },
+  create: notBuiltYet('ses'),
+};
+
 /** Kinds by name. */
-export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox].map((k) => [k.kind, k]));
+export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox, sendgrid, ses].map((k) => [k.kind, k]));
 
 /** Kinds named in DESIGN §2 whose adapters are not built yet; the CLI says so plainly. */
-export const PLANNED_KINDS: readonly string[] = ['sendgrid', 'ses', 'twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];
+export const PLANNED_KINDS: readonly string[] = ['twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];

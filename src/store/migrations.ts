@@ -160,4 +160,31 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX audit_log_tenant_time ON audit_log (tenant_id, at);
   `,
+  // 2: domain authentication (issue 6). System defaults may own sender domains too (tenant_id NULL), so the
+  // table is rebuilt without NOT NULL; the provider's kind is kept so a domain whose provider config was
+  // removed still says which API it belongs to; `detail` holds the last check's one-line summary.
+  `
+  CREATE TABLE domains_v2 (
+    id            INTEGER PRIMARY KEY,
+    tenant_id     TEXT REFERENCES tenants(id) ON DELETE CASCADE, -- NULL = system default
+    domain        TEXT NOT NULL,
+    provider_id   INTEGER REFERENCES provider_configs(id) ON DELETE SET NULL,
+    provider_kind TEXT,
+    external_id   TEXT,
+    records       TEXT NOT NULL DEFAULT '[]',
+    status        TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','verified','failed')),
+    detail        TEXT,
+    checked_at    TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT
+  );
+  INSERT INTO domains_v2 (id, tenant_id, domain, provider_id, external_id, records, status, checked_at, created_at, updated_at)
+    SELECT id, tenant_id, domain, provider_id, external_id, records,
+           CASE WHEN status IN ('pending','verified','failed') THEN status ELSE 'pending' END, checked_at, created_at, created_at
+    FROM domains;
+  DROP TABLE domains;
+  ALTER TABLE domains_v2 RENAME TO domains;
+  CREATE UNIQUE INDEX domains_owner_domain ON domains (ifnull(tenant_id, ''), domain);
+  CREATE INDEX domains_provider ON domains (provider_id);
+  `,
 ];

@@ -101,7 +101,7 @@ describe('provider configs', () => {
     expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', password: 'x' } })).toThrow(/secret.*never accepted on the command line/);
     expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', colour: 'red' } })).toThrow(/no setting "colour"/);
     expect(() => smtp({ settings: { from: 'a@example.com' } })).toThrow(/--set host=… is required/);
-    expect(() => smtp({ kind: 'sendgrid' })).toThrow(/not built yet/);
+    expect(() => smtp({ kind: 'twilio' })).toThrow(/not built yet/);
     expect(() => smtp({ kind: 'pigeon' })).toThrow(/not a provider kind/);
     expect(() => smtp({ channel: 'sms' })).toThrow(/does not serve channel sms/);
     smtp();
