@@ -10,7 +10,7 @@ import { asChannel } from './context.js';
 import { audit } from './audit.js';
 import { LockedError, NotFoundError, UsageError } from './errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
-import { openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
+import { assertCurrentKey, openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
 import { KINDS, PLANNED_KINDS, type KindSpec, type SettingSpec } from '../providers/registry.js';
 import type { SettingValue } from '../providers/types.js';
 
@@ -233,6 +233,7 @@ export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfi
   const now = ctx.clock.now().toISOString();
   let id = 0;
   ctx.db.transaction(() => {
+    if (hasSecrets) assertCurrentKey(ctx, key);
     if (ctx.db.prepare('SELECT 1 FROM provider_configs WHERE ifnull(tenant_id, \'\') = ? AND channel = ? AND name = ?').get(input.tenantId ?? '', input.channel, name)) {
       throw new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
     }
@@ -345,8 +346,10 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
   let names: string[] = Object.keys(current.secrets);
   let secretHints = current.secrets;
   let keyId = current.keyId;
+  let activeKey: ActiveKey | undefined;
   if (secretChanged) {
     const key = requireKey(ctx);
+    activeKey = key;
     const where = { tenant: current.tenantId, channel: current.channel, name: current.name };
     const row = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(current.id) as { sealed_secrets: Buffer | null };
     const old = row.sealed_secrets && current.keyId !== null ? openSecrets(key, { ...where, keyId: current.keyId }, row.sealed_secrets, ref) : {};
@@ -359,6 +362,7 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
   checkComplete(spec, full, names);
   const now = ctx.clock.now().toISOString();
   ctx.db.transaction(() => {
+    if (secretChanged && activeKey) assertCurrentKey(ctx, activeKey);
     const { changes } = ctx.db
       .prepare(
         `UPDATE provider_configs SET settings = ?, priority = ?, enabled = ?, updated_at = ?,
