@@ -13,6 +13,7 @@ import { registerKey } from './key.js';
 import { registerSend } from './send.js';
 import { registerBatch } from './batch.js';
 import { registerAudit } from './audit.js';
+import { registerDoctor } from './doctor.js';
 
 /** The switchboard version, from package.json. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -33,7 +34,7 @@ export function buildProgram(io: Io): Command {
     .enablePositionalOptions(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit]) {
+  for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit, registerDoctor]) {
     register(program, io);
   }
   program.addHelpText(

@@ -447,11 +447,14 @@ export function setHealth(ctx: CoreContext, id: number, health: ProviderConfig['
   ctx.db.prepare('UPDATE provider_configs SET health = ?, health_detail = ? WHERE id = ?').run(health, detail, id);
 }
 
-/** Records the outcome of `provider verify`. */
-export function recordVerification(ctx: CoreContext, id: number, ok: boolean, detail: string): void {
-  ctx.db
-    .prepare('UPDATE provider_configs SET last_verified_at = ?, last_verify_result = ?, health = ?, health_detail = ? WHERE id = ?')
-    .run(ctx.clock.now().toISOString(), `${ok ? 'ok' : 'failed'}: ${detail}`, ok ? 'healthy' : 'unhealthy', ok ? null : detail, id);
+/** Records the outcome of `provider verify` (audited as `provider.verify`, field names only). */
+export function recordVerification(ctx: CoreContext, config: ProviderConfig, ok: boolean, detail: string): void {
+  ctx.db.transaction(() => {
+    ctx.db
+      .prepare('UPDATE provider_configs SET last_verified_at = ?, last_verify_result = ?, health = ?, health_detail = ? WHERE id = ?')
+      .run(ctx.clock.now().toISOString(), `${ok ? 'ok' : 'failed'}: ${detail}`, ok ? 'healthy' : 'unhealthy', ok ? null : detail, config.id);
+    audit(ctx, 'provider.verify', config.ref, config.tenantId, ['last_verified_at', 'last_verify_result', 'health']);
+  }).immediate();
 }
 
 /**
@@ -470,6 +473,6 @@ export async function verifyProvider(ctx: CoreContext, ref: string): Promise<{ r
   } finally {
     await adapter.close();
   }
-  recordVerification(ctx, config.id, result.ok, result.detail);
+  recordVerification(ctx, config, result.ok, result.detail);
   return { ref, ...result, verifiedAt: getProvider(ctx, ref).lastVerifiedAt ?? '' };
 }
