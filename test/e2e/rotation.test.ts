@@ -1,7 +1,6 @@
 // e2e: key rotation (file and env sources), crash safety (an interrupted rotation, SIGKILL mid-rotation),
 // AAD binding and tamper detection through the CLI.
 import fs from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -208,7 +207,7 @@ describe('sealed secrets are bound to their row and detect tampering', () => {
     const bytes = fs.readFileSync(ws.store);
     const at = bytes.indexOf(blob);
     expect(at).toBeGreaterThan(0);
-    bytes[at + blob.length - 3] ^= 0x40;
+    bytes[at + blob.length - 3] = bytes[at + blob.length - 3]! ^ 0x40;
     fs.writeFileSync(ws.store, bytes);
     const r = await ws.run(['send', 'test', '--tenant', 't0001', '--to', 'x@example.com']);
     expect(r.exitCode, show(r)).toBe(5);
