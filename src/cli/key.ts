@@ -4,13 +4,74 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { Io } from './context.js';
+import type { CliContext, Io } from './context.js';
+import type { CoreContext } from '../core/context.js';
+import { confirmOrYes } from './prompt.js';
 import { action, examples } from './command.js';
 import { encodeKey, fingerprint, generateKey, writeKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainProbe, keychainSet } from '../crypto/keychain.js';
-import { bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, rotateKey } from '../core/vault.js';
+import { bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey } from '../core/vault.js';
 import { KeyError, UsageError } from '../core/errors.js';
 import { storeId } from '../store/db.js';
+import { listProviders } from '../core/providers.js';
+
+interface NewKeyFlags {
+  file?: string;
+  keychain?: boolean;
+  force?: boolean;
+}
+
+/**
+ * Makes a new key, stores it (key file, keychain, or an export line on stdout) and records it with `bind`,
+ * removing the stored key again if `bind` fails. Prints the result, with what `bind` returned in it.
+ */
+function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind: (fp: string) => { keyId: number } & Record<string, unknown>): void {
+  if (opts.file && opts.keychain) throw new UsageError('give only one of --file and --keychain');
+  const k = generateKey();
+  const fp = fingerprint(k);
+  const bindOrUndo = (undo: () => void) => {
+    try {
+      return bind(fp);
+    } catch (err) {
+      undo();
+      throw err;
+    }
+  };
+  if (opts.file) {
+    const file = path.resolve(opts.file);
+    writeKeyFile(file, k, opts.force === true);
+    const r = bindOrUndo(() => fs.rmSync(file, { force: true }));
+    cli.out.result({ ...r, fingerprint: fp, source: 'file', file, store: cli.storePath }, () =>
+      [`Created key #${r.keyId} (fingerprint ${fp}) in ${file} (mode 0600).`, `Use it with:  export SWITCHBOARD_KEY_FILE=${file}`].join('\n'),
+    );
+    return;
+  }
+  if (opts.keychain) {
+    const account = storeId(ctx.db);
+    const probe = keychainProbe(account, ctx.env);
+    if (probe.status === 'unavailable') throw new KeyError(`cannot use the OS keychain: ${probe.detail}`);
+    if (probe.status === 'ok' && !opts.force) {
+      throw new UsageError(`--keychain: the keychain already holds a key for store ${account}; refusing to overwrite it (use --force)`);
+    }
+    const set = keychainSet(account, encodeKey(k), ctx.env);
+    if (set.status === 'unavailable') throw new KeyError(`cannot store the key in the OS keychain: ${set.detail}`);
+    const back = keychainGet(account, ctx.env);
+    if (back.status !== 'ok' || back.value !== encodeKey(k)) {
+      keychainDelete(account, ctx.env);
+      throw new KeyError('the OS keychain did not give the key back after storing it; nothing was changed');
+    }
+    const r = bindOrUndo(() => keychainDelete(account, ctx.env));
+    cli.out.result({ ...r, fingerprint: fp, source: 'keychain', service: KEYCHAIN_SERVICE, account, store: cli.storePath }, () =>
+      `Created key #${r.keyId} (fingerprint ${fp}) in the OS keychain (service ${KEYCHAIN_SERVICE}, account ${account}).\n` +
+      'It is used whenever SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set.',
+    );
+    return;
+  }
+  const r = bind(fp);
+  const line = `export SWITCHBOARD_MASTER_KEY=${encodeKey(k)}`;
+  cli.out.info(`Created key #${r.keyId} (fingerprint ${fp}). Keep it safe: without it this store's secrets cannot be opened.`);
+  cli.out.result({ ...r, fingerprint: fp, source: 'env', export: line, store: cli.storePath }, () => line);
+}
 
 /** Registers the `key` commands. */
 export function registerKey(program: Command, io: Io): void {
@@ -24,61 +85,13 @@ export function registerKey(program: Command, io: Io): void {
       .option('--keychain', `store the key in the OS keychain (Secret Service; service "${KEYCHAIN_SERVICE}", account = the store id)`)
       .option('--force', 'overwrite an existing key file or keychain item')
       .action(
-        action<{ file?: string; keychain?: boolean; force?: boolean }>(io, (cli, _args, opts) => {
-          if (opts.file && opts.keychain) throw new UsageError('give only one of --file and --keychain');
+        action<NewKeyFlags>(io, (cli, _args, opts) => {
           const ctx = cli.core();
           const current = keyVersions(ctx).find((k) => k.retiredAt === null);
           if (current) {
             throw new KeyError(`this store already has key #${current.id} (fingerprint ${current.fingerprint}); refusing to create another (use \`key rotate\` to replace it)`);
           }
-          const k = generateKey();
-          const fp = fingerprint(k);
-          if (opts.file) {
-            const file = path.resolve(opts.file);
-            writeKeyFile(file, k, opts.force === true);
-            let keyId: number;
-            try {
-              keyId = bindNewKey(ctx, fp);
-            } catch (err) {
-              fs.rmSync(file, { force: true });
-              throw err;
-            }
-            cli.out.result({ keyId, fingerprint: fp, source: 'file', file, store: cli.storePath }, () =>
-              [`Created key #${keyId} (fingerprint ${fp}) in ${file} (mode 0600).`, `Use it with:  export SWITCHBOARD_KEY_FILE=${file}`].join('\n'),
-            );
-            return;
-          }
-          if (opts.keychain) {
-            const account = storeId(ctx.db);
-            const probe = keychainProbe(account, ctx.env);
-            if (probe.status === 'unavailable') throw new KeyError(`cannot use the OS keychain: ${probe.detail}`);
-            if (probe.status === 'ok' && !opts.force) {
-              throw new UsageError(`--keychain: the keychain already holds a key for store ${account}; refusing to overwrite it (use --force)`);
-            }
-            const set = keychainSet(account, encodeKey(k), ctx.env);
-            if (set.status === 'unavailable') throw new KeyError(`cannot store the key in the OS keychain: ${set.detail}`);
-            const back = keychainGet(account, ctx.env);
-            if (back.status !== 'ok' || back.value !== encodeKey(k)) {
-              keychainDelete(account, ctx.env);
-              throw new KeyError('the OS keychain did not give the key back after storing it; nothing was changed');
-            }
-            let keyId: number;
-            try {
-              keyId = bindNewKey(ctx, fp);
-            } catch (err) {
-              keychainDelete(account, ctx.env);
-              throw err;
-            }
-            cli.out.result({ keyId, fingerprint: fp, source: 'keychain', service: KEYCHAIN_SERVICE, account, store: cli.storePath }, () =>
-              `Created key #${keyId} (fingerprint ${fp}) in the OS keychain (service ${KEYCHAIN_SERVICE}, account ${account}).\n` +
-              'It is used whenever SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set.',
-            );
-            return;
-          }
-          const keyId = bindNewKey(ctx, fp);
-          const line = `export SWITCHBOARD_MASTER_KEY=${encodeKey(k)}`;
-          cli.out.info(`Created key #${keyId} (fingerprint ${fp}). Keep it safe: without it this store's secrets cannot be opened.`);
-          cli.out.result({ keyId, fingerprint: fp, source: 'env', export: line, store: cli.storePath }, () => line);
+          storeNewKey(cli, ctx, opts, (fp) => ({ keyId: bindNewKey(ctx, fp) }));
         }),
       ),
     ['switchboard key init --file ~/.config/switchboard/master.key', 'switchboard key init --keychain', 'eval "$(switchboard key init)"'],
@@ -183,5 +196,30 @@ export function registerKey(program: Command, io: Io): void {
         }),
       ),
     ['SWITCHBOARD_KEY_FILE=~/.config/switchboard/master.key switchboard key rotate', 'switchboard key rotate --print-new-key   # key from SWITCHBOARD_MASTER_KEY'],
+  );
+
+  examples(
+    key
+      .command('reset')
+      .description('for a LOST key: drop every sealed secret (they cannot be opened without it), retire the lost key, and create a new one like `key init`; then enter the secrets again with `provider update`')
+      .option('--file <path>', 'write the new key to this file (mode 0600)')
+      .option('--keychain', 'store the new key in the OS keychain')
+      .option('--force', 'overwrite an existing key file or keychain item')
+      .option('-y, --yes', 'do not ask for confirmation')
+      .action(
+        action<NewKeyFlags & { yes?: boolean }>(io, async (cli, _args, opts) => {
+          const ctx = cli.core();
+          const refs = listProviders(ctx).filter((p) => p.keyId !== null).map((p) => p.ref);
+          if (!(await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`))) throw new UsageError('nothing was changed');
+          storeNewKey(cli, ctx, opts, (fp) => {
+            const r = resetLostKey(ctx, fp);
+            return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, dropped: r.dropped };
+          });
+          if (refs.length > 0) {
+            cli.out.info(`Dropped the secrets of: ${refs.join(', ')}.\nEnter them again with: switchboard provider update <ref> --secret-env <name>=ENV_VAR (or --secrets-stdin)`);
+          }
+        }),
+      ),
+    ['switchboard key reset --file ~/.config/switchboard/master.key --yes', 'switchboard key reset --keychain'],
   );
 }

@@ -204,6 +204,11 @@ export function openSecrets(key: ActiveKey, where: SealContext, blob: Buffer, re
 // staged key and finishes step 3. A crash before 2 leaves a stray staged key that the next rotation replaces.
 // ---------------------------------------------------------------------------------------------------------
 
+/** A provider ref from a provider_configs row (providers.ts imports this module, so it cannot be imported here). */
+function refOf(r: { tenant_id: string | null; channel: string; name: string }): string {
+  return `${r.tenant_id ?? 'system'}/${r.channel}/${r.name}`;
+}
+
 /** The keychain account under which a rotation stages the next key. */
 function stagedAccount(account: string): string {
   return `${account}.next`;
@@ -316,8 +321,7 @@ export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): Rotatio
       const update = ctx.db.prepare('UPDATE provider_configs SET sealed_secrets = ?, key_id = ? WHERE id = ?');
       for (const r of rows()) {
         const where = { tenant: r.tenant_id, channel: r.channel, name: r.name };
-        const ref = `${r.tenant_id ?? 'system'}/${r.channel}/${r.name}`;
-        const secrets = openSecrets(active, { ...where, keyId: r.key_id }, r.sealed_secrets, ref);
+        const secrets = openSecrets(active, { ...where, keyId: r.key_id }, r.sealed_secrets, refOf(r));
         update.run(sealSecrets(next, where, secrets), newKeyId, r.id);
         resealed++;
       }
@@ -348,4 +352,55 @@ export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): Rotatio
     location: active.location,
     storedIn: active.source === 'env' ? 'the printed export line (SWITCHBOARD_MASTER_KEY)' : describeSource(active),
   };
+}
+
+/** What {@link resetLostKey} did. */
+export interface KeyResetResult {
+  lostKeyId: number | null;
+  newKeyId: number;
+  /** Refs of the provider configs whose secrets were dropped and must be entered again. */
+  dropped: string[];
+}
+
+/**
+ * For a lost master key ("I lost my key"): drops every sealed secret (nothing can open them without the key),
+ * retires the lost key version, and records `newFingerprint` as the store's new key, in one transaction.
+ * Tenants, settings, routes, batches and logs are kept. The caller stores the new key (like `key init`).
+ * @throws UsageError if the key the environment provides still matches the store (use `key rotate` instead).
+ */
+export function resetLostKey(ctx: CoreContext, newFingerprint: string): KeyResetResult {
+  let found: MasterKey | null = null;
+  try {
+    found = lookupMasterKey(ctx).master;
+  } catch {
+    // A malformed or unreadable key is as good as lost here.
+  }
+  const current = keyVersions(ctx).find((v) => v.retiredAt === null);
+  if (found && current && fingerprint(found.key) === current.fingerprint) {
+    throw new UsageError(`the key from ${describeSource(found)} opens this store (key #${current.id}); nothing is lost: use \`switchboard key rotate\` to replace it`);
+  }
+  let newKeyId = 0;
+  const dropped: string[] = [];
+  ctx.db.transaction(() => {
+    const now = ctx.clock.now().toISOString();
+    const rows = ctx.db.prepare('SELECT id, tenant_id, channel, name FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id').all() as Array<{
+      id: number;
+      tenant_id: string | null;
+      channel: string;
+      name: string;
+    }>;
+    const drop = ctx.db.prepare(
+      "UPDATE provider_configs SET sealed_secrets = NULL, key_id = NULL, secret_hints = '{}', health = 'unknown', health_detail = 'secrets dropped by key reset: enter them again', updated_at = ? WHERE id = ?",
+    );
+    for (const r of rows) {
+      drop.run(now, r.id);
+      const ref = refOf(r);
+      dropped.push(ref);
+      audit(ctx, 'provider.secrets-dropped', ref, r.tenant_id, ['sealed_secrets', 'key_id']);
+    }
+    ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE retired_at IS NULL').run(now);
+    newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(newFingerprint, now).lastInsertRowid);
+    audit(ctx, 'key.reset', `key#${newKeyId}`, null, ['fingerprint', 'retired_at']);
+  }).immediate();
+  return { lostKeyId: current?.id ?? null, newKeyId, dropped };
 }

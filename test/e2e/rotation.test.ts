@@ -173,6 +173,37 @@ describe('key rotate', () => {
   });
 });
 
+describe('key reset (I lost my key)', () => {
+  test('refused while the key still opens the store; after a loss it drops secrets, keeps the rest, and secrets can be entered again', async () => {
+    const { ws, keyFile, env } = fileWorkspace();
+    seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 2 });
+    const dump = dumpStore(ws.store);
+    const refused = await ws.run(['key', 'reset', '--yes', '--file', `${keyFile}.other`], { env });
+    expect(refused.exitCode, show(refused)).toBe(2);
+    expect(refused.stderr).toMatch(/key rotate/);
+    expect(dumpStore(ws.store)).toBe(dump);
+    expect(fs.existsSync(`${keyFile}.other`)).toBe(false);
+    const noYes = await ws.run(['key', 'reset'], { env: { SWITCHBOARD_MASTER_KEY: undefined } });
+    expect(noYes.exitCode, show(noYes)).toBe(2);
+    expect(noYes.stderr).toMatch(/--yes/);
+
+    fs.rmSync(keyFile); // the loss
+    const newFile = `${keyFile}.new-after-loss`;
+    const r = expectExit(await ws.run(['key', 'reset', '--yes', '--file', newFile, '--json'], { env: { SWITCHBOARD_MASTER_KEY: undefined } }), 0, 'key reset');
+    expect(parseJson<{ keyId: number; lostKeyId: number; dropped: string[] }>(r)).toMatchObject({ keyId: 2, lostKeyId: 1, dropped: ['t0001/email/s1', 't0002/email/s1'] });
+    const env2 = { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: newFile };
+    const list = parseJson<Array<{ ref: string; settings: { host: string }; secrets: Record<string, string> }>>(await ws.run(['provider', 'list', '--json'], { env: env2 }));
+    expect(list.map((p) => [p.ref, p.settings.host, Object.keys(p.secrets).length])).toEqual([
+      ['t0001/email/s1', '127.0.0.1', 0],
+      ['t0002/email/s1', '127.0.0.1', 0],
+    ]);
+    expectExit(await ws.run(['provider', 'update', 't0001/email/s1', '--secret-env', 'password=P'], { env: { ...env2, P: 'typed-again' } }), 0, 'provider update after reset');
+    expect(openAll(ws.store, { SWITCHBOARD_KEY_FILE: newFile }).get('t0001/email/s1')).toBe('typed-again');
+    const audit = parseJson<Array<{ action: string }>>(await ws.run(['audit', 'list', '--json'], { env: env2 })).map((a) => a.action);
+    expect(audit).toEqual(expect.arrayContaining(['key.reset', 'provider.secrets-dropped']));
+  });
+});
+
 describe('sealed secrets are bound to their row and detect tampering', () => {
   test('a blob copied to another tenant\'s row fails to open: exit 5 naming that provider; doctor fails it', async () => {
     ws = makeWorkspace();
