@@ -14,6 +14,7 @@ import { registerSend } from './send.js';
 import { registerBatch } from './batch.js';
 import { registerAudit } from './audit.js';
 import { registerDomain } from './domain.js';
+import { registerDoctor } from './doctor.js';
 
 /** The switchboard version, from package.json. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -34,7 +35,7 @@ export function buildProgram(io: Io): Command {
     .enablePositionalOptions(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit, registerDomain]) {
+  for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit, registerDomain, registerDoctor]) {
     register(program, io);
   }
   program.addHelpText(

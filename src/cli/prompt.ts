@@ -12,8 +12,7 @@ import { UsageError } from '../core/errors.js';
 export async function confirmOrYes(cli: CliContext, yes: boolean | undefined, question: string): Promise<boolean> {
   if (yes) return true;
   if (!cli.interactive) throw new UsageError(`${question.replace(/\?$/, '')}: refusing without --yes (no terminal to ask on)`);
-  const { confirm } = await import('@inquirer/prompts');
-  return confirm({ message: question, default: false });
+  return askConfirm(question, false);
 }
 
 /** Masked input for a secret (never echoed). Returns '' if the user leaves an optional one empty. */
@@ -24,4 +23,31 @@ export async function askSecret(label: string, required: boolean): Promise<strin
     mask: '*',
     validate: (v) => (!required || v.length > 0 ? true : `${label} is required`),
   });
+}
+
+/** A choice list (arrow keys and Enter). Returns the chosen value. */
+export async function askSelect<T extends string>(message: string, choices: Array<{ value: T; name: string; description?: string }>): Promise<T> {
+  const { select } = await import('@inquirer/prompts');
+  return select<T>({ message, choices });
+}
+
+/**
+ * A line of text. `validate` returns true or the message to show; `required` refuses an empty answer.
+ * Returns the trimmed answer ('' when an optional one is left empty).
+ */
+export async function askInput(message: string, opts: { default?: string; required?: boolean; validate?: (v: string) => true | string } = {}): Promise<string> {
+  const { input } = await import('@inquirer/prompts');
+  const answer = await input({
+    message: opts.required ? message : `${message} (leave empty to skip)`,
+    default: opts.default,
+    required: opts.required ?? false,
+    validate: (v) => (v.trim() === '' ? (opts.required ? `${message} is required` : true) : (opts.validate?.(v.trim()) ?? true)),
+  });
+  return answer.trim();
+}
+
+/** A yes/no question. */
+export async function askConfirm(message: string, defaultAnswer: boolean): Promise<boolean> {
+  const { confirm } = await import('@inquirer/prompts');
+  return confirm({ message, default: defaultAnswer });
 }

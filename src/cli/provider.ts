@@ -6,10 +6,12 @@
 import type { Command } from 'commander';
 import type { CliContext, Io } from './context.js';
 import { action, channelFlag, collect, examples, intFlag, keyValues, required } from './command.js';
-import { askSecret, confirmOrYes } from './prompt.js';
+import { askConfirm, askInput, askSecret, askSelect, confirmOrYes } from './prompt.js';
 import {
   addProvider,
+  formatRef,
   getProvider,
+  parseSetting,
   kindSpec,
   listProviders,
   removeProvider,
@@ -19,8 +21,10 @@ import {
   type ProviderConfig,
 } from '../core/providers.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
-import { checkTenantId } from '../core/tenants.js';
+import { checkTenantId, listTenants } from '../core/tenants.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
+import { CHANNELS } from '../core/context.js';
+import { KINDS } from '../providers/registry.js';
 
 interface SecretFlags {
   secretEnv?: string[];
@@ -64,6 +68,98 @@ async function gatherSecrets(cli: CliContext, flags: SecretFlags, promptFor: Arr
   return secrets;
 }
 
+/** Flags of `provider add`. */
+export interface AddFlags extends SecretFlags {
+  tenant?: string;
+  system?: boolean;
+  channel?: string;
+  kind?: string;
+  name?: string;
+  priority?: string;
+  set?: string[];
+}
+
+function verifyText(cli: CliContext, r: { ok: boolean; ref: string; detail: string }): string {
+  return `${r.ok ? cli.out.c.green('ok') : cli.out.c.red('failed')}  ${r.ref}: ${r.detail}`;
+}
+
+/**
+ * `provider add`. On a terminal (see {@link CliContext.interactive}) it asks for what the flags leave out: who the
+ * config is for, the channel, the kind (a list), the name, each setting without a default, the secrets (masked),
+ * then confirms and offers to run `provider verify`. Without a terminal a missing value is a usage error naming
+ * its flag. Also used by the interactive `tenant add`.
+ * @throws UsageError, NotFoundError, KeyError.
+ */
+export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<void> {
+  if (opts.tenant && opts.system) throw new UsageError('give exactly one of --tenant <id> and --system');
+  const ctx = cli.core();
+  const ask = cli.interactive;
+  const settings = keyValues('--set', opts.set);
+  let tenantId: string | null | undefined = opts.system ? null : opts.tenant;
+  if (tenantId === undefined && ask) {
+    const who = await askSelect('Provider for', [
+      { value: '', name: 'system default', description: 'used by tenants without their own provider, or with fallback on' },
+      ...listTenants(ctx).map((t) => ({ value: t.id, name: `${t.id} (${t.name})` })),
+    ]);
+    tenantId = who === '' ? null : who;
+  }
+  if (tenantId === undefined) throw new UsageError('give exactly one of --tenant <id> and --system');
+  if (tenantId !== null) checkTenantId(tenantId, '--tenant');
+  const kinds = [...KINDS.values()];
+  let channelText = opts.channel;
+  if (channelText === undefined && ask) {
+    channelText = await askSelect('Channel', CHANNELS.filter((c) => kinds.some((k) => k.channels.includes(c))).map((c) => ({ value: c, name: c })));
+  }
+  const channel = channelFlag(channelText);
+  let kind = opts.kind;
+  if (kind === undefined && ask) {
+    kind = await askSelect('Provider kind', kinds.filter((k) => k.channels.includes(channel)).map((k) => ({ value: k.kind, name: k.kind, description: k.summary })));
+  }
+  const spec = kindSpec(required(kind, '--kind', [...KINDS.keys()].join(' or ')), channel);
+  let name = opts.name;
+  if (ask) {
+    if (name === undefined) name = await askInput('Name', { default: spec.kind, required: true });
+    for (const [k, s] of Object.entries(spec.settings)) {
+      if (k in settings || s.default !== undefined) continue;
+      const v = await askInput(`${k} (${s.doc})`, {
+        required: s.required,
+        validate: (text) => {
+          try {
+            parseSetting(spec, k, text);
+            return true;
+          } catch (err) {
+            return (err as Error).message;
+          }
+        },
+      });
+      if (v) settings[k] = v;
+    }
+  }
+  const secrets = await gatherSecrets(cli, opts, Object.entries(spec.secrets).map(([n, sp]) => ({ name: n, required: sp.required })));
+  const ref = formatRef({ tenantId, channel, name: name ?? spec.kind });
+  if (ask) {
+    const summary = [
+      ...Object.entries(settings).map(([k, v]) => `${k}=${v}`),
+      ...Object.keys(secrets).map((k) => `${k}=****`),
+    ].join(', ');
+    if (!(await askConfirm(`Add ${ref} (${spec.kind}${summary ? `; ${summary}` : ''})?`, true))) throw new UsageError('not added');
+  }
+  const p = addProvider(ctx, {
+    tenantId,
+    channel,
+    kind: spec.kind,
+    name,
+    priority: intFlag(opts.priority, '--priority', 0, 1_000_000),
+    settings,
+    secrets,
+  });
+  cli.out.result(p, () => `Added provider ${p.ref} (${p.kind}, priority ${p.priority}${Object.keys(p.secrets).length ? `, secrets ${secretsText(p)}` : ''})`);
+  if (ask && (await askConfirm(`Verify ${p.ref} now (connects and authenticates; sends nothing)?`, true))) {
+    const r = await verifyProvider(ctx, p.ref);
+    cli.out.info(verifyText(cli, r));
+  }
+}
+
 function secretsText(p: ProviderConfig): string {
   const entries = Object.entries(p.secrets);
   return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(' ') : '-';
@@ -96,7 +192,7 @@ export function registerProvider(program: Command, io: Io): void {
   examples(
     provider
       .command('add')
-      .description('add a provider config for a tenant or as a system default')
+      .description('add a provider config for a tenant or as a system default; on a terminal, asks for what the flags leave out')
       .option('--tenant <id>', 'the tenant it belongs to')
       .option('--system', 'a system default, used by tenants without their own provider or with fallback on')
       .option('--channel <channel>', 'email, sms or whatsapp')
@@ -106,33 +202,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--set <key=value>', 'a setting, e.g. host=smtp.example.com (repeatable)', collect)
       .option('--secret-env <key=ENV_VAR>', 'read a secret from an environment variable (repeatable)', collect)
       .option('--secrets-stdin', 'read secrets as a JSON object from standard input')
-      .action(
-        action<SecretFlags & { tenant?: string; system?: boolean; channel?: string; kind?: string; name?: string; priority?: string; set?: string[] }>(
-          io,
-          async (cli, _args, opts) => {
-            if (Boolean(opts.tenant) === Boolean(opts.system)) throw new UsageError('give exactly one of --tenant <id> and --system');
-            if (opts.tenant) checkTenantId(opts.tenant, '--tenant');
-            const channel = channelFlag(opts.channel);
-            const kind = required(opts.kind, '--kind', 'smtp or outbox');
-            const spec = kindSpec(kind, channel);
-            const secrets = await gatherSecrets(
-              cli,
-              opts,
-              Object.entries(spec.secrets).map(([name, s]) => ({ name, required: s.required })),
-            );
-            const p = addProvider(cli.core(), {
-              tenantId: opts.tenant ?? null,
-              channel,
-              kind,
-              name: opts.name,
-              priority: intFlag(opts.priority, '--priority', 0, 1_000_000),
-              settings: keyValues('--set', opts.set),
-              secrets,
-            });
-            cli.out.result(p, () => `Added provider ${p.ref} (${p.kind}, priority ${p.priority}${Object.keys(p.secrets).length ? `, secrets ${secretsText(p)}` : ''})`);
-          },
-        ),
-      ),
+      .action(action<AddFlags>(io, (cli, _args, opts) => providerAddFlow(cli, opts))),
     [
       'SMTP_PASS=… switchboard provider add --tenant acme-dental --channel email --kind smtp --set host=smtp.example.com --set user=acme --set from=noreply@acme.example --secret-env password=SMTP_PASS',
       'switchboard provider add --system --channel email --kind outbox --set dir=/var/spool/switchboard',
@@ -236,7 +306,7 @@ export function registerProvider(program: Command, io: Io): void {
       .action(
         action(io, async (cli, [ref]) => {
           const r = await verifyProvider(cli.core(), ref!);
-          cli.out.result(r, () => `${r.ok ? cli.out.c.green('ok') : cli.out.c.red('failed')}  ${r.ref}: ${r.detail}`);
+          cli.out.result(r, () => verifyText(cli, r));
           if (!r.ok) throw new OperationFailed(`provider ${r.ref} failed verification`);
         }),
       ),

@@ -4,7 +4,8 @@
 import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, channelFlag, collect, examples, required } from './command.js';
-import { confirmOrYes } from './prompt.js';
+import { askConfirm, askInput, confirmOrYes } from './prompt.js';
+import { providerAddFlow } from './provider.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Tenant } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
 import { UsageError } from '../core/errors.js';
@@ -35,17 +36,15 @@ export function registerTenant(program: Command, io: Io): void {
   examples(
     tenant
       .command('add <id>')
-      .description('add a tenant (id: a slug such as acme-dental)')
+      .description('add a tenant (id: a slug such as acme-dental); on a terminal, asks for the name and offers to add a provider')
       .option('--name <name>', 'display name')
       .action(
         action<{ name?: string }>(io, async (cli, [id], opts) => {
           let name = opts.name;
-          if (name === undefined && cli.interactive) {
-            const { input } = await import('@inquirer/prompts');
-            name = await input({ message: 'Tenant name', required: true });
-          }
+          if (name === undefined && cli.interactive) name = await askInput('Tenant name', { required: true });
           const t = addTenant(cli.core(), id!, required(name, '--name', 'the tenant display name'));
           cli.out.result(t, () => `Added tenant ${t.id} (${t.name})`);
+          if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await providerAddFlow(cli, { tenant: t.id });
         }),
       ),
     ['switchboard tenant add acme-dental --name "Acme Dental"'],

@@ -8,9 +8,9 @@ import { isEmailAddress } from './address.js';
 import type { CoreContext, Channel } from './context.js';
 import { asChannel } from './context.js';
 import { audit } from './audit.js';
-import { LockedError, NotFoundError, UsageError } from './errors.js';
+import { NotFoundError, UsageError } from './errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
-import { openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
+import { assertCurrentKey, openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
 import { KINDS, PLANNED_KINDS, type KindSpec, type SettingSpec } from '../providers/registry.js';
 import type { SettingValue } from '../providers/types.js';
 
@@ -233,6 +233,7 @@ export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfi
   const now = ctx.clock.now().toISOString();
   let id = 0;
   ctx.db.transaction(() => {
+    if (hasSecrets) assertCurrentKey(ctx, key);
     if (ctx.db.prepare('SELECT 1 FROM provider_configs WHERE ifnull(tenant_id, \'\') = ? AND channel = ? AND name = ?').get(input.tenantId ?? '', input.channel, name)) {
       throw new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
     }
@@ -316,72 +317,73 @@ export interface ProviderUpdate {
 
 /**
  * Updates settings, secrets (one at a time without retyping the others), priority or the enabled flag.
+ * The read-modify-write happens inside one IMMEDIATE transaction, so concurrent updates of the same config
+ * (from other processes) apply one after the other and none is lost.
  * @throws UsageError, NotFoundError, KeyError (when secrets change and the key is missing or wrong).
  */
 export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUpdate): ProviderConfig {
-  const current = getProvider(ctx, ref);
-  const spec = kindSpec(current.kind);
-  const settings: Record<string, SettingValue> = { ...current.settings };
-  const fields: string[] = [];
-  for (const [k, v] of Object.entries(change.settings ?? {})) {
-    settings[k] = parseSetting(spec, k, v);
-    fields.push(k);
-  }
-  for (const k of change.unset ?? []) {
-    if (!(k in spec.settings)) throw new UsageError(`--unset ${k}: kind ${spec.kind} has no setting "${k}"`);
-    delete settings[k];
-    fields.push(k);
-  }
   const newSecrets = change.secrets ?? {};
-  checkSecretNames(spec, newSecrets);
   const secretChanged = Object.keys(newSecrets).length > 0;
-  const full = applyDefaults(spec, settings);
-  if (change.priority !== undefined) fields.push('priority');
-  if (change.enabled !== undefined) fields.push('enabled');
-  fields.push(...Object.keys(newSecrets).map((k) => `secret.${k}`));
+  const fields = [
+    ...Object.keys(change.settings ?? {}),
+    ...(change.unset ?? []),
+    ...(change.priority !== undefined ? ['priority'] : []),
+    ...(change.enabled !== undefined ? ['enabled'] : []),
+    ...Object.keys(newSecrets).map((k) => `secret.${k}`),
+  ];
   if (fields.length === 0) throw new UsageError('nothing to update: give --set, --unset, --secret-env, --secrets-stdin, --priority, --enable or --disable');
-
-  let sealed: Buffer | null | undefined;
-  let names: string[] = Object.keys(current.secrets);
-  let secretHints = current.secrets;
-  let keyId = current.keyId;
-  if (secretChanged) {
-    const key = requireKey(ctx);
-    const where = { tenant: current.tenantId, channel: current.channel, name: current.name };
-    const row = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(current.id) as { sealed_secrets: Buffer | null };
-    const old = row.sealed_secrets && current.keyId !== null ? openSecrets(key, { ...where, keyId: current.keyId }, row.sealed_secrets, ref) : {};
-    const merged = { ...old, ...newSecrets };
-    sealed = sealSecrets(key, where, merged);
-    names = Object.keys(merged).sort();
-    secretHints = { ...current.secrets, ...hints(newSecrets) };
-    keyId = key.keyId;
-  }
-  checkComplete(spec, full, names);
-  const now = ctx.clock.now().toISOString();
+  // The key lookup may ask the keychain (a child process): done before taking the write lock.
+  const key = secretChanged ? requireKey(ctx) : undefined;
+  let id = 0;
   ctx.db.transaction(() => {
-    const { changes } = ctx.db
+    const current = getProvider(ctx, ref);
+    id = current.id;
+    const spec = kindSpec(current.kind);
+    const settings: Record<string, SettingValue> = { ...current.settings };
+    for (const [k, v] of Object.entries(change.settings ?? {})) settings[k] = parseSetting(spec, k, v);
+    for (const k of change.unset ?? []) {
+      if (!(k in spec.settings)) throw new UsageError(`--unset ${k}: kind ${spec.kind} has no setting "${k}"`);
+      delete settings[k];
+    }
+    checkSecretNames(spec, newSecrets);
+    const full = applyDefaults(spec, settings);
+    let sealed: Buffer | null = null;
+    let names: string[] = Object.keys(current.secrets);
+    let secretHints = current.secrets;
+    let keyId = current.keyId;
+    if (key) {
+      assertCurrentKey(ctx, key);
+      const where = { tenant: current.tenantId, channel: current.channel, name: current.name };
+      const row = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(current.id) as { sealed_secrets: Buffer | null };
+      const old = row.sealed_secrets && current.keyId !== null ? openSecrets(key, { ...where, keyId: current.keyId }, row.sealed_secrets, ref) : {};
+      const merged = { ...old, ...newSecrets };
+      sealed = sealSecrets(key, where, merged);
+      names = Object.keys(merged).sort();
+      secretHints = { ...current.secrets, ...hints(newSecrets) };
+      keyId = key.keyId;
+    }
+    checkComplete(spec, full, names);
+    ctx.db
       .prepare(
         `UPDATE provider_configs SET settings = ?, priority = ?, enabled = ?, updated_at = ?,
            sealed_secrets = CASE WHEN ? THEN ? ELSE sealed_secrets END,
            secret_hints = ?, key_id = ?
-         WHERE id = ? AND updated_at = ?`,
+         WHERE id = ?`,
       )
       .run(
         JSON.stringify(full),
         change.priority ?? current.priority,
         (change.enabled ?? current.enabled) ? 1 : 0,
-        now,
-        secretChanged ? 1 : 0,
-        sealed ?? null,
+        ctx.clock.now().toISOString(),
+        key ? 1 : 0,
+        sealed,
         JSON.stringify(secretHints),
         keyId,
         current.id,
-        current.updatedAt,
       );
-    if (changes === 0) throw new LockedError(`provider ${ref} was changed by another process meanwhile; nothing was changed, run the command again`);
     audit(ctx, 'provider.update', ref, current.tenantId, fields);
   }).immediate();
-  return getProviderById(ctx, current.id);
+  return getProviderById(ctx, id);
 }
 
 /** Removes a provider config and its sealed secrets. @throws NotFoundError. */
@@ -443,11 +445,14 @@ export function setHealth(ctx: CoreContext, id: number, health: ProviderConfig['
   ctx.db.prepare('UPDATE provider_configs SET health = ?, health_detail = ? WHERE id = ?').run(health, detail, id);
 }
 
-/** Records the outcome of `provider verify`. */
-export function recordVerification(ctx: CoreContext, id: number, ok: boolean, detail: string): void {
-  ctx.db
-    .prepare('UPDATE provider_configs SET last_verified_at = ?, last_verify_result = ?, health = ?, health_detail = ? WHERE id = ?')
-    .run(ctx.clock.now().toISOString(), `${ok ? 'ok' : 'failed'}: ${detail}`, ok ? 'healthy' : 'unhealthy', ok ? null : detail, id);
+/** Records the outcome of `provider verify` (audited as `provider.verify`, field names only). */
+export function recordVerification(ctx: CoreContext, config: ProviderConfig, ok: boolean, detail: string): void {
+  ctx.db.transaction(() => {
+    ctx.db
+      .prepare('UPDATE provider_configs SET last_verified_at = ?, last_verify_result = ?, health = ?, health_detail = ? WHERE id = ?')
+      .run(ctx.clock.now().toISOString(), `${ok ? 'ok' : 'failed'}: ${detail}`, ok ? 'healthy' : 'unhealthy', ok ? null : detail, config.id);
+    audit(ctx, 'provider.verify', config.ref, config.tenantId, ['last_verified_at', 'last_verify_result', 'health']);
+  }).immediate();
 }
 
 /**
@@ -466,6 +471,6 @@ export async function verifyProvider(ctx: CoreContext, ref: string): Promise<{ r
   } finally {
     await adapter.close();
   }
-  recordVerification(ctx, config.id, result.ok, result.detail);
+  recordVerification(ctx, config, result.ok, result.detail);
   return { ref, ...result, verifiedAt: getProvider(ctx, ref).lastVerifiedAt ?? '' };
 }

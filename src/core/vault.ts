@@ -2,11 +2,25 @@
  * The credential vault: binds a store to a master key (by fingerprint), and seals/opens provider secrets.
  * DESIGN §4. The key itself is never written to the store.
  */
+import fs from 'node:fs';
 import type { CoreContext } from './context.js';
 import { audit } from './audit.js';
 import { KeyError, UsageError } from './errors.js';
-import { findMasterKey, fingerprint, HOW_TO_PROVIDE_KEY, type MasterKey } from '../crypto/keys.js';
+import {
+  decodeKey,
+  encodeKey,
+  findMasterKey,
+  fingerprint,
+  generateKey,
+  HOW_TO_PROVIDE_KEY,
+  pendingKeyFile,
+  promoteKeyFile,
+  writeKeyFileAtomic,
+  type MasterKey,
+} from '../crypto/keys.js';
+import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainSet, type KeychainResult } from '../crypto/keychain.js';
 import { seal, unseal, type SealContext } from '../crypto/seal.js';
+import { storeId } from '../store/db.js';
 
 /** The master key in use, with its version id in this store. */
 export interface ActiveKey extends MasterKey {
@@ -36,13 +50,59 @@ export function keyVersions(ctx: CoreContext): KeyVersion[] {
   return rows.map((r) => ({ id: r.id, fingerprint: r.fingerprint, createdAt: r.created_at, retiredAt: r.retired_at, sealedSecrets: r.n }));
 }
 
+/** The outcome of looking for a master key: the key, or why none was found (for messages and `doctor`). */
+export interface KeyLookup {
+  master: MasterKey | null;
+  /** Set when the keychain was consulted (no env var or key file): what it answered. */
+  keychain?: KeychainResult;
+  /** Why no key was found, when `master` is null. */
+  reason?: string;
+}
+
+/**
+ * Looks for the master key: `SWITCHBOARD_MASTER_KEY`, then `SWITCHBOARD_KEY_FILE`, then the OS keychain
+ * (service `switchboard`, account = the store's id; one child process, at most 3 s).
+ * @throws KeyError when a configured source is unreadable or malformed.
+ */
+export function lookupMasterKey(ctx: CoreContext): KeyLookup {
+  const found = findMasterKey(ctx.env);
+  if (found) return { master: found };
+  const account = storeId(ctx.db);
+  const kc = keychainGet(account, ctx.env);
+  if (kc.status === 'ok') {
+    return { master: { key: decodeKey(kc.value, `the keychain item for store ${account}`), source: 'keychain', location: account }, keychain: kc };
+  }
+  const why =
+    kc.status === 'absent'
+      ? `the OS keychain has no key for this store (service ${KEYCHAIN_SERVICE}, account ${account})`
+      : `the OS keychain cannot be used: ${kc.detail}`;
+  return { master: null, keychain: kc, reason: `SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set, and ${why}` };
+}
+
+/**
+ * Like {@link lookupMasterKey} but a missing key is an error.
+ * @throws KeyError (exit 5) listing the three ways to provide a key.
+ */
+export function loadMasterKey(ctx: CoreContext): MasterKey {
+  const found = lookupMasterKey(ctx);
+  if (!found.master) throw noKeyError(found);
+  return found.master;
+}
+
+/** The exit-5 error for a lookup that found no key: why, and the three ways to provide one. */
+export function noKeyError(found: KeyLookup): KeyError {
+  return new KeyError(`no master key: ${found.reason}; ${HOW_TO_PROVIDE_KEY}`);
+}
+
 /**
  * Returns the master key, binding an unbound store to it (recording its fingerprint as key version 1).
- * @throws KeyError (exit 5) if no key is configured, it is malformed, or it does not match the store's current key.
+ * If the key found is the one a `key rotate` retired and the rotation's staged key (`<file>.next`, or the
+ * keychain item `<store id>.next`) is the store's current key, the interrupted rotation is completed first.
+ * @throws KeyError (exit 5) if no key is configured, it is malformed, or it does not match the store's current
+ * key; the message names the key version and fingerprint the store needs.
  */
 export function requireKey(ctx: CoreContext): ActiveKey {
-  const master = findMasterKey(ctx.env);
-  if (!master) throw new KeyError(`no master key: ${HOW_TO_PROVIDE_KEY}`);
+  const master = loadMasterKey(ctx);
   const fp = fingerprint(master.key);
   const versions = keyVersions(ctx);
   const current = versions.find((v) => v.retiredAt === null);
@@ -51,20 +111,38 @@ export function requireKey(ctx: CoreContext): ActiveKey {
     return { ...master, keyId, fingerprint: fp };
   }
   if (current.fingerprint === fp) return { ...master, keyId: current.id, fingerprint: fp };
+  const staged = stagedKey(ctx, master);
+  if (staged && fingerprint(staged) === current.fingerprint) {
+    promoteStagedKey(ctx, master, staged);
+    return { ...master, key: staged, keyId: current.id, fingerprint: current.fingerprint };
+  }
+  const needs = `this store needs key #${current.id} (fingerprint ${current.fingerprint}, created ${current.createdAt})`;
   const retired = versions.find((v) => v.fingerprint === fp);
   if (retired) {
     throw new KeyError(
-      `the master key from ${describeSource(master)} is key #${retired.id}, retired on ${retired.retiredAt}; this store now uses key #${current.id} (fingerprint ${current.fingerprint})`,
+      `the master key from ${describeSource(master)} is key #${retired.id}, retired by \`key rotate\` on ${retired.retiredAt}; ${needs}${master.source === 'env' ? ': set SWITCHBOARD_MASTER_KEY to the key `key rotate --print-new-key` printed' : ''}`,
     );
   }
-  throw new KeyError(
-    `the master key from ${describeSource(master)} (fingerprint ${fp}) does not match this store (key #${current.id}, fingerprint ${current.fingerprint}); nothing was changed`,
-  );
+  throw new KeyError(`the master key from ${describeSource(master)} (fingerprint ${fp}) does not match this store; ${needs}; nothing was changed`);
 }
 
-/** `SWITCHBOARD_MASTER_KEY` or `key file /path`. */
-export function describeSource(master: MasterKey): string {
-  return master.source === 'env' ? master.location : `key file ${master.location}`;
+/** `SWITCHBOARD_MASTER_KEY`, `key file /path` or `the OS keychain (service switchboard, account <store id>)`. */
+export function describeSource(master: Pick<MasterKey, 'source' | 'location'>): string {
+  if (master.source === 'env') return master.location;
+  if (master.source === 'file') return `key file ${master.location}`;
+  return `the OS keychain (service ${KEYCHAIN_SERVICE}, account ${master.location})`;
+}
+
+/**
+ * Throws unless `key` is still the store's current key. Call inside the write transaction that seals with it,
+ * so a secret is never sealed with a key that a concurrent `key rotate` has just retired.
+ * @throws KeyError (exit 5).
+ */
+export function assertCurrentKey(ctx: CoreContext, key: ActiveKey): void {
+  const row = ctx.db.prepare('SELECT id FROM keys WHERE retired_at IS NULL').get() as { id: number } | undefined;
+  if (row?.id !== key.keyId) {
+    throw new KeyError(`the master key was rotated by another process meanwhile (the store now uses key #${row?.id}); nothing was changed, run the command again with the new key`);
+  }
 }
 
 /**
@@ -113,4 +191,216 @@ export function openSecrets(key: ActiveKey, where: SealContext, blob: Buffer, re
       `secrets of provider ${ref} failed their integrity check (altered in the store, or copied from another provider); re-enter them with \`switchboard provider update ${ref}\``,
     );
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Key rotation (DESIGN §4). Three steps, so that a crash at any point leaves the store readable with one of
+// the two keys:
+//   1. stage:   the new key is written next to the old one (`<file>.next`, keychain `<store id>.next`), or,
+//               for an env key, handed to the caller to print; the store still uses the old key.
+//   2. commit:  one IMMEDIATE transaction adds the new key version, re-seals every secret, retires the old one.
+//   3. promote: the staged key replaces the old one (atomic rename; keychain overwrite then delete `.next`).
+// A crash between 2 and 3 leaves the old key in place and the store on the new one: requireKey finds the
+// staged key and finishes step 3. A crash before 2 leaves a stray staged key that the next rotation replaces.
+// ---------------------------------------------------------------------------------------------------------
+
+/** A provider ref from a provider_configs row (providers.ts imports this module, so it cannot be imported here). */
+function refOf(r: { tenant_id: string | null; channel: string; name: string }): string {
+  return `${r.tenant_id ?? 'system'}/${r.channel}/${r.name}`;
+}
+
+/** The keychain account under which a rotation stages the next key. */
+function stagedAccount(account: string): string {
+  return `${account}.next`;
+}
+
+function keychainOrThrow(r: KeychainResult, what: string): void {
+  if (r.status === 'unavailable') throw new KeyError(`cannot ${what} in the OS keychain: ${r.detail}`);
+}
+
+/** The key a rotation staged for `master`'s source, if any (none for env keys). */
+function stagedKey(ctx: CoreContext, master: MasterKey): Buffer | null {
+  try {
+    if (master.source === 'file') {
+      const file = pendingKeyFile(master.location);
+      return fs.existsSync(file) ? decodeKey(fs.readFileSync(file, 'utf8'), `key file ${file}`) : null;
+    }
+    if (master.source === 'keychain') {
+      const r = keychainGet(stagedAccount(master.location), ctx.env);
+      return r.status === 'ok' ? decodeKey(r.value, 'the staged keychain item') : null;
+    }
+  } catch {
+    return null;
+  }
+  return null;
+}
+
+/** Step 3: makes the staged key the one the source holds. */
+function promoteStagedKey(ctx: CoreContext, master: MasterKey, key: Buffer): void {
+  if (master.source === 'file') {
+    promoteKeyFile(pendingKeyFile(master.location), master.location);
+  } else if (master.source === 'keychain') {
+    keychainOrThrow(keychainSet(master.location, encodeKey(key), ctx.env), 'store the new key');
+    keychainDelete(stagedAccount(master.location), ctx.env);
+  }
+}
+
+/** Undoes step 1 after a failed commit. */
+function discardStagedKey(ctx: CoreContext, master: MasterKey): void {
+  if (master.source === 'file') fs.rmSync(pendingKeyFile(master.location), { force: true });
+  else if (master.source === 'keychain') keychainDelete(stagedAccount(master.location), ctx.env);
+}
+
+/** What `key rotate` did. */
+export interface RotationResult {
+  oldKeyId: number;
+  newKeyId: number;
+  oldFingerprint: string;
+  fingerprint: string;
+  /** Provider configs whose secrets were re-sealed. */
+  resealed: number;
+  source: MasterKey['source'];
+  location: string;
+  /** Where the new key now is, in words. */
+  storedIn: string;
+  /**
+   * Set when the store switched keys but the staged key could not be moved into place (e.g. the keychain stopped
+   * answering): the next command that finds the old key finishes the move.
+   */
+  promoteFailed: string | null;
+}
+
+/** Options of {@link rotateKey}. */
+export interface RotationOptions {
+  /**
+   * For an env key: called with the new key's `export SWITCHBOARD_MASTER_KEY=…` line before the store switches
+   * to it (so a crash cannot lose it), and its fingerprint. Required when the key comes from the environment.
+   */
+  publishEnvKey?: (exportLine: string, fingerprint: string) => void;
+  /** Called before the re-sealing transaction starts, with the number of configs to re-seal (for progress). */
+  onCommitStart?: (configs: number) => void;
+  /** Test seam: stop after step 2, as a crash there would (the staged key is left for requireKey to promote). */
+  stopAfterCommit?: boolean;
+}
+
+/**
+ * Rotates the master key: a new key version, every secret re-sealed in one transaction, the old version retired,
+ * and the new key stored where the old one came from (key file or keychain; an env key is published through
+ * `opts.publishEnvKey`).
+ * @throws UsageError when the key comes from the environment and no `publishEnvKey` is given.
+ * @throws KeyError when the key is missing or wrong, a secret fails its integrity check (nothing changes), or the
+ * keychain cannot store the new key.
+ */
+export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): RotationResult {
+  const active = requireKey(ctx);
+  if (active.source === 'env' && !opts.publishEnvKey) {
+    throw new UsageError(
+      'the master key comes from SWITCHBOARD_MASTER_KEY, which switchboard cannot update: run `switchboard key rotate --print-new-key` and put the printed export line where SWITCHBOARD_MASTER_KEY is set (e.g. your CI secret)',
+    );
+  }
+  const newKey = generateKey();
+  const fp = fingerprint(newKey);
+  // 1. stage
+  if (active.source === 'file') writeKeyFileAtomic(pendingKeyFile(active.location), newKey);
+  else if (active.source === 'keychain') keychainOrThrow(keychainSet(stagedAccount(active.location), encodeKey(newKey), ctx.env), 'stage the new key');
+  else opts.publishEnvKey!(`export SWITCHBOARD_MASTER_KEY=${encodeKey(newKey)}`, fp);
+  // 2. commit
+  let newKeyId = 0;
+  let resealed = 0;
+  try {
+    const rows = () =>
+      ctx.db
+        .prepare('SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id')
+        .all() as Array<{ id: number; tenant_id: string | null; channel: string; name: string; key_id: number; sealed_secrets: Buffer }>;
+    opts.onCommitStart?.((ctx.db.prepare('SELECT count(*) AS n FROM provider_configs WHERE sealed_secrets IS NOT NULL').get() as { n: number }).n);
+    ctx.db.transaction(() => {
+      assertCurrentKey(ctx, active);
+      const now = ctx.clock.now().toISOString();
+      newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(fp, now).lastInsertRowid);
+      const next: ActiveKey = { ...active, key: newKey, keyId: newKeyId, fingerprint: fp };
+      const update = ctx.db.prepare('UPDATE provider_configs SET sealed_secrets = ?, key_id = ? WHERE id = ?');
+      for (const r of rows()) {
+        const where = { tenant: r.tenant_id, channel: r.channel, name: r.name };
+        const secrets = openSecrets(active, { ...where, keyId: r.key_id }, r.sealed_secrets, refOf(r));
+        update.run(sealSecrets(next, where, secrets), newKeyId, r.id);
+        resealed++;
+      }
+      ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE id = ?').run(now, active.keyId);
+      audit(ctx, 'key.rotate', `key#${newKeyId}`, null, ['fingerprint', 'key_id', 'retired_at', 'sealed_secrets']);
+    }).immediate();
+  } catch (err) {
+    discardStagedKey(ctx, active);
+    throw err;
+  }
+  // 3. promote
+  let promoteFailed: string | null = null;
+  if (!opts.stopAfterCommit) {
+    try {
+      promoteStagedKey(ctx, active, newKey);
+    } catch (err) {
+      promoteFailed = (err as Error).message;
+    }
+  }
+  return {
+    promoteFailed,
+    oldKeyId: active.keyId,
+    newKeyId,
+    oldFingerprint: active.fingerprint,
+    fingerprint: fp,
+    resealed,
+    source: active.source,
+    location: active.location,
+    storedIn: active.source === 'env' ? 'the printed export line (SWITCHBOARD_MASTER_KEY)' : describeSource(active),
+  };
+}
+
+/** What {@link resetLostKey} did. */
+export interface KeyResetResult {
+  lostKeyId: number | null;
+  newKeyId: number;
+  /** Refs of the provider configs whose secrets were dropped and must be entered again. */
+  dropped: string[];
+}
+
+/**
+ * For a lost master key ("I lost my key"): drops every sealed secret (nothing can open them without the key),
+ * retires the lost key version, and records `newFingerprint` as the store's new key, in one transaction.
+ * Tenants, settings, routes, batches and logs are kept. The caller stores the new key (like `key init`).
+ * @throws UsageError if the key the environment provides still matches the store (use `key rotate` instead).
+ */
+export function resetLostKey(ctx: CoreContext, newFingerprint: string): KeyResetResult {
+  let found: MasterKey | null = null;
+  try {
+    found = lookupMasterKey(ctx).master;
+  } catch {
+    // A malformed or unreadable key is as good as lost here.
+  }
+  const current = keyVersions(ctx).find((v) => v.retiredAt === null);
+  if (found && current && fingerprint(found.key) === current.fingerprint) {
+    throw new UsageError(`the key from ${describeSource(found)} opens this store (key #${current.id}); nothing is lost: use \`switchboard key rotate\` to replace it`);
+  }
+  let newKeyId = 0;
+  const dropped: string[] = [];
+  ctx.db.transaction(() => {
+    const now = ctx.clock.now().toISOString();
+    const rows = ctx.db.prepare('SELECT id, tenant_id, channel, name FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id').all() as Array<{
+      id: number;
+      tenant_id: string | null;
+      channel: string;
+      name: string;
+    }>;
+    const drop = ctx.db.prepare(
+      "UPDATE provider_configs SET sealed_secrets = NULL, key_id = NULL, secret_hints = '{}', health = 'unknown', health_detail = 'secrets dropped by key reset: enter them again', updated_at = ? WHERE id = ?",
+    );
+    for (const r of rows) {
+      drop.run(now, r.id);
+      const ref = refOf(r);
+      dropped.push(ref);
+      audit(ctx, 'provider.secrets-dropped', ref, r.tenant_id, ['sealed_secrets', 'key_id']);
+    }
+    ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE retired_at IS NULL').run(now);
+    newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(newFingerprint, now).lastInsertRowid);
+    audit(ctx, 'key.reset', `key#${newKeyId}`, null, ['fingerprint', 'retired_at']);
+  }).immediate();
+  return { lostKeyId: current?.id ?? null, newKeyId, dropped };
 }

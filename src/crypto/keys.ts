@@ -1,6 +1,7 @@
 /**
  * Master-key sources (DESIGN §4). Lookup order: `SWITCHBOARD_MASTER_KEY` (base64 of 32 bytes),
- * then `SWITCHBOARD_KEY_FILE` (a file holding the same base64 text). The OS keychain comes later.
+ * then `SWITCHBOARD_KEY_FILE` (a file holding the same base64 text), then the OS keychain (see ./keychain.ts;
+ * it needs the store's id, so core/vault.ts consults it after {@link findMasterKey} returns null).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,9 +10,12 @@ import { KEY_BYTES } from './seal.js';
 import { KeyError, UsageError } from '../core/errors.js';
 
 /** Where a master key came from. */
-export type KeySourceKind = 'env' | 'file';
+export type KeySourceKind = 'env' | 'file' | 'keychain';
 
-/** A master key (32 bytes) and where it was found. `location` is the env var name or the file path. */
+/**
+ * A master key (32 bytes) and where it was found. `location` is the env var name, the file path, or the
+ * keychain account (the store's id).
+ */
 export interface MasterKey {
   key: Buffer;
   source: KeySourceKind;
@@ -20,8 +24,9 @@ export interface MasterKey {
 
 /** The text printed when no key can be found: the ways to provide one. */
 export const HOW_TO_PROVIDE_KEY =
-  'provide the master key with SWITCHBOARD_MASTER_KEY (base64 of 32 bytes) or SWITCHBOARD_KEY_FILE (path to a file holding it); ' +
-  'create one with `switchboard key init`';
+  'provide the master key in one of three ways: (1) SWITCHBOARD_MASTER_KEY=<base64 of 32 bytes>, ' +
+  '(2) SWITCHBOARD_KEY_FILE=<path to a file holding it>, or (3) the OS keychain (Secret Service over D-Bus); ' +
+  'a new store gets one with `switchboard key init --file <path>`, `switchboard key init --keychain` or `switchboard key init`';
 
 /**
  * Finds the master key in `env`. Returns null when no source is configured.
@@ -45,7 +50,11 @@ export function findMasterKey(env: NodeJS.ProcessEnv): MasterKey | null {
   return null;
 }
 
-function decodeKey(text: string, where: string): Buffer {
+/**
+ * Parses base64 key text (surrounding white space ignored).
+ * @throws KeyError naming `where` unless it is base64 of exactly 32 bytes.
+ */
+export function decodeKey(text: string, where: string): Buffer {
   const trimmed = text.trim();
   const key = Buffer.from(trimmed, 'base64');
   if (key.length !== KEY_BYTES || !/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed)) {
@@ -85,4 +94,46 @@ export function writeKeyFile(file: string, key: Buffer, overwrite: boolean): voi
     throw err;
   }
   fs.chmodSync(file, 0o600);
+}
+
+/** Where `key rotate` stages the next key of a key file until the store has switched to it: `<file>.next`. */
+export function pendingKeyFile(file: string): string {
+  return `${file}.next`;
+}
+
+/**
+ * Writes `key` to `file` atomically: a temporary file in the same folder (mode 0600, flushed to disk) renamed
+ * over `file`, so a crash leaves either the old content or the new, never a torn key.
+ */
+export function writeKeyFileAtomic(file: string, key: Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, encodeKey(key) + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.chmodSync(tmp, 0o600);
+  fs.renameSync(tmp, file);
+  syncDir(path.dirname(file));
+}
+
+/** Moves `from` over `to` atomically (same folder) and flushes the folder entry. */
+export function promoteKeyFile(from: string, to: string): void {
+  fs.renameSync(from, to);
+  syncDir(path.dirname(to));
+}
+
+function syncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // Some file systems do not allow fsync on a folder; the rename itself is still atomic.
+  }
 }

@@ -108,3 +108,32 @@ export function storeId(db: Db): string {
   const row = db.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as { value: string } | undefined;
   return row?.value ?? '';
 }
+
+/** Facts about a store file read without changing it (for `doctor`). */
+export interface StoreFacts {
+  /** `PRAGMA user_version`. */
+  schemaVersion: number;
+  /** `PRAGMA journal_mode`, e.g. `wal`. */
+  journalMode: string;
+}
+
+/**
+ * Reads the schema version and journal mode of an existing store through a read-only connection: no migration,
+ * no chmod, no file created.
+ * @throws UsageError if the file is not a SQLite database.
+ */
+export function inspectStore(file: string): StoreFacts {
+  let db: Db | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    return {
+      schemaVersion: db.pragma('user_version', { simple: true }) as number,
+      journalMode: String(db.pragma('journal_mode', { simple: true })),
+    };
+  } catch (err) {
+    throw mapSqliteError(err, file);
+  } finally {
+    db?.close();
+  }
+}

@@ -110,6 +110,12 @@ describe('secrets stay secret', () => {
       ['audit list --json --verbose', ['audit', 'list', '--json', '--verbose']],
       ['key status', ['key', 'status']],
       ['key status --json', ['key', 'status', '--json']],
+      ['provider verify acme', ['provider', 'verify', 'acme/email/smtp', '--verbose']],
+      ['provider verify beta (wrong password)', ['provider', 'verify', 'beta/email/smtp', '--verbose']],
+      ['provider verify beta --json', ['provider', 'verify', 'beta/email/smtp', '--json']],
+      ['doctor', ['doctor']],
+      ['doctor --json --verbose', ['doctor', '--json', '--verbose']],
+      ['audit list after verify --json', ['audit', 'list', '--json']],
     ];
     for (const [what, args] of cmds) await run(what, args);
 
@@ -120,6 +126,13 @@ describe('secrets stay secret', () => {
     }
     expect(byWhat.get('send test failing --verbose')?.exitCode).toBe(1);
     expect(byWhat.get('send batch --verbose')?.exitCode).toBe(0);
+    expect(byWhat.get('provider verify acme')?.exitCode).toBe(0);
+    expect(byWhat.get('provider verify beta (wrong password)')?.exitCode).toBe(1);
+    // doctor ran every check (and fails on beta's failed verification) without printing a secret.
+    const doctor = parseJson<{ checks: Array<{ check: string; status: string }> }>(byWhat.get('doctor --json --verbose')!);
+    expect(byWhat.get('doctor --json --verbose')?.exitCode).toBe(1);
+    expect(doctor.checks.filter((c) => c.check.endsWith(' secrets')).map((c) => c.status)).toEqual(['pass', 'pass', 'pass', 'pass']);
+    expect(doctor.checks.find((c) => c.check === 'provider beta/email/smtp verified')?.status).toBe('fail');
 
     // provider show --json describes the config but masks the password.
     const shown = parseJson<{ ref: string; settings: Record<string, unknown>; secrets: Record<string, unknown> }>(byWhat.get('provider show --json')!);

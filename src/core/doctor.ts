@@ -1,0 +1,149 @@
+/**
+ * `doctor`: checks the store, the master key, the keychain and every provider config, and says how to fix what
+ * is wrong. Returns plain data; prints nothing. No check result holds a secret value (only names, refs, key
+ * fingerprints and library error texts, which carry no secrets).
+ */
+import fs from 'node:fs';
+import type { CoreContext } from './context.js';
+import { KeyError, SwitchboardError } from './errors.js';
+import { configSecrets, listProviders } from './providers.js';
+import { unverifiedSenderDomains } from './domains.js';
+import { keyVersions, lookupMasterKey, requireKey, describeSource, type ActiveKey } from './vault.js';
+import { fingerprint, HOW_TO_PROVIDE_KEY, pendingKeyFile } from '../crypto/keys.js';
+import { KEYCHAIN_SERVICE, keychainProbe } from '../crypto/keychain.js';
+import { inspectStore, SCHEMA_VERSION, storeId } from '../store/db.js';
+
+/** Outcome of one check. */
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+/** One row of the doctor's report. `fix` says what to do when the status is not `pass`. */
+export interface CheckResult {
+  check: string;
+  status: CheckStatus;
+  detail: string;
+  fix: string | null;
+}
+
+/** What the doctor needs: the store path (checked before anything opens it) and a way to open it. */
+export interface DoctorDeps {
+  storePath: string;
+  /** Opens (and, if needed, migrates) the store. */
+  open(): CoreContext;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs every check, in order: store (path, mode 0600, schema version, WAL, writable), key (source, match, staged
+ * rotation leftovers), keychain (reachable or why not), then per provider config: its secrets open, its last
+ * verification, and (SendGrid, SES) whether its sender domain is verified. Never throws for a failed check; the caller decides the exit code.
+ */
+export function runDoctor(deps: DoctorDeps): CheckResult[] {
+  const out: CheckResult[] = [];
+  const add = (check: string, status: CheckStatus, detail: string, fix: string | null = null) => out.push({ check, status, detail, fix });
+  const file = deps.storePath;
+
+  // Store
+  if (!fs.existsSync(file)) {
+    add('store path', 'fail', `no store at ${file}`, 'create one with `switchboard tenant add <id> --name <name>`, or point --store / SWITCHBOARD_STORE at your store');
+    return out;
+  }
+  add('store path', 'pass', file);
+  const mode = fs.statSync(file).mode & 0o777;
+  if (mode === 0o600) add('store mode', 'pass', '0600 (owner only)');
+  else add('store mode', 'fail', `mode 0${mode.toString(8)}: others can read the sealed secrets and the audit log`, `chmod 600 ${file}`);
+  try {
+    const facts = inspectStore(file);
+    if (facts.schemaVersion === SCHEMA_VERSION) add('store schema', 'pass', `version ${facts.schemaVersion}`);
+    else if (facts.schemaVersion < SCHEMA_VERSION) add('store schema', 'warn', `version ${facts.schemaVersion}; this switchboard writes ${SCHEMA_VERSION}`, 'any command migrates it (back up the file first)');
+    else add('store schema', 'fail', `version ${facts.schemaVersion} is newer than this switchboard (${SCHEMA_VERSION})`, 'upgrade switchboard');
+    if (facts.journalMode === 'wal') add('store journal', 'pass', 'WAL');
+    else add('store journal', 'warn', `journal mode ${facts.journalMode} (expected WAL)`, 'run any switchboard command on this store; it switches to WAL');
+    if (facts.schemaVersion > SCHEMA_VERSION) return out;
+  } catch (err) {
+    add('store schema', 'fail', message(err), 'point --store at a switchboard store');
+    return out;
+  }
+  let ctx: CoreContext;
+  try {
+    ctx = deps.open();
+    ctx.db.exec('BEGIN IMMEDIATE');
+    ctx.db.exec('ROLLBACK');
+    add('store writable', 'pass', 'took and released the write lock');
+  } catch (err) {
+    add('store writable', 'fail', message(err), `check the permissions of ${file} and its folder, and that no process holds the store for long`);
+    return out;
+  }
+
+  // Key
+  let key: ActiveKey | null = null;
+  const account = storeId(ctx.db);
+  const versions = keyVersions(ctx);
+  const current = versions.find((v) => v.retiredAt === null);
+  let viaKeychain = false;
+  try {
+    const found = lookupMasterKey(ctx);
+    viaKeychain = found.keychain !== undefined;
+    if (!found.master) {
+      add('key source', 'fail', `no master key: ${found.reason}`, HOW_TO_PROVIDE_KEY);
+    } else {
+      const fp = fingerprint(found.master.key);
+      add('key source', 'pass', `${describeSource(found.master)} (fingerprint ${fp})`);
+      if (!current) {
+        add('key match', 'warn', 'this store has no key yet; the first command that needs one binds the key it finds', 'run `switchboard key init --file <path>` or `--keychain` to create one deliberately');
+      } else {
+        try {
+          key = requireKey(ctx);
+          add('key match', 'pass', `key #${key.keyId} is the store's current key`);
+        } catch (err) {
+          if (!(err instanceof KeyError)) throw err;
+          add('key match', 'fail', err.message, 'provide the key this store needs (see `switchboard key status`); if it is lost, see "I lost my key" in the README');
+        }
+      }
+      if (found.master.source === 'file' && fs.existsSync(pendingKeyFile(found.master.location))) {
+        add('key rotation', 'warn', `a staged key ${pendingKeyFile(found.master.location)} is left from an interrupted \`key rotate\` that did not switch the store`, `remove it (the store does not use it): rm ${pendingKeyFile(found.master.location)}`);
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof SwitchboardError)) throw err;
+    add('key source', 'fail', err.message, HOW_TO_PROVIDE_KEY);
+  }
+
+  // Keychain
+  const kc = keychainProbe(account, ctx.env);
+  if (kc.status === 'unavailable') {
+    add(
+      'keychain',
+      viaKeychain ? 'fail' : 'warn',
+      `unavailable: ${kc.detail}`,
+      'start a Secret Service (e.g. gnome-keyring-daemon) in this session and unlock it, or use SWITCHBOARD_KEY_FILE / SWITCHBOARD_MASTER_KEY',
+    );
+  } else {
+    add('keychain', 'pass', `reachable; ${kc.status === 'ok' ? 'holds' : 'has no'} a key for this store (service ${KEYCHAIN_SERVICE}, account ${account})`);
+  }
+
+  // Providers
+  for (const p of listProviders(ctx)) {
+    const name = `provider ${p.ref}`;
+    if (Object.keys(p.secrets).length === 0) add(`${name} secrets`, 'pass', 'no secrets');
+    else if (!key) add(`${name} secrets`, 'warn', 'not checked: no matching master key', 'fix the key checks above');
+    else {
+      try {
+        configSecrets(ctx, key, p);
+        add(`${name} secrets`, 'pass', `open with key #${key.keyId}`);
+      } catch (err) {
+        add(`${name} secrets`, 'fail', message(err), `re-enter them: switchboard provider update ${p.ref} --secret-env <name>=ENV_VAR (or --secrets-stdin)`);
+      }
+    }
+    if (!p.lastVerifiedAt) add(`${name} verified`, 'warn', 'never verified', `switchboard provider verify ${p.ref}`);
+    else if (p.lastVerifyResult?.startsWith('ok')) add(`${name} verified`, 'pass', `${p.lastVerifyResult} (${p.lastVerifiedAt})`);
+    else add(`${name} verified`, 'fail', `${p.lastVerifyResult} (${p.lastVerifiedAt})`, `check its settings and credentials, then: switchboard provider verify ${p.ref}`);
+  }
+  // Sender domains (domain authentication) of providers that need them.
+  for (const u of unverifiedSenderDomains(ctx)) {
+    add(`provider ${u.ref} sender domain`, 'warn', `${u.domain} is ${u.status === 'missing' ? 'not added' : u.status}`, u.message);
+  }
+  return out;
+}
