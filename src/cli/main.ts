@@ -13,6 +13,9 @@ import { registerKey } from './key.js';
 import { registerSend } from './send.js';
 import { registerBatch } from './batch.js';
 import { registerAudit } from './audit.js';
+import { registerSuppress } from './suppress.js';
+import { registerTemplate } from './template.js';
+import { registerReport } from './report.js';
 
 /** The switchboard version, from package.json. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -36,6 +39,7 @@ export function buildProgram(io: Io): Command {
   for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit]) {
     register(program, io);
   }
+  for (const register of [registerTemplate, registerSuppress, registerReport]) register(program, io);
   program.addHelpText(
     'after',
     `
