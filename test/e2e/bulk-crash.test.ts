@@ -1,27 +1,13 @@
 // e2e: crash safety, leases and signals of `send batch`, driving the built binary as cron would.
 // The SMTP server counts deliveries per ledger row from the X-Switchboard-Batch header (`<batchId>/<row>`).
 import fs from 'node:fs';
-import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { baseEnv, binPath, makeWorkspace, parseJson, repoRoot, describe as show, type Workspace } from '../helpers/cli.js';
+import { makeWorkspace, parseJson, spawnCli, describe as show, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
-import { addSmtpProvider, addSystemOutbox, addTenant, expectExit, readOutbox, type BatchDetail } from '../helpers/setup.js';
+import { addSmtpProvider, addTenant, expectExit, outboxWorkspace, readOutbox, type BatchDetail } from '../helpers/setup.js';
 
 const PASSWORD = 'crash-pw-77a1';
 const ROWS = 5000;
-
-/** Starts the CLI as a separate process that the test can signal. */
-function spawnCli(ws: Workspace, args: string[]): ResultPromise<{ reject: false }> {
-  return execa(process.execPath, [binPath, ...args], {
-    cwd: repoRoot,
-    env: { ...baseEnv(ws.home), ...ws.env },
-    extendEnv: false,
-    reject: false,
-    stdin: 'ignore',
-    timeout: 60_000,
-  }) as ResultPromise<{ reject: false }>;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,10 +95,7 @@ describe('leases and signals', () => {
   let out: string;
 
   beforeAll(async () => {
-    ws = makeWorkspace();
-    out = path.join(ws.dir, 'outbox');
-    await addTenant(ws, 'acme');
-    await addSystemOutbox(ws, out);
+    ({ ws, out } = await outboxWorkspace());
   });
   afterAll(() => ws?.cleanup());
 
