@@ -1,15 +1,21 @@
 /**
- * `switchboard batch list|show|resume`.
+ * `switchboard batch list|show|resume|cancel|export`.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { stringify } from 'csv-stringify';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { action, examples, intFlag } from './command.js';
-import { runWithProgress } from './run-batch.js';
-import { batchItems, getBatch, listBatches, resumeBatch } from '../core/batches.js';
+import { action, examples, intFlag, required } from './command.js';
+import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
+import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatch } from '../core/batches.js';
+import { OperationFailed } from '../core/errors.js';
 
 /** Registers the `batch` commands. */
 export function registerBatch(program: Command, io: Io): void {
-  const batch = program.command('batch').description('inspect and resume bulk sends');
+  const batch = program.command('batch').description('inspect, resume, cancel and export bulk sends');
 
   examples(
     batch
@@ -86,15 +92,67 @@ export function registerBatch(program: Command, io: Io): void {
       .command('resume <id>')
       .description("send a batch's pending rows; rows left 'sending' by a crash become 'unknown' and are resent only with --retry-unknown")
       .option('--concurrency <n>', 'messages in flight at once', '4')
+      .option('--rate <n>', 'most messages per second to each provider, in any one-second window')
       .option('--retry-unknown', 'resend rows whose outcome is unknown')
       .action(
-        action<{ concurrency: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
+        action<{ concurrency: string; rate?: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = cli.core();
+          const rate = intFlag(opts.rate, '--rate', 1, 100_000);
           await runWithProgress(cli, `resuming ${id}`, (hooks) =>
-            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), retryUnknown: opts.retryUnknown }, hooks),
+            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown }, hooks),
           );
         }),
       ),
-    ['switchboard batch resume b-20261123-1a2b3c4d', 'switchboard batch resume b-20261123-1a2b3c4d --retry-unknown'],
+    ['switchboard batch resume b-20261123-1a2b3c4d', 'switchboard batch resume b-20261123-1a2b3c4d --retry-unknown --rate 50'],
+  );
+
+  examples(
+    batch
+      .command('cancel <id>')
+      .description("stop a batch for good: its pending rows become 'skipped' (cancelled); sent rows stay sent. A batch being sent by a live process is not touched (exit 4)")
+      .action(
+        action(io, (cli, [id]) => {
+          const r = cancelBatch(cli.core(), id!, { owner: leaseOwner(), ownerAlive });
+          cli.out.result(r, () => `Cancelled batch ${r.batchId}: ${r.cancelled} pending rows skipped (${r.counts.sent} sent, ${r.counts.failed} failed, ${r.counts.unknown} unknown stay as they are)`);
+        }),
+      ),
+    ['switchboard batch cancel b-20261123-1a2b3c4d'],
+  );
+
+  examples(
+    batch
+      .command('export <id>')
+      .description('write every input row of a batch to a CSV: its input columns, then state, provider, message_id, error')
+      .option('--out <file>', 'the CSV file to write ("-" for stdout)')
+      .action(
+        action<{ out?: string }>(io, async (cli, [id], opts) => {
+          const out = required(opts.out, '--out', 'a file name, or - for stdout');
+          const { columns, rows } = exportBatch(cli.core(), id!);
+          let count = 0;
+          const counted = Readable.from(
+            (function* () {
+              for (const r of rows) {
+                count++;
+                yield r;
+              }
+            })(),
+            { objectMode: true },
+          );
+          const csv = stringify({ header: true, columns, record_delimiter: 'unix' });
+          if (out === '-') {
+            csv.on('data', (chunk: Buffer | string) => cli.io.stdout.write(chunk.toString()));
+            await pipeline(counted, csv);
+            return;
+          }
+          const file = path.resolve(out);
+          try {
+            await pipeline(counted, csv, fs.createWriteStream(file, { mode: 0o600 }));
+          } catch (err) {
+            throw new OperationFailed(`--out ${file}: ${(err as Error).message}`);
+          }
+          cli.out.result({ batchId: id, file, rows: count }, () => `Wrote ${count} rows of batch ${id} to ${file}`);
+        }),
+      ),
+    ['switchboard batch export b-20261123-1a2b3c4d --out results.csv', 'switchboard batch export b-20261123-1a2b3c4d --out - | grep ,failed,'],
   );
 }

@@ -15,6 +15,9 @@ import { registerBatch } from './batch.js';
 import { registerAudit } from './audit.js';
 import { registerDomain } from './domain.js';
 import { registerDoctor } from './doctor.js';
+import { registerSuppress } from './suppress.js';
+import { registerTemplate } from './template.js';
+import { registerReport } from './report.js';
 
 /** The switchboard version, from package.json. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -38,6 +41,7 @@ export function buildProgram(io: Io): Command {
   for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit, registerDomain, registerDoctor]) {
     register(program, io);
   }
+  for (const register of [registerTemplate, registerSuppress, registerReport]) register(program, io);
   program.addHelpText(
     'after',
     `

@@ -62,6 +62,13 @@ export async function runWithProgress(
     const eta = rate > 0 && c.pending > 0 ? ` ETA ${Math.ceil(c.pending / rate)}s` : '';
     return `${label}: ${done}/${c.rows} done, ${c.sent} sent, ${c.failed} failed, ${c.skipped} skipped (${rate.toFixed(1)} msg/s${eta})`;
   };
+  /** The TTY form: a bar, then the same figures. */
+  const bar = (c: BatchCounts) => {
+    const done = c.sent + c.failed + c.skipped + c.unknown;
+    const width = 24;
+    const filled = c.rows > 0 ? Math.round((done / c.rows) * width) : 0;
+    return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${c.rows > 0 ? Math.floor((done / c.rows) * 100) : 0}% ${line(c)}`;
+  };
   const hooks: BatchRunHooks = {
     owner: leaseOwner(),
     ownerAlive,
@@ -70,19 +77,22 @@ export async function runWithProgress(
       if (cli.out.opts.json) cli.out.jsonLine({ type: 'row', ...event });
       const now = Date.now();
       if (tty && now - lastLine > 100) {
-        cli.io.stderr.write(`\r\x1b[2K${line(counts)}`);
+        cli.io.stderr.write(`\r\x1b[2K${bar(counts)}`.slice(0, (cli.io.stderr.columns ?? 200) + 5));
         drawn = true;
         lastLine = now;
-      } else if (!tty && !cli.out.opts.quiet && now - lastLine >= PROGRESS_EVERY_MS) {
-        if (lastLine !== 0) cli.io.stderr.write(line(counts) + '\n');
-        lastLine = now;
       }
+      latest = counts;
     },
   };
+  // Without a TTY: a line every 5 s while rows are being worked (also while a 429 pause holds them up).
+  let latest: BatchCounts | undefined;
+  const ticker = !tty && !cli.out.opts.quiet ? setInterval(() => latest && cli.io.stderr.write(line(latest) + '\n'), PROGRESS_EVERY_MS) : undefined;
+  ticker?.unref();
   let summary: BatchSummary;
   try {
     summary = await run(hooks);
   } finally {
+    clearInterval(ticker);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (drawn) cli.io.stderr.write('\r\x1b[2K');

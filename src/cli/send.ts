@@ -8,6 +8,7 @@ import { action, channelFlag, collect, examples, intFlag, required } from './com
 import { runWithProgress } from './run-batch.js';
 import { Dispatcher } from '../core/dispatch.js';
 import { runBatch } from '../core/batches.js';
+import { getTemplate, storedSource } from '../core/template-store.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion, normaliseRecipient } from '../core/address.js';
@@ -101,6 +102,7 @@ export function registerSend(program: Command, io: Io): void {
       .option('--channel <channel>', 'email, sms or whatsapp', 'email')
       .option('--csv <file>', 'the recipients, one per row')
       .option('--template-file <file>', 'Handlebars body: HTML if it ends in .html (e-mail only; a text part is derived), plain text otherwise')
+      .option('--template <name>', 'a stored template (`template add`) instead of --template-file and --subject')
       .option('--subject <template>', 'Handlebars subject, e.g. "Hi {{first_name}}" (e-mail)')
       .option('--template-name <name>', 'whatsapp: an approved template instead of --template-file')
       .option('--template-lang <code>', 'whatsapp: the template language', 'en_US')
@@ -108,6 +110,7 @@ export function registerSend(program: Command, io: Io): void {
       .option('--default-region <CC>', 'country for phone numbers without +country code, e.g. GB')
       .option('--dry-run', 'validate and render every row; send and store nothing')
       .option('--concurrency <n>', 'messages in flight at once', '4')
+      .option('--rate <n>', 'most messages per second to each provider, in any one-second window (lowers a provider\'s own rate setting)')
       .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
       .option('--new-batch', 'send again even if the same input was sent before')
       .option('--retry-unknown', 'when resuming, resend rows whose outcome is unknown after a crash')
@@ -117,6 +120,7 @@ export function registerSend(program: Command, io: Io): void {
           channel?: string;
           csv?: string;
           templateFile?: string;
+          template?: string;
           subject?: string;
           templateName?: string;
           templateLang: string;
@@ -124,6 +128,7 @@ export function registerSend(program: Command, io: Io): void {
           defaultRegion?: string;
           dryRun?: boolean;
           concurrency: string;
+          rate?: string;
           idempotencyKey?: string;
           newBatch?: boolean;
           retryUnknown?: boolean;
@@ -133,12 +138,14 @@ export function registerSend(program: Command, io: Io): void {
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
           const templatePath = opts.templateFile === undefined ? undefined : path.resolve(opts.templateFile);
           const concurrency = intFlag(opts.concurrency, '--concurrency', 1, 1000);
+          const rate = intFlag(opts.rate, '--rate', 1, 100_000);
           if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
           const ctx = cli.core();
           const route = resolveRoute(ctx, tenantId, channel).entries.map((e) => e.config.ref);
           for (const w of unverifiedSenderDomains(ctx, { refs: route })) cli.out.warn(w.message);
+          const stored = opts.template === undefined ? undefined : { name: opts.template, source: storedSource(getTemplate(ctx, tenantId, opts.template)) };
           await runWithProgress(cli, 'sending', (hooks) =>
             runBatch(
               ctx,
@@ -147,11 +154,13 @@ export function registerSend(program: Command, io: Io): void {
                 channel,
                 csvPath,
                 templatePath,
+                stored,
                 subject: opts.subject,
                 whatsappTemplate: opts.templateName ? { name: opts.templateName, language: opts.templateLang, params: opts.templateParam ?? [] } : undefined,
                 defaultRegion: checkRegion(opts.defaultRegion),
                 dryRun: opts.dryRun,
                 concurrency,
+                rate,
                 idempotencyKey: opts.idempotencyKey,
                 newBatch: opts.newBatch,
                 retryUnknown: opts.retryUnknown,
@@ -163,7 +172,7 @@ export function registerSend(program: Command, io: Io): void {
       ),
     [
       'switchboard send batch --tenant acme-dental --channel email --csv patients.csv --template-file reminder.html --subject "Your appointment, {{first_name}}"',
-      'switchboard send batch --tenant acme-dental --channel sms --csv patients.csv --template-file reminder.txt --default-region GB --dry-run',
+      'switchboard send batch --tenant acme-dental --channel sms --csv patients.csv --template reminder-sms --default-region GB --rate 10',
       'switchboard --json --quiet send batch --tenant acme-dental --csv patients.csv --template-file reminder.html --subject "Hi" --idempotency-key reminders-2026-11-23',
     ],
   );

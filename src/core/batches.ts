@@ -10,18 +10,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import { normaliseRecipient } from './address.js';
 import type { CoreContext, Channel } from './context.js';
-import { Dispatcher, type RetryPolicy } from './dispatch.js';
+import { Dispatcher, type DispatchResult, type RetryPolicy } from './dispatch.js';
+import type { EmailMessage, OutboundMessage } from '../providers/types.js';
 import { LockedError, NotFoundError, UsageError } from './errors.js';
 import { openCsv } from './csv.js';
 import { compileTemplate, composeMessage, isHtmlTemplate, readTemplateFile, type CompiledTemplate, type Rendered, type TemplateSource, type WhatsAppTemplateRef } from './templates.js';
 import { getTenant } from './tenants.js';
 import { suppressionReason } from './suppressions.js';
+import { audit } from './audit.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
 
-/** Batch states: `loading` (rows being stored), `ready`, `running`, `interrupted`, `done`. */
-export type BatchStatus = 'loading' | 'ready' | 'running' | 'interrupted' | 'done';
+/** Batch states: `loading` (rows being stored), `ready`, `running`, `interrupted`, `done`, `cancelled`. */
+export type BatchStatus = 'loading' | 'ready' | 'running' | 'interrupted' | 'done' | 'cancelled';
 
 /** Rows written per transaction while loading a CSV into the ledger. */
 const LOAD_CHUNK = 1000;
@@ -29,6 +31,8 @@ const LOAD_CHUNK = 1000;
 export const LEASE_MS = 30_000;
 /** How many validation errors are kept for the message (the count is always exact). */
 const MAX_REPORTED_ERRORS = 50;
+/** Most rows per batched provider request (SendGrid: 1000 personalizations per request). */
+export const MAX_GROUP = 1000;
 
 /** What `send batch` asks for. */
 export interface BatchRequest {
@@ -37,6 +41,8 @@ export interface BatchRequest {
   csvPath: string;
   /** Handlebars body file; optional for WhatsApp when `whatsappTemplate` is given. */
   templatePath?: string;
+  /** A stored template (`template add`) instead of `templatePath` and `subject`. */
+  stored?: { name: string; source: TemplateSource };
   /** Handlebars subject (e-mail only, required there). */
   subject?: string;
   /** An approved WhatsApp template instead of a body file. */
@@ -46,6 +52,8 @@ export interface BatchRequest {
   dryRun?: boolean;
   /** Messages in flight at once (default 4). */
   concurrency?: number;
+  /** Most requests per second to each provider for this run (lowers a provider's own `rate`). */
+  rate?: number;
   idempotencyKey?: string;
   /** Start a new batch even if the same input was sent before. */
   newBatch?: boolean;
@@ -136,6 +144,8 @@ interface BatchRow {
   template_path: string;
   template_hash: string;
   template: string;
+  /** JSON array of the CSV's column names. */
+  columns: string;
   status: BatchStatus;
   total: number;
   lease_owner: string | null;
@@ -159,6 +169,11 @@ interface ItemRow {
  */
 function templateSource(req: BatchRequest): TemplateSource {
   const { channel, templatePath, subject, whatsappTemplate } = req;
+  if (req.stored) {
+    if (templatePath || subject !== undefined || whatsappTemplate) throw new UsageError('--template takes the subject and body from the stored template: leave out --template-file, --subject and --template-name');
+    if (channel !== 'email' && req.stored.source.html) throw new UsageError(`--template ${req.stored.name} has an HTML body; ${channel} messages are plain text`);
+    return channel === 'email' ? req.stored.source : { ...req.stored.source, subject: undefined };
+  }
   if (channel !== 'email' && subject !== undefined) throw new UsageError(`--subject applies to e-mail only, not ${channel}`);
   if (channel !== 'whatsapp' && whatsappTemplate) throw new UsageError(`--template-name applies to whatsapp only, not ${channel}`);
   if (channel === 'email' && (subject === undefined || subject.trim() === '')) {
@@ -266,7 +281,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   }
 
   // Opens every secret of the route: a missing or wrong key fails here, before anything is written.
-  const dispatcher = Dispatcher.open(ctx, req.tenantId, req.channel, { retry: req.retry, maxConcurrency: concurrency, signal: hooks.signal });
+  const dispatcher = Dispatcher.open(ctx, req.tenantId, req.channel, { retry: req.retry, maxConcurrency: concurrency, signal: hooks.signal, rate: req.rate });
   try {
     const derived = createHash('sha256').update(`${req.tenantId}|${req.channel}|${v.hash}|${template.hash}`).digest('hex').slice(0, 32);
     let key = req.idempotencyKey ?? derived;
@@ -291,6 +306,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
       batchId = existing.id;
       resumed = true;
       const counts = countItems(ctx, batchId);
+      if (existing.status === 'cancelled') return summarize(ctx, batchId, started, { alreadyComplete: true, resumed: false });
       if (existing.status === 'done' && counts.pending === 0 && !(req.retryUnknown && counts.unknown > 0)) {
         return summarize(ctx, batchId, started, { alreadyComplete: true, resumed: false });
       }
@@ -311,16 +327,17 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
 export async function resumeBatch(
   ctx: CoreContext,
   batchId: string,
-  opts: { concurrency?: number; retryUnknown?: boolean; retry?: RetryPolicy },
+  opts: { concurrency?: number; rate?: number; retryUnknown?: boolean; retry?: RetryPolicy },
   hooks: BatchRunHooks,
 ): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();
   const batch = getBatchRow(ctx, batchId);
   if (batch.status === 'loading') throw new UsageError(`batch ${batchId} never finished loading; run the same \`send batch\` again`);
+  if (batch.status === 'cancelled') throw new UsageError(`batch ${batchId} was cancelled; its pending rows were skipped (send them with \`send batch … --new-batch\`)`);
   const source = JSON.parse(batch.template) as TemplateSource;
   const template = compileTemplate(source);
   const concurrency = opts.concurrency ?? 4;
-  const dispatcher = Dispatcher.open(ctx, batch.tenant_id, batch.channel, { retry: opts.retry, maxConcurrency: concurrency, signal: hooks.signal });
+  const dispatcher = Dispatcher.open(ctx, batch.tenant_id, batch.channel, { retry: opts.retry, maxConcurrency: concurrency, signal: hooks.signal, rate: opts.rate });
   try {
     return await work(ctx, batchId, dispatcher, template, concurrency, opts.retryUnknown ?? false, hooks, started, true);
   } finally {
@@ -369,7 +386,7 @@ async function loadBatch(
         key,
         req.csvPath,
         v.hash,
-        req.templatePath ?? '',
+        req.stored ? `template:${req.stored.name}` : (req.templatePath ?? ''),
         compileTemplate(source).hash,
         JSON.stringify(source),
         JSON.stringify(csv.columns),
@@ -462,8 +479,10 @@ async function work(
   renew.unref();
 
   const counts = countItems(ctx, batchId);
+  // Rows share the batch's one template: group them when the first provider can batch (BatchSender).
+  const groupSize = dispatcher.channel === 'email' ? await dispatcher.batchSize(MAX_GROUP) : 1;
   const page = ctx.db.prepare(
-    "SELECT row_no, line_no, recipient, vars, state FROM batch_items WHERE batch_id = ? AND state = 'pending' AND row_no > ? ORDER BY row_no LIMIT 500",
+    "SELECT row_no, line_no, recipient, vars, state FROM batch_items WHERE batch_id = ? AND state = 'pending' AND row_no > ? ORDER BY row_no LIMIT ?",
   );
   const markSending = ctx.db.prepare(
     "UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE batch_id = ? AND row_no = ? AND state = 'pending'",
@@ -493,23 +512,7 @@ async function work(
     );
   };
 
-  const processRow = async (item: ItemRow) => {
-    const reason = suppressionReason(ctx, tenantId, channel, item.recipient);
-    if (reason !== null) {
-      report(item, 'skipped', { error: `suppressed: ${reason}` });
-      return;
-    }
-    let content: Rendered;
-    try {
-      content = template.render(JSON.parse(item.vars) as Record<string, string>);
-    } catch (err) {
-      report(item, 'failed', { error: `template does not render: ${(err as Error).message.split('\n')[0]}` });
-      return;
-    }
-    // Committed before the request leaves: a crash from here on leaves the row `sending` → `unknown`.
-    if (markSending.run(ctx.clock.now().toISOString(), batchId, item.row_no).changes === 0) return;
-    const message = composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` });
-    const result = await dispatcher.send(message, { batchId, rowNo: item.row_no });
+  const reportResult = (item: ItemRow, result: DispatchResult) => {
     if (result.status === 'sent') {
       report(item, 'sent', { provider: result.provider, messageId: result.messageId, fallback: result.fallback });
     } else {
@@ -517,18 +520,64 @@ async function work(
     }
   };
 
+  /** Skips suppressed rows and fails rows that do not render; returns the message for the others. */
+  const prepare = (item: ItemRow): OutboundMessage | undefined => {
+    const reason = suppressionReason(ctx, tenantId, channel, item.recipient);
+    if (reason !== null) {
+      report(item, 'skipped', { error: `suppressed: ${reason}` });
+      return undefined;
+    }
+    let content: Rendered;
+    try {
+      content = template.render(JSON.parse(item.vars) as Record<string, string>);
+    } catch (err) {
+      report(item, 'failed', { error: `template does not render: ${(err as Error).message.split('\n')[0]}` });
+      return undefined;
+    }
+    return composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` });
+  };
+
+  const processRow = async (item: ItemRow) => {
+    const message = prepare(item);
+    if (!message) return;
+    // Committed before the request leaves: a crash from here on leaves the row `sending` → `unknown`.
+    if (markSending.run(ctx.clock.now().toISOString(), batchId, item.row_no).changes === 0) return;
+    reportResult(item, await dispatcher.send(message, { batchId, rowNo: item.row_no }));
+  };
+
+  /** One batched request for up to `groupSize` rows; each row keeps its own ledger state. */
+  const processGroup = async (items: ItemRow[]) => {
+    const ready: Array<{ item: ItemRow; message: EmailMessage }> = [];
+    ctx.db.transaction(() => {
+      const t = ctx.clock.now().toISOString();
+      for (const item of items) {
+        const message = prepare(item);
+        // Committed (all rows of the request at once) before the request leaves.
+        if (message && markSending.run(t, batchId, item.row_no).changes > 0) ready.push({ item, message: message as EmailMessage });
+      }
+    }).immediate();
+    if (ready.length === 0) return;
+    const results = await dispatcher.sendMany(
+      ready.map((r) => r.message),
+      ready.map((r) => ({ batchId, rowNo: r.item.row_no })),
+    );
+    ctx.db.transaction(() => ready.forEach((r, k) => reportResult(r.item, results[k]!)))();
+  };
+
   const queue = new PQueue({ concurrency });
   let failure: unknown;
   let cursor = 0;
   try {
     outer: while (!hooks.signal?.aborted) {
-      const items = page.all(batchId, cursor) as ItemRow[];
+      const items = page.all(batchId, cursor, Math.max(500, groupSize)) as ItemRow[];
       if (items.length === 0) break;
-      for (const item of items) {
+      for (let k = 0; k < items.length; k += groupSize) {
         if (hooks.signal?.aborted || failure) break outer;
         await queue.onSizeLessThan(concurrency * 2);
-        cursor = item.row_no;
-        queue.add(() => processRow(item)).catch((err: unknown) => (failure ??= err));
+        const group = items.slice(k, k + groupSize);
+        cursor = group[group.length - 1]!.row_no;
+        const task = groupSize > 1 ? () => processGroup(group) : () => processRow(group[0]!);
+        queue.add(task).catch((err: unknown) => (failure ??= err));
       }
     }
     await queue.onIdle();
@@ -536,6 +585,7 @@ async function work(
     clearInterval(renew);
     const left = countItems(ctx, batchId);
     const status: BatchStatus = left.pending === 0 && left.sending === 0 ? 'done' : 'interrupted';
+    // (A cancel cannot race this: it needs the lease, which this run holds until the update below.)
     ctx.db
       .prepare(
         `UPDATE batches SET status = ?, lease_owner = NULL, lease_expires_at = NULL,
@@ -635,4 +685,58 @@ export function batchItems(ctx: CoreContext, id: string): RowEvent[] {
     fallback: r.fallback === 1,
     error: r.error,
   }));
+}
+
+/** What `batch cancel` did. */
+export interface CancelResult {
+  batchId: string;
+  /** Pending rows now `skipped` with error `cancelled`. */
+  cancelled: number;
+  counts: BatchCounts;
+}
+
+/**
+ * Stops a batch for good: its pending rows become `skipped` (error `cancelled`) and the batch `cancelled`, so
+ * neither `batch resume` nor the same `send batch` sends them. Rows already sent, failed or unknown stay as
+ * they are. The lease is respected: a batch being worked by a live process is not touched.
+ * @throws NotFoundError; LockedError (another live process holds the lease: stop it first, e.g. Ctrl-C).
+ */
+export function cancelBatch(ctx: CoreContext, batchId: string, hooks: Pick<BatchRunHooks, 'owner' | 'ownerAlive'>): CancelResult {
+  let cancelled = 0;
+  ctx.db.transaction(() => {
+    const b = getBatchRow(ctx, batchId);
+    if (leaseHeldByOther(ctx, b, hooks)) {
+      throw new LockedError(`batch ${batchId} is being sent by ${b.lease_owner} (lease until ${b.lease_expires_at}); stop that run first (Ctrl-C or SIGTERM), then cancel`);
+    }
+    const now = ctx.clock.now().toISOString();
+    cancelled = ctx.db
+      .prepare("UPDATE batch_items SET state = 'skipped', error = 'cancelled', updated_at = ? WHERE batch_id = ? AND state = 'pending'")
+      .run(now, batchId).changes;
+    ctx.db
+      .prepare("UPDATE batches SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, finished_at = ? WHERE id = ?")
+      .run(now, batchId);
+    audit(ctx, 'batch.cancel', batchId, b.tenant_id, ['status']);
+  }).immediate();
+  return { batchId, cancelled, counts: countItems(ctx, batchId) };
+}
+
+/** Columns `batch export` adds after the input columns. */
+export const EXPORT_COLUMNS = ['state', 'provider', 'message_id', 'error'] as const;
+
+/**
+ * Every input row of a batch, in CSV order: its input columns (as read from the CSV), then `state`,
+ * `provider`, `message_id` and `error`. Rows are read lazily from the store, so memory stays flat.
+ * @throws NotFoundError.
+ */
+export function exportBatch(ctx: CoreContext, batchId: string): { columns: string[]; rows: Iterable<string[]> } {
+  const b = getBatchRow(ctx, batchId);
+  const input = JSON.parse(b.columns) as string[];
+  const stmt = ctx.db.prepare('SELECT vars, state, provider, message_id, error FROM batch_items WHERE batch_id = ? ORDER BY row_no');
+  function* rows(): Iterable<string[]> {
+    for (const r of stmt.iterate(batchId) as Iterable<{ vars: string; state: string; provider: string | null; message_id: string | null; error: string | null }>) {
+      const vars = JSON.parse(r.vars) as Record<string, string>;
+      yield [...input.map((c) => vars[c] ?? ''), r.state, r.provider ?? '', r.message_id ?? '', r.error ?? ''];
+    }
+  }
+  return { columns: [...input, ...EXPORT_COLUMNS], rows: rows() };
 }

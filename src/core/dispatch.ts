@@ -5,13 +5,23 @@
  * tenant), and recording every attempt in `messages`.
  * A test send, every row of a bulk send, and anything later all go through here.
  */
+import PQueue from 'p-queue';
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from './errors.js';
 import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
 import { requireKey } from './vault.js';
 import { addSuppression } from './suppressions.js';
 import { KINDS } from '../providers/registry.js';
-import { ProviderError, sendThrough, type OutboundMessage, type Provider, type ProviderErrorKind } from '../providers/types.js';
+import {
+  ProviderError,
+  sendThrough,
+  type BatchItemResult,
+  type EmailMessage,
+  type OutboundMessage,
+  type Provider,
+  type ProviderErrorKind,
+  type SendResult,
+} from '../providers/types.js';
 
 /** Retry bounds for one provider before moving to the next. Delays in ms. */
 export interface RetryPolicy {
@@ -35,6 +45,11 @@ export interface DispatchOptions {
   retry?: RetryPolicy;
   /** Messages in flight at once; sizes adapter connection pools. */
   maxConcurrency?: number;
+  /**
+   * Most requests per second to each provider of the chain for this run (`--rate`); lowers, never raises,
+   * a provider's own `rate` setting.
+   */
+  rate?: number;
   /** Aborts backoff waits (not in-flight requests). */
   signal?: AbortSignal;
 }
@@ -69,6 +84,36 @@ interface Step {
   entry: RouteEntry;
   secrets: Record<string, string>;
   adapter?: Promise<Provider>;
+  /** Every request to this provider runs in here: its concurrency and rate (sliding one-second window). */
+  limiter: PQueue;
+  /** Epoch ms until which the limiter is paused after a 429. */
+  pausedUntil: number;
+}
+
+/**
+ * The request limiter for one provider: at most `concurrency` requests in flight and, with a rate, at most
+ * `rate` request starts in any one-second window. p-queue's `strict` mode keeps the start time of every
+ * request of the last second and admits a new one only when fewer than `rate` started in the last 1000 ms,
+ * so start[i + rate] ≥ start[i] + 1000 ms and no half-open 1 s window [t, t + 1 s) holds more than `rate`
+ * starts. (A fixed window — the non-strict mode — can admit `rate` at the end of one window and `rate` again
+ * at the start of the next: 2·rate in one sliding second.)
+ */
+export function requestLimiter(limits: { rate?: number; concurrency?: number }): PQueue {
+  const concurrency = limits.concurrency ?? Number.POSITIVE_INFINITY;
+  return limits.rate === undefined
+    ? new PQueue({ concurrency })
+    : new PQueue({ concurrency, intervalCap: limits.rate, interval: 1000, strict: true });
+}
+
+/** The smaller of two optional limits. */
+function minLimit(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+function numberSetting(v: unknown): number | undefined {
+  return typeof v === 'number' && v > 0 ? v : undefined;
 }
 
 /**
@@ -86,7 +131,7 @@ export class Dispatcher {
     readonly tenantId: string,
     readonly channel: Channel,
     readonly chain: readonly Step[],
-    private readonly opts: Required<Pick<DispatchOptions, 'retry' | 'maxConcurrency'>> & Pick<DispatchOptions, 'signal'>,
+    private readonly opts: Required<Pick<DispatchOptions, 'retry' | 'maxConcurrency'>> & Pick<DispatchOptions, 'signal' | 'rate'>,
   ) {}
 
   /**
@@ -115,11 +160,20 @@ export class Dispatcher {
     }
     // Every send requires the store's key, so a wrong key never gets as far as writing a batch.
     const key = requireKey(ctx);
-    const chain = entries.map((entry) => ({ entry, secrets: configSecrets(ctx, key, entry.config) }));
+    const chain: Step[] = entries.map((entry) => ({
+      entry,
+      secrets: configSecrets(ctx, key, entry.config),
+      limiter: requestLimiter({
+        rate: minLimit(numberSetting(entry.config.settings.rate), options.rate),
+        concurrency: numberSetting(entry.config.settings.concurrency),
+      }),
+      pausedUntil: 0,
+    }));
     return new Dispatcher(ctx, tenantId, channel, chain, {
       retry: options.retry ?? DEFAULT_RETRY,
       maxConcurrency: options.maxConcurrency ?? 1,
       signal: options.signal,
+      rate: options.rate,
     });
   }
 
@@ -132,10 +186,10 @@ export class Dispatcher {
    * Sends one message (of this dispatcher's channel) through the chain. Never throws for provider failures:
    * they are in the result.
    */
-  async send(message: OutboundMessage, origin: DispatchOrigin = {}): Promise<DispatchResult> {
+  async send(message: OutboundMessage, origin: DispatchOrigin = {}, startAt = 0): Promise<DispatchResult> {
     const attempts: AttemptRecord[] = [];
     let last: ProviderError | undefined;
-    for (let i = 0; i < this.chain.length; i++) {
+    for (let i = startAt; i < this.chain.length; i++) {
       const step = this.chain[i]!;
       const config = step.entry.config;
       if (this.open.has(config.id)) continue;
@@ -151,7 +205,7 @@ export class Dispatcher {
           break;
         }
         try {
-          const res = await sendThrough(adapter, message);
+          const res = await this.request(step, () => sendThrough(adapter, message));
           this.record(config, message.to, origin, attempt, i > 0, { messageId: res.messageId });
           attempts.push({ provider: config.ref, attempt, status: 'sent', messageId: res.messageId });
           this.markHealthy(config);
@@ -163,9 +217,7 @@ export class Dispatcher {
           this.record(config, message.to, origin, attempt, i > 0, { error: e });
           attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: e.kind, error: e.message });
           if (e.kind === 'recipient') {
-            if (e.details.optOut) {
-              addSuppression(this.ctx, { tenantId: this.tenantId, channel: this.channel, address: message.to, reason: `opt-out reported by ${config.ref}: ${e.message}`, source: config.ref });
-            }
+            if (e.details.optOut) this.suppressOptOut(config, message.to, e);
             return { status: 'failed', provider: config.ref, fallback: i > 0, attempts, error: errorOf(e) };
           }
           if (e.kind === 'auth' || e.kind === 'config') {
@@ -174,12 +226,101 @@ export class Dispatcher {
             break;
           }
           if (attempt >= this.opts.retry.maxAttempts || this.opts.signal?.aborted) break;
-          await this.ctx.clock.sleep(this.backoff(attempt, e), this.opts.signal);
+          await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.opts.signal);
         }
       }
     }
     const error = last ? errorOf(last) : { kind: 'config' as const, message: 'every provider in the route is disabled for this run (auth or configuration failures)' };
     return { status: 'failed', fallback: false, attempts, error };
+  }
+
+  /**
+   * How many messages the bulk-send runner should group per request: the `maxBatchSize` (capped at `limit`)
+   * of the first usable provider of the chain if its adapter can `sendMany`, else 1 (one message per request).
+   */
+  async batchSize(limit = 1000): Promise<number> {
+    const step = this.chain.find((s) => !this.open.has(s.entry.config.id));
+    if (!step) return 1;
+    try {
+      const adapter = await this.adapter(step);
+      if (adapter.channel === 'email' && adapter.sendMany && adapter.maxBatchSize) return Math.max(1, Math.min(limit, adapter.maxBatchSize));
+    } catch {
+      // The adapter does not start: per-message mode reports the failure row by row.
+    }
+    return 1;
+  }
+
+  /**
+   * Sends e-mails in one batched request through the first usable provider of the chain (see
+   * {@link BatchSender}), with the same retry rules as {@link send}. If the request fails as a whole, or the
+   * adapter cannot batch, every message falls back row by row through {@link send} (DESIGN §5): after an
+   * auth/config/transient failure from the next provider on, after a recipient failure (one bad address
+   * refuses the whole request) from the same provider, so the bad row fails alone.
+   * Never throws for provider failures. @returns one result per message, in order.
+   */
+  async sendMany(messages: EmailMessage[], origins: DispatchOrigin[]): Promise<DispatchResult[]> {
+    const i = this.chain.findIndex((s) => !this.open.has(s.entry.config.id));
+    const step = this.chain[i];
+    const rowByRow = (from: number) => Promise.all(messages.map((m, k) => this.send(m, origins[k], from)));
+    if (!step) return rowByRow(this.chain.length);
+    const config = step.entry.config;
+    let adapter: Provider;
+    try {
+      adapter = await this.adapter(step);
+    } catch {
+      return rowByRow(i);
+    }
+    if (adapter.channel !== 'email' || !adapter.sendMany) return rowByRow(i);
+    const many = adapter.sendMany.bind(adapter);
+    for (let attempt = 1; ; attempt++) {
+      let results: BatchItemResult[];
+      try {
+        results = await this.request(step, () => many(messages));
+        if (results.length !== messages.length) {
+          throw new ProviderError('transient', `${config.kind} returned ${results.length} results for ${messages.length} messages`);
+        }
+      } catch (err) {
+        const e = err instanceof ProviderError ? err : new ProviderError('transient', `${config.kind} adapter failed: ${(err as Error).message}`, { cause: err });
+        this.recordMany(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: { error: e } })));
+        if (e.kind === 'recipient') return rowByRow(i);
+        if (e.kind === 'auth' || e.kind === 'config') {
+          this.open.add(config.id);
+          this.markUnhealthy(config, e);
+          return rowByRow(i + 1);
+        }
+        if (attempt >= this.opts.retry.maxAttempts || this.opts.signal?.aborted) return rowByRow(i + 1);
+        await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.opts.signal);
+        continue;
+      }
+      this.markHealthy(config);
+      this.recordMany(
+        results.map((r, k) => ({
+          config,
+          recipient: messages[k]!.to,
+          origin: origins[k] ?? {},
+          attempt,
+          fallback: i > 0,
+          outcome: r.ok ? { messageId: r.messageId } : { error: r.error },
+        })),
+      );
+      return results.map((r, k): DispatchResult => {
+        const a: AttemptRecord = r.ok
+          ? { provider: config.ref, attempt, status: 'sent', messageId: r.messageId }
+          : { provider: config.ref, attempt, status: 'failed', errorKind: r.error.kind, error: r.error.message };
+        if (r.ok) return { status: 'sent', provider: config.ref, messageId: r.messageId, fallback: i > 0, attempts: [a] };
+        if (r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
+        return { status: 'failed', provider: config.ref, fallback: i > 0, attempts: [a], error: errorOf(r.error) };
+      });
+    }
+  }
+
+  /** Runs one request to a provider inside its limiter (concurrency, rate, 429 pause). */
+  private request<T extends SendResult | BatchItemResult[]>(step: Step, fn: () => Promise<T>): Promise<T> {
+    return step.limiter.add(fn) as Promise<T>;
+  }
+
+  private suppressOptOut(config: ProviderConfig, address: string, e: ProviderError): void {
+    addSuppression(this.ctx, { tenantId: this.tenantId, channel: this.channel, address, reason: `opt-out reported by ${config.ref}: ${e.message}`, source: config.ref });
   }
 
   /** Closes adapters (connection pools). */
@@ -196,7 +337,7 @@ export class Dispatcher {
         ref: config.ref,
         settings: config.settings,
         secrets: step.secrets,
-        maxConcurrency: this.opts.maxConcurrency,
+        maxConcurrency: Math.min(this.opts.maxConcurrency, numberSetting(config.settings.concurrency) ?? Number.POSITIVE_INFINITY),
         channel: this.channel,
       });
       // A failed start is retried on the next message rather than cached.
@@ -205,12 +346,40 @@ export class Dispatcher {
     return step.adapter;
   }
 
-  /** Backoff before attempt `attempt + 1`, in ms: Retry-After when given, else base·2^(n-1) with ±50 % jitter. */
-  private backoff(attempt: number, e: ProviderError): number {
+  /**
+   * Backoff before attempt `attempt + 1`, in ms: Retry-After when given, else base·2^(n-1) with ±50 % jitter.
+   * A rate-limited answer (429) also pauses the provider's limiter for that long, so every other request to
+   * it waits too: a 429 slows the whole run, not just the one message.
+   */
+  private backoff(attempt: number, e: ProviderError, step: Step): number {
     const { baseDelayMs, maxDelayMs } = this.opts.retry;
-    if (e.details.retryAfterMs !== undefined) return Math.min(e.details.retryAfterMs, maxDelayMs);
+    if (e.details.retryAfterMs !== undefined) {
+      const wait = Math.min(e.details.retryAfterMs, maxDelayMs);
+      if (e.kind === 'rate_limited') this.pause(step, wait);
+      return wait;
+    }
     const exp = baseDelayMs * 2 ** (attempt - 1);
     return Math.min(maxDelayMs, Math.round(exp * (0.5 + Math.random())));
+  }
+
+  /** Pauses a provider's limiter for `ms` (extending a pause already running). */
+  private pause(step: Step, ms: number): void {
+    const until = this.ctx.clock.now().getTime() + ms;
+    if (until <= step.pausedUntil) return;
+    step.pausedUntil = until;
+    step.limiter.pause();
+    void this.ctx.clock.sleep(ms).then(() => {
+      // A later, longer pause owns the restart.
+      if (step.pausedUntil === until) step.limiter.start();
+    });
+  }
+
+  private recordMany(
+    rows: Array<{ config: ProviderConfig; recipient: string; origin: DispatchOrigin; attempt: number; fallback: boolean; outcome: { messageId?: string; error?: ProviderError } }>,
+  ): void {
+    this.ctx.db.transaction(() => {
+      for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
+    })();
   }
 
   private record(

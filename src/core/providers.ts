@@ -11,7 +11,7 @@ import { audit } from './audit.js';
 import { NotFoundError, UsageError } from './errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
 import { assertCurrentKey, openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
-import { KINDS, PLANNED_KINDS, type KindSpec, type SettingSpec } from '../providers/registry.js';
+import { KINDS, PLANNED_KINDS, settingSpecs, type KindSpec, type SettingSpec } from '../providers/registry.js';
 import type { SettingValue } from '../providers/types.js';
 
 /** A provider name: lower-case letters, digits, hyphens and underscores, 1–40 characters. */
@@ -139,9 +139,9 @@ export function parseSetting(spec: KindSpec, key: string, raw: string): SettingV
       `--set ${key}: "${key}" is a secret and is never accepted on the command line; use --secret-env ${key}=ENV_VAR, --secrets-stdin, or the prompt`,
     );
   }
-  const s: SettingSpec | undefined = spec.settings[key];
+  const s: SettingSpec | undefined = settingSpecs(spec)[key];
   if (!s) {
-    throw new UsageError(`--set ${key}: kind ${spec.kind} has no setting "${key}" (settings: ${Object.keys(spec.settings).join(', ')})`);
+    throw new UsageError(`--set ${key}: kind ${spec.kind} has no setting "${key}" (settings: ${Object.keys(settingSpecs(spec)).join(', ')})`);
   }
   switch (s.type) {
     case 'int': {
@@ -172,7 +172,7 @@ export function parseSetting(spec: KindSpec, key: string, raw: string): SettingV
 
 function applyDefaults(spec: KindSpec, settings: Record<string, SettingValue>): Record<string, SettingValue> {
   const out: Record<string, SettingValue> = {};
-  for (const [k, s] of Object.entries(spec.settings)) {
+  for (const [k, s] of Object.entries(settingSpecs(spec))) {
     const v = settings[k] ?? s.default;
     if (v !== undefined) out[k] = v;
   }
@@ -342,7 +342,7 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
     const settings: Record<string, SettingValue> = { ...current.settings };
     for (const [k, v] of Object.entries(change.settings ?? {})) settings[k] = parseSetting(spec, k, v);
     for (const k of change.unset ?? []) {
-      if (!(k in spec.settings)) throw new UsageError(`--unset ${k}: kind ${spec.kind} has no setting "${k}"`);
+      if (!(k in settingSpecs(spec))) throw new UsageError(`--unset ${k}: kind ${spec.kind} has no setting "${k}"`);
       delete settings[k];
     }
     checkSecretNames(spec, newSecrets);

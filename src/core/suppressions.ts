@@ -7,6 +7,7 @@ import type { CoreContext, Channel } from './context.js';
 import { audit } from './audit.js';
 import { normaliseRecipient } from './address.js';
 import { UsageError } from './errors.js';
+import { openCsv } from './csv.js';
 
 /** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
 export interface Suppression {
@@ -83,4 +84,81 @@ export function removeSuppression(ctx: CoreContext, tenantId: string, channel: C
     if (removed) audit(ctx, 'suppression.remove', `${tenantId}/${channel}/${key}`, tenantId, []);
   }).immediate();
   return removed;
+}
+
+/** Rows written per transaction by {@link importSuppressions}. */
+const IMPORT_CHUNK = 1000;
+
+/** What `suppress import` did. */
+export interface ImportResult {
+  rows: number;
+  /** Addresses not suppressed before. */
+  added: number;
+  /** Addresses already suppressed (reason and source refreshed). */
+  updated: number;
+}
+
+/**
+ * Imports suppressions from a CSV with a header row: the address is in `column` (default `email` for e-mail,
+ * `phone` otherwise); an optional `reason` column overrides `reason` per row. The file is streamed twice:
+ * first every address is checked (nothing is written if any is bad), then rows are written in chunked
+ * transactions of 1000. Audited once, with the count.
+ * @throws UsageError naming the file, line and column of every bad address (up to 20 listed).
+ */
+export async function importSuppressions(
+  ctx: CoreContext,
+  opts: { tenantId: string; channel: Channel; csvPath: string; column?: string; reason: string; source?: string; defaultRegion?: string },
+): Promise<ImportResult> {
+  const want = opts.column ?? (opts.channel === 'email' ? 'email' : 'phone');
+  const open = async () => {
+    const csv = await openCsv(opts.csvPath);
+    const col = csv.columns.find((c) => c.toLowerCase() === want.toLowerCase());
+    if (!col) throw new UsageError(`--csv ${opts.csvPath} line 1: no "${want}" column (columns: ${csv.columns.join(', ')}); name it with --column`);
+    const reasonCol = csv.columns.find((c) => c.toLowerCase() === 'reason');
+    return { csv, col, reasonCol };
+  };
+  const errors: string[] = [];
+  let bad = 0;
+  let rows = 0;
+  {
+    const { csv, col } = await open();
+    for await (const { line, record } of csv.rows) {
+      rows++;
+      const r = normaliseRecipient(opts.channel, (record[col] ?? '').trim(), opts.defaultRegion);
+      if ('error' in r) {
+        bad++;
+        if (errors.length < 20) errors.push(`line ${line}: ${col} ${r.error}`);
+      }
+    }
+  }
+  if (bad > 0) throw new UsageError(`--csv ${opts.csvPath}: ${bad} bad address${bad > 1 ? 'es' : ''} in ${rows} rows; nothing was imported`, errors);
+  const { csv, col, reasonCol } = await open();
+  const source = opts.source ?? 'import';
+  const exists = ctx.db.prepare('SELECT 1 FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?');
+  const upsert = ctx.db.prepare(
+    `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source`,
+  );
+  const result: ImportResult = { rows: 0, added: 0, updated: 0 };
+  const flush = ctx.db.transaction((chunk: Array<[string, string]>) => {
+    const t = ctx.clock.now().toISOString();
+    for (const [address, reason] of chunk) {
+      if (exists.get(opts.tenantId, opts.channel, address)) result.updated++;
+      else result.added++;
+      upsert.run(opts.tenantId, opts.channel, address, reason, source, t);
+    }
+  });
+  let chunk: Array<[string, string]> = [];
+  for await (const { record } of csv.rows) {
+    result.rows++;
+    const address = suppressionKey(opts.channel, (record[col] ?? '').trim(), opts.defaultRegion);
+    chunk.push([address, (reasonCol && record[reasonCol]?.trim()) || opts.reason]);
+    if (chunk.length >= IMPORT_CHUNK) {
+      flush.immediate(chunk);
+      chunk = [];
+    }
+  }
+  flush.immediate(chunk);
+  audit(ctx, 'suppression.import', `${opts.tenantId}/${opts.channel}`, opts.tenantId, ['reason', 'source', `rows=${result.rows}`]);
+  return result;
 }

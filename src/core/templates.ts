@@ -26,6 +26,8 @@ export interface TemplateSource {
   subject?: string;
   body?: string;
   html: boolean;
+  /** Handlebars plain-text part for an HTML body (stored templates); without it the text is derived from the HTML. */
+  text?: string;
   whatsappTemplate?: WhatsAppTemplateRef;
 }
 
@@ -82,13 +84,19 @@ export function compileTemplate(source: TemplateSource): CompiledTemplate {
   const used = new Map<string, boolean>(); // name → required
   const subjectAst = source.subject === undefined ? undefined : parse(source.subject, '--subject');
   const bodyAst = source.body === undefined ? undefined : parse(source.body, '--template-file');
+  const textAst = source.text === undefined || !source.html ? undefined : parse(source.text, 'text template');
   collect(subjectAst, used, false);
   collect(bodyAst, used, false);
+  collect(textAst, used, false);
   for (const p of source.whatsappTemplate?.params ?? []) used.set(p, true);
   const subject = subjectAst && Handlebars.compile(subjectAst, { noEscape: true });
   const body = bodyAst && Handlebars.compile(bodyAst, { noEscape: !source.html });
+  const textPart = textAst && Handlebars.compile(textAst, { noEscape: true });
   const wa = source.whatsappTemplate;
-  const hash = createHash('sha256').update(JSON.stringify([source.subject, source.body, source.html, wa ?? null])).digest('hex');
+  // (`text` joins the hash only when set, so hashes of file templates, and their derived batch keys, stay as they were.)
+  const hash = createHash('sha256')
+    .update(JSON.stringify([source.subject, source.body, source.html, wa ?? null, ...(textAst ? [source.text] : [])]))
+    .digest('hex');
   return {
     source,
     required: [...used].filter(([, r]) => r).map(([n]) => n).sort(),
@@ -101,7 +109,7 @@ export function compileTemplate(source: TemplateSource): CompiledTemplate {
         const rendered = body(vars);
         if (source.html) {
           out.html = rendered;
-          out.text = convert(rendered, { wordwrap: 78 });
+          out.text = textPart ? textPart(vars) : convert(rendered, { wordwrap: 78 });
         } else {
           out.text = rendered;
         }

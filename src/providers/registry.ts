@@ -106,3 +106,28 @@ export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox, sendg
 
 /** Kinds named in DESIGN §2 whose adapters are not built yet; the CLI says so plainly. */
 export const PLANNED_KINDS: readonly string[] = ['twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];
+
+/**
+ * Settings every kind has, applied by the dispatcher around the adapter (DESIGN §5: rate limits are wrappers,
+ * not code inside adapters): `rate` (requests per second to this provider; one request is one message, or
+ * one batched request for adapters with `sendMany`) and `concurrency` (requests in flight at once).
+ */
+export const COMMON_SETTINGS: Readonly<Record<string, SettingSpec>> = {
+  rate: { type: 'int', min: 1, max: 100_000, doc: 'most requests per second to this provider, in any one-second window (default: no limit)' },
+  concurrency: { type: 'int', min: 1, max: 1000, doc: 'most requests in flight at once to this provider (default: no limit beyond --concurrency)' },
+};
+
+/** A kind's settings including {@link COMMON_SETTINGS} (a kind's own setting of the same name wins). */
+export function settingSpecs(spec: KindSpec): Readonly<Record<string, SettingSpec>> {
+  return { ...COMMON_SETTINGS, ...spec.settings };
+}
+
+/**
+ * Extension point for programs that embed switchboard (and for tests that drive the core in-process): adds a
+ * provider kind to {@link KINDS}. The spec's `create` is called like any built-in kind's.
+ * @throws Error if a kind of that name already exists.
+ */
+export function registerKind(spec: KindSpec): void {
+  if (KINDS.has(spec.kind)) throw new Error(`provider kind ${spec.kind} already exists`);
+  (KINDS as Map<string, KindSpec>).set(spec.kind, spec);
+}

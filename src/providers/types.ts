@@ -57,11 +57,35 @@ export interface VerifyResult {
 }
 
 /** An e-mail adapter. `send` throws {@link ProviderError} on failure. `close` releases pooled connections. */
-export interface EmailProvider {
+export interface EmailProvider extends Partial<BatchSender<EmailMessage>> {
   readonly channel: 'email';
   send(message: EmailMessage): Promise<SendResult>;
   verify(): Promise<VerifyResult>;
   close(): Promise<void>;
+}
+
+/** The outcome of one message of a batched request, in the order the messages were given. */
+export type BatchItemResult = ({ ok: true } & SendResult) | { ok: false; error: ProviderError };
+
+/**
+ * Optional adapter capability: many messages in one provider request (e.g. SendGrid `POST /v3/mail/send` with
+ * up to 1000 `personalizations`, https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send).
+ * The bulk-send runner uses it when the first provider of a route has it: rows of one batch (one template) are
+ * grouped up to `maxBatchSize`, each row still gets its own ledger state and the request's message id.
+ *
+ * Every message is rendered per row by switchboard (local rendering; see README "Provider batching"), so the
+ * adapter packs finished messages (SendGrid: one personalization per message with its own `to`, `subject`
+ * and `headers`) and never renders templates itself.
+ *
+ * `sendMany` throws a {@link ProviderError} when the request as a whole fails (nothing was accepted); the
+ * dispatcher then retries or falls back row by row (DESIGN §5). Otherwise it returns one result per message,
+ * in order (a provider that accepts the request accepts every message: `messageId` is then the request's id,
+ * e.g. SendGrid's `X-Message-Id`).
+ */
+export interface BatchSender<M> {
+  /** Most messages per request (SendGrid: 1000). */
+  readonly maxBatchSize: number;
+  sendMany(messages: M[]): Promise<BatchItemResult[]>;
 }
 
 /** An SMS to one recipient. `to` is E.164 (e.g. `+447700900123`). */

@@ -141,3 +141,18 @@ export function parseJsonLines<T = unknown>(r: CliResult): T[] {
     throw new Error(`stdout is not JSON Lines (exit ${r.exitCode})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   }
 }
+
+/**
+ * Starts `node bin/switchboard ...args` with the workspace's env as a separate process the test can signal
+ * (SIGINT, SIGTERM, SIGKILL). Never rejects on a non-zero exit; killed after `timeoutMs` (default 60 s).
+ */
+export function spawnCli(ws: Workspace, args: string[], timeoutMs = 60_000) {
+  return execa(process.execPath, [binPath, ...args], {
+    cwd: repoRoot,
+    env: { ...baseEnv(ws.home), ...ws.env },
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+    timeout: timeoutMs,
+  });
+}

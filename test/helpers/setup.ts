@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { simpleParser, type AddressObject } from 'mailparser';
-import { describe as describeResult, parseJsonLines, type CliResult, type Workspace } from './cli.js';
+import { describe as describeResult, makeWorkspace, parseJsonLines, type CliResult, type Workspace } from './cli.js';
 import type { TestSmtpServer } from './smtp.js';
 
 /** Throw with the full output unless the run exited with `code`. */
@@ -188,4 +188,13 @@ export function parseBatchOutput(r: CliResult): { summary: BatchSummary; rows: B
   const rows = docs.slice(0, -1) as BatchRowEvent[];
   if (rows.some((d) => d.type !== 'row')) throw new Error(`send batch --json: unexpected line type\n${describeResult(r)}`);
   return { summary: last as unknown as BatchSummary, rows };
+}
+
+/** A workspace with tenant(s) and the system outbox at `<dir>/outbox`, for bulk-send tests. */
+export async function outboxWorkspace(tenants: string[] = ['acme']): Promise<{ ws: Workspace; out: string }> {
+  const ws = makeWorkspace();
+  const out = path.join(ws.dir, 'outbox');
+  for (const t of tenants) await addTenant(ws, t);
+  await addSystemOutbox(ws, out);
+  return { ws, out };
 }

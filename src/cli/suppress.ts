@@ -1,0 +1,123 @@
+/**
+ * `switchboard suppress add|list|remove|import`: per tenant and channel, addresses never to send to.
+ */
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { Io } from './context.js';
+import { action, channelFlag, examples, required } from './command.js';
+import { addSuppression, importSuppressions, listSuppressions, removeSuppression, suppressionKey } from '../core/suppressions.js';
+import { getTenant } from '../core/tenants.js';
+import { checkRegion } from '../core/address.js';
+import { NotFoundError } from '../core/errors.js';
+
+/** Registers the `suppress` commands. */
+export function registerSuppress(program: Command, io: Io): void {
+  const suppress = program.command('suppress').description('suppression lists: addresses a tenant must not send to on a channel (bulk sends skip them)');
+
+  examples(
+    suppress
+      .command('add <address>')
+      .description('suppress an address for a tenant and channel')
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'email, sms or whatsapp', 'email')
+      .option('--reason <text>', 'why (shown in batch results)', 'manual')
+      .option('--source <text>', 'where the request came from', 'manual')
+      .option('--default-region <CC>', 'country for a phone number without +country code')
+      .action(
+        action<{ tenant?: string; channel?: string; reason: string; source: string; defaultRegion?: string }>(io, (cli, [address], opts) => {
+          const tenantId = required(opts.tenant, '--tenant');
+          const channel = channelFlag(opts.channel);
+          const ctx = cli.core();
+          getTenant(ctx, tenantId);
+          const key = suppressionKey(channel, address!, checkRegion(opts.defaultRegion));
+          const added = addSuppression(ctx, { tenantId, channel, address: key, reason: opts.reason, source: opts.source });
+          cli.out.result({ tenantId, channel, address: key, reason: opts.reason, source: opts.source, added }, () =>
+            `${added ? 'Suppressed' : 'Already suppressed (reason updated)'}: ${key} for ${tenantId} on ${channel}`,
+          );
+        }),
+      ),
+    [
+      'switchboard suppress add pat@example.com --tenant acme-dental --reason "asked by phone"',
+      'switchboard suppress add +447700900123 --tenant acme-dental --channel sms --reason STOP --source reply',
+    ],
+  );
+
+  examples(
+    suppress
+      .command('list')
+      .description("list a tenant's suppressions")
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'only this channel')
+      .action(
+        action<{ tenant?: string; channel?: string }>(io, (cli, _args, opts) => {
+          const tenantId = required(opts.tenant, '--tenant');
+          const ctx = cli.core();
+          getTenant(ctx, tenantId);
+          const list = listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
+          cli.out.result(list, () =>
+            list.length === 0
+              ? 'No suppressions.'
+              : cli.out.table(
+                  ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED'],
+                  list.map((s) => [s.channel, s.address, s.reason, s.source, s.createdAt.replace('T', ' ').slice(0, 19)]),
+                ),
+          );
+        }),
+      ),
+    ['switchboard suppress list --tenant acme-dental', 'switchboard suppress list --tenant acme-dental --channel sms --json'],
+  );
+
+  examples(
+    suppress
+      .command('remove <address>')
+      .description('remove a suppression (the address receives bulk sends again)')
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'email, sms or whatsapp', 'email')
+      .action(
+        action<{ tenant?: string; channel?: string }>(io, (cli, [address], opts) => {
+          const tenantId = required(opts.tenant, '--tenant');
+          const channel = channelFlag(opts.channel);
+          const ctx = cli.core();
+          getTenant(ctx, tenantId);
+          if (!removeSuppression(ctx, tenantId, channel, address!)) {
+            throw new NotFoundError(`${address} is not suppressed for ${tenantId} on ${channel}`);
+          }
+          cli.out.result({ tenantId, channel, address: suppressionKey(channel, address!), removed: true }, () => `Removed the suppression of ${address} for ${tenantId} on ${channel}`);
+        }),
+      ),
+    ['switchboard suppress remove pat@example.com --tenant acme-dental'],
+  );
+
+  examples(
+    suppress
+      .command('import')
+      .description('import suppressions from a CSV with a header row (an address column; an optional "reason" column)')
+      .option('--tenant <id>', 'the tenant')
+      .option('--channel <channel>', 'email, sms or whatsapp', 'email')
+      .option('--csv <file>', 'the CSV file')
+      .option('--column <name>', 'the address column (default: email, or phone for sms/whatsapp)')
+      .option('--reason <text>', 'reason for rows without a "reason" column value', 'imported')
+      .option('--source <text>', 'where the list came from', 'import')
+      .option('--default-region <CC>', 'country for phone numbers without +country code')
+      .action(
+        action<{ tenant?: string; channel?: string; csv?: string; column?: string; reason: string; source: string; defaultRegion?: string }>(io, async (cli, _args, opts) => {
+          const tenantId = required(opts.tenant, '--tenant');
+          const channel = channelFlag(opts.channel);
+          const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
+          const ctx = cli.core();
+          getTenant(ctx, tenantId);
+          const r = await importSuppressions(ctx, {
+            tenantId,
+            channel,
+            csvPath,
+            column: opts.column,
+            reason: opts.reason,
+            source: opts.source,
+            defaultRegion: checkRegion(opts.defaultRegion),
+          });
+          cli.out.result({ tenantId, channel, ...r }, () => `Imported ${r.rows} rows for ${tenantId} on ${channel}: ${r.added} added, ${r.updated} already suppressed`);
+        }),
+      ),
+    ['switchboard suppress import --tenant acme-dental --csv unsubscribes.csv', 'switchboard suppress import --tenant acme-dental --channel sms --csv stops.csv --column mobile --default-region GB'],
+  );
+}

@@ -1,0 +1,147 @@
+/**
+ * Reports and the message log, read from the `messages` table (one row per send attempt: a retry or a
+ * fallback is a further row). `report` counts attempts that were accepted (`sent`) or refused (`failed`);
+ * a message retried twice then sent counts 2 failed + 1 sent, which is what the providers saw.
+ */
+import type { CoreContext, Channel } from './context.js';
+import { UsageError } from './errors.js';
+
+/** What `report` groups by. */
+export type ReportBy = 'tenant' | 'provider' | 'channel';
+
+/** One group of a report. `fallbackRate` = sent through a fallback provider / sent (0 when nothing was sent). */
+export interface ReportRow {
+  key: string;
+  sent: number;
+  failed: number;
+  fallback: number;
+  fallbackRate: number;
+  /** Sent and failed attempts per provider ref. */
+  byProvider: Record<string, { sent: number; failed: number }>;
+}
+
+/** A report over a time range. */
+export interface Report {
+  since: string;
+  by: ReportBy;
+  rows: ReportRow[];
+  total: Omit<ReportRow, 'key'>;
+}
+
+const GROUP_COLUMN: Record<ReportBy, string> = { tenant: 'tenant_id', provider: 'provider', channel: 'channel' };
+
+/**
+ * Counts send attempts since `since`, grouped by tenant, provider or channel, with a per-provider breakdown.
+ * @throws UsageError for an unknown `by`.
+ */
+export function buildReport(ctx: CoreContext, opts: { since: Date; by: ReportBy; tenantId?: string }): Report {
+  const col = GROUP_COLUMN[opts.by];
+  if (!col) throw new UsageError(`--by ${String(opts.by)}: expected tenant, provider or channel`);
+  const rows = ctx.db
+    .prepare(
+      `SELECT ${col} AS key, provider, sum(status = 'sent') AS sent, sum(status = 'failed') AS failed, sum(status = 'sent' AND fallback = 1) AS fallback
+       FROM messages WHERE created_at >= ? AND (? IS NULL OR tenant_id = ?) GROUP BY ${col}, provider ORDER BY ${col}, provider`,
+    )
+    .all(opts.since.toISOString(), opts.tenantId ?? null, opts.tenantId ?? null) as Array<{ key: string; provider: string; sent: number; failed: number; fallback: number }>;
+  const groups = new Map<string, ReportRow>();
+  const total: Omit<ReportRow, 'key'> = { sent: 0, failed: 0, fallback: 0, fallbackRate: 0, byProvider: {} };
+  for (const r of rows) {
+    const g = groups.get(r.key) ?? { key: r.key, sent: 0, failed: 0, fallback: 0, fallbackRate: 0, byProvider: {} };
+    groups.set(r.key, g);
+    for (const acc of [g, total]) {
+      acc.sent += r.sent;
+      acc.failed += r.failed;
+      acc.fallback += r.fallback;
+      const p = (acc.byProvider[r.provider] ??= { sent: 0, failed: 0 });
+      p.sent += r.sent;
+      p.failed += r.failed;
+    }
+  }
+  const rate = (x: { sent: number; fallback: number }) => (x.sent === 0 ? 0 : Math.round((x.fallback / x.sent) * 10_000) / 10_000);
+  for (const g of groups.values()) g.fallbackRate = rate(g);
+  total.fallbackRate = rate(total);
+  return { since: opts.since.toISOString(), by: opts.by, rows: [...groups.values()], total };
+}
+
+/** One send attempt as listed by `log list`. */
+export interface LogEntry {
+  id: number;
+  at: string;
+  tenantId: string;
+  channel: Channel;
+  provider: string;
+  recipient: string;
+  status: 'sent' | 'failed';
+  messageId: string | null;
+  errorKind: string | null;
+  errorCode: string | null;
+  error: string | null;
+  fallback: boolean;
+  attempt: number;
+  batchId: string | null;
+  row: number | null;
+}
+
+/** Filters of `log list`; all optional. `limit` defaults to 100 (the newest). */
+export interface LogFilter {
+  tenantId?: string;
+  channel?: Channel;
+  provider?: string;
+  status?: 'sent' | 'failed';
+  since?: Date;
+  batchId?: string;
+  limit?: number;
+}
+
+/** Send attempts matching the filter, newest first. */
+export function listLog(ctx: CoreContext, f: LogFilter = {}): LogEntry[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  const add = (sql: string, v: unknown) => {
+    if (v === undefined) return;
+    where.push(sql);
+    args.push(v);
+  };
+  add('tenant_id = ?', f.tenantId);
+  add('channel = ?', f.channel);
+  add('provider = ?', f.provider);
+  add('status = ?', f.status);
+  add('created_at >= ?', f.since?.toISOString());
+  add('batch_id = ?', f.batchId);
+  const rows = ctx.db
+    .prepare(`SELECT * FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+    .all(...args, f.limit ?? 100) as Array<{
+    id: number;
+    created_at: string;
+    tenant_id: string;
+    channel: Channel;
+    provider: string;
+    recipient: string;
+    status: 'sent' | 'failed';
+    message_id: string | null;
+    error_kind: string | null;
+    error_code: string | null;
+    error: string | null;
+    fallback: number;
+    attempt: number;
+    batch_id: string | null;
+    row_no: number | null;
+  }>;
+  return rows.map((r) => ({
+    id: r.id,
+    at: r.created_at,
+    tenantId: r.tenant_id,
+    channel: r.channel,
+    provider: r.provider,
+    recipient: r.recipient,
+    status: r.status,
+    messageId: r.message_id,
+    errorKind: r.error_kind,
+    errorCode: r.error_code,
+    error: r.error,
+    fallback: r.fallback === 1,
+    attempt: r.attempt,
+    batchId: r.batch_id,
+    row: r.row_no,
+  }));
+}

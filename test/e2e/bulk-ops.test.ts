@@ -1,0 +1,128 @@
+// e2e: the commands around bulk sends: suppress add/list/remove/import, stored templates, batch cancel and
+// export, report and log list; all through the built binary against the outbox provider.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parseJson, spawnCli, type Workspace } from '../helpers/cli.js';
+import { expectExit, outboxWorkspace, parseBatchOutput, readOutbox } from '../helpers/setup.js';
+
+describe('suppressions, templates, cancel, export, reports', () => {
+  let ws: Workspace;
+  let out: string;
+
+  beforeAll(async () => {
+    ({ ws, out } = await outboxWorkspace(['acme', 'other']));
+  });
+  afterAll(() => ws?.cleanup());
+
+  test('opt-out flow: suppress add and import → the next batch skips them; export shows why; remove lets them through', async () => {
+    expectExit(await ws.run(['suppress', 'add', 'Bea@Example.com', '--tenant', 'acme', '--reason', 'asked by phone']), 0, 'suppress add');
+    const list = ws.file('unsub.csv', 'address,reason\ncat@example.com,hard bounce\ndan@example.com,\n');
+    const imp = parseJson<{ rows: number; added: number }>(expectExit(await ws.run(['suppress', 'import', '--tenant', 'acme', '--csv', list, '--column', 'address', '--json']), 0, 'import'));
+    expect(imp).toMatchObject({ rows: 2, added: 2 });
+    const bad = await ws.run(['suppress', 'import', '--tenant', 'acme', '--csv', ws.file('bad.csv', 'email\nok@example.com\nnot-an-address\n')]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/line 3: email/);
+    const listed = parseJson<Array<{ address: string; reason: string; source: string }>>(await ws.run(['suppress', 'list', '--tenant', 'acme', '--json']));
+    expect(listed).toEqual([
+      expect.objectContaining({ address: 'bea@example.com', reason: 'asked by phone', source: 'manual' }),
+      expect.objectContaining({ address: 'cat@example.com', reason: 'hard bounce', source: 'import' }),
+      expect.objectContaining({ address: 'dan@example.com', reason: 'imported', source: 'import' }),
+    ]);
+    // Suppressions are per tenant: the other tenant's list is empty.
+    expect(parseJson<unknown[]>(await ws.run(['suppress', 'list', '--tenant', 'other', '--json']))).toEqual([]);
+
+    const csv = ws.file('news.csv', 'email,name\nann@example.com,Ann\nbea@example.com,Bea\ncat@example.com,Cat\ndan@example.com,Dan\n');
+    const tpl = ws.file('news.txt', 'Hello {{name}}\n');
+    const r = expectExit(await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'News', '--json']), 0, 'send batch');
+    const { summary, rows } = parseBatchOutput(r);
+    expect(summary).toMatchObject({ rows: 4, sent: 1, skipped: 3, failed: 0 });
+    expect(rows.find((e) => e.recipient === 'bea@example.com')).toMatchObject({ state: 'skipped', error: 'suppressed: asked by phone' });
+    expect((await readOutbox(out)).map((m) => m.to[0])).toEqual(['ann@example.com']);
+
+    const file = path.join(ws.dir, 'results.csv');
+    expectExit(await ws.run(['batch', 'export', summary.batchId, '--out', file]), 0, 'export');
+    const exported = parse(fs.readFileSync(file), { columns: true }) as Array<Record<string, string>>;
+    expect(Object.keys(exported[0]!)).toEqual(['email', 'name', 'state', 'provider', 'message_id', 'error']);
+    expect(exported.map((x) => [x.email, x.name, x.state])).toEqual([
+      ['ann@example.com', 'Ann', 'sent'],
+      ['bea@example.com', 'Bea', 'skipped'],
+      ['cat@example.com', 'Cat', 'skipped'],
+      ['dan@example.com', 'Dan', 'skipped'],
+    ]);
+    expect(exported[0]).toMatchObject({ provider: 'system/email/outbox' });
+    expect(exported[0]!.message_id).not.toBe('');
+    expect(exported[2]!.error).toBe('suppressed: hard bounce');
+
+    expectExit(await ws.run(['suppress', 'remove', 'bea@example.com', '--tenant', 'acme']), 0, 'remove');
+    expect((await ws.run(['suppress', 'remove', 'bea@example.com', '--tenant', 'acme'])).exitCode).toBe(2);
+    const again = parseBatchOutput(expectExit(await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'News', '--new-batch', '--json']), 0, 'again'));
+    expect(again.summary).toMatchObject({ sent: 2, skipped: 2 });
+  });
+
+  test('stored templates: add, list, show, preview one CSV row, send batch --template, remove', async () => {
+    const html = ws.file('rem.html', '<p>Dear {{name}}, see you at {{time}}.</p>');
+    const text = ws.file('rem.txt', 'Dear {{name}}, see you at {{time}}.\n');
+    expectExit(await ws.run(['template', 'add', 'reminder', '--tenant', 'acme', '--subject', 'Reminder for {{name}}', '--html-file', html, '--text-file', text]), 0, 'template add');
+    expect((await ws.run(['template', 'add', 'reminder', '--tenant', 'acme', '--text-file', text])).exitCode).toBe(2);
+    const listed = parseJson<Array<{ name: string; required: string[] }>>(await ws.run(['template', 'list', '--tenant', 'acme', '--json']));
+    expect(listed).toEqual([expect.objectContaining({ name: 'reminder', required: ['name', 'time'] })]);
+    const csv = ws.file('appts.csv', 'email,name,time\nfay@example.com,Fay,9:00\ngus@example.com,Gus & Co,10:30\n');
+    const p = parseJson<{ subject: string; html: string; text: string; line: number }>(
+      expectExit(await ws.run(['template', 'preview', 'reminder', '--tenant', 'acme', '--csv', csv, '--row', '2', '--json']), 0, 'preview'),
+    );
+    expect(p).toMatchObject({ line: 3, subject: 'Reminder for Gus & Co', html: '<p>Dear Gus &amp; Co, see you at 10:30.</p>', text: 'Dear Gus & Co, see you at 10:30.\n' });
+    expect((await ws.run(['template', 'preview', 'reminder', '--tenant', 'acme', '--csv', csv, '--row', '9'])).stderr).toMatch(/--row 9/);
+
+    const r = parseBatchOutput(expectExit(await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template', 'reminder', '--json']), 0, 'send --template'));
+    expect(r.summary).toMatchObject({ rows: 2, sent: 2 });
+    const fay = (await readOutbox(out)).find((m) => m.to[0] === 'fay@example.com')!;
+    expect(fay.subject).toBe('Reminder for Fay');
+    expect(fay.text.trim()).toBe('Dear Fay, see you at 9:00.');
+    expect((await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template', 'nope'])).exitCode).toBe(2);
+    expectExit(await ws.run(['template', 'remove', 'reminder', '--tenant', 'acme']), 0, 'remove');
+    expect(parseJson<unknown[]>(await ws.run(['template', 'list', '--tenant', 'acme', '--json']))).toEqual([]);
+  });
+
+  test('batch cancel skips the pending rows for good; report and log list read the message log', async () => {
+    const csv = ws.file('cancel.csv', ['email,name', ...Array.from({ length: 300 }, (_, i) => `k${i}@example.com,K${i}`)].join('\n') + '\n');
+    const tpl = ws.file('cancel.txt', 'Hi {{name}}\n');
+    const line = ['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--rate', '100'];
+    // Stop the run early with SIGTERM (exit 130), then cancel what is left.
+    const child = spawnCli(ws, line);
+    const t0 = Date.now();
+    while ((await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length < 5 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGTERM');
+    const stopped = await child;
+    expect(stopped.exitCode, String(stopped.stderr)).toBe(130);
+    const id = parseJson<Array<{ id: string; status: string }>>(await ws.run(['batch', 'list', '--json']))[0]!;
+    expect(id.status).toBe('interrupted');
+    const c = parseJson<{ cancelled: number; counts: { sent: number; skipped: number; pending: number } }>(expectExit(await ws.run(['batch', 'cancel', id.id, '--json']), 0, 'cancel'));
+    expect(c.cancelled).toBeGreaterThan(0);
+    expect(c.counts.pending).toBe(0);
+    expect(c.counts.sent + c.counts.skipped).toBe(300);
+    const sentK = (await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length;
+    expect(sentK).toBe(c.counts.sent);
+    // Neither resume nor the same line sends the cancelled rows.
+    expect((await ws.run(['batch', 'resume', id.id])).exitCode).toBe(2);
+    expectExit(await ws.run(line), 0, 'same line after cancel');
+    expect((await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length).toBe(sentK);
+
+    const rep = parseJson<{ rows: Array<{ key: string; sent: number; failed: number; fallbackRate: number; byProvider: Record<string, { sent: number }> }> }>(
+      expectExit(await ws.run(['report', '--since', '1h', '--by', 'tenant', '--json']), 0, 'report'),
+    );
+    const total = (await readOutbox(out)).length;
+    expect(rep.rows).toEqual([expect.objectContaining({ key: 'acme', sent: total, failed: 0, fallbackRate: 0 })]);
+    expect(rep.rows[0]!.byProvider).toEqual({ 'system/email/outbox': { sent: total, failed: 0 } });
+    const byProvider = parseJson<{ rows: Array<{ key: string }> }>(await ws.run(['report', '--by', 'provider', '--json']));
+    expect(byProvider.rows.map((x) => x.key)).toEqual(['system/email/outbox']);
+    expect((await ws.run(['report', '--by', 'colour'])).exitCode).toBe(2);
+
+    const log = parseJson<Array<{ recipient: string; batchId: string; status: string }>>(await ws.run(['log', 'list', '--batch', id.id, '--limit', '3', '--json']));
+    expect(log).toHaveLength(3);
+    expect(log.every((e) => e.batchId === id.id && e.status === 'sent' && e.recipient.startsWith('k'))).toBe(true);
+    expect(parseJson<unknown[]>(await ws.run(['log', 'list', '--status', 'failed', '--json']))).toEqual([]);
+    expect(parseJson<unknown[]>(await ws.run(['log', 'list', '--tenant', 'other', '--json']))).toEqual([]);
+  });
+});
