@@ -20,6 +20,7 @@ import {
 } from '../core/providers.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
 import { checkTenantId } from '../core/tenants.js';
+import { KINDS } from '../providers/registry.js';
 
 interface SecretFlags {
   secretEnv?: string[];
@@ -99,7 +100,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant it belongs to')
       .option('--system', 'a system default, used by tenants without their own provider or with fallback on')
       .option('--channel <channel>', 'email, sms or whatsapp')
-      .option('--kind <kind>', 'provider kind: smtp, outbox')
+      .option('--kind <kind>', `provider kind: ${[...KINDS.keys()].join(', ')}`)
       .option('--name <name>', 'name within the tenant and channel (default: the kind)')
       .option('--priority <n>', 'lower is tried first (default 100)')
       .option('--set <key=value>', 'a setting, e.g. host=smtp.example.com (repeatable)', collect)
@@ -112,7 +113,7 @@ export function registerProvider(program: Command, io: Io): void {
             if (Boolean(opts.tenant) === Boolean(opts.system)) throw new UsageError('give exactly one of --tenant <id> and --system');
             if (opts.tenant) checkTenantId(opts.tenant, '--tenant');
             const channel = channelFlag(opts.channel);
-            const kind = required(opts.kind, '--kind', 'smtp or outbox');
+            const kind = required(opts.kind, '--kind', [...KINDS.keys()].join(', '));
             const spec = kindSpec(kind, channel);
             const secrets = await gatherSecrets(
               cli,

@@ -68,8 +68,38 @@ const outbox: KindSpec = {
   create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),
 };
 
+const sendgrid: KindSpec = {
+  kind: 'sendgrid',
+  channels: ['email'],
+  summary: 'SendGrid Mail Send API v3 (@sendgrid/mail)',
+  settings: {
+    from: { type: 'email', required: true, doc: 'sender address (a verified Sender Identity or authenticated domain)' },
+    fromName: { type: 'string', doc: 'sender display name' },
+    endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU region: https://api.eu.sendgrid.com)' },
+    sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid validates each message and delivers nothing' },
+  },
+  secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission (SG.…)' } },
+  create: async (config) => (await import('./sendgrid.js')).createSendGridProvider(config),
+};
+
+const ses: KindSpec = {
+  kind: 'ses',
+  channels: ['email'],
+  summary: 'Amazon SES API v2 (@aws-sdk/client-sesv2)',
+  settings: {
+    region: { type: 'string', required: true, doc: 'AWS region, e.g. eu-west-1' },
+    from: { type: 'email', required: true, doc: 'sender address (a verified SES identity)' },
+    fromName: { type: 'string', doc: 'sender display name' },
+    accessKeyId: { type: 'string', required: true, doc: 'IAM access key id (AKIA…) allowed ses:SendEmail and ses:GetAccount' },
+    configurationSet: { type: 'string', doc: 'SES configuration set for event publishing' },
+    endpoint: { type: 'string', doc: 'API base URL (default https://email.<region>.amazonaws.com)' },
+  },
+  secrets: { secretAccessKey: { required: true, doc: 'IAM secret access key' } },
+  create: async (config) => (await import('./ses.js')).createSesProvider(config),
+};
+
 /** Kinds by name. */
-export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox].map((k) => [k.kind, k]));
+export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox, sendgrid, ses].map((k) => [k.kind, k]));
 
 /** Kinds named in DESIGN §2 whose adapters are not built yet; the CLI says so plainly. */
-export const PLANNED_KINDS: readonly string[] = ['sendgrid', 'ses', 'twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];
+export const PLANNED_KINDS: readonly string[] = ['twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];
