@@ -3,7 +3,7 @@
  */
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { action, examples, intFlag } from './command.js';
+import { action, examples, intFlag, retryFlags } from './command.js';
 import { runWithProgress } from './run-batch.js';
 import { batchItems, getBatch, listBatches, resumeBatch } from '../core/batches.js';
 
@@ -91,7 +91,7 @@ export function registerBatch(program: Command, io: Io): void {
         action<{ concurrency: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = cli.core();
           await runWithProgress(cli, `resuming ${id}`, (hooks) =>
-            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), retryUnknown: opts.retryUnknown }, hooks),
+            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks),
           );
         }),
       ),

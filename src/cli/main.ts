@@ -28,6 +28,8 @@ export function buildProgram(io: Io): Command {
     .option('-v, --verbose', 'print details and stack traces on stderr')
     .option('--no-color', 'no colour (also NO_COLOR)')
     .option('--no-input', 'never prompt; a missing value is an error')
+    .option('--max-attempts <n>', 'attempts per provider for transient and rate-limited failures before the next provider (1-10, default 3)')
+    .option('--retry-base-ms <ms>', 'first retry delay in ms, doubling each attempt with ±50% jitter (default 500; a provider\'s own wait, e.g. X-RateLimit-Reset, takes precedence)')
     .showSuggestionAfterError(true)
     .showHelpAfterError('(add --help for usage)')
     .enablePositionalOptions(false)

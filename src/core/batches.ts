@@ -51,7 +51,7 @@ export interface BatchRequest {
   newBatch?: boolean;
   /** Resend rows whose outcome is unknown after a crash. */
   retryUnknown?: boolean;
-  retry?: RetryPolicy;
+  retry?: Partial<RetryPolicy>;
 }
 
 /** Run-time hooks for a batch run. */
@@ -311,7 +311,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
 export async function resumeBatch(
   ctx: CoreContext,
   batchId: string,
-  opts: { concurrency?: number; retryUnknown?: boolean; retry?: RetryPolicy },
+  opts: { concurrency?: number; retryUnknown?: boolean; retry?: Partial<RetryPolicy> },
   hooks: BatchRunHooks,
 ): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();
