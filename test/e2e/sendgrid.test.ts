@@ -6,7 +6,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
-import { addSystemOutbox, addTenant, expectExit, parseBatchOutput, readOutbox } from '../helpers/setup.js';
+import { addSystemOutbox, addTenant, expectExit, parseBatchOutput, readOutbox, type ProviderListRow, type SendTestJson } from '../helpers/setup.js';
 import { forward, startHttpStub, type HttpStub, type RecordedRequest } from '../helpers/http-stub.js';
 import { CONTRACTS, startPrism, type PrismMock } from '../helpers/prism.js';
 
@@ -77,20 +77,7 @@ async function workspace(): Promise<Workspace> {
 
 const sends = (s: HttpStub) => s.requests.filter((r) => r.method === 'POST' && r.url === SEND_PATH);
 
-interface SendResultJson {
-  status: string;
-  provider?: string;
-  messageId?: string;
-  fallback: boolean;
-  attempts: Array<{ provider: string; attempt: number; status: string; errorKind?: string }>;
-  error?: { kind: string; message: string };
-}
 
-interface ProviderRow {
-  ref: string;
-  health: string;
-  healthDetail: string | null;
-}
 
 describe('sendgrid adapter', () => {
   test('a batch row is sent as the documented mail send payload; Prism accepts it and the X-Message-Id is recorded', async () => {
@@ -149,7 +136,7 @@ describe('sendgrid adapter', () => {
     await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
     const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'ana@example.com', '--json']);
     expectExit(r, 1, 'send test with a broken payload');
-    const out = parseJson<SendResultJson>(r);
+    const out = parseJson<SendTestJson>(r);
     expect(out.error?.kind).toBe('config');
     expect(out.error?.message).toMatch(/\(400\)/);
   });
@@ -174,7 +161,7 @@ describe('sendgrid fallback matrix', () => {
     // Tried once; then skipped for the rest of the run (circuit open), not retried per row.
     expect(sends(s)).toHaveLength(1);
 
-    const list = parseJson<ProviderRow[]>(expectExit(await ws.run(['provider', 'list', '--json']), 0, 'provider list'));
+    const list = parseJson<ProviderListRow[]>(expectExit(await ws.run(['provider', 'list', '--json']), 0, 'provider list'));
     const sg = list.find((p) => p.ref === 'acme/email/sendgrid');
     expect(sg).toMatchObject({ health: 'unhealthy' });
     expect(sg?.healthDetail).toMatch(/^auth: .*401/);
@@ -205,7 +192,7 @@ describe('sendgrid fallback matrix', () => {
 
     const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'ana@example.com', '--json']);
     expectExit(r, 0, 'send test after 429');
-    const out = parseJson<SendResultJson>(r);
+    const out = parseJson<SendTestJson>(r);
     expect(out).toMatchObject({ status: 'sent', provider: 'acme/email/sendgrid', messageId: PRISM_MESSAGE_ID, fallback: false });
     expect(out.attempts.map((a) => [a.attempt, a.status, a.errorKind ?? null])).toEqual([
       [1, 'failed', 'rate_limited'],
@@ -226,13 +213,13 @@ describe('sendgrid fallback matrix', () => {
 
     const r = await ws.run(['--max-attempts', '4', '--retry-base-ms', '5', 'send', 'test', '--tenant', 'acme', '--to', 'ana@example.com', '--json']);
     expectExit(r, 0, 'send test with 5xx');
-    const out = parseJson<SendResultJson>(r);
+    const out = parseJson<SendTestJson>(r);
     expect(out).toMatchObject({ status: 'sent', provider: 'system/email/outbox', fallback: true });
     expect(out.attempts.filter((a) => a.provider === 'acme/email/sendgrid').map((a) => a.errorKind)).toEqual(['transient', 'transient', 'transient', 'transient']);
     expect(sends(s)).toHaveLength(4);
     expect(await readOutbox(outbox)).toHaveLength(1);
     // A transient failure does not mark the config unhealthy.
-    const list = parseJson<ProviderRow[]>(await ws.run(['provider', 'list', '--json']));
+    const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
     expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.health).not.toBe('unhealthy');
 
     const bad = await ws.run(['--max-attempts', '0', 'send', 'test', '--tenant', 'acme', '--to', 'ana@example.com']);
@@ -249,12 +236,12 @@ describe('sendgrid fallback matrix', () => {
 
     const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'nobody@example.com', '--json']);
     expectExit(r, 1, 'send test to an invalid recipient');
-    const out = parseJson<SendResultJson>(r);
+    const out = parseJson<SendTestJson>(r);
     expect(out).toMatchObject({ status: 'failed', provider: 'acme/email/sendgrid', fallback: false, error: { kind: 'recipient' } });
     expect(out.error?.message).toContain('personalizations.0.to.0.email');
     expect(sends(tenantStub)).toHaveLength(1);
     expect(systemStub.requests).toHaveLength(0);
-    const list = parseJson<ProviderRow[]>(await ws.run(['provider', 'list', '--json']));
+    const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
     expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.health).not.toBe('unhealthy');
   });
 });
@@ -285,7 +272,7 @@ describe('sendgrid verify (GET /v3/scopes)', () => {
     expect(bad.stdout).toMatch(/failed {2}acme\/email\/revoked: auth: SendGrid rejected the API key \(401\)/);
     expect(s.requests.every((r) => r.method === 'GET' && r.url === '/v3/scopes')).toBe(true);
     expect(s.requests).toHaveLength(3);
-    const list = parseJson<ProviderRow[]>(await ws.run(['provider', 'list', '--json']));
+    const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
     expect(Object.fromEntries(list.map((p) => [p.ref, p.health]))).toEqual({
       'acme/email/good': 'healthy',
       'acme/email/narrow': 'unhealthy',

@@ -189,3 +189,20 @@ export function parseBatchOutput(r: CliResult): { summary: BatchSummary; rows: B
   if (rows.some((d) => d.type !== 'row')) throw new Error(`send batch --json: unexpected line type\n${describeResult(r)}`);
   return { summary: last as unknown as BatchSummary, rows };
 }
+
+/** `send test --json`: the dispatch result with every attempt. */
+export interface SendTestJson {
+  status: string;
+  provider?: string;
+  messageId?: string;
+  fallback: boolean;
+  attempts: Array<{ provider: string; attempt: number; status: string; errorKind?: string }>;
+  error?: { kind: string; message: string };
+}
+
+/** `provider list --json` rows (the fields health checks need). */
+export interface ProviderListRow {
+  ref: string;
+  health: string;
+  healthDetail: string | null;
+}
