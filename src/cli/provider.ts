@@ -230,7 +230,7 @@ export function registerProvider(program: Command, io: Io): void {
   examples(
     provider
       .command('verify <ref>')
-      .description('check a provider\'s credentials without sending a message (SMTP: connect and AUTH)')
+      .description('check a provider\'s credentials without sending a message (SMTP: connect and AUTH; SendGrid: key has mail.send; SES: sending enabled)')
       .action(
         action(io, async (cli, [ref]) => {
           const r = await verifyProvider(cli.core(), ref!);
@@ -238,7 +238,7 @@ export function registerProvider(program: Command, io: Io): void {
           if (!r.ok) throw new OperationFailed(`provider ${r.ref} failed verification`);
         }),
       ),
-    ['switchboard provider verify acme-dental/email/smtp'],
+    ['switchboard provider verify acme-dental/email/smtp', 'switchboard provider verify acme-dental/email/sendgrid --json'],
   );
 
   examples(

@@ -78,7 +78,7 @@ const sendgrid: KindSpec = {
     endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU region: https://api.eu.sendgrid.com)' },
     sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid validates each message and delivers nothing' },
   },
-  secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission (SG.…)' } },
+  secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission' } },
   create: async (config) => (await import('./sendgrid.js')).createSendGridProvider(config),
 };
 
@@ -90,7 +90,7 @@ const ses: KindSpec = {
     region: { type: 'string', required: true, doc: 'AWS region, e.g. eu-west-1' },
     from: { type: 'email', required: true, doc: 'sender address (a verified SES identity)' },
     fromName: { type: 'string', doc: 'sender display name' },
-    accessKeyId: { type: 'string', required: true, doc: 'IAM access key id (AKIA…) allowed ses:SendEmail and ses:GetAccount' },
+    accessKeyId: { type: 'string', required: true, doc: 'IAM access key id of a user allowed ses:SendEmail and ses:GetAccount' },
     configurationSet: { type: 'string', doc: 'SES configuration set for event publishing' },
     endpoint: { type: 'string', doc: 'API base URL (default https://email.<region>.amazonaws.com)' },
   },
