@@ -172,6 +172,26 @@ describe('sendgrid fallback matrix', () => {
     expect(route).toMatch(/2\s.*system\/email\/outbox/);
   });
 
+  test('key revoked mid-batch (202, then 401): later rows fall back and the config is marked unhealthy although it sent before', async () => {
+    const ws = await workspace();
+    const s = await stub((req) =>
+      sends(s).length === 1 ? forward(prism.url, req) : sgError(401, [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }]),
+    );
+    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+    const outbox = path.join(ws.dir, 'outbox');
+    await addSystemOutbox(ws, outbox);
+    const csv = ws.file('rows.csv', 'email,first_name\nana@example.com,Ana\nbo@example.com,Bo\ncai@example.com,Cai\n');
+    const tpl = ws.file('t.txt', 'Hi {{first_name}}\n');
+
+    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--concurrency', '1', '--json']);
+    expectExit(r, 0, 'send batch with a key revoked mid-run');
+    const { summary } = parseBatchOutput(r);
+    expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 2, byProvider: { 'acme/email/sendgrid': 1, 'system/email/outbox': 2 } });
+    expect(sends(s)).toHaveLength(2);
+    const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
+    expect(list.find((p) => p.ref === 'acme/email/sendgrid')).toMatchObject({ health: 'unhealthy' });
+  });
+
   test('429 then success: the same provider sends after the X-RateLimit-Reset wait, no fallback', async () => {
     const ws = await workspace();
     let resetAt = 0;
