@@ -142,19 +142,28 @@ describe('sendgrid adapter', () => {
   });
 });
 
+const REVOKED = [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }];
+
+/**
+ * A tenant whose sendgrid config talks to a stub answering with `handler`, a system outbox, and a 3-row batch
+ * sent one row at a time. Returns the stub, the outbox folder and the run.
+ */
+async function batchOverSendGrid(handler: Parameters<typeof startHttpStub>[0]) {
+  const ws = await workspace();
+  const s = await stub(handler);
+  await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+  const outbox = path.join(ws.dir, 'outbox');
+  await addSystemOutbox(ws, outbox);
+  const csv = ws.file('rows.csv', 'email,first_name\nana@example.com,Ana\nbo@example.com,Bo\ncai@example.com,Cai\n');
+  const tpl = ws.file('t.txt', 'Hi {{first_name}}\n');
+  const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--concurrency', '1', '--json']);
+  expectExit(r, 0, 'send batch over sendgrid');
+  return { ws, s, outbox, ...parseBatchOutput(r) };
+}
+
 describe('sendgrid fallback matrix', () => {
   test('key revoked (401): the system default sends, the row records fallback, the config is marked unhealthy, and its circuit stays open', async () => {
-    const ws = await workspace();
-    const s = await stub(() => sgError(401, [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }]));
-    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
-    const outbox = path.join(ws.dir, 'outbox');
-    await addSystemOutbox(ws, outbox);
-    const csv = ws.file('rows.csv', 'email,first_name\nana@example.com,Ana\nbo@example.com,Bo\ncai@example.com,Cai\n');
-    const tpl = ws.file('t.txt', 'Hi {{first_name}}\n');
-
-    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--concurrency', '1', '--json']);
-    expectExit(r, 0, 'send batch with a revoked key');
-    const { summary, rows } = parseBatchOutput(r);
+    const { ws, s, outbox, summary, rows } = await batchOverSendGrid(() => sgError(401, REVOKED));
     expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 3, byProvider: { 'system/email/outbox': 3 } });
     for (const row of rows) expect(row).toMatchObject({ state: 'sent', provider: 'system/email/outbox', fallback: true });
     expect(await readOutbox(outbox)).toHaveLength(3);
@@ -173,19 +182,8 @@ describe('sendgrid fallback matrix', () => {
   });
 
   test('key revoked mid-batch (202, then 401): later rows fall back and the config is marked unhealthy although it sent before', async () => {
-    const ws = await workspace();
-    const s = await stub((req) =>
-      sends(s).length === 1 ? forward(prism.url, req) : sgError(401, [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }]),
-    );
-    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
-    const outbox = path.join(ws.dir, 'outbox');
-    await addSystemOutbox(ws, outbox);
-    const csv = ws.file('rows.csv', 'email,first_name\nana@example.com,Ana\nbo@example.com,Bo\ncai@example.com,Cai\n');
-    const tpl = ws.file('t.txt', 'Hi {{first_name}}\n');
-
-    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--concurrency', '1', '--json']);
-    expectExit(r, 0, 'send batch with a key revoked mid-run');
-    const { summary } = parseBatchOutput(r);
+    let calls = 0;
+    const { ws, s, summary } = await batchOverSendGrid((req) => (++calls === 1 ? forward(prism.url, req) : sgError(401, REVOKED)));
     expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 2, byProvider: { 'acme/email/sendgrid': 1, 'system/email/outbox': 2 } });
     expect(sends(s)).toHaveLength(2);
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
