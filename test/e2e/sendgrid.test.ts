@@ -190,6 +190,20 @@ describe('sendgrid fallback matrix', () => {
     expect(list.find((p) => p.ref === 'acme/email/sendgrid')).toMatchObject({ health: 'unhealthy' });
   });
 
+  test('an endpoint that is not an http(s) URL: the adapter does not start (config), the next provider sends, once per run', async () => {
+    const ws = await workspace();
+    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: 'ftp://mail.example.invalid', key: sendGridKey() });
+    const outbox = path.join(ws.dir, 'outbox');
+    await addSystemOutbox(ws, outbox);
+    const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'ana@example.com', '--json']);
+    expectExit(r, 0, 'send test with a bad endpoint');
+    const out = parseJson<SendTestJson>(r);
+    expect(out).toMatchObject({ status: 'sent', provider: 'system/email/outbox', fallback: true });
+    expect(out.attempts[0]).toMatchObject({ provider: 'acme/email/sendgrid', status: 'failed', errorKind: 'config' });
+    const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
+    expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.healthDetail).toContain('endpoint "ftp://mail.example.invalid" must be an http:// or https:// URL');
+  });
+
   test('429 then success: the same provider sends after the X-RateLimit-Reset wait, no fallback', async () => {
     const ws = await workspace();
     let resetAt = 0;
