@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { stringify } from 'csv-stringify';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { action, examples, intFlag, required } from './command.js';
+import { action, examples, intFlag, required, retryFlags } from './command.js';
 import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
 import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatch } from '../core/batches.js';
 import { OperationFailed } from '../core/errors.js';
@@ -99,7 +99,7 @@ export function registerBatch(program: Command, io: Io): void {
           const ctx = cli.core();
           const rate = intFlag(opts.rate, '--rate', 1, 100_000);
           await runWithProgress(cli, `resuming ${id}`, (hooks) =>
-            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown }, hooks),
+            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks),
           );
         }),
       ),

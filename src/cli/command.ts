@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { CliContext, type Io } from './context.js';
 import { UsageError } from '../core/errors.js';
 import { asChannel, type Channel } from '../core/context.js';
+import type { RetryPolicy } from '../core/dispatch.js';
 
 /**
  * Wraps a command action: builds the context from the command's flags and closes the store afterwards.
@@ -71,4 +72,16 @@ export function examples(cmd: Command, lines: string[]): Command {
 export function required<T>(value: T | undefined, flag: string, hint = ''): T {
   if (value === undefined || value === '') throw new UsageError(`${flag} is required${hint ? ` (${hint})` : ''}`);
   return value;
+}
+
+/**
+ * The retry bounds given by the global flags `--max-attempts` (attempts per provider for transient and
+ * rate-limited failures, 1-10) and `--retry-base-ms` (first backoff delay in ms, doubling, 0-600000).
+ * Only the flags given are set; the dispatcher fills the rest from its defaults.
+ * @throws UsageError naming the flag.
+ */
+export function retryFlags(cli: CliContext): Partial<RetryPolicy> {
+  const maxAttempts = intFlag(cli.flags.maxAttempts, '--max-attempts', 1, 10);
+  const baseDelayMs = intFlag(cli.flags.retryBaseMs, '--retry-base-ms', 0, 600_000);
+  return { ...(maxAttempts !== undefined ? { maxAttempts } : {}), ...(baseDelayMs !== undefined ? { baseDelayMs } : {}) };
 }

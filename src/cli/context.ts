@@ -25,6 +25,9 @@ export interface GlobalFlags {
   verbose?: boolean;
   color?: boolean;
   input?: boolean;
+  /** `--max-attempts`, `--retry-base-ms`: raw text, checked by `retryFlags` in command.ts. */
+  maxAttempts?: string;
+  retryBaseMs?: string;
 }
 
 /** What a command's action gets. */

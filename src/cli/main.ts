@@ -7,23 +7,56 @@ import { Command, CommanderError } from 'commander';
 import type { Io } from './context.js';
 import { Output } from './output.js';
 import { SwitchboardError } from '../core/errors.js';
-import { registerTenant } from './tenant.js';
-import { registerProvider } from './provider.js';
-import { registerKey } from './key.js';
-import { registerSend } from './send.js';
-import { registerBatch } from './batch.js';
-import { registerAudit } from './audit.js';
-import { registerDomain } from './domain.js';
-import { registerDoctor } from './doctor.js';
-import { registerSuppress } from './suppress.js';
-import { registerTemplate } from './template.js';
-import { registerReport } from './report.js';
+
+/** Adds one noun's commands (flags, help, actions) to the program. */
+type Register = (program: Command, io: Io) => void;
+
+/**
+ * The command modules by noun, in help order. Each is imported only when its noun is on the command line (or
+ * for the full help and suggestions), so a command loads only the code it runs: `tenant list` never loads
+ * the template engine, the CSV parser or any provider SDK (DESIGN §5, §8).
+ */
+const NOUNS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
+  ['tenant', async () => (await import('./tenant.js')).registerTenant],
+  ['provider', async () => (await import('./provider.js')).registerProvider],
+  ['key', async () => (await import('./key.js')).registerKey],
+  ['send', async () => (await import('./send.js')).registerSend],
+  ['batch', async () => (await import('./batch.js')).registerBatch],
+  ['audit', async () => (await import('./audit.js')).registerAudit],
+  ['domain', async () => (await import('./domain.js')).registerDomain],
+  ['doctor', async () => (await import('./doctor.js')).registerDoctor],
+  ['template', async () => (await import('./template.js')).registerTemplate],
+  ['suppress', async () => (await import('./suppress.js')).registerSuppress],
+  ['report', async () => (await import('./report.js')).registerReport],
+  ['log', async () => (await import('./report.js')).registerReport],
+];
+
+/**
+ * The noun `argv` names: its first word that is not an option or the value of a global option taking one.
+ * Undefined when there is none or it is not a known noun (help, a typo): then every noun is loaded.
+ */
+function nounOf(program: Command, argv: string[]): string | undefined {
+  const takesValue = new Set(program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return undefined;
+    if (a.startsWith('-')) {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    return NOUNS.some(([noun]) => noun === a) ? a : undefined;
+  }
+  return undefined;
+}
 
 /** The switchboard version, from package.json. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-/** Builds the program. Exposed for in-process tests. */
-export function buildProgram(io: Io): Command {
+/**
+ * Builds the program with the commands `argv` needs: only its noun's when it names one, else all of them
+ * (full `--help`, suggestions for a mistyped command). Exposed for in-process tests.
+ */
+export async function buildProgram(io: Io, argv: string[] = []): Promise<Command> {
   const program = new Command('switchboard')
     .description('Run messaging for many tenants: per-tenant providers with encrypted credentials, test sends and bulk sends from CSV.')
     .version(VERSION)
@@ -33,15 +66,19 @@ export function buildProgram(io: Io): Command {
     .option('-v, --verbose', 'print details and stack traces on stderr')
     .option('--no-color', 'no colour (also NO_COLOR)')
     .option('--no-input', 'never prompt; a missing value is an error')
+    .option('--max-attempts <n>', 'attempts per provider for transient and rate-limited failures before the next provider (1-10, default 3)')
+    .option('--retry-base-ms <ms>', 'first retry delay in ms, doubling each attempt with ±50% jitter (default 500; a provider\'s own wait, e.g. X-RateLimit-Reset, takes precedence)')
     .showSuggestionAfterError(true)
     .showHelpAfterError('(add --help for usage)')
     .enablePositionalOptions(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const register of [registerTenant, registerProvider, registerKey, registerSend, registerBatch, registerAudit, registerDomain, registerDoctor]) {
+  const noun = nounOf(program, argv);
+  const wanted = NOUNS.filter(([name]) => noun === undefined || name === noun);
+  // One module may serve two nouns (report.ts: `report` and `log`): register each module once.
+  for (const register of new Set(await Promise.all(wanted.map(([, load]) => load())))) {
     register(program, io);
   }
-  for (const register of [registerTemplate, registerSuppress, registerReport]) register(program, io);
   program.addHelpText(
     'after',
     `
@@ -65,7 +102,7 @@ Examples:
 
 /** Runs the CLI with `argv` (without node and script). Returns the exit code; never throws. */
 export async function main(argv: string[], io: Io): Promise<number> {
-  const program = buildProgram(io);
+  const program = await buildProgram(io, argv);
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   const json = argv.includes('--json');
   const out = new Output(io.stdout, io.stderr, { json, quiet: false, verbose, color: false });

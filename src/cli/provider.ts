@@ -196,7 +196,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant it belongs to')
       .option('--system', 'a system default, used by tenants without their own provider or with fallback on')
       .option('--channel <channel>', 'email, sms or whatsapp')
-      .option('--kind <kind>', 'provider kind: smtp, outbox')
+      .option('--kind <kind>', `provider kind: ${[...KINDS.keys()].join(', ')}`)
       .option('--name <name>', 'name within the tenant and channel (default: the kind)')
       .option('--priority <n>', 'lower is tried first (default 100)')
       .option('--set <key=value>', 'a setting, e.g. host=smtp.example.com (repeatable)', collect)
@@ -302,7 +302,7 @@ export function registerProvider(program: Command, io: Io): void {
   examples(
     provider
       .command('verify <ref>')
-      .description('check a provider\'s credentials without sending a message (SMTP: connect and AUTH)')
+      .description('check a provider\'s credentials without sending a message (SMTP: connect and AUTH; SendGrid: key has mail.send; SES: sending enabled)')
       .action(
         action(io, async (cli, [ref]) => {
           const r = await verifyProvider(cli.core(), ref!);
@@ -310,7 +310,7 @@ export function registerProvider(program: Command, io: Io): void {
           if (!r.ok) throw new OperationFailed(`provider ${r.ref} failed verification`);
         }),
       ),
-    ['switchboard provider verify acme-dental/email/smtp'],
+    ['switchboard provider verify acme-dental/email/smtp', 'switchboard provider verify acme-dental/email/sendgrid --json'],
   );
 
   examples(

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { action, channelFlag, collect, examples, intFlag, required } from './command.js';
+import { action, channelFlag, collect, examples, intFlag, required, retryFlags } from './command.js';
 import { runWithProgress } from './run-batch.js';
 import { Dispatcher } from '../core/dispatch.js';
 import { runBatch } from '../core/batches.js';
@@ -59,7 +59,7 @@ export function registerSend(program: Command, io: Io): void {
             if (opts.templateName && channel !== 'whatsapp') throw new UsageError('--template-name applies to whatsapp only');
             const ctx = cli.core();
             const tenant = getTenant(ctx, tenantId);
-            const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback });
+            const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback, retry: retryFlags(cli) });
             let result;
             try {
               const text = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
@@ -164,6 +164,7 @@ export function registerSend(program: Command, io: Io): void {
                 idempotencyKey: opts.idempotencyKey,
                 newBatch: opts.newBatch,
                 retryUnknown: opts.retryUnknown,
+                retry: retryFlags(cli),
               },
               hooks,
             ),

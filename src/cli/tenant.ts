@@ -5,7 +5,6 @@ import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, channelFlag, collect, examples, required } from './command.js';
 import { askConfirm, askInput, confirmOrYes } from './prompt.js';
-import { providerAddFlow } from './provider.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Tenant } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
 import { UsageError } from '../core/errors.js';
@@ -44,7 +43,7 @@ export function registerTenant(program: Command, io: Io): void {
           if (name === undefined && cli.interactive) name = await askInput('Tenant name', { required: true });
           const t = addTenant(cli.core(), id!, required(name, '--name', 'the tenant display name'));
           cli.out.result(t, () => `Added tenant ${t.id} (${t.name})`);
-          if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await providerAddFlow(cli, { tenant: t.id });
+          if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await (await import('./provider.js')).providerAddFlow(cli, { tenant: t.id });
         }),
       ),
     ['switchboard tenant add acme-dental --name "Acme Dental"'],

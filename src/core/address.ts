@@ -1,17 +1,11 @@
 /**
  * Recipient address checks shared by commands and bulk sends.
  */
-import isEmailModule from 'validator/lib/isEmail.js';
 import { isSupportedCountry, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
 import { UsageError } from './errors.js';
+import { isEmailAddress } from './email-address.js';
 
-// validator is CommonJS: under NodeNext the default import is the module object; its `default` is the function.
-const isEmail = isEmailModule.default;
-
-/** True if `address` is a syntactically valid e-mail address (validator.js isEmail, TLD required). */
-export function isEmailAddress(address: string): boolean {
-  return isEmail(address, { require_tld: true, allow_display_name: false, allow_ip_domain: false });
-}
+export { isEmailAddress };
 
 /**
  * Normalises a phone number to E.164 (`+447700900123`) with libphonenumber-js (full metadata).

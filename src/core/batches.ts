@@ -59,7 +59,7 @@ export interface BatchRequest {
   newBatch?: boolean;
   /** Resend rows whose outcome is unknown after a crash. */
   retryUnknown?: boolean;
-  retry?: RetryPolicy;
+  retry?: Partial<RetryPolicy>;
 }
 
 /** Run-time hooks for a batch run. */
@@ -327,7 +327,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
 export async function resumeBatch(
   ctx: CoreContext,
   batchId: string,
-  opts: { concurrency?: number; rate?: number; retryUnknown?: boolean; retry?: RetryPolicy },
+  opts: { concurrency?: number; rate?: number; retryUnknown?: boolean; retry?: Partial<RetryPolicy> },
   hooks: BatchRunHooks,
 ): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();

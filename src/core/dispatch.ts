@@ -42,7 +42,8 @@ export interface DispatchOptions {
   providerRef?: string;
   /** Use only the first provider of the chain. */
   noFallback?: boolean;
-  retry?: RetryPolicy;
+  /** Retry bounds; fields not given come from {@link DEFAULT_RETRY}. */
+  retry?: Partial<RetryPolicy>;
   /** Messages in flight at once; sizes adapter connection pools. */
   maxConcurrency?: number;
   /**
@@ -123,15 +124,15 @@ function numberSetting(v: unknown): number | undefined {
 export class Dispatcher {
   /** Config ids whose circuit is open for the rest of this run (auth/config failure). */
   private readonly open = new Set<number>();
-  /** Config ids whose health was already written this run. */
-  private readonly healthWritten = new Set<number>();
+  /** The health last written per config id this run (written again only when it changes). */
+  private readonly healthWritten = new Map<number, ProviderConfig['health']>();
 
   private constructor(
     private readonly ctx: CoreContext,
     readonly tenantId: string,
     readonly channel: Channel,
     readonly chain: readonly Step[],
-    private readonly opts: Required<Pick<DispatchOptions, 'retry' | 'maxConcurrency'>> & Pick<DispatchOptions, 'signal' | 'rate'>,
+    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; rate?: number },
   ) {}
 
   /**
@@ -170,7 +171,7 @@ export class Dispatcher {
       pausedUntil: 0,
     }));
     return new Dispatcher(ctx, tenantId, channel, chain, {
-      retry: options.retry ?? DEFAULT_RETRY,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
       maxConcurrency: options.maxConcurrency ?? 1,
       signal: options.signal,
       rate: options.rate,
@@ -201,6 +202,7 @@ export class Dispatcher {
           last = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
           this.record(config, message.to, origin, attempt, i > 0, { error: last });
           attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: last.kind, error: last.message });
+          if (last.kind === 'auth' || last.kind === 'config') this.open.add(config.id);
           this.markUnhealthy(config, last);
           break;
         }
@@ -415,16 +417,17 @@ export class Dispatcher {
       );
   }
 
+  /** Marks a config unhealthy after an auth/config failure, even if it sent earlier in this run (e.g. a key revoked mid-batch). */
   private markUnhealthy(config: ProviderConfig, e: ProviderError): void {
     if (e.kind !== 'auth' && e.kind !== 'config') return;
-    if (this.healthWritten.has(config.id)) return;
-    this.healthWritten.add(config.id);
+    if (this.healthWritten.get(config.id) === 'unhealthy') return;
+    this.healthWritten.set(config.id, 'unhealthy');
     setHealth(this.ctx, config.id, 'unhealthy', `${e.kind}: ${e.message}`);
   }
 
   private markHealthy(config: ProviderConfig): void {
     if (this.healthWritten.has(config.id)) return;
-    this.healthWritten.add(config.id);
+    this.healthWritten.set(config.id, 'healthy');
     if (config.health !== 'healthy') setHealth(this.ctx, config.id, 'healthy', null);
   }
 }

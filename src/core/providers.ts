@@ -4,7 +4,7 @@
  * Refs are `<tenant|system>/<channel>/<name>`, e.g. `acme-dental/email/primary`.
  */
 import path from 'node:path';
-import { isEmailAddress } from './address.js';
+import { isEmailAddress } from './email-address.js';
 import type { CoreContext, Channel } from './context.js';
 import { asChannel } from './context.js';
 import { audit } from './audit.js';

@@ -3,7 +3,7 @@
  * factory. Adapters (and their SDKs) are imported only when a message is about to be sent or verified, so a
  * command that sends nothing loads none of them (DESIGN §5).
  */
-import { ProviderError, type AdapterConfig, type Provider, type SettingValue } from './types.js';
+import type { AdapterConfig, Provider, SettingValue } from './types.js';
 
 /** A setting's type: `string`, `int`, `bool`, one of `values` (`enum`), an e-mail address, or a file/folder path. */
 export type SettingType = 'string' | 'int' | 'bool' | 'enum' | 'email' | 'path';
@@ -68,37 +68,34 @@ const outbox: KindSpec = {
   create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),
 };
 
-/** Placeholder send path for kinds whose settings exist (for domain authentication) but whose send adapter does not yet. */
-const notBuiltYet = (kind: string) => async (): Promise<Provider> => {
-  throw new ProviderError('config', `sending through ${kind} is not built yet`);
-};
-
 const sendgrid: KindSpec = {
   kind: 'sendgrid',
   channels: ['email'],
-  summary: 'SendGrid Web API v3',
+  summary: 'SendGrid Mail Send API v3 (@sendgrid/mail)',
   settings: {
-    from: { type: 'email', required: true, doc: 'sender address' },
+    from: { type: 'email', required: true, doc: 'sender address (a verified Sender Identity or authenticated domain)' },
     fromName: { type: 'string', doc: 'sender display name' },
-    endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU: https://api.eu.sendgrid.com)' },
-    sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid accepts and delivers nothing' },
+    endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU region: https://api.eu.sendgrid.com)' },
+    sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid validates each message and delivers nothing' },
   },
-  secrets: { apiKey: { required: true, doc: 'API key (SG.…)' } },
-  create: notBuiltYet('sendgrid'),
+  secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission' } },
+  create: async (config) => (await import('./sendgrid.js')).createSendGridProvider(config),
 };
 
 const ses: KindSpec = {
   kind: 'ses',
   channels: ['email'],
-  summary: 'Amazon SES (API v2)',
+  summary: 'Amazon SES API v2 (@aws-sdk/client-sesv2)',
   settings: {
     region: { type: 'string', required: true, doc: 'AWS region, e.g. eu-west-1' },
-    from: { type: 'email', required: true, doc: 'sender address' },
-    accessKeyId: { type: 'string', required: true, doc: 'AWS access key id' },
-    endpoint: { type: 'string', doc: 'API endpoint URL (default: the region\'s SES endpoint)' },
+    from: { type: 'email', required: true, doc: 'sender address (a verified SES identity)' },
+    fromName: { type: 'string', doc: 'sender display name' },
+    accessKeyId: { type: 'string', required: true, doc: 'IAM access key id of a user allowed ses:SendEmail and ses:GetAccount' },
+    configurationSet: { type: 'string', doc: 'SES configuration set for event publishing' },
+    endpoint: { type: 'string', doc: 'API base URL (default https://email.<region>.amazonaws.com)' },
   },
-  secrets: { secretAccessKey: { required: true, doc: 'AWS secret access key' } },
-  create: notBuiltYet('ses'),
+  secrets: { secretAccessKey: { required: true, doc: 'IAM secret access key' } },
+  create: async (config) => (await import('./ses.js')).createSesProvider(config),
 };
 
 /** Kinds by name. */

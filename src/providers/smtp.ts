@@ -9,6 +9,7 @@ import nodemailer from 'nodemailer';
 import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
+import { oneLine } from './util.js';
 
 /** Fields nodemailer puts on its errors (see nodemailer `errors.js`). */
 interface NodemailerError extends Error {
@@ -50,10 +51,6 @@ export function classifySmtpError(err: unknown): ProviderError {
     return new ProviderError('config', `SMTP TLS or configuration error: ${text}`, details);
   }
   return new ProviderError('transient', `SMTP connection failed: ${text}`, details);
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim();
 }
 
 /** Builds an SMTP adapter from a decrypted config. Reads the `ca` file once, here. */

@@ -1,24 +1,103 @@
-// Small shared pieces for local provider test servers: a JSON HTTP server on 127.0.0.1 that records what it
-// received, and Prism (offline) as a validating proxy in front of it, checking requests and responses against
-// a provider's published OpenAPI spec in ../shared/contracts.
+// Local provider test servers: a small HTTP server of our own (node:http on 127.0.0.1, a free port) that
+// records every request and answers through a handler the test supplies (and may swap between steps); a JSON
+// flavour of it; forwarding to another server; and Prism (offline) as a validating proxy that checks requests
+// and responses against a provider's published OpenAPI spec in ../shared/contracts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { repoRoot } from './cli.js';
 import { freePort } from './dnsmasq.js';
 
+/** One request as the stub received it. `at` is the arrival time in ms since the epoch. */
+export interface RecordedRequest {
+  method: string;
+  /** Path and query, e.g. `/v3/mail/send`. */
+  url: string;
+  /** Lower-cased header names (node:http). */
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  at: number;
+}
+
+/** What a handler returns: status, headers and a body (an object is sent as JSON). */
+export interface StubReply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+
+export type StubHandler = (req: RecordedRequest) => StubReply | Promise<StubReply>;
+
+export interface HttpStub {
+  /** Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash). */
+  url: string;
+  requests: RecordedRequest[];
+  /** Replaces the handler for later requests. */
+  handle(handler: StubHandler): void;
+  close(): Promise<void>;
+}
+
+/** Starts a stub; a handler that throws answers 500 with the error text. */
+export async function startHttpStub(handler: StubHandler): Promise<HttpStub> {
+  let current = handler;
+  const requests: RecordedRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const rec: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+      requests.push(rec);
+      Promise.resolve()
+        .then(() => current(rec))
+        .then(
+          (reply) => {
+            const isText = typeof reply.body === 'string' || reply.body === undefined;
+            const body = reply.body === undefined ? '' : isText ? String(reply.body) : JSON.stringify(reply.body);
+            res.writeHead(reply.status, { ...(isText ? {} : { 'content-type': 'application/json' }), ...reply.headers });
+            res.end(body);
+          },
+          (err: unknown) => {
+            res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end(`stub handler failed: ${(err as Error).message}`);
+          },
+        );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    handle: (h) => (current = h),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Forwards a recorded request to `base` (e.g. a Prism mock) and returns its answer as a reply. */
+export async function forward(base: string, req: RecordedRequest): Promise<StubReply> {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v !== undefined && !['host', 'connection', 'content-length'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  const res = await fetch(base + req.url, { method: req.method, headers, ...(req.body ? { body: req.body } : {}) });
+  const out: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (!['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date'].includes(k)) out[k] = v;
+  });
+  return { status: res.status, headers: out, body: await res.text() };
+}
+
+/** A request to a JSON stub: the path (with query) and the body parsed as JSON (the raw text if it is not JSON). */
 export interface StubRequest {
   method: string;
   path: string;
   headers: http.IncomingHttpHeaders;
   body: unknown;
-}
-
-export interface StubReply {
-  status: number;
-  body?: unknown;
-  headers?: Record<string, string>;
 }
 
 export interface JsonStub {
@@ -27,41 +106,21 @@ export interface JsonStub {
   stop(): Promise<void>;
 }
 
-/** Starts a JSON server on 127.0.0.1; `handle` answers each request (its body parsed as JSON when there is one). */
+/** {@link startHttpStub} for JSON APIs: `handle` gets each request with its body parsed. */
 export async function startJsonStub(handle: (req: StubRequest) => StubReply | Promise<StubReply>): Promise<JsonStub> {
   const requests: StubRequest[] = [];
-  const server = http.createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      let body: unknown = undefined;
-      try {
-        body = raw ? JSON.parse(raw) : undefined;
-      } catch {
-        body = raw;
-      }
-      const r: StubRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body };
-      requests.push(r);
-      Promise.resolve(handle(r)).then(
-        (reply) => {
-          const text = reply.body === undefined ? '' : JSON.stringify(reply.body);
-          res.writeHead(reply.status, { ...(text ? { 'content-type': 'application/json' } : {}), ...reply.headers });
-          res.end(text);
-        },
-        (err: Error) => {
-          res.writeHead(500, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ errors: [{ message: `stub error: ${err.message}` }] }));
-        },
-      );
-    });
+  const stub = await startHttpStub((r) => {
+    let body: unknown = undefined;
+    try {
+      body = r.body ? JSON.parse(r.body) : undefined;
+    } catch {
+      body = r.body;
+    }
+    const req: StubRequest = { method: r.method, path: r.url, headers: r.headers, body };
+    requests.push(req);
+    return handle(req);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { url: stub.url, requests, stop: stub.close };
 }
 
 export interface PrismProxy {

@@ -198,3 +198,20 @@ export async function outboxWorkspace(tenants: string[] = ['acme']): Promise<{ w
   await addSystemOutbox(ws, out);
   return { ws, out };
 }
+
+/** `send test --json`: the dispatch result with every attempt. */
+export interface SendTestJson {
+  status: string;
+  provider?: string;
+  messageId?: string;
+  fallback: boolean;
+  attempts: Array<{ provider: string; attempt: number; status: string; errorKind?: string }>;
+  error?: { kind: string; message: string };
+}
+
+/** `provider list --json` rows (the fields health checks need). */
+export interface ProviderListRow {
+  ref: string;
+  health: string;
+  healthDetail: string | null;
+}

@@ -10,6 +10,7 @@ import { requireKey } from '../../src/core/vault.js';
 import { listAudit } from '../../src/core/audit.js';
 import { encodeKey, generateKey } from '../../src/crypto/keys.js';
 import { KeyError, NotFoundError, UsageError } from '../../src/core/errors.js';
+import { PLANNED_KINDS } from '../../src/providers/registry.js';
 
 let dir: string;
 let ctx: CoreContext;
@@ -101,7 +102,7 @@ describe('provider configs', () => {
     expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', password: 'x' } })).toThrow(/secret.*never accepted on the command line/);
     expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', colour: 'red' } })).toThrow(/no setting "colour"/);
     expect(() => smtp({ settings: { from: 'a@example.com' } })).toThrow(/--set host=… is required/);
-    expect(() => smtp({ kind: 'twilio' })).toThrow(/not built yet/);
+    for (const planned of PLANNED_KINDS) expect(() => smtp({ kind: planned })).toThrow(/not built yet/);
     expect(() => smtp({ kind: 'pigeon' })).toThrow(/not a provider kind/);
     expect(() => smtp({ channel: 'sms' })).toThrow(/does not serve channel sms/);
     smtp();

@@ -1,0 +1,83 @@
+// e2e: commands that send nothing load no provider SDK (DESIGN §5, §8). Every module the binary loads is
+// recorded by a preload (test/helpers/trace-modules.mjs: ES modules via a resolve hook, CommonJS via
+// require.cache); a verify of the same configs must show the SDKs, proving the trace can see them.
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { makeWorkspace, repoRoot, type Workspace } from '../helpers/cli.js';
+import { addSystemOutbox, addTenant, expectExit } from '../helpers/setup.js';
+import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
+
+const PRELOAD = path.join(repoRoot, 'test', 'helpers', 'trace-modules.mjs');
+/** Provider SDKs and the heavy libraries only sending needs. */
+const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer)\//;
+const SEND_ONLY = /node_modules\/(handlebars|html-to-text|csv-parse|libphonenumber-js|p-queue)\//;
+
+let ws: Workspace;
+let stub: HttpStub;
+let n = 0;
+
+/** Runs the binary with the module trace on; returns the loaded module paths. */
+async function loaded(args: string[], code = 0): Promise<string[]> {
+  const file = path.join(ws.dir, `trace-${++n}.txt`);
+  const r = await ws.run(args, { env: { NODE_OPTIONS: `--import=${PRELOAD}`, SWITCHBOARD_TRACE_MODULES: file } });
+  expectExit(r, code, args.join(' '));
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+}
+
+beforeAll(async () => {
+  ws = makeWorkspace();
+  stub = await startHttpStub(() => ({ status: 200, body: { scopes: ['mail.send'] } }));
+  await addTenant(ws, 'acme', 'Acme Dental');
+  await addSystemOutbox(ws, path.join(ws.dir, 'outbox'));
+  const add = (kind: string, sets: string[], secret: string) =>
+    ws.run(['provider', 'add', '--tenant', 'acme', '--channel', 'email', '--kind', kind, ...sets.flatMap((s) => ['--set', s]), '--secret-env', `${secret}=SECRET`], {
+      env: { SECRET: randomBytes(16).toString('hex') },
+    });
+  expectExit(await add('sendgrid', ['from=a@acme.test', `endpoint=${stub.url}`], 'apiKey'), 0, 'add sendgrid');
+  expectExit(await add('ses', ['from=a@acme.test', 'region=eu-west-1', 'accessKeyId=test', `endpoint=${stub.url}`], 'secretAccessKey'), 0, 'add ses');
+});
+afterAll(async () => {
+  await stub?.close();
+  ws?.cleanup();
+});
+
+describe('start-up: commands that send nothing', () => {
+  test.each([
+    [['tenant', 'list']],
+    [['tenant', 'show', 'acme']],
+    [['provider', 'list']],
+    [['provider', 'show', 'acme/email/sendgrid']],
+    [['provider', 'route', '--tenant', 'acme', '--channel', 'email']],
+  ])('%j loads no provider SDK, template engine, CSV parser or phone metadata', async (args) => {
+    const modules = await loaded(args);
+    expect(modules.some((m) => m.includes('/dist/cli/main.js')), 'the trace saw the CLI').toBe(true);
+    expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
+    expect(modules.filter((m) => SEND_ONLY.test(m))).toEqual([]);
+  });
+
+  test('batch list loads no provider SDK', async () => {
+    // core/batches.ts (shared by list and send) still imports the CSV parser and template engine statically.
+    expect((await loaded(['--json', 'batch', 'list'])).filter((m) => SDKS.test(m))).toEqual([]);
+  });
+
+  test('tenant list loads only its own command module', async () => {
+    const cli = (await loaded(['tenant', 'list'])).filter((m) => /\/dist\/cli\//.test(m)).map((m) => path.basename(m));
+    expect(cli).toContain('tenant.js');
+    expect(cli).not.toContain('send.js');
+    expect(cli).not.toContain('provider.js');
+  });
+
+  test('--help still lists every command, without loading a provider SDK', async () => {
+    const modules = await loaded(['--help']);
+    expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
+    const r = expectExit(await ws.run(['--help']), 0, '--help');
+    for (const noun of ['tenant', 'provider', 'key', 'send', 'batch', 'audit']) expect(r.stdout).toMatch(new RegExp(`^  ${noun}\\b`, 'm'));
+  });
+
+  test('the trace does see SDKs when a command uses them (provider verify)', async () => {
+    expect((await loaded(['provider', 'verify', 'acme/email/sendgrid'])).some((m) => /node_modules\/@sendgrid\//.test(m))).toBe(true);
+    expect((await loaded(['provider', 'verify', 'acme/email/ses'], 1)).some((m) => /node_modules\/@aws-sdk\//.test(m))).toBe(true);
+  });
+});

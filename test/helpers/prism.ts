@@ -1,0 +1,64 @@
+// Prism 5.14.2 (`@stoplight/prism-cli`, devDependency) as an offline mock of a provider's published OpenAPI
+// spec from ../shared/contracts (next to the repository): it validates every request against the spec and answers with the
+// documented responses (400 with an `sl-violations` header for a request that breaks the spec).
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { repoRoot } from './cli.js';
+
+/** The shared contracts folder (read-only). */
+export const CONTRACTS = process.env.SWITCHBOARD_CONTRACTS ?? path.resolve(repoRoot, '..', 'shared', 'contracts');
+
+export interface PrismMock {
+  url: string;
+  /** Everything Prism printed (validation results), for assertion messages. */
+  log(): string;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `prism mock` for `spec` (a file name in CONTRACTS) on 127.0.0.1; resolves when it listens. */
+export async function startPrism(spec: string, timeoutMs = 30_000): Promise<PrismMock> {
+  const port = await freePort();
+  const bin = path.join(repoRoot, 'node_modules', '.bin', 'prism');
+  const child: ChildProcess = spawn(bin, ['mock', '-h', '127.0.0.1', '-p', String(port), path.join(CONTRACTS, spec)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`prism did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const onData = (b: Buffer) => {
+      output += b.toString();
+      if (/Prism is listening/.test(output)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`prism exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    log: () => output,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
