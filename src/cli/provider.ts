@@ -20,6 +20,7 @@ import {
 } from '../core/providers.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
 import { checkTenantId } from '../core/tenants.js';
+import { KINDS } from '../providers/registry.js';
 
 interface SecretFlags {
   secretEnv?: string[];
@@ -99,7 +100,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant it belongs to')
       .option('--system', 'a system default, used by tenants without their own provider or with fallback on')
       .option('--channel <channel>', 'email, sms or whatsapp')
-      .option('--kind <kind>', 'provider kind: smtp, outbox')
+      .option('--kind <kind>', `provider kind: ${[...KINDS.keys()].join(', ')}`)
       .option('--name <name>', 'name within the tenant and channel (default: the kind)')
       .option('--priority <n>', 'lower is tried first (default 100)')
       .option('--set <key=value>', 'a setting, e.g. host=smtp.example.com (repeatable)', collect)
@@ -112,7 +113,7 @@ export function registerProvider(program: Command, io: Io): void {
             if (Boolean(opts.tenant) === Boolean(opts.system)) throw new UsageError('give exactly one of --tenant <id> and --system');
             if (opts.tenant) checkTenantId(opts.tenant, '--tenant');
             const channel = channelFlag(opts.channel);
-            const kind = required(opts.kind, '--kind', 'smtp or outbox');
+            const kind = required(opts.kind, '--kind', [...KINDS.keys()].join(', '));
             const spec = kindSpec(kind, channel);
             const secrets = await gatherSecrets(
               cli,
@@ -135,7 +136,7 @@ export function registerProvider(program: Command, io: Io): void {
     [
       'SMTP_PASS=… switchboard provider add --tenant acme-dental --channel email --kind smtp --set host=smtp.example.com --set user=acme --set from=noreply@acme.example --secret-env password=SMTP_PASS',
       'switchboard provider add --system --channel email --kind outbox --set dir=/var/spool/switchboard',
-      'echo \'{"password":"…"}\' | switchboard provider add --tenant acme-dental --channel email --kind smtp --name backup --priority 200 --set host=… --set from=… --secrets-stdin',
+      'echo \'{"authToken":"…"}\' | switchboard provider add --tenant acme-dental --channel sms --kind twilio --set accountSid=AC… --set from=+14155550100 --secrets-stdin',
     ],
   );
 
