@@ -6,12 +6,35 @@ import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, channelFlag, collect, examples, intFlag, required } from './command.js';
 import { runWithProgress } from './run-batch.js';
-import { Dispatcher } from '../core/dispatch.js';
+import { DEFAULT_RETRY, Dispatcher, type RetryPolicy } from '../core/dispatch.js';
+import { parseDuration } from '../core/time.js';
 import { runBatch } from '../core/batches.js';
 import { OperationFailed, UsageError } from '../core/errors.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion, normaliseRecipient } from '../core/address.js';
 import type { OutboundMessage } from '../providers/types.js';
+
+/** Retry flags shared by `send test` and `send batch`. */
+interface RetryFlags {
+  maxAttempts?: string;
+  maxWait?: string;
+}
+
+/**
+ * The retry policy from `--max-attempts` (1–10) and `--max-wait` (a duration, the cap for any one wait,
+ * including a provider's Retry-After); the defaults are {@link DEFAULT_RETRY}'s.
+ * @throws UsageError naming the flag.
+ */
+function retryPolicy(opts: RetryFlags): RetryPolicy {
+  return {
+    ...DEFAULT_RETRY,
+    maxAttempts: intFlag(opts.maxAttempts, '--max-attempts', 1, 10) ?? DEFAULT_RETRY.maxAttempts,
+    maxDelayMs: opts.maxWait === undefined ? DEFAULT_RETRY.maxDelayMs : parseDuration(opts.maxWait, '--max-wait'),
+  };
+}
+
+const MAX_ATTEMPTS_HELP = `attempts per provider for transient and rate-limited failures before the next provider (1-10, default ${DEFAULT_RETRY.maxAttempts})`;
+const MAX_WAIT_HELP = `longest wait between attempts, including a provider's Retry-After (default ${DEFAULT_RETRY.maxDelayMs / 1000}s)`;
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -32,6 +55,8 @@ export function registerSend(program: Command, io: Io): void {
       .option('--default-region <CC>', 'country for phone numbers without +country code, e.g. GB')
       .option('--provider <ref>', 'start with this provider (<tenant|system>/<channel>/<name>)')
       .option('--no-fallback', 'try only the first provider')
+      .option('--max-attempts <n>', MAX_ATTEMPTS_HELP)
+      .option('--max-wait <duration>', MAX_WAIT_HELP)
       .action(
         action<{
           tenant?: string;
@@ -45,7 +70,7 @@ export function registerSend(program: Command, io: Io): void {
           defaultRegion?: string;
           provider?: string;
           fallback: boolean;
-        }>(
+        } & RetryFlags>(
           io,
           async (cli, _args, opts) => {
             const tenantId = required(opts.tenant, '--tenant');
@@ -56,7 +81,7 @@ export function registerSend(program: Command, io: Io): void {
             if (opts.templateName && channel !== 'whatsapp') throw new UsageError('--template-name applies to whatsapp only');
             const ctx = cli.core();
             const tenant = getTenant(ctx, tenantId);
-            const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback });
+            const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback, retry: retryPolicy(opts) });
             let result;
             try {
               const text = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
@@ -109,6 +134,8 @@ export function registerSend(program: Command, io: Io): void {
       .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
       .option('--new-batch', 'send again even if the same input was sent before')
       .option('--retry-unknown', 'when resuming, resend rows whose outcome is unknown after a crash')
+      .option('--max-attempts <n>', MAX_ATTEMPTS_HELP)
+      .option('--max-wait <duration>', MAX_WAIT_HELP)
       .action(
         action<{
           tenant?: string;
@@ -125,7 +152,7 @@ export function registerSend(program: Command, io: Io): void {
           idempotencyKey?: string;
           newBatch?: boolean;
           retryUnknown?: boolean;
-        }>(io, async (cli, _args, opts) => {
+        } & RetryFlags>(io, async (cli, _args, opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
@@ -151,6 +178,7 @@ export function registerSend(program: Command, io: Io): void {
                 idempotencyKey: opts.idempotencyKey,
                 newBatch: opts.newBatch,
                 retryUnknown: opts.retryUnknown,
+                retry: retryPolicy(opts),
               },
               hooks,
             ),

@@ -31,6 +31,7 @@ const INVALID = '+14155550001';
 const STOPPED = '+14155550002';
 const BUSY = '+14155550003';
 const DOWN = '+14155550004';
+const DOWN_ONCE = '+14155550005';
 
 interface Env {
   ws: Workspace;
@@ -77,8 +78,8 @@ interface TestSend {
   error?: { kind: string; code?: string };
 }
 
-function sendTest(ws: Workspace, to: string) {
-  return ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', to, '--body', 'Your appointment is tomorrow', '--json']);
+function sendTest(ws: Workspace, to: string, extra: string[] = []) {
+  return ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', to, '--body', 'Your appointment is tomorrow', '--json', ...extra]);
 }
 
 function batch(ws: Workspace, phones: string[], extra: string[] = []) {
@@ -129,7 +130,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
 
   test('5xx on every attempt: retried, then the next provider (batch row records fallback)', async () => {
     const err = twilioError(503, 20500, 'Service Unavailable');
-    const { ws, stub, outbox } = await setup({ [DOWN]: [err, err, err] });
+    const { ws, stub, outbox } = await setup({ [DOWN]: [err, err, err], [DOWN_ONCE]: [err] });
     const r = expectExit(await batch(ws, [DOWN, '+14155552671']), 0, 'batch');
     const { summary, rows } = parseBatchOutput(r);
     expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0, fallback: 1 });
@@ -137,6 +138,14 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
     expect(rows.find((x) => x.recipient === '+14155552671')).toMatchObject({ state: 'sent', provider: 'acme/sms/twilio', fallback: false });
     expect(stub.sends.filter((s) => s.to === DOWN).map((s) => s.status)).toEqual([503, 503, 503]);
     expect(outboxTo(outbox)).toEqual([DOWN]);
+
+    // The retry bound is a flag: with --max-attempts 1 the first 5xx moves on to the next provider.
+    const bad = await sendTest(ws, DOWN_ONCE, ['--max-attempts', '0']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/--max-attempts 0: expected a whole number from 1 to 10/);
+    const t = parseJson<TestSend>(expectExit(await sendTest(ws, DOWN_ONCE, ['--max-attempts', '1']), 0, 'send test --max-attempts 1'));
+    expect(t).toMatchObject({ status: 'sent', provider: 'system/sms/outbox', fallback: true });
+    expect(stub.sends.filter((s) => s.to === DOWN_ONCE).map((s) => s.status)).toEqual([503]);
     expect(stub.violations).toEqual([]);
   });
 
