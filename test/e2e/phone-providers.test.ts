@@ -7,7 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
 import { addTenant, expectExit, parseBatchOutput } from '../helpers/setup.js';
 import { startPrism, type PrismServer } from '../helpers/prism.js';
-import { startMetaStub, startSnsStub, startTwilioStub } from '../helpers/phone-stubs.js';
+import Database from 'better-sqlite3';
+import { metaError, snsError, startMetaStub, startSnsStub, startTwilioStub } from '../helpers/phone-stubs.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -36,6 +37,23 @@ interface TestSend {
   provider: string;
   messageId: string;
   fallback: boolean;
+}
+
+/** The tenant's suppressions, from the store (read-only). */
+function suppressions(ws: Workspace): Array<{ channel: string; address: string; source: string }> {
+  const db = new Database(ws.store, { readonly: true });
+  try {
+    return db.prepare("SELECT channel, address, source FROM suppressions WHERE tenant_id = 'acme' ORDER BY address").all() as Array<{ channel: string; address: string; source: string }>;
+  } finally {
+    db.close();
+  }
+}
+
+/** A batch of plain text messages to `phones` on `channel`. */
+function phoneBatch(ws: Workspace, channel: 'sms' | 'whatsapp', phones: string[]) {
+  const csv = ws.file(`rows-${hex(4)}.csv`, `phone,name\n${phones.map((p, i) => `${p},P${i}`).join('\n')}\n`);
+  const tpl = ws.file('t.txt', 'Hi {{name}}, see you tomorrow.\n');
+  return ws.run(['send', 'batch', '--tenant', 'acme', '--channel', channel, '--csv', csv, '--template-file', tpl, '--json']);
 }
 
 async function verify(ws: Workspace, ref: string): Promise<{ exitCode: number; detail: string }> {
@@ -181,6 +199,66 @@ describe('meta-whatsapp', () => {
     expect(bad.exitCode).toBe(1);
     expect(bad.detail).toMatch(/auth: .*190/);
     expect(stub.verifies).toEqual([200, 401]);
+    expect(stub.violations).toEqual([]);
+  });
+});
+
+describe('error classes through the binary', () => {
+  test('meta-whatsapp: 131050 opt-out is suppressed, 131026 fails the row, 130429 is retried on the same provider', async () => {
+    const token = `EAA${hex(20)}`;
+    const stub = await startMetaStub({
+      prism: metaPrism,
+      phoneNumberId: '106540352242922',
+      accessToken: token,
+      script: {
+        '+14155550011': [metaError(400, 131050, 'Unable to deliver message. User has stopped marketing messages')],
+        '+14155550012': [metaError(400, 131026, 'Message undeliverable')],
+        '+14155550013': [metaError(429, 130429, 'Rate limit hit')],
+      },
+    });
+    cleanups.push(() => stub.close());
+    const ws = await workspace();
+    expectExit(
+      await ws.run(['provider', 'add', '--tenant', 'acme', '--channel', 'whatsapp', '--kind', 'meta-whatsapp', '--set', 'phoneNumberId=106540352242922', '--set', `endpoint=${stub.url}`, '--secret-env', 'accessToken=T'], { env: { T: token } }),
+      0,
+      'add meta',
+    );
+    const r = expectExit(await phoneBatch(ws, 'whatsapp', ['+14155550011', '+14155550012', '+14155550013']), 3, 'batch');
+    const { summary, rows } = parseBatchOutput(r);
+    expect(summary).toMatchObject({ rows: 3, sent: 1, failed: 2 });
+    expect(rows.find((x) => x.recipient === '+14155550013')).toMatchObject({ state: 'sent', provider: 'acme/whatsapp/meta-whatsapp' });
+    expect(stub.sends.filter((x) => x.to === '+14155550013').map((x) => x.status)).toEqual([429, 200]);
+    expect(stub.sends.filter((x) => x.to !== '+14155550013').map((x) => x.status)).toEqual([400, 400]);
+    expect(suppressions(ws)).toEqual([{ channel: 'whatsapp', address: '+14155550011', source: 'acme/whatsapp/meta-whatsapp' }]);
+    expect(stub.violations).toEqual([]);
+  });
+
+  test('sns: OptedOut is suppressed, an invalid PhoneNumber fails the row, Throttling is retried on the same provider', async () => {
+    const accessKeyId = `AKTEST${hex(7).toUpperCase()}`;
+    const secret = hex(20);
+    const stub = await startSnsStub({
+      accessKeyId,
+      secretAccessKey: secret,
+      script: {
+        '+14155550021': [snsError(400, 'OptedOut', 'Phone number is opted out')],
+        '+14155550022': [snsError(400, 'InvalidParameter', 'Invalid parameter: PhoneNumber Reason: +14155550022 is not valid to publish to')],
+        '+14155550023': [snsError(400, 'Throttling', 'Rate exceeded')],
+      },
+    });
+    cleanups.push(() => stub.close());
+    const ws = await workspace();
+    expectExit(
+      await ws.run(['provider', 'add', '--tenant', 'acme', '--channel', 'sms', '--kind', 'sns', '--set', 'region=us-east-1', '--set', `accessKeyId=${accessKeyId}`, '--set', `endpoint=${stub.url}`, '--secret-env', 'secretAccessKey=S'], { env: { S: secret } }),
+      0,
+      'add sns',
+    );
+    const r = expectExit(await phoneBatch(ws, 'sms', ['+14155550021', '+14155550022', '+14155550023']), 3, 'batch');
+    const { summary, rows } = parseBatchOutput(r);
+    expect(summary).toMatchObject({ rows: 3, sent: 1, failed: 2 });
+    expect(rows.find((x) => x.recipient === '+14155550023')).toMatchObject({ state: 'sent', provider: 'acme/sms/sns' });
+    expect(stub.sends.filter((x) => x.to === '+14155550023').map((x) => x.status)).toEqual([400, 200]);
+    expect(stub.sends.filter((x) => x.to !== '+14155550023').map((x) => x.status)).toEqual([400, 400]);
+    expect(suppressions(ws)).toEqual([{ channel: 'sms', address: '+14155550021', source: 'acme/sms/sns' }]);
     expect(stub.violations).toEqual([]);
   });
 });
