@@ -8,10 +8,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
-import { addTenant, expectExit, parseBatchOutput, type BatchDetail } from '../helpers/setup.js';
+import { addTenant, expectExit, parseBatchOutput, readSuppressions, sendPhoneBatch, type BatchDetail } from '../helpers/setup.js';
 import { startPrism, type PrismServer } from '../helpers/prism.js';
 import { startTwilioStub, twilioError, type Script, type TwilioStub } from '../helpers/phone-stubs.js';
 
@@ -82,12 +81,6 @@ function sendTest(ws: Workspace, to: string, extra: string[] = []) {
   return ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', to, '--body', 'Your appointment is tomorrow', '--json', ...extra]);
 }
 
-function batch(ws: Workspace, phones: string[], extra: string[] = []) {
-  const csv = ws.file(`rows-${hex(4)}.csv`, `phone,name\n${phones.map((p, i) => `${p},P${i}`).join('\n')}\n`);
-  const tpl = ws.file('t.txt', 'Hi {{name}}, see you tomorrow.\n');
-  return ws.run(['send', 'batch', '--tenant', 'acme', '--channel', 'sms', '--csv', csv, '--template-file', tpl, '--json', ...extra]);
-}
-
 describe('sms fallback matrix (twilio → system outbox)', () => {
   test('revoked token (20003): test send and batch go through the system outbox, marked fallback; twilio unhealthy', async () => {
     const { ws, stub, outbox } = await setup();
@@ -99,7 +92,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
       ['system/sms/outbox', 'sent', undefined],
     ]);
     // One row at a time, so the second row sees the circuit the first one opened.
-    const r = expectExit(await batch(ws, ['+14155552672', '+14155552673'], ['--concurrency', '1']), 0, 'batch');
+    const r = expectExit(await sendPhoneBatch(ws, 'sms', ['+14155552672', '+14155552673'], ['--concurrency', '1']), 0, 'batch');
     const { summary } = parseBatchOutput(r);
     expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0, fallback: 2, byProvider: { 'system/sms/outbox': 2 } });
     const detail = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', summary.batchId, '--items', '--json']), 0, 'batch show'));
@@ -131,7 +124,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
   test('5xx on every attempt: retried, then the next provider (batch row records fallback)', async () => {
     const err = twilioError(503, 20500, 'Service Unavailable');
     const { ws, stub, outbox } = await setup({ [DOWN]: [err, err, err], [DOWN_ONCE]: [err] });
-    const r = expectExit(await batch(ws, [DOWN, '+14155552671']), 0, 'batch');
+    const r = expectExit(await sendPhoneBatch(ws, 'sms', [DOWN, '+14155552671']), 0, 'batch');
     const { summary, rows } = parseBatchOutput(r);
     expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0, fallback: 1 });
     expect(rows.find((x) => x.recipient === DOWN)).toMatchObject({ state: 'sent', provider: 'system/sms/outbox', fallback: true });
@@ -163,18 +156,15 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
 
   test('STOP (21610): the row fails, the number is suppressed for the tenant, and a later batch skips it', async () => {
     const { ws, stub, outbox } = await setup({ [STOPPED]: [twilioError(400, 21610, 'Attempt to send to unsubscribed recipient')] });
-    const r1 = expectExit(await batch(ws, ['+14155552671', STOPPED]), 3, 'first batch');
+    const r1 = expectExit(await sendPhoneBatch(ws, 'sms', ['+14155552671', STOPPED]), 3, 'first batch');
     const first = parseBatchOutput(r1);
     expect(first.summary).toMatchObject({ rows: 2, sent: 1, failed: 1, fallback: 0 });
     expect(first.rows.find((x) => x.recipient === STOPPED)).toMatchObject({ state: 'failed', fallback: false });
     expect(outboxTo(outbox)).toEqual([]);
 
-    const db = new Database(ws.store, { readonly: true });
-    const rows = db.prepare('SELECT tenant_id, channel, address, source FROM suppressions').all();
-    db.close();
-    expect(rows).toEqual([{ tenant_id: 'acme', channel: 'sms', address: STOPPED, source: 'acme/sms/twilio' }]);
+    expect(readSuppressions(ws.store, 'acme')).toEqual([{ channel: 'sms', address: STOPPED, source: 'acme/sms/twilio' }]);
 
-    const r2 = expectExit(await batch(ws, [STOPPED, '+14155552672']), 0, 'second batch');
+    const r2 = expectExit(await sendPhoneBatch(ws, 'sms', [STOPPED, '+14155552672']), 0, 'second batch');
     const second = parseBatchOutput(r2);
     expect(second.summary).toMatchObject({ rows: 2, sent: 1, skipped: 1, failed: 0 });
     expect(second.rows.find((x) => x.recipient === STOPPED)).toMatchObject({ state: 'skipped' });

@@ -5,9 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
-import { addTenant, expectExit, parseBatchOutput } from '../helpers/setup.js';
+import { addTenant, expectExit, parseBatchOutput, readSuppressions, sendPhoneBatch } from '../helpers/setup.js';
 import { startPrism, type PrismServer } from '../helpers/prism.js';
-import Database from 'better-sqlite3';
 import { metaError, snsError, startMetaStub, startSnsStub, startTwilioStub } from '../helpers/phone-stubs.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
@@ -37,23 +36,6 @@ interface TestSend {
   provider: string;
   messageId: string;
   fallback: boolean;
-}
-
-/** The tenant's suppressions, from the store (read-only). */
-function suppressions(ws: Workspace): Array<{ channel: string; address: string; source: string }> {
-  const db = new Database(ws.store, { readonly: true });
-  try {
-    return db.prepare("SELECT channel, address, source FROM suppressions WHERE tenant_id = 'acme' ORDER BY address").all() as Array<{ channel: string; address: string; source: string }>;
-  } finally {
-    db.close();
-  }
-}
-
-/** A batch of plain text messages to `phones` on `channel`. */
-function phoneBatch(ws: Workspace, channel: 'sms' | 'whatsapp', phones: string[]) {
-  const csv = ws.file(`rows-${hex(4)}.csv`, `phone,name\n${phones.map((p, i) => `${p},P${i}`).join('\n')}\n`);
-  const tpl = ws.file('t.txt', 'Hi {{name}}, see you tomorrow.\n');
-  return ws.run(['send', 'batch', '--tenant', 'acme', '--channel', channel, '--csv', csv, '--template-file', tpl, '--json']);
 }
 
 async function verify(ws: Workspace, ref: string): Promise<{ exitCode: number; detail: string }> {
@@ -223,13 +205,13 @@ describe('error classes through the binary', () => {
       0,
       'add meta',
     );
-    const r = expectExit(await phoneBatch(ws, 'whatsapp', ['+14155550011', '+14155550012', '+14155550013']), 3, 'batch');
+    const r = expectExit(await sendPhoneBatch(ws, 'whatsapp', ['+14155550011', '+14155550012', '+14155550013']), 3, 'batch');
     const { summary, rows } = parseBatchOutput(r);
     expect(summary).toMatchObject({ rows: 3, sent: 1, failed: 2 });
     expect(rows.find((x) => x.recipient === '+14155550013')).toMatchObject({ state: 'sent', provider: 'acme/whatsapp/meta-whatsapp' });
     expect(stub.sends.filter((x) => x.to === '+14155550013').map((x) => x.status)).toEqual([429, 200]);
     expect(stub.sends.filter((x) => x.to !== '+14155550013').map((x) => x.status)).toEqual([400, 400]);
-    expect(suppressions(ws)).toEqual([{ channel: 'whatsapp', address: '+14155550011', source: 'acme/whatsapp/meta-whatsapp' }]);
+    expect(readSuppressions(ws.store, 'acme')).toEqual([{ channel: 'whatsapp', address: '+14155550011', source: 'acme/whatsapp/meta-whatsapp' }]);
     expect(stub.violations).toEqual([]);
   });
 
@@ -252,13 +234,13 @@ describe('error classes through the binary', () => {
       0,
       'add sns',
     );
-    const r = expectExit(await phoneBatch(ws, 'sms', ['+14155550021', '+14155550022', '+14155550023']), 3, 'batch');
+    const r = expectExit(await sendPhoneBatch(ws, 'sms', ['+14155550021', '+14155550022', '+14155550023']), 3, 'batch');
     const { summary, rows } = parseBatchOutput(r);
     expect(summary).toMatchObject({ rows: 3, sent: 1, failed: 2 });
     expect(rows.find((x) => x.recipient === '+14155550023')).toMatchObject({ state: 'sent', provider: 'acme/sms/sns' });
     expect(stub.sends.filter((x) => x.to === '+14155550023').map((x) => x.status)).toEqual([400, 200]);
     expect(stub.sends.filter((x) => x.to !== '+14155550023').map((x) => x.status)).toEqual([400, 400]);
-    expect(suppressions(ws)).toEqual([{ channel: 'sms', address: '+14155550021', source: 'acme/sms/sns' }]);
+    expect(readSuppressions(ws.store, 'acme')).toEqual([{ channel: 'sms', address: '+14155550021', source: 'acme/sms/sns' }]);
     expect(stub.violations).toEqual([]);
   });
 });
