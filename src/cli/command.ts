@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { CliContext, type Io } from './context.js';
 import { UsageError } from '../core/errors.js';
+import { parseDuration } from '../core/time.js';
 import { asChannel, type Channel } from '../core/context.js';
 import type { RetryPolicy } from '../core/dispatch.js';
 
@@ -76,12 +77,18 @@ export function required<T>(value: T | undefined, flag: string, hint = ''): T {
 
 /**
  * The retry bounds given by the global flags `--max-attempts` (attempts per provider for transient and
- * rate-limited failures, 1-10) and `--retry-base-ms` (first backoff delay in ms, doubling, 0-600000).
+ * rate-limited failures, 1-10), `--retry-base-ms` (first backoff delay in ms, doubling, 0-600000) and
+ * `--max-wait` (a duration: the cap for any one wait, a provider's Retry-After included).
  * Only the flags given are set; the dispatcher fills the rest from its defaults.
  * @throws UsageError naming the flag.
  */
 export function retryFlags(cli: CliContext): Partial<RetryPolicy> {
   const maxAttempts = intFlag(cli.flags.maxAttempts, '--max-attempts', 1, 10);
   const baseDelayMs = intFlag(cli.flags.retryBaseMs, '--retry-base-ms', 0, 600_000);
-  return { ...(maxAttempts !== undefined ? { maxAttempts } : {}), ...(baseDelayMs !== undefined ? { baseDelayMs } : {}) };
+  const maxDelayMs = cli.flags.maxWait === undefined ? undefined : parseDuration(cli.flags.maxWait, '--max-wait');
+  return {
+    ...(maxAttempts !== undefined ? { maxAttempts } : {}),
+    ...(baseDelayMs !== undefined ? { baseDelayMs } : {}),
+    ...(maxDelayMs !== undefined ? { maxDelayMs } : {}),
+  };
 }

@@ -28,6 +28,7 @@ export interface GlobalFlags {
   /** `--max-attempts`, `--retry-base-ms`: raw text, checked by `retryFlags` in command.ts. */
   maxAttempts?: string;
   retryBaseMs?: string;
+  maxWait?: string;
 }
 
 /** What a command's action gets. */

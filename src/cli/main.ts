@@ -68,6 +68,7 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
     .option('--no-input', 'never prompt; a missing value is an error')
     .option('--max-attempts <n>', 'attempts per provider for transient and rate-limited failures before the next provider (1-10, default 3)')
     .option('--retry-base-ms <ms>', 'first retry delay in ms, doubling each attempt with ±50% jitter (default 500; a provider\'s own wait, e.g. X-RateLimit-Reset, takes precedence)')
+    .option('--max-wait <duration>', 'longest single wait between attempts, a provider\'s Retry-After included, e.g. 30s (default 60s)')
     .showSuggestionAfterError(true)
     .showHelpAfterError('(add --help for usage)')
     .enablePositionalOptions(false)

@@ -206,7 +206,7 @@ export function registerProvider(program: Command, io: Io): void {
     [
       'SMTP_PASS=… switchboard provider add --tenant acme-dental --channel email --kind smtp --set host=smtp.example.com --set user=acme --set from=noreply@acme.example --secret-env password=SMTP_PASS',
       'switchboard provider add --system --channel email --kind outbox --set dir=/var/spool/switchboard',
-      'echo \'{"password":"…"}\' | switchboard provider add --tenant acme-dental --channel email --kind smtp --name backup --priority 200 --set host=… --set from=… --secrets-stdin',
+      'echo \'{"authToken":"…"}\' | switchboard provider add --tenant acme-dental --channel sms --kind twilio --set accountSid=AC… --set from=+14155550100 --secrets-stdin',
     ],
   );
 

@@ -183,6 +183,8 @@ function checkComplete(spec: KindSpec, settings: Record<string, SettingValue>, s
   for (const [k, s] of Object.entries(spec.settings)) {
     if (s.required && settings[k] === undefined) throw new UsageError(`--set ${k}=… is required for kind ${spec.kind} (${s.doc})`);
   }
+  const problem = spec.check?.(settings);
+  if (problem) throw new UsageError(problem);
   const have = new Set(secretNames);
   for (const [k, s] of Object.entries(spec.secrets)) {
     if (s.required && !have.has(k)) throw new UsageError(`secret "${k}" is required for kind ${spec.kind}: use --secret-env ${k}=ENV_VAR or --secrets-stdin`);

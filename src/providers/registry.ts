@@ -28,6 +28,11 @@ export interface KindSpec {
   settings: Readonly<Record<string, SettingSpec>>;
   /** Secret names; `required` ones must be given when the config is added. */
   secrets: Readonly<Record<string, { required: boolean; doc: string }>>;
+  /**
+   * Cross-setting checks run when a config is added or updated (after defaults); returns a one-line problem
+   * naming the setting, or undefined when the settings are fine.
+   */
+  check?(settings: Readonly<Record<string, SettingValue>>): string | undefined;
   /** Builds an adapter; imports the module (and SDK) on first use. */
   create(config: AdapterConfig): Promise<Provider>;
 }
@@ -98,11 +103,72 @@ const ses: KindSpec = {
   create: async (config) => (await import('./ses.js')).createSesProvider(config),
 };
 
-/** Kinds by name. */
-export const KINDS: ReadonlyMap<string, KindSpec> = new Map([smtp, outbox, sendgrid, ses].map((k) => [k.kind, k]));
+/** Settings shared by `twilio` and `twilio-whatsapp` (https://www.twilio.com/docs/messaging/api/message-resource). */
+function twilioKind(kind: string, channel: 'sms' | 'whatsapp'): KindSpec {
+  const wa = channel === 'whatsapp';
+  return {
+    kind,
+    channels: [channel],
+    summary: wa ? 'Twilio WhatsApp (twilio SDK; templates by Content SID HX…)' : 'Twilio Programmable Messaging SMS (twilio SDK)',
+    settings: {
+      accountSid: { type: 'string', required: true, doc: 'account SID: AC followed by 32 hex digits' },
+      from: { type: 'string', doc: wa ? 'WhatsApp sender number in E.164 (the whatsapp: prefix is added)' : 'sender: an E.164 number or an alphanumeric sender id' },
+      messagingServiceSid: { type: 'string', doc: 'messaging service SID (MG + 32 hex digits), instead of from' },
+      endpoint: { type: 'string', doc: 'API base URL (default https://api.twilio.com), e.g. an edge such as https://api.dublin.ie1.twilio.com' },
+    },
+    secrets: { authToken: { required: true, doc: 'auth token of the account' } },
+    check(s) {
+      if (!/^AC[0-9a-fA-F]{32}$/.test(String(s.accountSid))) return `--set accountSid: "${String(s.accountSid)}" is not AC followed by 32 hex digits`;
+      if ((s.from === undefined) === (s.messagingServiceSid === undefined)) return `kind ${kind} needs exactly one of --set from=… and --set messagingServiceSid=…`;
+      if (s.messagingServiceSid !== undefined && !/^MG[0-9a-fA-F]{32}$/.test(String(s.messagingServiceSid))) {
+        return `--set messagingServiceSid: "${String(s.messagingServiceSid)}" is not MG followed by 32 hex digits`;
+      }
+      return undefined;
+    },
+    create: async (config) => (await import('./twilio.js')).createTwilioProvider(config),
+  };
+}
 
-/** Kinds named in DESIGN §2 whose adapters are not built yet; the CLI says so plainly. */
-export const PLANNED_KINDS: readonly string[] = ['twilio', 'twilio-whatsapp', 'meta-whatsapp', 'sns'];
+const sns: KindSpec = {
+  kind: 'sns',
+  channels: ['sms'],
+  summary: 'Amazon SNS SMS (@aws-sdk/client-sns Publish)',
+  settings: {
+    region: { type: 'string', required: true, doc: 'AWS region, e.g. eu-west-1' },
+    accessKeyId: { type: 'string', required: true, doc: 'access key id of an IAM user allowed sns:Publish and sns:GetSMSAttributes' },
+    senderId: { type: 'string', doc: 'alphanumeric sender id (AWS.SNS.SMS.SenderID), where the destination country supports it' },
+    originationNumber: { type: 'string', doc: 'origination number in E.164 (AWS.MM.SMS.OriginationNumber)' },
+    endpoint: { type: 'string', doc: 'API base URL (default: the region\'s SNS endpoint)' },
+  },
+  secrets: { secretAccessKey: { required: true, doc: 'secret access key' } },
+  create: async (config) => (await import('./sns.js')).createSnsProvider(config),
+};
+
+const metaWhatsApp: KindSpec = {
+  kind: 'meta-whatsapp',
+  channels: ['whatsapp'],
+  summary: 'Meta WhatsApp Cloud API (HTTPS with fetch; text and approved templates)',
+  settings: {
+    phoneNumberId: { type: 'string', required: true, doc: 'WhatsApp Business phone number id (digits)' },
+    apiVersion: { type: 'string', default: 'v23.0', doc: 'Graph API version' },
+    endpoint: { type: 'string', doc: 'Graph API base URL (default https://graph.facebook.com)' },
+  },
+  secrets: { accessToken: { required: true, doc: 'system-user access token with whatsapp_business_messaging' } },
+  check(s) {
+    if (!/^\d+$/.test(String(s.phoneNumberId))) return `--set phoneNumberId: "${String(s.phoneNumberId)}" is not a number id (digits only)`;
+    if (!/^v\d+\.\d+$/.test(String(s.apiVersion))) return `--set apiVersion: "${String(s.apiVersion)}" does not look like v23.0`;
+    return undefined;
+  },
+  create: async (config) => (await import('./meta-whatsapp.js')).createMetaWhatsAppProvider(config),
+};
+
+/** Kinds by name. */
+export const KINDS: ReadonlyMap<string, KindSpec> = new Map(
+  [smtp, outbox, sendgrid, ses, twilioKind('twilio', 'sms'), twilioKind('twilio-whatsapp', 'whatsapp'), sns, metaWhatsApp].map((k) => [k.kind, k]),
+);
+
+/** Kinds named in DESIGN §2 whose adapters are not built yet; the CLI says so plainly (none left). */
+export const PLANNED_KINDS: readonly string[] = [];
 
 /**
  * Settings every kind has, applied by the dispatcher around the adapter (DESIGN §5: rate limits are wrappers,

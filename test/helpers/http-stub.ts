@@ -12,8 +12,11 @@ import { freePort } from './dnsmasq.js';
 /** One request as the stub received it. `at` is the arrival time in ms since the epoch. */
 export interface RecordedRequest {
   method: string;
-  /** Path and query, e.g. `/v3/mail/send`. */
+  /** Path and query, e.g. `/v3/mail/send?x=1`. */
   url: string;
+  /** Path without the query, e.g. `/v3/mail/send`. */
+  path: string;
+  query: URLSearchParams;
   /** Lower-cased header names (node:http). */
   headers: http.IncomingHttpHeaders;
   body: string;
@@ -46,7 +49,16 @@ export async function startHttpStub(handler: StubHandler): Promise<HttpStub> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const rec: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+      const u = new URL(req.url ?? '/', 'http://127.0.0.1');
+      const rec: RecordedRequest = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        path: u.pathname,
+        query: u.searchParams,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+        at: Date.now(),
+      };
       requests.push(rec);
       Promise.resolve()
         .then(() => current(rec))
@@ -82,7 +94,7 @@ export async function startHttpStub(handler: StubHandler): Promise<HttpStub> {
 export async function forward(base: string, req: RecordedRequest): Promise<StubReply> {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) {
-    if (v !== undefined && !['host', 'connection', 'content-length'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    if (v !== undefined && !['host', 'connection', 'content-length', 'accept-encoding'].includes(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
   }
   const res = await fetch(base + req.url, { method: req.method, headers, ...(req.body ? { body: req.body } : {}) });
   const out: Record<string, string> = {};
@@ -93,7 +105,7 @@ export async function forward(base: string, req: RecordedRequest): Promise<StubR
 }
 
 /** A request to a JSON stub: the path (with query) and the body parsed as JSON (the raw text if it is not JSON). */
-export interface StubRequest {
+export interface JsonRequest {
   method: string;
   path: string;
   headers: http.IncomingHttpHeaders;
@@ -102,13 +114,13 @@ export interface StubRequest {
 
 export interface JsonStub {
   url: string;
-  requests: StubRequest[];
+  requests: JsonRequest[];
   stop(): Promise<void>;
 }
 
 /** {@link startHttpStub} for JSON APIs: `handle` gets each request with its body parsed. */
-export async function startJsonStub(handle: (req: StubRequest) => StubReply | Promise<StubReply>): Promise<JsonStub> {
-  const requests: StubRequest[] = [];
+export async function startJsonStub(handle: (req: JsonRequest) => StubReply | Promise<StubReply>): Promise<JsonStub> {
+  const requests: JsonRequest[] = [];
   const stub = await startHttpStub((r) => {
     let body: unknown = undefined;
     try {
@@ -116,7 +128,7 @@ export async function startJsonStub(handle: (req: StubRequest) => StubReply | Pr
     } catch {
       body = r.body;
     }
-    const req: StubRequest = { method: r.method, path: r.url, headers: r.headers, body };
+    const req: JsonRequest = { method: r.method, path: r.url, headers: r.headers, body };
     requests.push(req);
     return handle(req);
   });

@@ -1,7 +1,7 @@
 // A local SendGrid domain-authentication API: a stateful stub answering with the documented shapes
 // (AuthenticatedDomain with its `dns` object; validate results with reasons), behind Prism as a validating
 // proxy against ../shared/contracts/tsg_domain_authentication_v3.json.
-import { startJsonStub, startPrismProxy, type StubReply, type StubRequest } from './http-stub.js';
+import { startJsonStub, startPrismProxy, type StubReply, type JsonRequest } from './http-stub.js';
 
 export interface SgDomainState {
   id: number;
@@ -15,7 +15,7 @@ export interface SgDomainState {
 export interface SendgridDomainsServer {
   /** The Prism proxy URL: set it as the provider's `endpoint`. */
   url: string;
-  requests: StubRequest[];
+  requests: JsonRequest[];
   domains: Map<number, SgDomainState>;
   /** Validation outcome per domain name: valid from the n-th validate call on (`never`: always invalid). Default: never. */
   validOn: Map<string, number | 'never'>;

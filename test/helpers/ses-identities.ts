@@ -4,7 +4,7 @@
 // DeleteEmailIdentity DELETE …/{EmailIdentity}); errors carry `x-amzn-ErrorType` and `{"message"}` as AWS does.
 // Reference: https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_Operations.html
 import { randomBytes } from 'node:crypto';
-import { startJsonStub, type StubReply, type StubRequest } from './http-stub.js';
+import { startJsonStub, type StubReply, type JsonRequest } from './http-stub.js';
 
 export interface SesIdentity {
   name: string;
@@ -16,7 +16,7 @@ export interface SesIdentity {
 
 export interface SesServer {
   url: string;
-  requests: StubRequest[];
+  requests: JsonRequest[];
   identities: Map<string, SesIdentity>;
   /** DKIM (and MAIL FROM) status per identity: SUCCESS from the n-th GetEmailIdentity after creation on; `fail`: FAILED. Default: never. */
   successOn: Map<string, number | 'never' | 'fail'>;

@@ -1,4 +1,5 @@
 // Shared steps for e2e tests: tenants, providers and reading what the outbox provider wrote.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -214,4 +215,21 @@ export interface ProviderListRow {
   ref: string;
   health: string;
   healthDetail: string | null;
+}
+
+/** `send batch --json` of a plain-text message to each of `phones` (a `phone,name` CSV) for tenant `acme`. */
+export function sendPhoneBatch(ws: Workspace, channel: 'sms' | 'whatsapp', phones: string[], extra: string[] = []): Promise<CliResult> {
+  const csv = ws.file(`rows-${randomBytes(4).toString('hex')}.csv`, `phone,name\n${phones.map((p, i) => `${p},P${i}`).join('\n')}\n`);
+  const tpl = ws.file('phone-batch.txt', 'Hi {{name}}, see you tomorrow.\n');
+  return ws.run(['send', 'batch', '--tenant', 'acme', '--channel', channel, '--csv', csv, '--template-file', tpl, '--json', ...extra]);
+}
+
+/** A tenant's suppressions as stored (read-only), ordered by address. */
+export function readSuppressions(store: string, tenantId: string): Array<{ channel: string; address: string; source: string }> {
+  const db = new Database(store, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare('SELECT channel, address, source FROM suppressions WHERE tenant_id = ? ORDER BY address').all(tenantId) as Array<{ channel: string; address: string; source: string }>;
+  } finally {
+    db.close();
+  }
 }
