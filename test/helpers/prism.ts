@@ -2,9 +2,9 @@
 // spec from ../shared/contracts (next to the repository): it validates every request against the spec and answers with the
 // documented responses (400 with an `sl-violations` header for a request that breaks the spec).
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { repoRoot } from './cli.js';
+import { freePort } from './dnsmasq.js';
 import { forward, type RecordedRequest, type StubReply } from './http-stub.js';
 
 /** The shared contracts folder (read-only). */
@@ -15,17 +15,6 @@ export interface PrismMock {
   /** Everything Prism printed (validation results), for assertion messages. */
   log(): string;
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts `prism mock` for `spec` (a file name in CONTRACTS) on 127.0.0.1; resolves when it listens. */

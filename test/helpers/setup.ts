@@ -3,9 +3,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { simpleParser, type AddressObject } from 'mailparser';
 import { describe as describeResult, makeWorkspace, parseJsonLines, type CliResult, type Workspace } from './cli.js';
-import type { TestSmtpServer } from './smtp.js';
+import { parseMail, type ParsedMail, type TestSmtpServer } from './smtp.js';
 
 /** Throw with the full output unless the run exited with `code`. */
 export function expectExit(r: CliResult, code: number, what: string): CliResult {
@@ -55,20 +54,8 @@ export async function addSystemOutbox(ws: Workspace, dir: string, from = 'system
   return 'system/email/outbox';
 }
 
-export interface OutboxMessage {
+export interface OutboxMessage extends ParsedMail {
   file: string;
-  to: string[];
-  from: string;
-  subject: string;
-  text: string;
-  html: string | false;
-  messageId: string;
-  raw: Buffer;
-}
-
-function addrs(a: AddressObject | AddressObject[] | undefined): string[] {
-  if (!a) return [];
-  return (Array.isArray(a) ? a : [a]).flatMap((o) => o.value.map((v) => (v.address ?? '').toLowerCase()));
 }
 
 /** The .eml files in an outbox folder, parsed. A missing folder reads as empty. */
@@ -81,18 +68,7 @@ export async function readOutbox(dir: string): Promise<OutboxMessage[]> {
   const out: OutboxMessage[] = [];
   for (const f of files) {
     const file = path.join(dir, f);
-    const raw = fs.readFileSync(file);
-    const p = await simpleParser(raw);
-    out.push({
-      file,
-      to: addrs(p.to),
-      from: addrs(p.from)[0] ?? '',
-      subject: p.subject ?? '',
-      text: p.text ?? '',
-      html: p.html ?? false,
-      messageId: p.messageId ?? '',
-      raw,
-    });
+    out.push({ file, ...(await parseMail(fs.readFileSync(file))) });
   }
   return out;
 }

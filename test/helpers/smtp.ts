@@ -4,8 +4,8 @@ import { simpleParser, type AddressObject } from 'mailparser';
 import selfsigned from 'selfsigned';
 import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
 
-export interface ReceivedMessage {
-  envelope: { from: string; to: string[] };
+/** The parts of an RFC 5322 message the tests look at (from an SMTP session or an outbox .eml file). */
+export interface ParsedMail {
   /** Addresses from the To header, lower-cased. */
   to: string[];
   /** Address from the From header, lower-cased. */
@@ -16,6 +16,24 @@ export interface ReceivedMessage {
   messageId: string;
   /** The raw message, for byte-level checks. */
   raw: Buffer;
+}
+
+/** Parses a raw message with mailparser into {@link ParsedMail}. */
+export async function parseMail(raw: Buffer): Promise<ParsedMail> {
+  const p = await simpleParser(raw);
+  return {
+    to: addresses(p.to),
+    from: addresses(p.from)[0] ?? '',
+    subject: p.subject ?? '',
+    text: p.text ?? '',
+    html: p.html ?? false,
+    messageId: p.messageId ?? '',
+    raw,
+  };
+}
+
+export interface ReceivedMessage extends ParsedMail {
+  envelope: { from: string; to: string[] };
   /** Whether the session had been upgraded to TLS. */
   secure: boolean;
   /** The authenticated user. */
@@ -118,17 +136,11 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address.toLowerCase()),
         };
-        const p = simpleParser(raw)
+        const p = parseMail(raw)
           .then((parsed) => {
             messages.push({
+              ...parsed,
               envelope,
-              to: addresses(parsed.to),
-              from: addresses(parsed.from)[0] ?? '',
-              subject: parsed.subject ?? '',
-              text: parsed.text ?? '',
-              html: parsed.html ?? false,
-              messageId: parsed.messageId ?? '',
-              raw,
               secure: session.secure,
               user: typeof session.user === 'string' ? session.user : undefined,
             });
