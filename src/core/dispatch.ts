@@ -11,6 +11,8 @@ import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfi
 import { requireKey } from './vault.js';
 import { addSuppression } from './suppressions.js';
 import { RequestLimiter } from './limiter.js';
+import { prepared } from '../store/db.js';
+import type { GroupCommit } from '../store/group-commit.js';
 import { KINDS } from '../providers/registry.js';
 import {
   ProviderError,
@@ -53,6 +55,11 @@ export interface DispatchOptions {
   rate?: number;
   /** Aborts backoff waits (not in-flight requests). */
   signal?: AbortSignal;
+  /**
+   * Where attempt records go: queued on this group commit (committed with the row outcomes of the same turn)
+   * instead of committed one by one.
+   */
+  journal?: GroupCommit;
 }
 
 /** One attempt as recorded in `messages`. */
@@ -115,7 +122,7 @@ export class Dispatcher {
     readonly tenantId: string,
     readonly channel: Channel,
     readonly chain: readonly Step[],
-    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; rate?: number },
+    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; rate?: number; journal?: GroupCommit },
   ) {}
 
   /**
@@ -160,6 +167,7 @@ export class Dispatcher {
       maxConcurrency: options.maxConcurrency ?? 1,
       signal: options.signal,
       rate: options.rate,
+      journal: options.journal,
     });
   }
 
@@ -352,6 +360,10 @@ export class Dispatcher {
   private recordMany(
     rows: Array<{ config: ProviderConfig; recipient: string; origin: DispatchOrigin; attempt: number; fallback: boolean; outcome: { messageId?: string; error?: ProviderError } }>,
   ): void {
+    if (this.opts.journal) {
+      for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
+      return;
+    }
     this.ctx.db.transaction(() => {
       for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
     })();
@@ -365,29 +377,31 @@ export class Dispatcher {
     fallback: boolean,
     outcome: { messageId?: string; error?: ProviderError },
   ): void {
-    this.ctx.db
-      .prepare(
-        `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
-           error_kind, error_code, error, fallback, attempt, batch_id, row_no)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        this.ctx.clock.now().toISOString(),
-        this.tenantId,
-        this.channel,
-        config.ref,
-        config.kind,
-        recipient,
-        outcome.error ? 'failed' : 'sent',
-        outcome.messageId ?? null,
-        outcome.error?.kind ?? null,
-        outcome.error?.details.code ?? null,
-        outcome.error?.message ?? null,
-        fallback ? 1 : 0,
-        attempt,
-        origin.batchId ?? null,
-        origin.rowNo ?? null,
-      );
+    const values = [
+      this.ctx.clock.now().toISOString(),
+      this.tenantId,
+      this.channel,
+      config.ref,
+      config.kind,
+      recipient,
+      outcome.error ? 'failed' : 'sent',
+      outcome.messageId ?? null,
+      outcome.error?.kind ?? null,
+      outcome.error?.details.code ?? null,
+      outcome.error?.message ?? null,
+      fallback ? 1 : 0,
+      attempt,
+      origin.batchId ?? null,
+      origin.rowNo ?? null,
+    ];
+    const insert = prepared(
+      this.ctx.db,
+      `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
+         error_kind, error_code, error, fallback, attempt, batch_id, row_no)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    if (this.opts.journal) this.opts.journal.defer(() => insert.run(values));
+    else insert.run(values);
   }
 
   /** Marks a config unhealthy after an auth/config failure, even if it sent earlier in this run (e.g. a key revoked mid-batch). */
