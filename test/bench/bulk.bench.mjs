@@ -2,6 +2,7 @@
 //  noop    per-message mode into `bench-noop` (test/bench/noop-kind.mjs, loaded with --import): an adapter that
 //          does no I/O, so the send phase measures the tool's own cost per message (ledger + dispatch)
 //  memory  the same with 20,000 and 100,000 rows: peak RSS must not grow with input size
+//  noop50  the no-op adapter answering after 50 ms: throughput against concurrency / latency
 //  outbox  per-message mode into the outbox adapter (one .eml file written per message)
 //  smtp0, smtp50  per-message mode into a local SMTP sink (smtp-server) answering after 0 ms and after 50 ms
 //  dryrun  `--dry-run` of a 1,000,000-row CSV: peak RSS
@@ -104,7 +105,7 @@ const rows = [];
 const tpl = path.join(dir, 't.txt');
 fs.writeFileSync(tpl, 'Hello {{name}}, your code is {{code}}.\n');
 sb(['tenant', 'add', 'bench', '--name', 'Bench']);
-const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', ...extra];
+const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', '--new-batch', ...extra];
 const perMsg = (r, n) => `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg (send phase ${(r.sendMs / n).toFixed(3)})`;
 const msgPerSec = (r) => `${(r.summary.sent / (r.sendMs / 1000)).toFixed(0)} msg/s`;
 
@@ -130,6 +131,14 @@ if (want('noop') || want('memory')) {
     rows.push([`no-op adapter (tool overhead), per message, concurrency 16`, n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
   }
   sb(['provider', 'remove', 'bench/email/noop', '--yes']);
+}
+
+if (want('noop50')) {
+  const n = quick ? 2_000 : 5_000;
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'bench-noop', '--name', 'noop50', '--set', 'latency=50']);
+  const r = await timed(send(csv('noop50.csv', n), ['--concurrency', '16']));
+  rows.push([`no-op adapter answering after 50 ms, per message, concurrency 16`, n, r.summary.sent, `${msgPerSec(r)} (concurrency/latency = 320)`, perMsg(r, n), r.rssMb]);
+  sb(['provider', 'remove', 'bench/email/noop50', '--yes']);
 }
 
 if (want('outbox')) {
