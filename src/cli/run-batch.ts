@@ -69,12 +69,22 @@ export async function runWithProgress(
     const filled = c.rows > 0 ? Math.round((done / c.rows) * width) : 0;
     return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${c.rows > 0 ? Math.floor((done / c.rows) * 100) : 0}% ${line(c)}`;
   };
+  // --json: row events are gathered and written once per event-loop turn (one write for many rows, not one
+  // system call per row), before the summary.
+  let events = '';
+  const writeEvents = () => {
+    if (events) cli.io.stdout.write(events);
+    events = '';
+  };
   const hooks: BatchRunHooks = {
     owner: leaseOwner(),
     ownerAlive,
     signal: controller.signal,
     onRow(event, counts) {
-      if (cli.out.opts.json) cli.out.jsonLine({ type: 'row', ...event });
+      if (cli.out.opts.json) {
+        if (!events) setImmediate(writeEvents);
+        events += JSON.stringify({ type: 'row', ...event }) + '\n';
+      }
       const now = Date.now();
       if (tty && now - lastLine > 100) {
         cli.io.stderr.write(`\r\x1b[2K${bar(counts)}`.slice(0, (cli.io.stderr.columns ?? 200) + 5));
@@ -92,6 +102,7 @@ export async function runWithProgress(
   try {
     summary = await run(hooks);
   } finally {
+    writeEvents();
     clearInterval(ticker);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -18,6 +18,7 @@ import { compileTemplate, composeMessage, isHtmlTemplate, readTemplateFile, type
 import { getTenant } from './tenants.js';
 import { suppressionReason } from './suppressions.js';
 import { audit } from './audit.js';
+import { GroupCommit } from '../store/group-commit.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
@@ -281,7 +282,8 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   }
 
   // Opens every secret of the route: a missing or wrong key fails here, before anything is written.
-  const dispatcher = Dispatcher.open(ctx, req.tenantId, req.channel, { retry: req.retry, maxConcurrency: concurrency, signal: hooks.signal, rate: req.rate });
+  const journal = new GroupCommit(ctx.db);
+  const dispatcher = Dispatcher.open(ctx, req.tenantId, req.channel, { retry: req.retry, maxConcurrency: concurrency, signal: hooks.signal, rate: req.rate, journal });
   try {
     const derived = createHash('sha256').update(`${req.tenantId}|${req.channel}|${v.hash}|${template.hash}`).digest('hex').slice(0, 32);
     let key = req.idempotencyKey ?? derived;
@@ -313,7 +315,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
     } else {
       batchId = await loadBatch(ctx, req, template.source, v, key, hooks);
     }
-    return await work(ctx, batchId, dispatcher, template, concurrency, req.retryUnknown ?? false, hooks, started, resumed);
+    return await work(ctx, batchId, dispatcher, journal, template, concurrency, req.retryUnknown ?? false, hooks, started, resumed);
   } finally {
     await dispatcher.close();
   }
@@ -337,9 +339,10 @@ export async function resumeBatch(
   const source = JSON.parse(batch.template) as TemplateSource;
   const template = compileTemplate(source);
   const concurrency = opts.concurrency ?? 4;
-  const dispatcher = Dispatcher.open(ctx, batch.tenant_id, batch.channel, { retry: opts.retry, maxConcurrency: concurrency, signal: hooks.signal, rate: opts.rate });
+  const journal = new GroupCommit(ctx.db);
+  const dispatcher = Dispatcher.open(ctx, batch.tenant_id, batch.channel, { retry: opts.retry, maxConcurrency: concurrency, signal: hooks.signal, rate: opts.rate, journal });
   try {
-    return await work(ctx, batchId, dispatcher, template, concurrency, opts.retryUnknown ?? false, hooks, started, true);
+    return await work(ctx, batchId, dispatcher, journal, template, concurrency, opts.retryUnknown ?? false, hooks, started, true);
   } finally {
     await dispatcher.close();
   }
@@ -459,6 +462,7 @@ async function work(
   ctx: CoreContext,
   batchId: string,
   dispatcher: Dispatcher,
+  journal: GroupCommit,
   template: CompiledTemplate,
   concurrency: number,
   retryUnknown: boolean,
@@ -493,75 +497,86 @@ async function work(
   const tenantId = dispatcher.tenantId;
   const channel = dispatcher.channel;
 
-  const report = (item: ItemRow, state: ItemState, r: { provider?: string | null; messageId?: string | null; fallback?: boolean; error?: string | null }) => {
-    finish.run(state, r.provider ?? null, r.messageId ?? null, r.fallback ? 1 : 0, r.error ?? null, ctx.clock.now().toISOString(), batchId, item.row_no);
-    counts.pending--;
-    counts[state]++;
-    hooks.onRow?.(
-      {
-        row: item.row_no,
-        line: item.line_no,
-        recipient: item.recipient,
-        state,
-        provider: r.provider ?? null,
-        messageId: r.messageId ?? null,
-        fallback: r.fallback ?? false,
-        error: r.error ?? null,
-      },
-      { ...counts },
-    );
-  };
+  // Every write below goes through the group commit (one transaction per event-loop turn for all rows that
+  // reached that point in the turn). A row's `sending` mark is awaited before its request leaves; its attempt
+  // records (Dispatcher) and its outcome are queued in the same turn, so they commit together.
+  /** Records a row's outcome; resolves (and tells `onRow`) once it is committed. */
+  const report = (item: ItemRow, state: ItemState, r: { provider?: string | null; messageId?: string | null; fallback?: boolean; error?: string | null }): Promise<void> =>
+    journal
+      .commit(() => finish.run(state, r.provider ?? null, r.messageId ?? null, r.fallback ? 1 : 0, r.error ?? null, ctx.clock.now().toISOString(), batchId, item.row_no))
+      .then(() => {
+        counts.pending--;
+        counts[state]++;
+        hooks.onRow?.(
+          {
+            row: item.row_no,
+            line: item.line_no,
+            recipient: item.recipient,
+            state,
+            provider: r.provider ?? null,
+            messageId: r.messageId ?? null,
+            fallback: r.fallback ?? false,
+            error: r.error ?? null,
+          },
+          { ...counts },
+        );
+      });
 
-  const reportResult = (item: ItemRow, result: DispatchResult) => {
-    if (result.status === 'sent') {
-      report(item, 'sent', { provider: result.provider, messageId: result.messageId, fallback: result.fallback });
-    } else {
-      report(item, 'failed', { provider: result.provider ?? null, fallback: result.fallback, error: result.error ? `${result.error.kind}: ${result.error.message}` : 'failed' });
-    }
-  };
+  const reportResult = (item: ItemRow, result: DispatchResult): Promise<void> =>
+    result.status === 'sent'
+      ? report(item, 'sent', { provider: result.provider, messageId: result.messageId, fallback: result.fallback })
+      : report(item, 'failed', { provider: result.provider ?? null, fallback: result.fallback, error: result.error ? `${result.error.kind}: ${result.error.message}` : 'failed' });
 
-  /** Skips suppressed rows and fails rows that do not render; returns the message for the others. */
-  const prepare = (item: ItemRow): OutboundMessage | undefined => {
+  /** Skips suppressed rows and fails rows that do not render (`done`: their outcome is committed); else the message. */
+  const prepare = (item: ItemRow): { message: OutboundMessage } | { done: Promise<void> } => {
     const reason = suppressionReason(ctx, tenantId, channel, item.recipient);
-    if (reason !== null) {
-      report(item, 'skipped', { error: `suppressed: ${reason}` });
-      return undefined;
-    }
+    if (reason !== null) return { done: report(item, 'skipped', { error: `suppressed: ${reason}` }) };
     let content: Rendered;
     try {
       content = template.render(JSON.parse(item.vars) as Record<string, string>);
     } catch (err) {
-      report(item, 'failed', { error: `template does not render: ${(err as Error).message.split('\n')[0]}` });
-      return undefined;
+      return { done: report(item, 'failed', { error: `template does not render: ${(err as Error).message.split('\n')[0]}` }) };
     }
-    return composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` });
+    return { message: composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` }) };
+  };
+
+  /** Marks rows `sending` and waits until that is committed; returns the rows still pending (now claimed). */
+  const claim = async <T extends { item: ItemRow }>(rows: T[]): Promise<T[]> => {
+    const claimed: T[] = [];
+    await journal.commit(() => {
+      const t = ctx.clock.now().toISOString();
+      for (const r of rows) if (markSending.run(t, batchId, r.item.row_no).changes > 0) claimed.push(r);
+    });
+    return claimed;
   };
 
   const processRow = async (item: ItemRow) => {
-    const message = prepare(item);
-    if (!message) return;
+    const p = prepare(item);
+    if ('done' in p) return p.done;
     // Committed before the request leaves: a crash from here on leaves the row `sending` → `unknown`.
-    if (markSending.run(ctx.clock.now().toISOString(), batchId, item.row_no).changes === 0) return;
-    reportResult(item, await dispatcher.send(message, { batchId, rowNo: item.row_no }));
+    if ((await claim([{ item }])).length === 0) return;
+    await reportResult(item, await dispatcher.send(p.message, { batchId, rowNo: item.row_no }));
   };
 
   /** One batched request for up to `groupSize` rows; each row keeps its own ledger state. */
   const processGroup = async (items: ItemRow[]) => {
-    const ready: Array<{ item: ItemRow; message: EmailMessage }> = [];
-    ctx.db.transaction(() => {
-      const t = ctx.clock.now().toISOString();
-      for (const item of items) {
-        const message = prepare(item);
-        // Committed (all rows of the request at once) before the request leaves.
-        if (message && markSending.run(t, batchId, item.row_no).changes > 0) ready.push({ item, message: message as EmailMessage });
-      }
-    }).immediate();
-    if (ready.length === 0) return;
-    const results = await dispatcher.sendMany(
-      ready.map((r) => r.message),
-      ready.map((r) => ({ batchId, rowNo: r.item.row_no })),
-    );
-    ctx.db.transaction(() => ready.forEach((r, k) => reportResult(r.item, results[k]!)))();
+    const done: Array<Promise<void>> = [];
+    const candidates: Array<{ item: ItemRow; message: EmailMessage }> = [];
+    for (const item of items) {
+      const p = prepare(item);
+      if ('done' in p) done.push(p.done);
+      else candidates.push({ item, message: p.message as EmailMessage });
+    }
+    // Committed (all rows of the request at once) before the request leaves.
+    const ready = candidates.length > 0 ? await claim(candidates) : [];
+    if (ready.length > 0) {
+      const results = await dispatcher.sendMany(
+        ready.map((r) => r.message),
+        ready.map((r) => ({ batchId, rowNo: r.item.row_no })),
+      );
+      done.push(...ready.map((r, k) => reportResult(r.item, results[k]!)));
+    }
+    await Promise.all(done);
   };
 
   const queue = new PQueue({ concurrency });
@@ -583,6 +598,11 @@ async function work(
     await queue.onIdle();
   } finally {
     clearInterval(renew);
+    try {
+      journal.flush();
+    } catch (err) {
+      failure ??= err;
+    }
     const left = countItems(ctx, batchId);
     const status: BatchStatus = left.pending === 0 && left.sending === 0 ? 'done' : 'interrupted';
     // (A cancel cannot race this: it needs the lease, which this run holds until the update below.)

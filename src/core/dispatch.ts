@@ -5,12 +5,14 @@
  * tenant), and recording every attempt in `messages`.
  * A test send, every row of a bulk send, and anything later all go through here.
  */
-import PQueue from 'p-queue';
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from './errors.js';
 import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
 import { requireKey } from './vault.js';
 import { addSuppression } from './suppressions.js';
+import { RequestLimiter } from './limiter.js';
+import { prepared } from '../store/db.js';
+import type { GroupCommit } from '../store/group-commit.js';
 import { KINDS } from '../providers/registry.js';
 import {
   ProviderError,
@@ -53,6 +55,11 @@ export interface DispatchOptions {
   rate?: number;
   /** Aborts backoff waits (not in-flight requests). */
   signal?: AbortSignal;
+  /**
+   * Where attempt records go: queued on this group commit (committed with the row outcomes of the same turn)
+   * instead of committed one by one.
+   */
+  journal?: GroupCommit;
 }
 
 /** One attempt as recorded in `messages`. */
@@ -85,25 +92,8 @@ interface Step {
   entry: RouteEntry;
   secrets: Record<string, string>;
   adapter?: Promise<Provider>;
-  /** Every request to this provider runs in here: its concurrency and rate (sliding one-second window). */
-  limiter: PQueue;
-  /** Epoch ms until which the limiter is paused after a 429. */
-  pausedUntil: number;
-}
-
-/**
- * The request limiter for one provider: at most `concurrency` requests in flight and, with a rate, at most
- * `rate` request starts in any one-second window. p-queue's `strict` mode keeps the start time of every
- * request of the last second and admits a new one only when fewer than `rate` started in the last 1000 ms,
- * so start[i + rate] ≥ start[i] + 1000 ms and no half-open 1 s window [t, t + 1 s) holds more than `rate`
- * starts. (A fixed window — the non-strict mode — can admit `rate` at the end of one window and `rate` again
- * at the start of the next: 2·rate in one sliding second.)
- */
-export function requestLimiter(limits: { rate?: number; concurrency?: number }): PQueue {
-  const concurrency = limits.concurrency ?? Number.POSITIVE_INFINITY;
-  return limits.rate === undefined
-    ? new PQueue({ concurrency })
-    : new PQueue({ concurrency, intervalCap: limits.rate, interval: 1000, strict: true });
+  /** Every request to this provider runs in here: its concurrency and rate (see {@link RequestLimiter}). */
+  limiter: RequestLimiter;
 }
 
 /** The smaller of two optional limits. */
@@ -132,7 +122,7 @@ export class Dispatcher {
     readonly tenantId: string,
     readonly channel: Channel,
     readonly chain: readonly Step[],
-    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; rate?: number },
+    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; rate?: number; journal?: GroupCommit },
   ) {}
 
   /**
@@ -164,17 +154,20 @@ export class Dispatcher {
     const chain: Step[] = entries.map((entry) => ({
       entry,
       secrets: configSecrets(ctx, key, entry.config),
-      limiter: requestLimiter({
-        rate: minLimit(numberSetting(entry.config.settings.rate), options.rate),
-        concurrency: numberSetting(entry.config.settings.concurrency),
-      }),
-      pausedUntil: 0,
+      limiter: new RequestLimiter(
+        {
+          rate: minLimit(numberSetting(entry.config.settings.rate), options.rate),
+          concurrency: numberSetting(entry.config.settings.concurrency),
+        },
+        ctx.clock,
+      ),
     }));
     return new Dispatcher(ctx, tenantId, channel, chain, {
       retry: { ...DEFAULT_RETRY, ...options.retry },
       maxConcurrency: options.maxConcurrency ?? 1,
       signal: options.signal,
       rate: options.rate,
+      journal: options.journal,
     });
   }
 
@@ -318,7 +311,7 @@ export class Dispatcher {
 
   /** Runs one request to a provider inside its limiter (concurrency, rate, 429 pause). */
   private request<T extends SendResult | BatchItemResult[]>(step: Step, fn: () => Promise<T>): Promise<T> {
-    return step.limiter.add(fn) as Promise<T>;
+    return step.limiter.run(fn);
   }
 
   private suppressOptOut(config: ProviderConfig, address: string, e: ProviderError): void {
@@ -357,28 +350,20 @@ export class Dispatcher {
     const { baseDelayMs, maxDelayMs } = this.opts.retry;
     if (e.details.retryAfterMs !== undefined) {
       const wait = Math.min(e.details.retryAfterMs, maxDelayMs);
-      if (e.kind === 'rate_limited') this.pause(step, wait);
+      if (e.kind === 'rate_limited') step.limiter.pauseFor(wait);
       return wait;
     }
     const exp = baseDelayMs * 2 ** (attempt - 1);
     return Math.min(maxDelayMs, Math.round(exp * (0.5 + Math.random())));
   }
 
-  /** Pauses a provider's limiter for `ms` (extending a pause already running). */
-  private pause(step: Step, ms: number): void {
-    const until = this.ctx.clock.now().getTime() + ms;
-    if (until <= step.pausedUntil) return;
-    step.pausedUntil = until;
-    step.limiter.pause();
-    void this.ctx.clock.sleep(ms).then(() => {
-      // A later, longer pause owns the restart.
-      if (step.pausedUntil === until) step.limiter.start();
-    });
-  }
-
   private recordMany(
     rows: Array<{ config: ProviderConfig; recipient: string; origin: DispatchOrigin; attempt: number; fallback: boolean; outcome: { messageId?: string; error?: ProviderError } }>,
   ): void {
+    if (this.opts.journal) {
+      for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
+      return;
+    }
     this.ctx.db.transaction(() => {
       for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
     })();
@@ -392,29 +377,31 @@ export class Dispatcher {
     fallback: boolean,
     outcome: { messageId?: string; error?: ProviderError },
   ): void {
-    this.ctx.db
-      .prepare(
-        `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
-           error_kind, error_code, error, fallback, attempt, batch_id, row_no)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        this.ctx.clock.now().toISOString(),
-        this.tenantId,
-        this.channel,
-        config.ref,
-        config.kind,
-        recipient,
-        outcome.error ? 'failed' : 'sent',
-        outcome.messageId ?? null,
-        outcome.error?.kind ?? null,
-        outcome.error?.details.code ?? null,
-        outcome.error?.message ?? null,
-        fallback ? 1 : 0,
-        attempt,
-        origin.batchId ?? null,
-        origin.rowNo ?? null,
-      );
+    const values = [
+      this.ctx.clock.now().toISOString(),
+      this.tenantId,
+      this.channel,
+      config.ref,
+      config.kind,
+      recipient,
+      outcome.error ? 'failed' : 'sent',
+      outcome.messageId ?? null,
+      outcome.error?.kind ?? null,
+      outcome.error?.details.code ?? null,
+      outcome.error?.message ?? null,
+      fallback ? 1 : 0,
+      attempt,
+      origin.batchId ?? null,
+      origin.rowNo ?? null,
+    ];
+    const insert = prepared(
+      this.ctx.db,
+      `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
+         error_kind, error_code, error, fallback, attempt, batch_id, row_no)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    if (this.opts.journal) this.opts.journal.defer(() => insert.run(values));
+    else insert.run(values);
   }
 
   /** Marks a config unhealthy after an auth/config failure, even if it sent earlier in this run (e.g. a key revoked mid-batch). */

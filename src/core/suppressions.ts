@@ -8,6 +8,7 @@ import { audit } from './audit.js';
 import { normaliseRecipient } from './address.js';
 import { UsageError } from './errors.js';
 import { openCsv } from './csv.js';
+import { prepared } from '../store/db.js';
 
 /** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
 export interface Suppression {
@@ -51,7 +52,7 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
 /** The reason an address is suppressed for a tenant and channel, or null. `address` must be normalised. */
 export function suppressionReason(ctx: CoreContext, tenantId: string, channel: Channel, address: string): string | null {
   const key = channel === 'email' ? address.toLowerCase() : address;
-  const row = ctx.db.prepare('SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(tenantId, channel, key) as
+  const row = prepared(ctx.db, 'SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(tenantId, channel, key) as
     | { reason: string }
     | undefined;
   return row?.reason ?? null;

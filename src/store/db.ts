@@ -90,6 +90,20 @@ function migrate(db: Db): void {
   run.immediate();
 }
 
+const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/**
+ * The prepared statement for `sql` on this store handle, prepared on first use and reused after (preparing
+ * costs more than running a small statement; a bulk send runs the same few statements for every row).
+ */
+export function prepared(db: Db, sql: string): Database.Statement {
+  let map = statements.get(db);
+  if (!map) statements.set(db, (map = new Map()));
+  let stmt = map.get(sql);
+  if (!stmt) map.set(sql, (stmt = db.prepare(sql)));
+  return stmt;
+}
+
 /** Maps SQLite errors to typed errors: busy/locked → LockedError (exit 4), not-a-database → UsageError. */
 export function mapSqliteError(err: unknown, file: string): Error {
   if (err instanceof SwitchboardError) return err;

@@ -1,10 +1,16 @@
 // Bulk-send benchmarks (issue 5), each a real `node bin/switchboard` run measured with /usr/bin/time (peak RSS):
-//  1. per-message mode into the outbox adapter: tool overhead per message (journal + dispatch + the file write)
-//  2. per-message mode into a local SMTP sink (smtp-server) answering after 0 ms and after 50 ms
-//  3. `--dry-run` of a 1,000,000-row CSV: peak RSS
-//  4. `--rate 200` for 20 s: the most deliveries the sink saw in any sliding one-second window, and the mean
-// Batched (SendGrid personalizations) figures need the SendGrid adapter and are not measured here.
-// Env: BENCH_QUICK=1 runs smaller sizes.
+//  noop    per-message mode into `bench-noop` (test/bench/noop-kind.mjs, loaded with --import): an adapter that
+//          does no I/O, so the send phase measures the tool's own cost per message (ledger + dispatch)
+//  memory  the same with 20,000 and 100,000 rows: peak RSS must not grow with input size
+//  noop50  the no-op adapter answering after 50 ms: throughput against concurrency / latency
+//  outbox  per-message mode into the outbox adapter (one .eml file written per message)
+//  smtp0, smtp50  per-message mode into a local SMTP sink (smtp-server) answering after 0 ms and after 50 ms
+//  dryrun  `--dry-run` of a 1,000,000-row CSV: peak RSS
+//  rate, rate50  `--rate 200` for 20 s (sink at 0 ms / 50 ms): the most deliveries the sink saw in any sliding
+//          one-second window, and the mean
+// "send phase" is the batch's started_at → finished_at (after the CSV is validated and stored), per message.
+// Batched (SendGrid personalizations) figures are measured by the SendGrid bench.
+// Env: BENCH_QUICK=1 runs smaller sizes; BENCH_ONLY=noop,rate runs only those cases.
 import { spawnSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -17,6 +23,9 @@ import { SMTPServer } from 'smtp-server';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'switchboard');
 const quick = process.env.BENCH_QUICK === '1';
+const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : undefined;
+const want = (name) => !only || only.includes(name);
+const noopHook = path.join(root, 'test', 'bench', 'noop-kind.mjs');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-bulk-'));
 const env = {
   PATH: process.env.PATH,
@@ -27,7 +36,7 @@ const env = {
 };
 
 function sb(args) {
-  const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', noopHook, bin, ...args], { env, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`switchboard ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
   return r.stdout;
 }
@@ -35,7 +44,8 @@ function sb(args) {
 /** Runs switchboard under /usr/bin/time; resolves with its summary, wall ms and peak RSS (MB). */
 function timed(args) {
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'RSS_KB=%M', process.execPath, bin, '--json', '--quiet', ...args], { env });
+    const node = [process.execPath, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), '--import', noopHook];
+    const child = spawn('/usr/bin/time', ['-f', 'RSS_KB=%M', ...node, bin, '--json', '--quiet', ...args], { env });
     let out = '';
     let err = '';
     const t0 = performance.now();
@@ -46,7 +56,12 @@ function timed(args) {
       if (code !== 0) return reject(new Error(`exit ${code}: ${err}`));
       const lines = out.trim().split('\n');
       const summary = JSON.parse(lines[lines.length - 1]);
-      resolve({ summary, ms, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
+      let sendMs;
+      if (summary.batchId) {
+        const b = JSON.parse(sb(['batch', 'show', summary.batchId, '--json']));
+        sendMs = Date.parse(b.finishedAt) - Date.parse(b.startedAt);
+      }
+      resolve({ summary, ms, sendMs, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
     });
   });
 }
@@ -90,62 +105,88 @@ const rows = [];
 const tpl = path.join(dir, 't.txt');
 fs.writeFileSync(tpl, 'Hello {{name}}, your code is {{code}}.\n');
 sb(['tenant', 'add', 'bench', '--name', 'Bench']);
-const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', ...extra];
+const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', '--new-batch', ...extra];
+const perMsg = (r, n) => `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg (send phase ${(r.sendMs / n).toFixed(3)})`;
+const msgPerSec = (r) => `${(r.summary.sent / (r.sendMs / 1000)).toFixed(0)} msg/s`;
 
-// 1. outbox
-{
-  const n = quick ? 5_000 : 20_000;
-  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'outbox', '--name', 'outbox', '--set', `dir=${path.join(dir, 'outbox')}`]);
-  const r = await timed(send(csv('outbox.csv', n), ['--concurrency', '16']));
-  rows.push(['outbox, per message, concurrency 16', n, r.summary.sent, `${(r.summary.sent / (r.summary.elapsedMs / 1000)).toFixed(0)} msg/s`, `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg`, r.rssMb]);
-  sb(['provider', 'remove', 'bench/email/outbox', '--yes']);
-}
-
-// 2. SMTP sink at 0 ms and 50 ms
-for (const [latency, n, conc] of [
-  [0, quick ? 2_000 : 10_000, 16],
-  [50, quick ? 800 : 3_000, 16],
-]) {
-  const s = await sink(latency);
-  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', `sink${latency}`, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
-  const r = await timed(send(csv(`smtp${latency}.csv`, n), ['--concurrency', String(conc)]));
-  const rate = r.summary.sent / (r.summary.elapsedMs / 1000);
-  const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
-  rows.push([`smtp sink ${latency} ms, per message, concurrency ${conc}`, n, r.summary.sent, `${rate.toFixed(0)} msg/s${expect}`, `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg`, r.rssMb]);
-  sb(['provider', 'remove', `bench/email/sink${latency}`, '--yes']);
-  await s.close();
-}
-
-// 3. 1,000,000-row dry run
-{
-  const n = quick ? 200_000 : 1_000_000;
-  const r = await timed(send(csv('million.csv', n), ['--dry-run']));
-  rows.push([`--dry-run`, n, 0, `${(n / (r.ms / 1000)).toFixed(0)} rows/s validated`, '-', r.rssMb]);
-}
-
-// 4. rate accuracy
-{
-  const secs = quick ? 6 : 20;
-  const rate = 200;
-  const s = await sink(0);
-  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', 'rated', '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
-  const n = rate * secs;
-  const r = await timed(send(csv('rate.csv', n), ['--concurrency', '16', '--rate', String(rate)]));
-  const t = s.arrivals.sort((a, b) => a - b);
+/** Sliding one-second maximum and mean rate of arrival times (ms). */
+function windowStats(arrivals, rate) {
+  const t = arrivals.sort((a, b) => a - b);
   let max = 0;
   for (let i = 0, j = 0; j < t.length; j++) {
     while (t[j] - t[i] >= 1000) i++;
     max = Math.max(max, j - i + 1);
   }
-  // Mean over the run: n messages over the span from the first to the last arrival, plus one second
-  // (the first `rate` messages may start at once).
+  // Mean over the run: the first `rate` messages may arrive at once, so n messages need (n - rate) / rate s.
   const mean = (t.length - rate) / ((t[t.length - 1] - t[0]) / 1000);
-  rows.push([`--rate ${rate} for ${secs} s (smtp sink)`, n, r.summary.sent, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
+  return { max, mean };
+}
+
+// noop and memory: the tool's own cost per message, and peak RSS against input size
+if (want('noop') || want('memory')) {
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'bench-noop', '--name', 'noop']);
+  const sizes = want('memory') ? (quick ? [5_000, 25_000] : [20_000, 100_000]) : [quick ? 5_000 : 20_000];
+  for (const n of sizes) {
+    const r = await timed(send(csv(`noop${n}.csv`, n), ['--concurrency', '16']));
+    rows.push([`no-op adapter (tool overhead), per message, concurrency 16`, n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
+  }
+  sb(['provider', 'remove', 'bench/email/noop', '--yes']);
+}
+
+if (want('noop50')) {
+  const n = quick ? 2_000 : 5_000;
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'bench-noop', '--name', 'noop50', '--set', 'latency=50']);
+  const r = await timed(send(csv('noop50.csv', n), ['--concurrency', '16']));
+  rows.push([`no-op adapter answering after 50 ms, per message, concurrency 16`, n, r.summary.sent, `${msgPerSec(r)} (concurrency/latency = 320)`, perMsg(r, n), r.rssMb]);
+  sb(['provider', 'remove', 'bench/email/noop50', '--yes']);
+}
+
+if (want('outbox')) {
+  const n = quick ? 5_000 : 20_000;
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'outbox', '--name', 'outbox', '--set', `dir=${path.join(dir, 'outbox')}`]);
+  const r = await timed(send(csv('outbox.csv', n), ['--concurrency', '16']));
+  rows.push(['outbox (a file per message), per message, concurrency 16', n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
+  sb(['provider', 'remove', 'bench/email/outbox', '--yes']);
+}
+
+for (const [name, latency, n, conc] of [
+  ['smtp0', 0, quick ? 2_000 : 10_000, 16],
+  ['smtp50', 50, quick ? 1_000 : 5_000, 16],
+]) {
+  if (!want(name)) continue;
+  const s = await sink(latency);
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', `sink${latency}`, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
+  const r = await timed(send(csv(`smtp${latency}.csv`, n), ['--concurrency', String(conc)]));
+  const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
+  rows.push([`smtp sink ${latency} ms, per message, concurrency ${conc}`, n, r.summary.sent, `${msgPerSec(r)}${expect}`, perMsg(r, n), r.rssMb]);
+  sb(['provider', 'remove', `bench/email/sink${latency}`, '--yes']);
   await s.close();
 }
 
-console.log('| run | rows | sent | throughput | time per message (whole run) | peak RSS |');
+if (want('dryrun')) {
+  const n = quick ? 200_000 : 1_000_000;
+  const r = await timed(send(csv('million.csv', n), ['--dry-run']));
+  rows.push([`--dry-run`, n, 0, `${(n / (r.ms / 1000)).toFixed(0)} rows/s validated`, '-', r.rssMb]);
+}
+
+for (const [name, latency] of [
+  ['rate', 0],
+  ['rate50', 50],
+]) {
+  if (!want(name)) continue;
+  const secs = quick ? 6 : 20;
+  const rate = 200;
+  const s = await sink(latency);
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', name, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
+  const n = rate * secs;
+  const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', '16', '--rate', String(rate)]));
+  const { max, mean } = windowStats(s.arrivals, rate);
+  rows.push([`--rate ${rate} for ${secs} s (smtp sink ${latency} ms)`, n, r.summary.sent, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
+  sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
+  await s.close();
+}
+
+console.log('| run | rows | sent | throughput (send phase) | time per message: whole run (send phase) | peak RSS |');
 console.log('| --- | ---: | ---: | --- | ---: | ---: |');
 for (const [name, n, sent, thr, per, rss] of rows) console.log(`| ${name} | ${n.toLocaleString('en')} | ${sent.toLocaleString('en')} | ${thr} | ${per} | ${rss.toFixed(0)} MB |`);
-console.log('| SendGrid personalization batches | - | - | pending: needs the SendGrid adapter (branch email-adapters) | - | - |');
 fs.rmSync(dir, { recursive: true, force: true });

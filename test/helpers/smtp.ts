@@ -45,6 +45,8 @@ export interface StartSmtpOptions {
   users: Record<string, string>;
   /** Recipients (lower-cased) answered with `550 5.1.1 mailbox unavailable` at RCPT TO. */
   rejectRecipients?: Set<string>;
+  /** Delay (ms) before answering the n-th MAIL FROM (n counts from 0 over the server's life); default none. */
+  mailFromDelayMs?: (n: number) => number;
 }
 
 export interface TestSmtpServer {
@@ -57,6 +59,8 @@ export interface TestSmtpServer {
   authFailures: number;
   /** Recipients refused at RCPT TO. */
   rejected: string[];
+  /** When each DATA command arrived (performance.now(), ms), in order: the moment a message reached the server. */
+  dataAt: number[];
   close(): Promise<void>;
 }
 
@@ -95,7 +99,8 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
   const { cert, key } = await makeCert();
   const messages: ReceivedMessage[] = [];
   const rejected: string[] = [];
-  const state = { authFailures: 0 };
+  const dataAt: number[] = [];
+  const state = { authFailures: 0, mailFroms: 0 };
   const pending = new Set<Promise<void>>();
 
   const server = new SMTPServer({
@@ -118,6 +123,11 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
       const err = Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 });
       callback(err);
     },
+    onMailFrom(_address, _session, callback) {
+      const delay = opts.mailFromDelayMs?.(state.mailFroms++) ?? 0;
+      if (delay > 0) setTimeout(() => callback(), delay);
+      else callback();
+    },
     onRcptTo(address: SMTPServerAddress, _session, callback) {
       if (opts.rejectRecipients?.has(address.address.toLowerCase())) {
         rejected.push(address.address.toLowerCase());
@@ -127,6 +137,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
       callback();
     },
     onData(stream, session, callback) {
+      dataAt.push(performance.now());
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('error', (e: Error) => callback(e));
@@ -171,6 +182,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
     cert,
     messages,
     rejected,
+    dataAt,
     get authFailures() {
       return state.authFailures;
     },
