@@ -5,6 +5,7 @@
  * tenant), and recording every attempt in `messages`.
  * A test send, every row of a bulk send, and anything later all go through here.
  */
+import type Database from 'better-sqlite3';
 import PQueue from 'p-queue';
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from './errors.js';
@@ -126,6 +127,8 @@ export class Dispatcher {
   private readonly open = new Set<number>();
   /** The health last written per config id this run (written again only when it changes). */
   private readonly healthWritten = new Map<number, ProviderConfig['health']>();
+  /** The `messages` insert, prepared once per dispatcher (preparing costs more than the insert). */
+  private insertMessage?: Database.Statement;
 
   private constructor(
     private readonly ctx: CoreContext,
@@ -402,12 +405,11 @@ export class Dispatcher {
     fallback: boolean,
     outcome: { messageId?: string; error?: ProviderError },
   ): void {
-    this.ctx.db
-      .prepare(
+    (this.insertMessage ??= this.ctx.db.prepare(
         `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
            error_kind, error_code, error, fallback, attempt, batch_id, row_no)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
+      ))
       .run(
         this.ctx.clock.now().toISOString(),
         this.tenantId,

@@ -3,6 +3,7 @@
  * hard bounces, manual blocks). Bulk sends skip them (row state `skipped`); provider errors that mean the
  * recipient opted out add them automatically (source = the provider ref).
  */
+import type Database from 'better-sqlite3';
 import type { CoreContext, Channel } from './context.js';
 import { audit } from './audit.js';
 import { normaliseRecipient } from './address.js';
@@ -48,10 +49,15 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
   return added;
 }
 
+/** The lookup statement per open store: bulk sends ask once per row, and preparing costs more than the query. */
+const reasonStatements = new WeakMap<CoreContext['db'], Database.Statement>();
+
 /** The reason an address is suppressed for a tenant and channel, or null. `address` must be normalised. */
 export function suppressionReason(ctx: CoreContext, tenantId: string, channel: Channel, address: string): string | null {
   const key = channel === 'email' ? address.toLowerCase() : address;
-  const row = ctx.db.prepare('SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(tenantId, channel, key) as
+  let stmt = reasonStatements.get(ctx.db);
+  if (!stmt) reasonStatements.set(ctx.db, (stmt = ctx.db.prepare('SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?')));
+  const row = stmt.get(tenantId, channel, key) as
     | { reason: string }
     | undefined;
   return row?.reason ?? null;

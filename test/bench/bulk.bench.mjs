@@ -3,7 +3,8 @@
 //  2. per-message mode into a local SMTP sink (smtp-server) answering after 0 ms and after 50 ms
 //  3. `--dry-run` of a 1,000,000-row CSV: peak RSS
 //  4. `--rate 200` for 20 s: the most deliveries the sink saw in any sliding one-second window, and the mean
-// Batched (SendGrid personalizations) figures need the SendGrid adapter and are not measured here.
+//  5. the sendgrid adapter against a local SendGrid-like server (node:http, 202 + X-Message-Id): personalization
+//     batches (100,000 rows), and one request per row (`batchSize=1`) at 0 ms and 50 ms server latency
 // Env: BENCH_QUICK=1 runs smaller sizes.
 import { spawnSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import http from 'node:http';
 import { SMTPServer } from 'smtp-server';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -144,8 +146,45 @@ for (const [latency, n, conc] of [
   await s.close();
 }
 
+// 5. sendgrid: a local server speaking the mail send wire format (202, X-Message-Id), answering after `latencyMs`.
+async function sendGridLike(latencyMs) {
+  const seen = { requests: 0, personalizations: 0 };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      seen.requests++;
+      seen.personalizations += body.personalizations.length;
+      setTimeout(() => {
+        res.writeHead(202, { 'X-Message-Id': `bench-${seen.requests}` });
+        res.end();
+      }, latencyMs);
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}`, seen, close: () => new Promise((r) => (server.closeAllConnections(), server.close(r))) };
+}
+for (const [label, latency, n, conc, extra] of [
+  ['personalization batches (1000 per request)', 0, quick ? 20_000 : 100_000, 4, []],
+  ['one request per row (batchSize=1)', 0, quick ? 2_000 : 10_000, 16, ['--set', 'batchSize=1']],
+  ['one request per row (batchSize=1)', 50, quick ? 800 : 3_000, 16, ['--set', 'batchSize=1']],
+]) {
+  const s = await sendGridLike(latency);
+  const name = `sg${latency}${extra.length ? 'single' : 'batch'}`;
+  spawnSync(process.execPath, [bin, 'provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'sendgrid', '--name', name, '--set', 'from=bench@example.com', '--set', `endpoint=${s.url}`, ...extra, '--secret-env', 'apiKey=SG_BENCH'], {
+    env: { ...env, SG_BENCH: `SG.${randomBytes(11).toString('hex')}.${randomBytes(22).toString('hex')}` },
+  });
+  const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', String(conc)]));
+  const rate = r.summary.sent / (r.summary.elapsedMs / 1000);
+  const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
+  const unit = extra.length ? 'msg/s' : `recipients/s in ${s.seen.requests} requests`;
+  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sent, `${rate.toFixed(0)} ${unit}${expect}`, `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg`, r.rssMb]);
+  sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
+  await s.close();
+}
+
 console.log('| run | rows | sent | throughput | time per message (whole run) | peak RSS |');
 console.log('| --- | ---: | ---: | --- | ---: | ---: |');
 for (const [name, n, sent, thr, per, rss] of rows) console.log(`| ${name} | ${n.toLocaleString('en')} | ${sent.toLocaleString('en')} | ${thr} | ${per} | ${rss.toFixed(0)} MB |`);
-console.log('| SendGrid personalization batches | - | - | pending: needs the SendGrid adapter (branch email-adapters) | - | - |');
 fs.rmSync(dir, { recursive: true, force: true });

