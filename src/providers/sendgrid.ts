@@ -1,7 +1,10 @@
 /**
  * SendGrid adapter (@sendgrid/mail v8, imported lazily by the registry).
  * Settings: from, fromName, endpoint (base URL: https://api.eu.sendgrid.com for the EU region, or a test server),
- * sandbox (mail_settings.sandbox_mode: SendGrid validates and answers 200 but delivers nothing). Secret: apiKey.
+ * sandbox (mail_settings.sandbox_mode: SendGrid validates and answers 200 but delivers nothing), batchSize (bulk
+ * sends: rows per request as personalizations, default 1000). Secret: apiKey.
+ * Bulk sends use `sendMany` (the BatchSender capability): up to 1000 rows per request, the shared body once and
+ * each row's differences as `substitutions` (see {@link packMailSend}).
  * Wire format: `POST /v3/mail/send` (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send),
  * message id from the `X-Message-Id` response header; credential check: `GET /v3/scopes`
  * (https://www.twilio.com/docs/sendgrid/api-reference/api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access).

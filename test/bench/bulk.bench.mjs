@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import { SMTPServer } from 'smtp-server';
 
@@ -143,6 +144,7 @@ for (const [latency, n, conc] of [
   // (the first `rate` messages may start at once).
   const mean = (t.length - rate) / ((t[t.length - 1] - t[0]) / 1000);
   rows.push([`--rate ${rate} for ${secs} s (smtp sink)`, n, r.summary.sent, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
+  sb(['provider', 'remove', 'bench/email/rated', '--yes']);
   await s.close();
 }
 
@@ -175,7 +177,7 @@ for (const [label, latency, n, conc, extra] of [
   spawnSync(process.execPath, [bin, 'provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'sendgrid', '--name', name, '--set', 'from=bench@example.com', '--set', `endpoint=${s.url}`, ...extra, '--secret-env', 'apiKey=SG_BENCH'], {
     env: { ...env, SG_BENCH: `SG.${randomBytes(11).toString('hex')}.${randomBytes(22).toString('hex')}` },
   });
-  const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', String(conc)]));
+  const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', String(conc), '--new-batch']));
   const rate = r.summary.sent / (r.summary.elapsedMs / 1000);
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
   const unit = extra.length ? 'msg/s' : `recipients/s in ${s.seen.requests} requests`;
