@@ -116,6 +116,7 @@ export class Dispatcher {
   private readonly open = new Set<number>();
   /** The health last written per config id this run (written again only when it changes). */
   private readonly healthWritten = new Map<number, ProviderConfig['health']>();
+  /** The `messages` insert, prepared once per dispatcher (preparing costs more than the insert). */
 
   private constructor(
     private readonly ctx: CoreContext,
@@ -250,7 +251,9 @@ export class Dispatcher {
    * {@link BatchSender}), with the same retry rules as {@link send}. If the request fails as a whole, or the
    * adapter cannot batch, every message falls back row by row through {@link send} (DESIGN §5): after an
    * auth/config/transient failure from the next provider on, after a recipient failure (one bad address
-   * refuses the whole request) from the same provider, so the bad row fails alone.
+   * refuses the whole request) from the same provider, so the bad row fails alone. Messages the adapter
+   * returns `deferred` (left out of its request) go in a further batched request, or one by one if the adapter
+   * deferred them all.
    * Never throws for provider failures. @returns one result per message, in order.
    */
   async sendMany(messages: EmailMessage[], origins: DispatchOrigin[]): Promise<DispatchResult[]> {
@@ -287,18 +290,26 @@ export class Dispatcher {
         await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.opts.signal);
         continue;
       }
+      // Messages the adapter left out of the request go in a further one (fewer each time), or one by one.
+      const deferred = results.flatMap((r, k) => ('deferred' in r ? [k] : []));
+      const later =
+        deferred.length === 0
+          ? []
+          : deferred.length < messages.length
+            ? this.sendMany(deferred.map((k) => messages[k]!), deferred.map((k) => origins[k] ?? {}))
+            : Promise.all(deferred.map((k) => this.send(messages[k]!, origins[k], i)));
+      if (deferred.length === messages.length) return later;
       this.markHealthy(config);
       this.recordMany(
-        results.map((r, k) => ({
-          config,
-          recipient: messages[k]!.to,
-          origin: origins[k] ?? {},
-          attempt,
-          fallback: i > 0,
-          outcome: r.ok ? { messageId: r.messageId } : { error: r.error },
-        })),
+        results.flatMap((r, k) =>
+          'deferred' in r
+            ? []
+            : [{ config, recipient: messages[k]!.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: r.ok ? { messageId: r.messageId } : { error: r.error } }],
+        ),
       );
+      const rest = await later;
       return results.map((r, k): DispatchResult => {
+        if ('deferred' in r) return rest[deferred.indexOf(k)]!;
         const a: AttemptRecord = r.ok
           ? { provider: config.ref, attempt, status: 'sent', messageId: r.messageId }
           : { provider: config.ref, attempt, status: 'failed', errorKind: r.error.kind, error: r.error.message };

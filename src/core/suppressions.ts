@@ -49,6 +49,8 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
   return added;
 }
 
+/** The lookup statement per open store: bulk sends ask once per row, and preparing costs more than the query. */
+
 /** The reason an address is suppressed for a tenant and channel, or null. `address` must be normalised. */
 export function suppressionReason(ctx: CoreContext, tenantId: string, channel: Channel, address: string): string | null {
   const key = channel === 'email' ? address.toLowerCase() : address;

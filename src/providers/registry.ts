@@ -82,6 +82,7 @@ const sendgrid: KindSpec = {
     fromName: { type: 'string', doc: 'sender display name' },
     endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU region: https://api.eu.sendgrid.com)' },
     sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid validates each message and delivers nothing' },
+    batchSize: { type: 'int', min: 1, max: 1000, doc: 'bulk sends: most rows per mail send request, as personalizations (default 1000; 1 sends one request per row)' },
   },
   secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission' } },
   create: async (config) => (await import('./sendgrid.js')).createSendGridProvider(config),

@@ -1,7 +1,10 @@
 /**
  * SendGrid adapter (@sendgrid/mail v8, imported lazily by the registry).
  * Settings: from, fromName, endpoint (base URL: https://api.eu.sendgrid.com for the EU region, or a test server),
- * sandbox (mail_settings.sandbox_mode: SendGrid validates and answers 200 but delivers nothing). Secret: apiKey.
+ * sandbox (mail_settings.sandbox_mode: SendGrid validates and answers 200 but delivers nothing), batchSize (bulk
+ * sends: rows per request as personalizations, default 1000). Secret: apiKey.
+ * Bulk sends use `sendMany` (the BatchSender capability): up to 1000 rows per request, the shared body once and
+ * each row's differences as `substitutions` (see {@link packMailSend}).
  * Wire format: `POST /v3/mail/send` (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send),
  * message id from the `X-Message-Id` response header; credential check: `GET /v3/scopes`
  * (https://www.twilio.com/docs/sendgrid/api-reference/api-key-permissions/retrieve-a-list-of-scopes-for-which-this-user-has-access).
@@ -9,9 +12,10 @@
 import { randomBytes } from 'node:crypto';
 import type { MailDataRequired, MailService as SgMailService } from '@sendgrid/mail';
 import type { Client as SgClient } from '@sendgrid/client';
-import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
+import type { AdapterConfig, BatchItemResult, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
 import { ProviderError } from './types.js';
 import { checkEndpoint, oneLine } from './util.js';
+import { factorStrings, utf8Bytes } from './substitutions.js';
 
 /** Request timeout for every SendGrid call, in ms. */
 const TIMEOUT_MS = 30_000;
@@ -32,6 +36,13 @@ interface SendGridFailure {
 
 /** Recipient fields of a mail send body, as SendGrid names them in `errors[].field` (e.g. `personalizations.0.to.0.email`). */
 const RECIPIENT_FIELD = /^personalizations(\.\d+|\[\d+\])?\.(to|cc|bcc)\b/;
+
+/**
+ * Mail send limits (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send#limitations):
+ * 1000 personalizations and 1000 recipients per request (one recipient per personalization here), 30 MB per
+ * request, and 10,000 bytes of `substitutions` per personalization.
+ */
+export const SENDGRID_LIMITS = { personalizations: 1000, requestBytes: 30_000_000, substitutionBytes: 10_000 } as const;
 
 function header(headers: Record<string, unknown> | undefined, name: string): string | undefined {
   if (!headers) return undefined;
@@ -87,6 +98,124 @@ export function classifySendGridError(err: unknown, nowMs: number): ProviderErro
   return new ProviderError('config', `SendGrid refused the request (${status}): ${text}`, details);
 }
 
+/** One personalization of a mail send body as this adapter writes it. */
+interface Personalization {
+  to: Array<{ email: string }>;
+  subject: string;
+  headers?: Record<string, string>;
+  substitutions?: Record<string, string>;
+}
+
+/** A mail send request packed from several messages, and what became of each message. */
+export interface MailSendPack {
+  /** The `POST /v3/mail/send` JSON body (snake_case, as on the wire). */
+  body: {
+    from: { email: string; name?: string };
+    personalizations: Personalization[];
+    content: Array<{ type: 'text/plain' | 'text/html'; value: string }>;
+    mail_settings?: { sandbox_mode: { enable: true } };
+  };
+  /** Index (into the messages given) of each personalization, in order. */
+  included: number[];
+  /** Messages left out of this request, with the reason; they are to be sent in another request. */
+  deferred: Array<{ index: number; reason: string }>;
+}
+
+/**
+ * Packs rendered messages into one mail send request: one personalization per message (its own `to`,
+ * `subject` and `headers`), and the content once per request, as the API wants it — `content` is per request,
+ * not per personalization. What differs between the messages' bodies is carried by per-personalization
+ * `substitutions`: {@link factorStrings} finds the text shared by all bodies (kept literally in `content`)
+ * and the differing stretches (each replaced by a substitution tag `-sb<random hex><t|h><n>-`, prefix-free and
+ * absent from every value, literal and subject). SendGrid puts each personalization's values back, so each
+ * recipient gets exactly the body switchboard rendered for its row (checked character for character).
+ * A message is deferred (left for another request) when its substitutions would exceed 10,000 bytes
+ * (SendGrid's limit per personalization), when its parts differ from the first message's (text and/or HTML),
+ * or when the request would pass 1000 personalizations or 30 MB.
+ * Wire format: https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send.
+ * @param from the sender (`{email, name?}`); `sandbox` sets `mail_settings.sandbox_mode`.
+ */
+export function packMailSend(messages: readonly EmailMessage[], from: { email: string; name?: string }, sandbox: boolean, tagHex = randomBytes(4).toString('hex')): MailSendPack {
+  const deferred: MailSendPack['deferred'] = [];
+  const first = messages[0];
+  if (!first) return { body: { from, personalizations: [], content: [] }, included: [], deferred };
+  const shape = (m: EmailMessage) => `${m.text !== undefined}|${m.html !== undefined}`;
+  const candidates: number[] = [];
+  messages.forEach((m, k) => {
+    if (k >= SENDGRID_LIMITS.personalizations) deferred.push({ index: k, reason: 'over 1000 personalizations per request' });
+    else if (shape(m) !== shape(first)) deferred.push({ index: k, reason: 'its parts (text/HTML) differ from the rest of the request' });
+    else candidates.push(k);
+  });
+  const parts = (['text', 'html'] as const).filter((p) => first[p] !== undefined);
+  const factored = parts.map((p) => factorStrings(candidates.map((k) => messages[k]![p]!), SENDGRID_LIMITS.substitutionBytes));
+  // A tag that occurs nowhere in the literals, values or subjects, so every replacement is one of ours.
+  let tag = `-sb${tagHex}`;
+  const clashes = (t: string) =>
+    factored.some((f) => f.literals.some((l) => l.includes(t)) || f.gaps.some((g) => g?.some((v) => v.includes(t)))) ||
+    candidates.some((k) => messages[k]!.subject.includes(t));
+  while (clashes(tag)) tag = `-sb${randomBytes(6).toString('hex')}`;
+  const key = (p: number, g: number) => `${tag}${parts[p] === 'text' ? 't' : 'h'}${g}-`;
+  const content = factored.map((f, p) => ({
+    type: parts[p] === 'text' ? ('text/plain' as const) : ('text/html' as const),
+    value: f.literals.map((l, g) => (g === 0 ? l : key(p, g - 1) + l)).join(''),
+  }));
+  const body: MailSendPack['body'] = {
+    from,
+    personalizations: [],
+    content: content.filter((c) => c.value !== ''),
+    ...(sandbox ? { mail_settings: { sandbox_mode: { enable: true as const } } } : {}),
+  };
+  let size = utf8Bytes(JSON.stringify(body));
+  const included: number[] = [];
+  candidates.forEach((k, c) => {
+    const m = messages[k]!;
+    const substitutions: Record<string, string> = {};
+    let subBytes = 0;
+    let kept = true;
+    factored.forEach((f, p) => {
+      const g = f.gaps[c];
+      if (!g) kept = false;
+      else
+        g.forEach((v, i) => {
+          substitutions[key(p, i)] = v;
+          subBytes += utf8Bytes(key(p, i)) + utf8Bytes(v);
+        });
+    });
+    if (!kept || subBytes > SENDGRID_LIMITS.substitutionBytes) {
+      deferred.push({ index: k, reason: `its body differs from the others' by more than ${SENDGRID_LIMITS.substitutionBytes} bytes of substitutions` });
+      return;
+    }
+    const pers: Personalization = {
+      to: [{ email: m.to }],
+      subject: m.subject,
+      ...(m.headers ? { headers: m.headers } : {}),
+      ...(subBytes > 0 || Object.keys(substitutions).length > 0 ? { substitutions } : {}),
+    };
+    const bytes = utf8Bytes(JSON.stringify(pers)) + 1;
+    if (size + bytes > SENDGRID_LIMITS.requestBytes) {
+      deferred.push({ index: k, reason: `the request would exceed ${SENDGRID_LIMITS.requestBytes} bytes` });
+      return;
+    }
+    size += bytes;
+    body.personalizations.push(pers);
+    included.push(k);
+  });
+  deferred.sort((a, b) => a.index - b.index);
+  return { body, included, deferred };
+}
+
+/** Personalization indices that the recipient errors of a 400 name (`personalizations.3.to.0.email`, `personalizations[3].to…`). */
+function badPersonalizations(err: unknown): Set<number> | undefined {
+  const items = errorItems((err as SendGridFailure).response?.body).filter((i) => typeof i.field === 'string' && RECIPIENT_FIELD.test(i.field));
+  const out = new Set<number>();
+  for (const i of items) {
+    const m = /^personalizations(?:\.(\d+)|\[(\d+)\])/.exec(i.field!);
+    if (!m) return undefined;
+    out.add(Number(m[1] ?? m[2]));
+  }
+  return out.size ? out : undefined;
+}
+
 /**
  * Builds a SendGrid adapter from a decrypted config: one `MailService` (its own client, so several configs
  * with different keys can be used in one process).
@@ -108,8 +237,39 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
   mail.setTimeout(TIMEOUT_MS);
   const from = { email: String(s.from), ...(s.fromName !== undefined ? { name: String(s.fromName) } : {}) };
 
+  const maxBatchSize = typeof s.batchSize === 'number' ? Math.max(1, Math.min(SENDGRID_LIMITS.personalizations, s.batchSize)) : SENDGRID_LIMITS.personalizations;
+
   return {
     channel: 'email',
+    maxBatchSize,
+    /**
+     * Sends up to 1000 rendered messages in one `POST /v3/mail/send` (see {@link packMailSend}); every message
+     * of the request gets the request's `X-Message-Id`. Messages that cannot join the request come back
+     * `deferred`. A 400 naming recipient fields of some personalizations fails those rows (`recipient`) and
+     * defers the others (SendGrid refuses the whole request, so nothing was sent).
+     * @throws ProviderError (see {@link classifySendGridError}) when the request fails as a whole.
+     */
+    async sendMany(messages: EmailMessage[]): Promise<BatchItemResult[]> {
+      const pack = packMailSend(messages, from, sandbox);
+      const results: BatchItemResult[] = messages.map(() => ({ ok: false, deferred: 'not packed' }));
+      for (const d of pack.deferred) results[d.index] = { ok: false, deferred: d.reason };
+      if (pack.included.length === 0) return results;
+      try {
+        const [response] = await client.request({ method: 'POST', url: '/v3/mail/send', body: pack.body });
+        const id = header(response.headers as Record<string, unknown>, 'x-message-id') ?? (sandbox ? `sandbox-${randomBytes(8).toString('hex')}` : '');
+        const acceptedAt = new Date();
+        for (const k of pack.included) results[k] = { ok: true, messageId: id, acceptedAt };
+        return results;
+      } catch (err) {
+        const e = classifySendGridError(err, Date.now());
+        const bad = e.kind === 'recipient' ? badPersonalizations(err) : undefined;
+        if (!bad || [...bad].some((p) => p >= pack.included.length)) throw e;
+        pack.included.forEach((k, p) => {
+          results[k] = bad.has(p) ? { ok: false, error: e } : { ok: false, deferred: 'SendGrid refused the request because of another recipient' };
+        });
+        return results;
+      }
+    },
     async send(message: EmailMessage): Promise<SendResult> {
       try {
         // EmailMessage guarantees text or html, which is what MailDataRequired's union asks for.

@@ -64,8 +64,13 @@ export interface EmailProvider extends Partial<BatchSender<EmailMessage>> {
   close(): Promise<void>;
 }
 
-/** The outcome of one message of a batched request, in the order the messages were given. */
-export type BatchItemResult = ({ ok: true } & SendResult) | { ok: false; error: ProviderError };
+/**
+ * The outcome of one message of a batched request, in the order the messages were given: accepted (with the
+ * request's message id), failed for good (a `recipient` error naming this message), or `deferred` — the
+ * adapter left it out of the request (e.g. SendGrid: its body differs too much from the others' to travel as
+ * substitutions); the dispatcher sends deferred messages in a further request, or one by one.
+ */
+export type BatchItemResult = ({ ok: true } & SendResult) | { ok: false; error: ProviderError } | { ok: false; deferred: string };
 
 /**
  * Optional adapter capability: many messages in one provider request (e.g. SendGrid `POST /v3/mail/send` with
@@ -74,13 +79,13 @@ export type BatchItemResult = ({ ok: true } & SendResult) | { ok: false; error: 
  * grouped up to `maxBatchSize`, each row still gets its own ledger state and the request's message id.
  *
  * Every message is rendered per row by switchboard (local rendering; see README "Provider batching"), so the
- * adapter packs finished messages (SendGrid: one personalization per message with its own `to`, `subject`
- * and `headers`) and never renders templates itself.
+ * adapter packs finished messages and never renders templates itself (SendGrid: one personalization per
+ * message with its own `to`, `subject` and `headers`; the body once per request, with what differs between
+ * the rows' bodies carried as per-personalization `substitutions`, see `packMailSend` in sendgrid.ts).
  *
  * `sendMany` throws a {@link ProviderError} when the request as a whole fails (nothing was accepted); the
  * dispatcher then retries or falls back row by row (DESIGN §5). Otherwise it returns one result per message,
- * in order (a provider that accepts the request accepts every message: `messageId` is then the request's id,
- * e.g. SendGrid's `X-Message-Id`).
+ * in order (`messageId` of an accepted message is the request's id, e.g. SendGrid's `X-Message-Id`).
  */
 export interface BatchSender<M> {
   /** Most messages per request (SendGrid: 1000). */

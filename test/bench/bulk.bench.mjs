@@ -9,8 +9,9 @@
 //  rate, rate50  `--rate 200` for 20 s (sink at 0 ms / 50 ms): the most deliveries the sink saw in any sliding
 //          one-second window, and the mean
 // "send phase" is the batch's started_at → finished_at (after the CSV is validated and stored), per message.
-// Batched (SendGrid personalizations) figures are measured by the SendGrid bench.
-// Env: BENCH_QUICK=1 runs smaller sizes; BENCH_ONLY=noop,rate runs only those cases.
+//  sendgrid  the sendgrid adapter against a local SendGrid-like server (node:http, 202 + X-Message-Id):
+//          personalization batches (100,000 rows), and one request per row (`batchSize=1`) at 0 ms and 50 ms
+// Env: BENCH_QUICK=1 runs smaller sizes; BENCH_ONLY=noop,rate,sendgrid runs only those cases.
 import { spawnSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -18,6 +19,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
+import http from 'node:http';
 import { SMTPServer } from 'smtp-server';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -182,6 +185,44 @@ for (const [name, latency] of [
   const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', '16', '--rate', String(rate)]));
   const { max, mean } = windowStats(s.arrivals, rate);
   rows.push([`--rate ${rate} for ${secs} s (smtp sink ${latency} ms)`, n, r.summary.sent, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
+  sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
+  await s.close();
+}
+
+// 5. sendgrid: a local server speaking the mail send wire format (202, X-Message-Id), answering after `latencyMs`.
+async function sendGridLike(latencyMs) {
+  const seen = { requests: 0, personalizations: 0 };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      seen.requests++;
+      seen.personalizations += body.personalizations.length;
+      setTimeout(() => {
+        res.writeHead(202, { 'X-Message-Id': `bench-${seen.requests}` });
+        res.end();
+      }, latencyMs);
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}`, seen, close: () => new Promise((r) => (server.closeAllConnections(), server.close(r))) };
+}
+for (const [label, latency, n, conc, extra] of !want('sendgrid') ? [] : [
+  ['personalization batches (1000 per request)', 0, quick ? 20_000 : 100_000, 4, []],
+  ['one request per row (batchSize=1)', 0, quick ? 2_000 : 10_000, 16, ['--set', 'batchSize=1']],
+  ['one request per row (batchSize=1)', 50, quick ? 800 : 3_000, 16, ['--set', 'batchSize=1']],
+]) {
+  const s = await sendGridLike(latency);
+  const name = `sg${latency}${extra.length ? 'single' : 'batch'}`;
+  spawnSync(process.execPath, [bin, 'provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'sendgrid', '--name', name, '--set', 'from=bench@example.com', '--set', `endpoint=${s.url}`, ...extra, '--secret-env', 'apiKey=SG_BENCH'], {
+    env: { ...env, SG_BENCH: `SG.${randomBytes(11).toString('hex')}.${randomBytes(22).toString('hex')}` },
+  });
+  const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', String(conc), '--new-batch']));
+  const rate = r.summary.sent / (r.summary.elapsedMs / 1000);
+  const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
+  const unit = extra.length ? 'msg/s' : `recipients/s in ${s.seen.requests} requests`;
+  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sent, `${rate.toFixed(0)} ${unit}${expect}`, `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg`, r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
   await s.close();
 }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
 import { addSystemOutbox, addTenant, expectExit, parseBatchOutput, readOutbox, type ProviderListRow, type SendTestJson } from '../helpers/setup.js';
-import { forward, startHttpStub, type HttpStub, type RecordedRequest } from '../helpers/http-stub.js';
+import { forward, startHttpStub, type HttpStub, type RecordedRequest, type StubReply } from '../helpers/http-stub.js';
 import { CONTRACTS, startPrism, type PrismMock } from '../helpers/prism.js';
 
 /** A key in SendGrid's format, made at run time (`SG.<id>.<secret>`). */
@@ -99,15 +99,14 @@ describe('sendgrid adapter', () => {
     expect(req.headers.authorization).toBe(`Bearer ${key}`);
     expect(req.headers['content-type']).toMatch(/^application\/json/);
     const body = JSON.parse(req.body) as Record<string, unknown>;
+    // Batch rows go out as personalizations (here one): subject and headers per personalization.
     expect(body).toEqual({
       from: { email: 'noreply@acme.test', name: 'Acme Dental' },
-      subject: 'Hello Ana',
-      personalizations: [{ to: [{ email: 'ana@example.com' }] }],
+      personalizations: [{ to: [{ email: 'ana@example.com' }], subject: 'Hello Ana', headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` } }],
       content: [
         { type: 'text/plain', value: expect.stringContaining('Hi Ana') },
         { type: 'text/html', value: '<p>Hi Ana</p>\n' },
       ],
-      headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` },
     });
     // Prism validated the request against the published spec (no violations).
     expect(prism.log()).not.toMatch(/sl-violations|Request body must|is required/i);
@@ -145,13 +144,13 @@ describe('sendgrid adapter', () => {
 const REVOKED = [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }];
 
 /**
- * A tenant whose sendgrid config talks to a stub answering with `handler`, a system outbox, and a 3-row batch
- * sent one row at a time. Returns the stub, the outbox folder and the run.
+ * A tenant whose sendgrid config (plus `extra` flags) talks to a stub answering with `handler`, a system
+ * outbox, and a 3-row batch at concurrency 1. Returns the stub, the outbox folder and the run.
  */
-async function batchOverSendGrid(handler: Parameters<typeof startHttpStub>[0]) {
+async function batchOverSendGrid(handler: Parameters<typeof startHttpStub>[0], extra: string[] = []) {
   const ws = await workspace();
   const s = await stub(handler);
-  await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+  await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey(), extra });
   const outbox = path.join(ws.dir, 'outbox');
   await addSystemOutbox(ws, outbox);
   const csv = ws.file('rows.csv', 'email,first_name\nana@example.com,Ana\nbo@example.com,Bo\ncai@example.com,Cai\n');
@@ -162,7 +161,7 @@ async function batchOverSendGrid(handler: Parameters<typeof startHttpStub>[0]) {
 }
 
 describe('sendgrid fallback matrix', () => {
-  test('key revoked (401): the system default sends, the row records fallback, the config is marked unhealthy, and its circuit stays open', async () => {
+  test('key revoked (401) on the batched request: the system default sends every row, each records fallback, the config is marked unhealthy, and its circuit stays open', async () => {
     const { ws, s, outbox, summary, rows } = await batchOverSendGrid(() => sgError(401, REVOKED));
     expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 3, byProvider: { 'system/email/outbox': 3 } });
     for (const row of rows) expect(row).toMatchObject({ state: 'sent', provider: 'system/email/outbox', fallback: true });
@@ -183,7 +182,8 @@ describe('sendgrid fallback matrix', () => {
 
   test('key revoked mid-batch (202, then 401): later rows fall back and the config is marked unhealthy although it sent before', async () => {
     let calls = 0;
-    const { ws, s, summary } = await batchOverSendGrid((req) => (++calls === 1 ? forward(prism.url, req) : sgError(401, REVOKED)));
+    // batchSize=1: one request per row (no personalization batching).
+    const { ws, s, summary } = await batchOverSendGrid((req) => (++calls === 1 ? forward(prism.url, req) : sgError(401, REVOKED)), ['--set', 'batchSize=1']);
     expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 2, byProvider: { 'acme/email/sendgrid': 1, 'system/email/outbox': 2 } });
     expect(sends(s)).toHaveLength(2);
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
@@ -310,5 +310,186 @@ describe('sendgrid verify (GET /v3/scopes)', () => {
       'acme/email/narrow': 'unhealthy',
       'acme/email/revoked': 'unhealthy',
     });
+  });
+});
+
+interface SentBody {
+  from: { email: string; name?: string };
+  personalizations: Array<{ to: Array<{ email: string }>; subject: string; headers?: Record<string, string>; substitutions?: Record<string, string> }>;
+  content: Array<{ type: string; value: string }>;
+}
+
+/** What SendGrid does for one personalization: every substitution tag in the content replaced by its value. */
+function delivered(body: SentBody, p: number): { text?: string; html?: string } {
+  const subs = Object.entries(body.personalizations[p]!.substitutions ?? {});
+  const part = (type: string) => {
+    const c = body.content.find((x) => x.type === type);
+    return c && subs.reduce((v, [k, val]) => v.split(k).join(val), c.value);
+  };
+  return { text: part('text/plain'), html: part('text/html') };
+}
+
+/** The batch row a personalization belongs to (from its X-Switchboard-Batch header). */
+const rowOf = (p: SentBody['personalizations'][number]) => Number(p.headers!['X-Switchboard-Batch']!.split('/')[1]);
+
+/** Forwards to Prism (which checks the request against the spec); a 202 gets a fresh X-Message-Id per request. */
+function viaPrismWithIds(): { handler: (req: RecordedRequest) => Promise<StubReply>; ids: Map<RecordedRequest, string> } {
+  const ids = new Map<RecordedRequest, string>();
+  let n = 0;
+  return {
+    ids,
+    handler: async (req) => {
+      const reply = await forward(prism.url, req);
+      if (reply.status === 202) {
+        const id = `req${++n}-${randomBytes(6).toString('hex')}`;
+        ids.set(req, id);
+        reply.headers = { ...reply.headers, 'x-message-id': id };
+      }
+      return reply;
+    },
+  };
+}
+
+/** A tenant on sendgrid (its stub answering with `handler`) over a system outbox, and `send batch` of `rows` ("email,first_name" lines). */
+async function batchOfNames(handler: Parameters<typeof startHttpStub>[0], rows: string[], exit: number) {
+  const ws = await workspace();
+  const s = await stub(handler);
+  await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+  const outbox = path.join(ws.dir, 'outbox');
+  await addSystemOutbox(ws, outbox);
+  const csv = ws.file('rows.csv', ['email,first_name', ...rows, ''].join('\n'));
+  const tpl = ws.file('t.txt', 'Hi {{first_name}}\n');
+  const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--json']);
+  expectExit(r, exit, 'send batch over sendgrid');
+  return { s, outbox, ...parseBatchOutput(r) };
+}
+
+describe('sendgrid personalization batches', () => {
+  test('2,500 rows go out as 3 requests (1000/1000/500); every row records its request X-Message-Id and gets its own rendered body', async () => {
+    const ws = await workspace();
+    const { handler, ids } = viaPrismWithIds();
+    const s = await stub(handler);
+    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+    const n = 2500;
+    const lines = ['email,first_name,code'];
+    for (let i = 1; i <= n; i++) lines.push(`u${i}@example.com,${i % 7 === 0 ? `"Zoë & ""Co"" ${i}"` : `Name${i}`},C-${i * 13}`);
+    const csv = ws.file('rows.csv', lines.join('\n') + '\n');
+    const tpl = ws.file('t.html', '<h1>Hello {{first_name}}</h1>\n<p>Your code is <b>{{code}}</b>.</p>\n<p>Same footer for all.</p>\n');
+
+    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Code for {{first_name}}', '--concurrency', '2', '--json'], { timeoutMs: 90_000 });
+    expectExit(r, 0, 'send batch of 2,500 rows via sendgrid');
+    const { summary, rows } = parseBatchOutput(r);
+    expect(summary).toMatchObject({ rows: n, sent: n, failed: 0, fallback: 0, byProvider: { 'acme/email/sendgrid': n } });
+    const reqs = sends(s);
+    // Prism checked each request against the spec and answered 202 to every one (a violation answers 4xx).
+    expect(ids.size).toBe(reqs.length);
+    const bodies = reqs.map((q) => JSON.parse(q.body) as SentBody);
+    expect(bodies.map((b) => b.personalizations.length).sort((a, b) => b - a)).toEqual([1000, 1000, 500]);
+    const requestIdOfRow = new Map<number, string>();
+    bodies.forEach((b, k) => b.personalizations.forEach((p) => requestIdOfRow.set(rowOf(p), ids.get(reqs[k]!)!)));
+    expect(requestIdOfRow.size).toBe(n);
+    for (const row of rows) expect(row.messageId).toBe(requestIdOfRow.get(row.row));
+    expect(new Set(rows.map((x) => x.messageId)).size).toBe(3);
+
+    // Each personalization: its own recipient and subject, and the body rendered for its row.
+    const esc = (v: string) => v.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+    for (const b of bodies) {
+      b.personalizations.forEach((p, k) => {
+        const i = rowOf(p);
+        const name = i % 7 === 0 ? `Zoë & "Co" ${i}` : `Name${i}`;
+        expect(p.to).toEqual([{ email: `u${i}@example.com` }]);
+        expect(p.subject).toBe(`Code for ${name}`);
+        const got = delivered(b, k);
+        expect(got.html).toBe(`<h1>Hello ${esc(name)}</h1>\n<p>Your code is <b>C-${i * 13}</b>.</p>\n<p>Same footer for all.</p>\n`);
+        expect(got.text).toContain(`Your code is C-${i * 13}.`);
+        expect(got.text).toContain(name.toUpperCase());
+      });
+    }
+  }, 120_000);
+
+  test('the exact request: content once with substitution tags, one personalization per row', async () => {
+    const ws = await workspace();
+    const { handler } = viaPrismWithIds();
+    const s = await stub(handler);
+    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+    const csv = ws.file('rows.csv', 'email,first_name,code\nana@example.com,Ana,A1\nbo@example.com,Bo <b>,B22\n');
+    const tpl = ws.file('t.txt', 'Hi {{first_name}},\nyour code is {{code}}.\n');
+    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi {{first_name}}', '--json']);
+    expectExit(r, 0, 'send batch of 2 rows');
+    const { summary } = parseBatchOutput(r);
+    expect(sends(s)).toHaveLength(1);
+    const body = JSON.parse(sends(s)[0]!.body) as SentBody;
+    const tag = /-sb[0-9a-f]{8}t0-/.exec(body.content[0]!.value)?.[0];
+    expect(tag).toBeDefined();
+    const tag1 = tag!.replace('t0-', 't1-');
+    expect(body).toEqual({
+      from: { email: 'noreply@acme.test', name: 'Acme Dental' },
+      personalizations: [
+        { to: [{ email: 'ana@example.com' }], subject: 'Hi Ana', headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` }, substitutions: { [tag!]: 'Ana', [tag1]: 'A1' } },
+        { to: [{ email: 'bo@example.com' }], subject: 'Hi Bo <b>', headers: { 'X-Switchboard-Batch': `${summary.batchId}/2` }, substitutions: { [tag!]: 'Bo <b>', [tag1]: 'B22' } },
+      ],
+      content: [{ type: 'text/plain', value: `Hi ${tag},\nyour code is ${tag1}.\n` }],
+    });
+  });
+
+  test('a row whose body differs by more than 10,000 bytes goes in a request of its own', async () => {
+    const ws = await workspace();
+    const { handler, ids } = viaPrismWithIds();
+    const s = await stub(handler);
+    await addSendGrid(ws, { owner: { tenant: 'acme' }, endpoint: s.url, key: sendGridKey() });
+    const big = 'x'.repeat(11_000);
+    const csv = ws.file('rows.csv', `email,note\na@example.com,short\nb@example.com,${big}\nc@example.com,tiny\n`);
+    const tpl = ws.file('t.txt', 'Note: {{note}}\n');
+    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Note', '--json']);
+    expectExit(r, 0, 'send batch with one large row');
+    const { rows } = parseBatchOutput(r);
+    const bodies = sends(s).map((q) => JSON.parse(q.body) as SentBody);
+    expect(bodies.map((b) => b.personalizations.map((p) => p.to[0]!.email))).toEqual([['a@example.com', 'c@example.com'], ['b@example.com']]);
+    expect(bodies[1]!.content).toEqual([{ type: 'text/plain', value: `Note: ${big}\n` }]);
+    expect(rows.map((x) => [x.state, x.messageId])).toEqual([
+      ['sent', ids.get(sends(s)[0]!)],
+      ['sent', ids.get(sends(s)[1]!)],
+      ['sent', ids.get(sends(s)[0]!)],
+    ]);
+  });
+
+  test('429 on a batched request: the provider pauses until X-RateLimit-Reset, then the same request goes again', async () => {
+    const { handler, ids } = viaPrismWithIds();
+    let resetAt = 0;
+    let calls = 0;
+    const { s, outbox, summary, rows } = await batchOfNames((req) => {
+      if (++calls === 1) {
+        resetAt = Math.floor(req.at / 1000) + 1;
+        return sgError(429, [{ message: 'too many requests', field: null }], { 'X-RateLimit-Limit': '600', 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(resetAt) });
+      }
+      return handler(req);
+    }, ['ana@example.com,Ana', 'bo@example.com,Bo', 'cai@example.com,Cai'], 0);
+    expect(summary).toMatchObject({ sent: 3, fallback: 0, byProvider: { 'acme/email/sendgrid': 3 } });
+    expect(sends(s)).toHaveLength(2);
+    expect(sends(s)[0]!.body).toBe(sends(s)[1]!.body.replace(/-sb[0-9a-f]{8}/g, /-sb[0-9a-f]{8}/.exec(sends(s)[0]!.body)![0]));
+    expect(sends(s)[1]!.at).toBeGreaterThanOrEqual(resetAt * 1000 - 20);
+    for (const row of rows) expect(row.messageId).toBe(ids.get(sends(s)[1]!));
+    expect(await readOutbox(outbox)).toHaveLength(0);
+  });
+
+  test('400 naming one personalization`s recipient: that row fails (no fallback), the others go in a further batched request', async () => {
+    const { handler, ids } = viaPrismWithIds();
+    let calls = 0;
+    const { s, outbox, summary, rows } = await batchOfNames(
+      (req) => (++calls === 1 ? sgError(400, [{ message: 'Does not contain a valid address.', field: 'personalizations.2.to.0.email' }]) : handler(req)),
+      ['ana@example.com,Ana', 'bo@example.com,Bo', 'bad@example.com,Bad', 'di@example.com,Di'],
+      3,
+    );
+    expect(summary).toMatchObject({ rows: 4, sent: 3, failed: 1, fallback: 0 });
+    const bad = rows.find((x) => x.recipient === 'bad@example.com')!;
+    expect(bad).toMatchObject({ state: 'failed', provider: 'acme/email/sendgrid', fallback: false, messageId: null });
+    expect(bad.error).toMatch(/^recipient: SendGrid refused the recipient \(400\).*personalizations\.2\.to\.0\.email/);
+    const bodies = sends(s).map((q) => JSON.parse(q.body) as SentBody);
+    expect(bodies.map((b) => b.personalizations.map((p) => p.to[0]!.email))).toEqual([
+      ['ana@example.com', 'bo@example.com', 'bad@example.com', 'di@example.com'],
+      ['ana@example.com', 'bo@example.com', 'di@example.com'],
+    ]);
+    for (const row of rows.filter((x) => x !== bad)) expect(row).toMatchObject({ state: 'sent', provider: 'acme/email/sendgrid', messageId: ids.get(sends(s)[1]!) });
+    expect(await readOutbox(outbox)).toHaveLength(0);
   });
 });
