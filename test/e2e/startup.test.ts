@@ -77,6 +77,14 @@ describe('start-up: commands that send nothing', () => {
     expect((await loaded(['tenant', 'list'])).filter((m) => TERMINAL_ONLY.test(m))).toEqual([]);
   });
 
+  test('--version prints the version without loading any command chunk', async () => {
+    const chunks = (await loaded(['--version'])).filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
+    expect(chunks).toContain('main.js');
+    expect(chunks.filter((c) => /^(tenant|provider|send|batch|key|domain|template|audit|doctor|suppress|report)-\w+\.js$/.test(c))).toEqual([]);
+    const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(expectExit(await ws.run(['--version']), 0, '--version').stdout.trim()).toBe(version);
+  });
+
   test('--help still lists every command, without loading a provider SDK', async () => {
     const modules = await loaded(['--help']);
     expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
