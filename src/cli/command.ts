@@ -18,7 +18,7 @@ export function action<O>(io: Io, fn: (cli: CliContext, args: string[], opts: O)
     const command = params[params.length - 1] as Command;
     const opts = command.opts<O & object>();
     const args = params.slice(0, -2) as string[];
-    const cli = CliContext.from(io, command);
+    const cli = await CliContext.from(io, command);
     try {
       await fn(cli, args, opts);
     } finally {

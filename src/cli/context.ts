@@ -33,27 +33,28 @@ export interface GlobalFlags {
 
 /** What a command's action gets. */
 export class CliContext {
-  readonly out: Output;
   readonly storePath: string;
   private db?: Db;
 
   constructor(
     readonly io: Io,
     readonly flags: GlobalFlags,
+    readonly out: Output,
   ) {
+    this.storePath = resolveStorePath(flags.store, io.env);
+  }
+
+  /** Builds the context from a commander command (its own and its parents' options). */
+  static async from(io: Io, command: Command): Promise<CliContext> {
+    const flags = command.optsWithGlobals<GlobalFlags>();
     const color = flags.color !== false && !('NO_COLOR' in io.env && io.env.NO_COLOR !== '');
-    this.out = new Output(io.stdout, io.stderr, {
+    const out = await Output.create(io.stdout, io.stderr, {
       json: flags.json === true,
       quiet: flags.quiet === true,
       verbose: flags.verbose === true,
       color,
     });
-    this.storePath = resolveStorePath(flags.store, io.env);
-  }
-
-  /** Builds the context from a commander command (its own and its parents' options). */
-  static from(io: Io, command: Command): CliContext {
-    return new CliContext(io, command.optsWithGlobals<GlobalFlags>());
+    return new CliContext(io, flags, out);
   }
 
   /** True when prompts are allowed: stdin and stdout are TTYs and `--no-input` was not given. */

@@ -32,29 +32,32 @@ const NOUNS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
 ];
 
 /**
- * The noun `argv` names: its first word that is not an option or the value of a global option taking one.
- * Undefined when there is none or it is not a known noun (help, a typo): then every noun is loaded.
+ * The command modules `argv` needs: its noun's when its first word that is not an option (or the value of a
+ * global option taking one) is a known noun; none for a bare `--version`/`-V`; else all of them (full `--help`,
+ * suggestions for a typo).
  */
-function nounOf(program: Command, argv: string[]): string | undefined {
+function modulesFor(program: Command, argv: string[]): typeof NOUNS {
   const takesValue = new Set(program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--') return undefined;
+    if (a === '--') return NOUNS;
     if (a.startsWith('-')) {
       if (takesValue.has(a)) i++;
       continue;
     }
-    return NOUNS.some(([noun]) => noun === a) ? a : undefined;
+    const named = NOUNS.filter(([noun]) => noun === a);
+    return named.length > 0 ? named : NOUNS;
   }
-  return undefined;
+  const versionOnly = argv.some((a) => a === '--version' || a === '-V') && !argv.some((a) => a === '--help' || a === '-h');
+  return versionOnly ? [] : NOUNS;
 }
 
 /** The switchboard version, from package.json. */
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /**
- * Builds the program with the commands `argv` needs: only its noun's when it names one, else all of them
- * (full `--help`, suggestions for a mistyped command). Exposed for in-process tests.
+ * Builds the program with the commands `argv` needs: only its noun's when it names one, none for a bare
+ * `--version`, else all of them (full `--help`, suggestions for a mistyped command). Exposed for in-process tests.
  */
 export async function buildProgram(io: Io, argv: string[] = []): Promise<Command> {
   const program = new Command('switchboard')
@@ -74,8 +77,7 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
     .enablePositionalOptions(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  const noun = nounOf(program, argv);
-  const wanted = NOUNS.filter(([name]) => noun === undefined || name === noun);
+  const wanted = modulesFor(program, argv);
   // One module may serve two nouns (report.ts: `report` and `log`): register each module once.
   for (const register of new Set(await Promise.all(wanted.map(([, load]) => load())))) {
     register(program, io);

@@ -1,14 +1,12 @@
 /**
  * The one presenter (DESIGN §2, §9): results go to stdout as a table or text for people, or as one JSON
  * document with `--json`; progress, warnings and errors go to stderr. Colour only when allowed
- * (`--no-color`, `NO_COLOR`, or a stream that is not a TTY turn it off).
+ * (`--no-color`, `NO_COLOR`, or a stream that is not a TTY turn it off); chalk is loaded only then.
+ * Tables follow the GitHub CLI: drawn with cli-table3 on a terminal, tab-separated lines (header first,
+ * no colour) when stdout is a pipe or a file, so scripts can `cut -f` them; `--json` is the stable form.
  */
 import { createRequire } from 'node:module';
-import { Chalk, type ChalkInstance } from 'chalk';
 import type TableType from 'cli-table3';
-
-/** Cells made only of printable ASCII: one column per character, no ANSI codes, no line breaks. */
-const PLAIN = /^[\x20-\x7e]*$/;
 
 /** A writable text stream and whether it is a terminal. */
 export interface Stream {
@@ -25,15 +23,37 @@ export interface OutputOptions {
   color: boolean;
 }
 
+/** The text styles the presenter uses: chalk's when colour is on, else the text unchanged. */
+export interface Styles {
+  bold(text: string): string;
+  dim(text: string): string;
+  green(text: string): string;
+  red(text: string): string;
+  yellow(text: string): string;
+}
+
+const same = (text: string): string => text;
+/** Styles for output without colour. */
+export const NO_STYLES: Styles = { bold: same, dim: same, green: same, red: same, yellow: same };
+
+/** A table cell on a tab-separated line: tabs and line breaks become spaces, so each row stays one line. */
+const tsvCell = (cell: string): string => cell.replace(/[\t\r\n]+/g, ' ');
+
 /** Writes results, progress and errors according to {@link OutputOptions}. */
 export class Output {
-  readonly c: ChalkInstance;
   constructor(
     readonly stdout: Stream,
     readonly stderr: Stream,
     readonly opts: OutputOptions,
-  ) {
-    this.c = new Chalk({ level: opts.color && stdout.isTTY ? 1 : 0 });
+    /** Text styles; {@link Output.create} gives chalk's when colour applies. */
+    readonly c: Styles = NO_STYLES,
+  ) {}
+
+  /** An Output whose styles are chalk's (16 colours) when `opts.color` is on and stdout is a TTY; chalk is imported only then. */
+  static async create(stdout: Stream, stderr: Stream, opts: OutputOptions): Promise<Output> {
+    if (!(opts.color && stdout.isTTY)) return new Output(stdout, stderr, opts);
+    const { Chalk } = await import('chalk');
+    return new Output(stdout, stderr, opts, new Chalk({ level: 1 }));
   }
 
   /** Prints a result: `data` as JSON with `--json`, else the text `human()` returns (skipped if empty). */
@@ -53,14 +73,12 @@ export class Output {
 
   /**
    * A table with a header row. Cells are converted with String(); null/undefined show as `-`.
-   * Tables of plain ASCII cells (the common case: ids, refs, dates, counts) are drawn here directly, in the
-   * same box layout as cli-table3, which costs about 0.3 ms per row (measured on `tenant list` with 1,000
-   * tenants, DESIGN §8 start-up budget); cli-table3 (loaded only then) draws tables with wide characters or
-   * line breaks, where it measures display width.
+   * On a terminal: a cli-table3 table (loaded only then), header in bold when colour is on. Otherwise (a pipe,
+   * a file, cron, CI): one tab-separated line per row, the header line first, no colour.
    */
   table(head: string[], rows: unknown[][]): string {
     const cells = rows.map((r) => r.map((v) => (v === null || v === undefined ? '-' : String(v))));
-    if (head.every((h) => PLAIN.test(h)) && cells.every((r) => r.every((v) => PLAIN.test(v)))) return this.plainTable(head, cells);
+    if (!this.stdout.isTTY) return [head, ...cells].map((r) => r.map(tsvCell).join('\t')).join('\n');
     const Table = createRequire(import.meta.url)('cli-table3') as typeof TableType;
     const t = new Table({
       head: head.map((h) => this.c.bold(h)),
@@ -69,15 +87,6 @@ export class Output {
     });
     for (const r of cells) t.push(r);
     return t.toString();
-  }
-
-  /** cli-table3's layout (as configured in {@link table}) for ASCII cells: one space of padding, no row rules. */
-  private plainTable(head: string[], rows: string[][]): string {
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-    const rule = (l: string, m: string, r: string) => l + widths.map((w) => '─'.repeat(w + 2)).join(m) + r;
-    const line = (r: string[], style: (s: string) => string = (x) => x) =>
-      '│' + widths.map((w, i) => ` ${style(r[i] ?? '')}${' '.repeat(w - (r[i] ?? '').length)} `).join('│') + '│';
-    return [rule('┌', '┬', '┐'), line(head, (h) => this.c.bold(h)), ...rows.map((r) => line(r)), rule('└', '┴', '┘')].join('\n');
   }
 
   /** `key: value` lines, aligned. */

@@ -1,6 +1,9 @@
 // Start-up budget (DESIGN §8): `switchboard tenant list` on a store of 1,000 tenants against `node -e ""`,
 // target ratio ≤ 1.5. Both are spawned N times, interleaved (so load changes on the machine hit both alike),
 // after a few warm-up runs; the figure is the ratio of the medians. Needs a build (`npm run bench` does it).
+// Two reference programs run in the same rounds (startup-floor.mjs: better-sqlite3 printing the same 1,000
+// tenants, then the same with commander parsing the line): they show how much of the time is Node and those
+// two libraries rather than switchboard.
 // Usage: node test/bench/startup.bench.mjs [runs]   (default 30)
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,6 +33,8 @@ try {
   const commands = {
     'node -e ""': [process.execPath, ['-e', '']],
     'switchboard tenant list': [process.execPath, [path.join(root, 'bin', 'switchboard'), 'tenant', 'list']],
+    'floor: better-sqlite3': [process.execPath, [path.join(root, 'test', 'bench', 'startup-floor.mjs')]],
+    'floor: better-sqlite3 + commander': [process.execPath, [path.join(root, 'test', 'bench', 'startup-floor.mjs'), 'commander']],
   };
   const time = ([cmd, args]) => {
     const start = process.hrtime.bigint();
@@ -52,6 +57,10 @@ try {
   const ratio = cli / base;
   console.log(`node -e ""                          median ${base.toFixed(1)} ms (${runs} runs)`);
   console.log(`switchboard tenant list (${TENANTS} tenants) median ${cli.toFixed(1)} ms (${runs} runs)`);
+  for (const k of ['floor: better-sqlite3', 'floor: better-sqlite3 + commander']) {
+    const m = median(samples[k]);
+    console.log(`  reference ${k.padEnd(34)} median ${m.toFixed(1)} ms, ratio ${(m / base).toFixed(2)}`);
+  }
   console.log(`ratio ${ratio.toFixed(2)} (target ≤ ${TARGET}) ${ratio <= TARGET ? 'within budget' : 'OVER BUDGET'}; ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(2)}`);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });

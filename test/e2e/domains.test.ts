@@ -103,9 +103,9 @@ describe('domain authentication', () => {
       { purpose: 'dkim2', type: 'CNAME', host: 'abc2._domainkey.good.test', value: 'abc2.domainkey.u4242.wl.sendgrid.net' },
     ]);
 
-    // Human output tells the operator what to publish.
+    // Human output tells the operator what to publish; in a pipe, as tab-separated lines.
     const human = expectExit(await ws.run(['domain', 'records', 'good.test']), 0, 'domain records');
-    expect(human.stdout).toMatch(/CNAME\s*│\s*abc\._domainkey\.good\.test\s*│\s*abc\.domainkey\.u4242\.wl\.sendgrid\.net/);
+    expect(human.stdout).toMatch(/^CNAME\tabc\._domainkey\.good\.test\tabc\.domainkey\.u4242\.wl\.sendgrid\.net$/m);
     const zone = expectExit(await ws.run(['domain', 'records', 'good.test', '--format', 'zone']), 0, 'domain records --format zone');
     expect(zone.stdout).toMatch(/^abc\._domainkey\.good\.test\.\s+3600 IN CNAME\s+abc\.domainkey\.u4242\.wl\.sendgrid\.net\.$/m);
     expect(zone.stdout).toContain('"v=spf1 include:sendgrid.net ~all"');

@@ -70,7 +70,7 @@ describe('interactive onboarding on a terminal', () => {
     expect(srv.messages).toHaveLength(0);
     const list = parseJson<Array<{ ref: string; lastVerifyResult: string }>>(await ws.run(['provider', 'list', '--json']));
     expect(list.find((p) => p.ref === 'acme/email/smtp')?.lastVerifyResult).toMatch(/^ok/);
-    expect((await ws.run(['provider', 'list'])).stdout).toMatch(/acme\/email\/smtp .* ok \d{4}-/);
+    expect((await ws.run(['provider', 'list'])).stdout).toMatch(/^acme\/email\/smtp\t.*\tok \d{4}-/m);
     const audit = parseJson<Array<{ action: string; fields: string[] }>>(await ws.run(['audit', 'list', '--json']));
     expect(audit.map((a) => a.action)).toEqual(['tenant.add', 'key.bind', 'provider.add', 'provider.verify']);
     expect(audit[2]!.fields).toContain('secret.password');

@@ -13,6 +13,8 @@ const PRELOAD = path.join(repoRoot, 'test', 'helpers', 'trace-modules.mjs');
 /** Provider SDKs and the heavy libraries only sending needs. */
 const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer)\//;
 const SEND_ONLY = /node_modules\/(handlebars|html-to-text|csv-parse|libphonenumber-js|p-queue)\//;
+/** Libraries only a terminal (colour, drawn tables) or an address check needs. */
+const TERMINAL_ONLY = /node_modules\/(chalk|cli-table3|validator)\//;
 
 let ws: Workspace;
 let stub: HttpStub;
@@ -52,7 +54,7 @@ describe('start-up: commands that send nothing', () => {
     [['provider', 'route', '--tenant', 'acme', '--channel', 'email']],
   ])('%j loads no provider SDK, template engine, CSV parser or phone metadata', async (args) => {
     const modules = await loaded(args);
-    expect(modules.some((m) => m.includes('/dist/cli/main.js')), 'the trace saw the CLI').toBe(true);
+    expect(modules.some((m) => m.includes('/dist/bundle/main.js')), 'the trace saw the CLI bundle').toBe(true);
     expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
     expect(modules.filter((m) => SEND_ONLY.test(m))).toEqual([]);
   });
@@ -62,11 +64,25 @@ describe('start-up: commands that send nothing', () => {
     expect((await loaded(['--json', 'batch', 'list'])).filter((m) => SDKS.test(m))).toEqual([]);
   });
 
-  test('tenant list loads only its own command module', async () => {
-    const cli = (await loaded(['tenant', 'list'])).filter((m) => /\/dist\/cli\//.test(m)).map((m) => path.basename(m));
-    expect(cli).toContain('tenant.js');
-    expect(cli).not.toContain('send.js');
-    expect(cli).not.toContain('provider.js');
+  test('tenant list loads only its own command chunk of the bundle', async () => {
+    const modules = await loaded(['tenant', 'list']);
+    const chunks = modules.filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
+    expect(chunks.some((c) => /^tenant-\w+\.js$/.test(c)), chunks.join(' ')).toBe(true);
+    expect(chunks.filter((c) => /^(send|provider|batch|key|domain|template)-\w+\.js$/.test(c))).toEqual([]);
+    // Nothing from tsc's per-module output: the launcher runs the bundle.
+    expect(modules.filter((m) => /\/dist\/(cli|core|store)\//.test(m))).toEqual([]);
+  });
+
+  test('tenant list in a pipe loads neither chalk nor cli-table3 nor validator', async () => {
+    expect((await loaded(['tenant', 'list'])).filter((m) => TERMINAL_ONLY.test(m))).toEqual([]);
+  });
+
+  test('--version prints the version without loading any command chunk', async () => {
+    const chunks = (await loaded(['--version'])).filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
+    expect(chunks).toContain('main.js');
+    expect(chunks.filter((c) => /^(tenant|provider|send|batch|key|domain|template|audit|doctor|suppress|report)-\w+\.js$/.test(c))).toEqual([]);
+    const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(expectExit(await ws.run(['--version']), 0, '--version').stdout.trim()).toBe(version);
   });
 
   test('--help still lists every command, without loading a provider SDK', async () => {

@@ -1,0 +1,31 @@
+// Bundles the CLI's own code (src/) for start-up speed (DESIGN §8): Node loads each ES module file separately
+// (resolve, read, parse, link), so one file per command path is much cheaper than the ~20 small files tsc emits.
+// - Packages stay external (`packages: 'external'`): they load from node_modules as they do without the bundle,
+//   and better-sqlite3's native addon is found by its own `bindings` lookup.
+// - Code splitting keeps every `await import()` lazy: each command module (src/cli/<noun>.ts) and each adapter is
+//   its own chunk, so `tenant list` loads neither the send path nor any provider SDK.
+// - keychain-child.ts is a second entry: the keychain runs it as a child process next to the bundle.
+// tsc still type-checks and emits dist/ module by module (test helpers import dist/core and dist/store).
+// Usage: node scripts/bundle.mjs   (run by `npm run build`)
+import { build } from 'esbuild';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = path.join(root, 'dist', 'bundle');
+fs.rmSync(outdir, { recursive: true, force: true });
+await build({
+  absWorkingDir: root,
+  entryPoints: { main: 'src/cli/main.ts', 'keychain-child': 'src/crypto/keychain-child.ts' },
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+  chunkNames: '[name]-[hash]',
+  logLevel: 'warning',
+});
