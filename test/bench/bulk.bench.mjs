@@ -24,7 +24,8 @@ import http from 'node:http';
 import { SMTPServer } from 'smtp-server';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = path.join(root, 'bin', 'switchboard');
+// The unbundled entry, so that the --import hook's kind is in the registry the CLI uses (see that file).
+const bin = path.join(root, 'test', 'bench', 'switchboard-unbundled.mjs');
 const quick = process.env.BENCH_QUICK === '1';
 const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : undefined;
 const want = (name) => !only || only.includes(name);

@@ -6,13 +6,13 @@
 //   its own chunk, so `tenant list` loads neither the send path nor any provider SDK.
 // - keychain-child.ts is a second entry: the keychain runs it as a child process next to the bundle.
 // tsc still type-checks and emits dist/ module by module (test helpers import dist/core and dist/store).
-// Usage: node scripts/bundle.mjs   (run by `npm run build`)
+// Usage: node .esbuild.mjs   (run by `npm run build`)
 import { build } from 'esbuild';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.join(root, 'dist', 'bundle');
 fs.rmSync(outdir, { recursive: true, force: true });
 await build({
