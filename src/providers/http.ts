@@ -1,8 +1,10 @@
 /**
- * Small helpers shared by the HTTP-based adapters (twilio, meta-whatsapp, sns): base-URL handling for the
- * `endpoint` setting, `Retry-After` parsing, and the User-Agent switchboard sends.
+ * Small helpers shared by the adapters (no SDK imports here): base-URL handling for the `endpoint` setting,
+ * `Retry-After` parsing, network-error detection, the User-Agent switchboard sends, one-line error texts, and
+ * the AWS common error codes.
  */
 import { readFileSync } from 'node:fs';
+import { ProviderError } from './types.js';
 
 /** Default timeout of one provider HTTP request, in ms. */
 export const HTTP_TIMEOUT_MS = 30_000;
@@ -32,6 +34,39 @@ export function parseEndpoint(raw: string, setting = 'endpoint'): URL {
   url.pathname = url.pathname.replace(/\/+$/, '');
   return url;
 }
+
+/**
+ * Checks an `endpoint` setting for an adapter and returns it without a trailing slash.
+ * @throws ProviderError `config` naming the provider ref if it is not an http(s) base URL.
+ */
+export function checkEndpoint(value: string, ref: string): string {
+  try {
+    return parseEndpoint(value).href.replace(/\/+$/, '');
+  } catch (err) {
+    throw new ProviderError('config', `provider ${ref}: ${(err as Error).message}`);
+  }
+}
+
+/** Collapses whitespace (provider replies span lines) into one line. */
+export function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * AWS common error codes that mean the credentials are wrong, expired or not allowed
+ * (https://docs.aws.amazon.com/sns/latest/api/CommonErrors.html, https://docs.aws.amazon.com/ses/latest/APIReference-V2/CommonErrors.html).
+ */
+export const AWS_AUTH_CODES: ReadonlySet<string> = new Set([
+  'AccessDenied',
+  'AccessDeniedException',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'SignatureDoesNotMatch',
+  'IncompleteSignature',
+  'MissingAuthenticationToken',
+  'ExpiredToken',
+  'ExpiredTokenException',
+]);
 
 /** `base` (from {@link parseEndpoint}) joined with an absolute `pathAndQuery` such as `/v23.0/123/messages`. */
 export function joinEndpoint(base: URL, pathAndQuery: string): string {

@@ -14,11 +14,8 @@ import type { MailDataRequired, MailService as SgMailService } from '@sendgrid/m
 import type { Client as SgClient } from '@sendgrid/client';
 import type { AdapterConfig, BatchItemResult, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
 import { ProviderError } from './types.js';
-import { checkEndpoint, oneLine } from './util.js';
+import { HTTP_TIMEOUT_MS, checkEndpoint, oneLine } from './http.js';
 import { factorStrings, utf8Bytes } from './substitutions.js';
-
-/** Request timeout for every SendGrid call, in ms. */
-const TIMEOUT_MS = 30_000;
 
 /** One entry of SendGrid's `{"errors": [{message, field, help}]}` error body. */
 interface SendGridErrorItem {
@@ -234,7 +231,7 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
   if (endpoint) client.setDefaultRequest('baseUrl', endpoint);
   const mail = new MailService();
   mail.setClient(client);
-  mail.setTimeout(TIMEOUT_MS);
+  mail.setTimeout(HTTP_TIMEOUT_MS);
   const from = { email: String(s.from), ...(s.fromName !== undefined ? { name: String(s.fromName) } : {}) };
 
   const maxBatchSize = typeof s.batchSize === 'number' ? Math.max(1, Math.min(SENDGRID_LIMITS.personalizations, s.batchSize)) : SENDGRID_LIMITS.personalizations;

@@ -10,10 +10,7 @@
 import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
-import { checkEndpoint, oneLine } from './util.js';
-
-/** Request timeout for every SES call, in ms. */
-const TIMEOUT_MS = 30_000;
+import { AWS_AUTH_CODES, HTTP_TIMEOUT_MS, checkEndpoint, oneLine } from './http.js';
 
 /** What the AWS SDK v3 puts on a service exception (`name` is the error code). */
 interface AwsFailure {
@@ -24,19 +21,8 @@ interface AwsFailure {
   $metadata?: { httpStatusCode?: number };
 }
 
-/** Error codes that mean the credentials are wrong, expired or not allowed to send (AWS common errors). */
-const AUTH_CODES = new Set([
-  'AccessDeniedException',
-  'AccessDenied',
-  'NotAuthorized',
-  'InvalidClientTokenId',
-  'UnrecognizedClientException',
-  'SignatureDoesNotMatch',
-  'IncompleteSignature',
-  'MissingAuthenticationToken',
-  'ExpiredToken',
-  'ExpiredTokenException',
-]);
+/** Error codes that mean the credentials are wrong, expired or not allowed to send: the AWS common ones and SES's own. */
+const AUTH_CODES = new Set([...AWS_AUTH_CODES, 'NotAuthorized']);
 /** Error codes that ask us to slow down. */
 const RATE_CODES = new Set(['TooManyRequestsException', 'ThrottlingException', 'Throttling', 'LimitExceededException']);
 /** Error codes about the account or the sending set-up: another provider may still deliver. */
@@ -96,7 +82,7 @@ export async function createSesProvider(config: AdapterConfig): Promise<EmailPro
     ...(endpoint ? { endpoint } : {}),
     credentials: { accessKeyId: String(s.accessKeyId), secretAccessKey: config.secrets.secretAccessKey ?? '' },
     maxAttempts: 1,
-    requestHandler: { requestTimeout: TIMEOUT_MS, connectionTimeout: TIMEOUT_MS },
+    requestHandler: { requestTimeout: HTTP_TIMEOUT_MS, connectionTimeout: HTTP_TIMEOUT_MS },
   });
   const from = formatFrom(String(s.from), s.fromName === undefined ? undefined : String(s.fromName));
   const configurationSet = s.configurationSet === undefined ? undefined : String(s.configurationSet);

@@ -10,7 +10,7 @@ import nodemailer from 'nodemailer';
 import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResult } from './types.js';
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
-import { oneLine } from './util.js';
+import { oneLine } from './http.js';
 
 /** Fields nodemailer puts on its errors (see nodemailer `errors.js`). */
 interface NodemailerError extends Error {

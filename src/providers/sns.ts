@@ -14,7 +14,7 @@
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { AdapterConfig, SendResult, SmsMessage, SmsProvider, VerifyResult } from './types.js';
 import { ProviderError } from './types.js';
-import { HTTP_TIMEOUT_MS, isNetworkError, parseEndpoint } from './http.js';
+import { AWS_AUTH_CODES, HTTP_TIMEOUT_MS, isNetworkError, parseEndpoint } from './http.js';
 
 /** What the SDK puts on service errors (`ServiceException`). */
 interface AwsError {
@@ -36,17 +36,7 @@ interface AwsError {
  * - transient: InternalError/InternalFailure/ServiceUnavailable, any HTTP 5xx, and network failures.
  * - config: everything else (other invalid parameters, KMS errors, unknown codes).
  */
-const AUTH = new Set([
-  'AuthorizationError',
-  'InvalidClientTokenId',
-  'SignatureDoesNotMatch',
-  'IncompleteSignature',
-  'MissingAuthenticationToken',
-  'AccessDenied',
-  'ExpiredToken',
-  'UnrecognizedClient',
-  'InvalidSecurity',
-]);
+const AUTH = new Set([...AWS_AUTH_CODES, 'AuthorizationError', 'UnrecognizedClient', 'InvalidSecurity']);
 const RATE = new Set(['Throttled', 'Throttling', 'KMSThrottling', 'TooManyRequests', 'RequestLimitExceeded']);
 const TRANSIENT = new Set(['InternalError', 'InternalFailure', 'ServiceUnavailable']);
 const INVALID = new Set(['InvalidParameter', 'InvalidParameterValue', 'ValidationError', 'Validation']);

@@ -201,7 +201,7 @@ describe('sendgrid fallback matrix', () => {
     expect(out).toMatchObject({ status: 'sent', provider: 'system/email/outbox', fallback: true });
     expect(out.attempts[0]).toMatchObject({ provider: 'acme/email/sendgrid', status: 'failed', errorKind: 'config' });
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.healthDetail).toContain('endpoint "ftp://mail.example.invalid" must be an http:// or https:// URL');
+    expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.healthDetail).toContain('setting endpoint "ftp://mail.example.invalid" must be an http(s) base URL');
   });
 
   test('429 then success: the same provider sends after the X-RateLimit-Reset wait, no fallback', async () => {
