@@ -16,7 +16,7 @@ import { LockedError, NotFoundError, UsageError } from './errors.js';
 import { openCsv } from './csv.js';
 import { compileTemplate, composeMessage, isHtmlTemplate, readTemplateFile, type CompiledTemplate, type Rendered, type TemplateSource, type WhatsAppTemplateRef } from './templates.js';
 import { getTenant } from './tenants.js';
-import { suppressionReason } from './suppressions.js';
+import { suppressionReasons } from './suppressions.js';
 import { audit } from './audit.js';
 import { GroupCommit } from '../store/group-commit.js';
 
@@ -71,8 +71,11 @@ export interface BatchRunHooks {
   ownerAlive(owner: string): boolean;
   /** Aborting stops taking new rows; rows in flight finish and are recorded. */
   signal?: AbortSignal;
-  /** Called after each row outcome. */
-  onRow?(event: RowEvent, progress: BatchCounts): void;
+  /**
+   * Called after each row outcome is committed, with the run's live counts (not a copy: read them during the
+   * call, or copy them to keep).
+   */
+  onRow?(event: RowEvent, progress: Readonly<BatchCounts>): void;
 }
 
 /** Counts of a batch's rows by state. `rows` is the total. */
@@ -204,8 +207,13 @@ interface Validation {
   sample?: { to: string } & Rendered;
 }
 
-/** Pass 1: stream the CSV and check every row without writing anything. */
-async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined): Promise<Validation> {
+/**
+ * Pass 1: stream the CSV and check every row without writing anything: the recipient, and a value for every
+ * variable the template needs. Rendering is checked on the first row (what can fail there — a missing helper
+ * or partial — fails for every row), or on every row with `renderAll` (`--dry-run`). A row that still fails
+ * to render when it is sent is recorded `failed` with the reason.
+ */
+async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined, renderAll: boolean): Promise<Validation> {
   const csv = await openCsv(csvPath);
   const want = recipientColumn(channel);
   const recipientKey = csv.columns.find((c) => c.toLowerCase() === want);
@@ -233,6 +241,7 @@ async function validate(csvPath: string, channel: Channel, template: CompiledTem
     const to = 'to' in r ? r.to : raw;
     const empty = template.required.filter((v) => v !== recipientKey && !(record[v] ?? '').trim());
     if (empty.length) fail(`line ${line}: ${empty.map((v) => `column "${v}"`).join(', ')} empty (the template uses ${empty.map((v) => `{{${v}}}`).join(', ')})`);
+    if (sample && !renderAll) continue;
     try {
       const rendered = template.render(record);
       sample ??= { to, ...rendered };
@@ -257,7 +266,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   const concurrency = req.concurrency ?? 4;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError('--concurrency must be a whole number from 1 to 1000');
   const template = compileTemplate(templateSource(req));
-  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion);
+  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false);
   if (v.errorCount > 0) {
     const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
     throw new UsageError(
@@ -413,7 +422,10 @@ async function loadBatch(
   });
   let total = 0;
   for await (const { row, line, record } of csv.rows) {
-    const r = normaliseRecipient(req.channel, record[v.recipientKey] ?? '', req.defaultRegion);
+    // Pass 1 checked every address, and the hash compared below proves these are the same bytes: an e-mail
+    // address needs only its trim again; a phone number its E.164 form.
+    const raw = record[v.recipientKey] ?? '';
+    const r = req.channel === 'email' ? { to: raw.trim() } : normaliseRecipient(req.channel, raw, req.defaultRegion);
     if ('error' in r) throw new UsageError(`--csv ${req.csvPath} changed while it was being read; nothing was sent, run again`);
     chunk.push([row, line, r.to, JSON.stringify(record)]);
     total++;
@@ -458,6 +470,23 @@ function acquire(ctx: CoreContext, batchId: string, hooks: BatchRunHooks, retryU
   }).immediate();
 }
 
+/** What the ledger records for a row once it is done: the fields of a {@link RowEvent} after its row, line and recipient. */
+type Outcome = Omit<RowEvent, 'row' | 'line' | 'recipient'>;
+
+const NO_OUTCOME = { provider: null, messageId: null, fallback: false, error: null } as const;
+
+function outcomeOf(result: DispatchResult): Outcome {
+  return result.status === 'sent'
+    ? { state: 'sent', provider: result.provider ?? null, messageId: result.messageId ?? null, fallback: result.fallback, error: null }
+    : {
+        state: 'failed',
+        provider: result.provider ?? null,
+        messageId: null,
+        fallback: result.fallback,
+        error: result.error ? `${result.error.kind}: ${result.error.message}` : 'failed',
+      };
+}
+
 async function work(
   ctx: CoreContext,
   batchId: string,
@@ -488,11 +517,14 @@ async function work(
   const page = ctx.db.prepare(
     "SELECT row_no, line_no, recipient, vars, state FROM batch_items WHERE batch_id = ? AND state = 'pending' AND row_no > ? ORDER BY row_no LIMIT ?",
   );
+  // Ledger writes name their rows as a JSON array of row numbers, so a request's rows (up to 1000) take one
+  // statement each time, not one per row.
   const markSending = ctx.db.prepare(
-    "UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE batch_id = ? AND row_no = ? AND state = 'pending'",
+    `UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ?
+     WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?)) AND state = 'pending' RETURNING row_no`,
   );
   const finish = ctx.db.prepare(
-    'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, updated_at = ? WHERE batch_id = ? AND row_no = ?',
+    'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, updated_at = ? WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?))',
   );
   const tenantId = dispatcher.tenantId;
   const channel = dispatcher.channel;
@@ -500,81 +532,84 @@ async function work(
   // Every write below goes through the group commit (one transaction per event-loop turn for all rows that
   // reached that point in the turn). A row's `sending` mark is awaited before its request leaves; its attempt
   // records (Dispatcher) and its outcome are queued in the same turn, so they commit together.
-  /** Records a row's outcome; resolves (and tells `onRow`) once it is committed. */
-  const report = (item: ItemRow, state: ItemState, r: { provider?: string | null; messageId?: string | null; fallback?: boolean; error?: string | null }): Promise<void> =>
+  /**
+   * Records each row's outcome (`outcomes[k]` for `items[k]`): rows with the same outcome (a request's
+   * message id) in one statement. Resolves once committed, and then tells `onRow` of each row, in order.
+   */
+  const report = (items: readonly ItemRow[], outcomes: readonly Outcome[]): Promise<void> =>
     journal
-      .commit(() => finish.run(state, r.provider ?? null, r.messageId ?? null, r.fallback ? 1 : 0, r.error ?? null, ctx.clock.now().toISOString(), batchId, item.row_no))
+      .commit(() => {
+        const byOutcome = new Map<string, { o: Outcome; rows: number[] }>();
+        outcomes.forEach((o, k) => {
+          const key = `${o.state}\u0000${o.provider}\u0000${o.messageId}\u0000${o.fallback}\u0000${o.error}`;
+          const same = byOutcome.get(key);
+          if (same) same.rows.push(items[k]!.row_no);
+          else byOutcome.set(key, { o, rows: [items[k]!.row_no] });
+        });
+        const t = ctx.clock.now().toISOString();
+        for (const { o, rows } of byOutcome.values()) finish.run(o.state, o.provider, o.messageId, o.fallback ? 1 : 0, o.error, t, batchId, JSON.stringify(rows));
+      })
       .then(() => {
-        counts.pending--;
-        counts[state]++;
-        hooks.onRow?.(
-          {
-            row: item.row_no,
-            line: item.line_no,
-            recipient: item.recipient,
-            state,
-            provider: r.provider ?? null,
-            messageId: r.messageId ?? null,
-            fallback: r.fallback ?? false,
-            error: r.error ?? null,
-          },
-          { ...counts },
-        );
+        items.forEach((item, k) => {
+          const o = outcomes[k]!;
+          counts.pending--;
+          counts[o.state]++;
+          hooks.onRow?.({ row: item.row_no, line: item.line_no, recipient: item.recipient, ...o }, counts);
+        });
       });
 
-  const reportResult = (item: ItemRow, result: DispatchResult): Promise<void> =>
-    result.status === 'sent'
-      ? report(item, 'sent', { provider: result.provider, messageId: result.messageId, fallback: result.fallback })
-      : report(item, 'failed', { provider: result.provider ?? null, fallback: result.fallback, error: result.error ? `${result.error.kind}: ${result.error.message}` : 'failed' });
-
-  /** Skips suppressed rows and fails rows that do not render (`done`: their outcome is committed); else the message. */
-  const prepare = (item: ItemRow): { message: OutboundMessage } | { done: Promise<void> } => {
-    const reason = suppressionReason(ctx, tenantId, channel, item.recipient);
-    if (reason !== null) return { done: report(item, 'skipped', { error: `suppressed: ${reason}` }) };
-    let content: Rendered;
-    try {
-      content = template.render(JSON.parse(item.vars) as Record<string, string>);
-    } catch (err) {
-      return { done: report(item, 'failed', { error: `template does not render: ${(err as Error).message.split('\n')[0]}` }) };
-    }
-    return { message: composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` }) };
+  /**
+   * Skips suppressed rows and fails rows that do not render (`done`: their outcomes, resolved once committed);
+   * the other rows come back with their messages. Suppressions are looked up for all rows in one query.
+   */
+  const prepare = (items: readonly ItemRow[]): { done: Array<Promise<void>>; ready: Array<{ item: ItemRow; message: OutboundMessage }> } => {
+    const reasons = suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient));
+    const done: Array<Promise<void>> = [];
+    const ready: Array<{ item: ItemRow; message: OutboundMessage }> = [];
+    items.forEach((item, k) => {
+      const reason = reasons[k];
+      if (reason != null) {
+        done.push(report([item], [{ ...NO_OUTCOME, state: 'skipped', error: `suppressed: ${reason}` }]));
+        return;
+      }
+      let content: Rendered;
+      try {
+        content = template.render(JSON.parse(item.vars) as Record<string, string>);
+      } catch (err) {
+        done.push(report([item], [{ ...NO_OUTCOME, state: 'failed', error: `template does not render: ${(err as Error).message.split('\n')[0]}` }]));
+        return;
+      }
+      ready.push({ item, message: composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` }) });
+    });
+    return { done, ready };
   };
 
   /** Marks rows `sending` and waits until that is committed; returns the rows still pending (now claimed). */
   const claim = async <T extends { item: ItemRow }>(rows: T[]): Promise<T[]> => {
-    const claimed: T[] = [];
+    let claimed = new Set<number>();
     await journal.commit(() => {
-      const t = ctx.clock.now().toISOString();
-      for (const r of rows) if (markSending.run(t, batchId, r.item.row_no).changes > 0) claimed.push(r);
+      const got = markSending.all(ctx.clock.now().toISOString(), batchId, JSON.stringify(rows.map((r) => r.item.row_no))) as Array<{ row_no: number }>;
+      claimed = new Set(got.map((g) => g.row_no));
     });
-    return claimed;
+    return claimed.size === rows.length ? rows : rows.filter((r) => claimed.has(r.item.row_no));
   };
 
-  const processRow = async (item: ItemRow) => {
-    const p = prepare(item);
-    if ('done' in p) return p.done;
-    // Committed before the request leaves: a crash from here on leaves the row `sending` → `unknown`.
-    if ((await claim([{ item }])).length === 0) return;
-    await reportResult(item, await dispatcher.send(p.message, { batchId, rowNo: item.row_no }));
-  };
-
-  /** One batched request for up to `groupSize` rows; each row keeps its own ledger state. */
-  const processGroup = async (items: ItemRow[]) => {
-    const done: Array<Promise<void>> = [];
-    const candidates: Array<{ item: ItemRow; message: EmailMessage }> = [];
-    for (const item of items) {
-      const p = prepare(item);
-      if ('done' in p) done.push(p.done);
-      else candidates.push({ item, message: p.message as EmailMessage });
-    }
-    // Committed (all rows of the request at once) before the request leaves.
-    const ready = candidates.length > 0 ? await claim(candidates) : [];
-    if (ready.length > 0) {
-      const results = await dispatcher.sendMany(
-        ready.map((r) => r.message),
-        ready.map((r) => ({ batchId, rowNo: r.item.row_no })),
-      );
-      done.push(...ready.map((r, k) => reportResult(r.item, results[k]!)));
+  /**
+   * Sends rows: one row per request, or up to `groupSize` rows in one batched request (BatchSender); either
+   * way each row keeps its own ledger state.
+   */
+  const processRows = async (items: ItemRow[]) => {
+    const { done, ready } = prepare(items);
+    // Committed (all rows of the request at once) before the request leaves: a crash from here on leaves
+    // the rows `sending`, which a resume turns into `unknown`.
+    const claimed = ready.length > 0 ? await claim(ready) : [];
+    if (claimed.length > 0) {
+      const origins = claimed.map((r) => ({ batchId, rowNo: r.item.row_no }));
+      const results =
+        groupSize > 1
+          ? await dispatcher.sendMany(claimed.map((r) => r.message as EmailMessage), origins)
+          : [await dispatcher.send(claimed[0]!.message, origins[0])];
+      done.push(report(claimed.map((r) => r.item), results.map(outcomeOf)));
     }
     await Promise.all(done);
   };
@@ -591,8 +626,7 @@ async function work(
         await queue.onSizeLessThan(concurrency * 2);
         const group = items.slice(k, k + groupSize);
         cursor = group[group.length - 1]!.row_no;
-        const task = groupSize > 1 ? () => processGroup(group) : () => processRow(group[0]!);
-        queue.add(task).catch((err: unknown) => (failure ??= err));
+        queue.add(() => processRows(group)).catch((err: unknown) => (failure ??= err));
       }
     }
     await queue.onIdle();

@@ -15,11 +15,18 @@ export interface CsvRow {
   record: Record<string, string>;
 }
 
-/** What csv-parse yields with `info` and `raw`. */
+/** What csv-parse yields with `raw`. */
 interface ParsedRecord {
   record: string[];
   raw: string;
-  info: { lines: number };
+}
+
+/** Line breaks (CRLF, LF or a lone CR, each one) in `text`. */
+function lineBreaks(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\r'); i !== -1; i = text.indexOf('\r', i + 1)) n++;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) if (text.charCodeAt(i - 1) !== 13) n++;
+  return n;
 }
 
 /** A CSV file being read: its header, then its rows; `hash()` is valid after the rows are exhausted. */
@@ -45,7 +52,7 @@ export async function openCsv(file: string): Promise<CsvReader> {
   }
   input.on('data', (chunk) => digest.update(chunk));
   const parser = input.pipe(
-    parse({ bom: true, skip_empty_lines: true, relax_column_count: false, info: true, raw: true }),
+    parse({ bom: true, skip_empty_lines: true, relax_column_count: false, raw: true }),
   );
   input.on('error', (err) => parser.destroy(err));
   const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<ParsedRecord>;
@@ -71,15 +78,17 @@ export async function openCsv(file: string): Promise<CsvReader> {
     if (seen.has(c.toLowerCase())) throw new UsageError(`--csv ${file} line 1: column "${c}" appears twice`);
     seen.add(c.toLowerCase());
   }
-  // csv-parse counts a CRLF inside quotes as two lines; keep a running correction.
-  let quotedCrlf = 0;
-  // `raw` may start with skipped blank lines and end with (part of) the record delimiter: strip both.
-  const body = (r: ParsedRecord) => r.raw.replace(/^[\r\n]+/, '').replace(/(\r\n|\n|\r)$/, '');
-  const endLine = (r: ParsedRecord) => {
-    quotedCrlf += body(r).split('\r\n').length - 1;
-    return r.info.lines - quotedCrlf;
+  // Line numbers come from the raw text of each record (csv-parse's per-record `info` costs more than the
+  // parse itself): `raw` starts with the blank lines skipped before the record and ends with its delimiter
+  // (with CRLF files, only its CR), so a record starts after every break before it and its leading blank lines.
+  let breaks = lineBreaks(first.value.raw);
+  const startLine = (raw: string): number => {
+    let lead = 0;
+    while (lead < raw.length && (raw.charCodeAt(lead) === 10 || raw.charCodeAt(lead) === 13)) lead++;
+    const line = 1 + breaks + lineBreaks(raw.slice(0, lead));
+    breaks += lineBreaks(raw);
+    return line;
   };
-  endLine(first.value);
   let done = false;
   let hex: string | undefined;
 
@@ -89,9 +98,9 @@ export async function openCsv(file: string): Promise<CsvReader> {
       for (;;) {
         const next = await iterator.next();
         if (next.done) break;
-        const { record } = next.value;
+        const { record, raw } = next.value;
         row++;
-        const line = endLine(next.value) - (body(next.value).split('\n').length - 1);
+        const line = startLine(raw);
         const out: Record<string, string> = {};
         for (const [i, c] of columns.entries()) out[c] = record[i] ?? '';
         yield { row, line, record: out };

@@ -88,6 +88,16 @@ export interface DispatchOrigin {
   rowNo?: number;
 }
 
+/** One attempt to record: the config that took it, for which recipient and row, and how it ended. */
+interface AttemptRow {
+  config: ProviderConfig;
+  recipient: string;
+  origin: DispatchOrigin;
+  attempt: number;
+  fallback: boolean;
+  outcome: { messageId?: string; error?: ProviderError };
+}
+
 interface Step {
   entry: RouteEntry;
   secrets: Record<string, string>;
@@ -116,8 +126,6 @@ export class Dispatcher {
   private readonly open = new Set<number>();
   /** The health last written per config id this run (written again only when it changes). */
   private readonly healthWritten = new Map<number, ProviderConfig['health']>();
-  /** The `messages` insert, prepared once per dispatcher (preparing costs more than the insert). */
-
   private constructor(
     private readonly ctx: CoreContext,
     readonly tenantId: string,
@@ -194,7 +202,7 @@ export class Dispatcher {
           adapter = await this.adapter(step);
         } catch (err) {
           last = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
-          this.record(config, message.to, origin, attempt, i > 0, { error: last });
+          this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome: { error: last } }]);
           attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: last.kind, error: last.message });
           if (last.kind === 'auth' || last.kind === 'config') this.open.add(config.id);
           this.markUnhealthy(config, last);
@@ -202,7 +210,7 @@ export class Dispatcher {
         }
         try {
           const res = await this.request(step, () => sendThrough(adapter, message));
-          this.record(config, message.to, origin, attempt, i > 0, { messageId: res.messageId });
+          this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome: { messageId: res.messageId } }]);
           attempts.push({ provider: config.ref, attempt, status: 'sent', messageId: res.messageId });
           this.markHealthy(config);
           return { status: 'sent', provider: config.ref, messageId: res.messageId, fallback: i > 0, attempts };
@@ -210,7 +218,7 @@ export class Dispatcher {
           const e =
             err instanceof ProviderError ? err : new ProviderError('transient', `${config.kind} adapter failed: ${(err as Error).message}`, { cause: err });
           last = e;
-          this.record(config, message.to, origin, attempt, i > 0, { error: e });
+          this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome: { error: e } }]);
           attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: e.kind, error: e.message });
           if (e.kind === 'recipient') {
             if (e.details.optOut) this.suppressOptOut(config, message.to, e);
@@ -279,7 +287,7 @@ export class Dispatcher {
         }
       } catch (err) {
         const e = err instanceof ProviderError ? err : new ProviderError('transient', `${config.kind} adapter failed: ${(err as Error).message}`, { cause: err });
-        this.recordMany(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: { error: e } })));
+        this.record(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: { error: e } })));
         if (e.kind === 'recipient') return rowByRow(i);
         if (e.kind === 'auth' || e.kind === 'config') {
           this.open.add(config.id);
@@ -300,7 +308,7 @@ export class Dispatcher {
             : Promise.all(deferred.map((k) => this.send(messages[k]!, origins[k], i)));
       if (deferred.length === messages.length) return later;
       this.markHealthy(config);
-      this.recordMany(
+      this.record(
         results.flatMap((r, k) =>
           'deferred' in r
             ? []
@@ -368,51 +376,28 @@ export class Dispatcher {
     return Math.min(maxDelayMs, Math.round(exp * (0.5 + Math.random())));
   }
 
-  private recordMany(
-    rows: Array<{ config: ProviderConfig; recipient: string; origin: DispatchOrigin; attempt: number; fallback: boolean; outcome: { messageId?: string; error?: ProviderError } }>,
-  ): void {
-    if (this.opts.journal) {
-      for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
-      return;
-    }
-    this.ctx.db.transaction(() => {
-      for (const r of rows) this.record(r.config, r.recipient, r.origin, r.attempt, r.fallback, r.outcome);
-    })();
-  }
-
-  private record(
-    config: ProviderConfig,
-    recipient: string,
-    origin: DispatchOrigin,
-    attempt: number,
-    fallback: boolean,
-    outcome: { messageId?: string; error?: ProviderError },
-  ): void {
-    const values = [
-      this.ctx.clock.now().toISOString(),
-      this.tenantId,
-      this.channel,
-      config.ref,
-      config.kind,
-      recipient,
-      outcome.error ? 'failed' : 'sent',
-      outcome.messageId ?? null,
-      outcome.error?.kind ?? null,
-      outcome.error?.details.code ?? null,
-      outcome.error?.message ?? null,
-      fallback ? 1 : 0,
-      attempt,
-      origin.batchId ?? null,
-      origin.rowNo ?? null,
-    ];
+  /**
+   * Records attempts in `messages`: queued on the journal as one write when there is one (committed with the
+   * row outcomes of the same turn), else written at once in one transaction.
+   */
+  private record(rows: readonly AttemptRow[]): void {
+    if (rows.length === 0) return;
+    const at = this.ctx.clock.now().toISOString();
     const insert = prepared(
       this.ctx.db,
       `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
          error_kind, error_code, error, fallback, attempt, batch_id, row_no)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    if (this.opts.journal) this.opts.journal.defer(() => insert.run(values));
-    else insert.run(values);
+    const write = () => {
+      for (const r of rows) {
+        const e = r.outcome.error;
+        insert.run(at, this.tenantId, this.channel, r.config.ref, r.config.kind, r.recipient, e ? 'failed' : 'sent', r.outcome.messageId ?? null,
+          e?.kind ?? null, e?.details.code ?? null, e?.message ?? null, r.fallback ? 1 : 0, r.attempt, r.origin.batchId ?? null, r.origin.rowNo ?? null);
+      }
+    };
+    if (this.opts.journal) this.opts.journal.defer(write);
+    else this.ctx.db.transaction(write)();
   }
 
   /** Marks a config unhealthy after an auth/config failure, even if it sent earlier in this run (e.g. a key revoked mid-batch). */

@@ -49,15 +49,21 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
   return added;
 }
 
-/** The lookup statement per open store: bulk sends ask once per row, and preparing costs more than the query. */
-
-/** The reason an address is suppressed for a tenant and channel, or null. `address` must be normalised. */
-export function suppressionReason(ctx: CoreContext, tenantId: string, channel: Channel, address: string): string | null {
-  const key = channel === 'email' ? address.toLowerCase() : address;
-  const row = prepared(ctx.db, 'SELECT reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(tenantId, channel, key) as
-    | { reason: string }
-    | undefined;
-  return row?.reason ?? null;
+/**
+ * The suppression reason of each address for a tenant and channel (null where none), in the order given.
+ * Addresses must be normalised (as stored in a batch). One query for all of them: a bulk send asks once per
+ * request (up to 1000 rows), just before the rows are claimed, so a suppression added by another process
+ * during the run still stops the rows not yet sent.
+ */
+export function suppressionReasons(ctx: CoreContext, tenantId: string, channel: Channel, addresses: readonly string[]): Array<string | null> {
+  const keys = channel === 'email' ? addresses.map((a) => a.toLowerCase()) : addresses;
+  const rows = prepared(
+    ctx.db,
+    'SELECT address, reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address IN (SELECT value FROM json_each(?))',
+  ).all(tenantId, channel, JSON.stringify(keys)) as Array<{ address: string; reason: string }>;
+  if (rows.length === 0) return keys.map(() => null);
+  const byAddress = new Map(rows.map((r) => [r.address, r.reason]));
+  return keys.map((k) => byAddress.get(k) ?? null);
 }
 
 /** Suppressions of a tenant (optionally one channel), by channel and address. */

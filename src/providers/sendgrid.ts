@@ -162,8 +162,7 @@ export function packMailSend(messages: readonly EmailMessage[], from: { email: s
     content: content.filter((c) => c.value !== ''),
     ...(sandbox ? { mail_settings: { sandbox_mode: { enable: true as const } } } : {}),
   };
-  let size = utf8Bytes(JSON.stringify(body));
-  const included: number[] = [];
+  const packed: Array<{ index: number; pers: Personalization }> = [];
   candidates.forEach((k, c) => {
     const m = messages[k]!;
     const substitutions: Record<string, string> = {};
@@ -182,21 +181,34 @@ export function packMailSend(messages: readonly EmailMessage[], from: { email: s
       deferred.push({ index: k, reason: `its body differs from the others' by more than ${SENDGRID_LIMITS.substitutionBytes} bytes of substitutions` });
       return;
     }
-    const pers: Personalization = {
-      to: [{ email: m.to }],
-      subject: m.subject,
-      ...(m.headers ? { headers: m.headers } : {}),
-      ...(subBytes > 0 || Object.keys(substitutions).length > 0 ? { substitutions } : {}),
-    };
-    const bytes = utf8Bytes(JSON.stringify(pers)) + 1;
-    if (size + bytes > SENDGRID_LIMITS.requestBytes) {
-      deferred.push({ index: k, reason: `the request would exceed ${SENDGRID_LIMITS.requestBytes} bytes` });
-      return;
-    }
-    size += bytes;
-    body.personalizations.push(pers);
-    included.push(k);
+    packed.push({
+      index: k,
+      pers: {
+        to: [{ email: m.to }],
+        subject: m.subject,
+        ...(m.headers ? { headers: m.headers } : {}),
+        ...(subBytes > 0 || Object.keys(substitutions).length > 0 ? { substitutions } : {}),
+      },
+    });
   });
+  body.personalizations = packed.map((p) => p.pers);
+  let included = packed.map((p) => p.index);
+  // The whole body is measured once; only a body over the limit is cut, personalization by personalization.
+  if (utf8Bytes(JSON.stringify(body)) > SENDGRID_LIMITS.requestBytes) {
+    body.personalizations = [];
+    included = [];
+    let size = utf8Bytes(JSON.stringify(body));
+    for (const { index, pers } of packed) {
+      const bytes = utf8Bytes(JSON.stringify(pers)) + 1;
+      if (size + bytes > SENDGRID_LIMITS.requestBytes) {
+        deferred.push({ index, reason: `the request would exceed ${SENDGRID_LIMITS.requestBytes} bytes` });
+        continue;
+      }
+      size += bytes;
+      body.personalizations.push(pers);
+      included.push(index);
+    }
+  }
   deferred.sort((a, b) => a.index - b.index);
   return { body, included, deferred };
 }

@@ -223,7 +223,7 @@ for (const [label, latency, n, conc, extra] of !want('sendgrid') ? [] : [
   const rate = r.summary.sent / (r.summary.elapsedMs / 1000);
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
   const unit = extra.length ? 'msg/s' : `recipients/s in ${s.seen.requests} requests`;
-  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sent, `${rate.toFixed(0)} ${unit}${expect}`, `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg`, r.rssMb]);
+  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sent, `${rate.toFixed(0)} ${unit}${expect}`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
   await s.close();
 }

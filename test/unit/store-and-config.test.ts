@@ -156,14 +156,14 @@ describe('provider configs', () => {
 
 describe('suppressions', () => {
   it('normalise addresses, are found by the batch lookup, audited, and removable', async () => {
-    const { addSuppression, suppressionReason, listSuppressions, removeSuppression } = await import('../../src/core/suppressions.js');
+    const { addSuppression, suppressionReasons, listSuppressions, removeSuppression } = await import('../../src/core/suppressions.js');
     addTenant(ctx, 'acme', 'Acme');
     expect(addSuppression(ctx, { tenantId: 'acme', channel: 'email', address: 'Ada@Example.com', reason: 'bounced', source: 'manual' })).toBe(true);
     expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+1 (415) 555-2671', reason: 'STOP', source: 'acme/sms/twilio' })).toBe(true);
     expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+14155552671', reason: 'STOP again', source: 'manual' })).toBe(false);
-    expect(suppressionReason(ctx, 'acme', 'email', 'ada@example.com')).toBe('bounced');
-    expect(suppressionReason(ctx, 'acme', 'sms', '+14155552671')).toBe('STOP again');
-    expect(suppressionReason(ctx, 'acme', 'whatsapp', '+14155552671')).toBeNull();
+    expect(suppressionReasons(ctx, 'acme', 'email', ['bo@example.com', 'ada@example.com', 'Ada@Example.com'])).toEqual([null, 'bounced', 'bounced']);
+    expect(suppressionReasons(ctx, 'acme', 'sms', ['+14155552671'])).toEqual(['STOP again']);
+    expect(suppressionReasons(ctx, 'acme', 'whatsapp', ['+14155552671'])).toEqual([null]);
     expect(listSuppressions(ctx, 'acme').map((s) => s.address)).toEqual(['ada@example.com', '+14155552671']);
     expect(() => addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '12', reason: 'x', source: 'manual' })).toThrow(UsageError);
     expect(removeSuppression(ctx, 'acme', 'email', 'ADA@example.com')).toBe(true);
