@@ -19,6 +19,7 @@ import { getTenant } from './tenants.js';
 import { suppressionReasons } from './suppressions.js';
 import { audit } from './audit.js';
 import { GroupCommit } from '../store/group-commit.js';
+import { addTask } from './limiter.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
@@ -626,7 +627,7 @@ async function work(
         await queue.onSizeLessThan(concurrency * 2);
         const group = items.slice(k, k + groupSize);
         cursor = group[group.length - 1]!.row_no;
-        queue.add(() => processRows(group)).catch((err: unknown) => (failure ??= err));
+        addTask(queue, () => processRows(group)).catch((err: unknown) => (failure ??= err));
       }
     }
     await queue.onIdle();

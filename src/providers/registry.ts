@@ -76,7 +76,7 @@ const outbox: KindSpec = {
 const sendgrid: KindSpec = {
   kind: 'sendgrid',
   channels: ['email'],
-  summary: 'SendGrid Mail Send API v3 (@sendgrid/mail)',
+  summary: 'SendGrid Mail Send API v3 (@sendgrid/client)',
   settings: {
     from: { type: 'email', required: true, doc: 'sender address (a verified Sender Identity or authenticated domain)' },
     fromName: { type: 'string', doc: 'sender display name' },
