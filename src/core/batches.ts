@@ -19,6 +19,7 @@ import { getTenant } from './tenants.js';
 import { suppressionReasons } from './suppressions.js';
 import { audit } from './audit.js';
 import { GroupCommit } from '../store/group-commit.js';
+import { prepared } from '../store/db.js';
 import { addTask } from './limiter.js';
 
 /** Row states of the ledger. */
@@ -158,6 +159,8 @@ interface BatchRow {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /** {@link BatchStats} as JSON, kept when a run ends or the batch is cancelled (see {@link batchStats}). */
+  stats: string | null;
 }
 
 interface ItemRow {
@@ -317,7 +320,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
     if (existing) {
       batchId = existing.id;
       resumed = true;
-      const counts = countItems(ctx, batchId);
+      const counts = batchStats(ctx, existing);
       if (existing.status === 'cancelled') return summarize(ctx, batchId, started, { alreadyComplete: true, resumed: false });
       if (existing.status === 'done' && counts.pending === 0 && !(req.retryUnknown && counts.unknown > 0)) {
         return summarize(ctx, batchId, started, { alreadyComplete: true, resumed: false });
@@ -638,15 +641,15 @@ async function work(
     } catch (err) {
       failure ??= err;
     }
-    const left = countItems(ctx, batchId);
+    const left = liveStats(ctx, batchId);
     const status: BatchStatus = left.pending === 0 && left.sending === 0 ? 'done' : 'interrupted';
     // (A cancel cannot race this: it needs the lease, which this run holds until the update below.)
     ctx.db
       .prepare(
-        `UPDATE batches SET status = ?, lease_owner = NULL, lease_expires_at = NULL,
+        `UPDATE batches SET status = ?, stats = ?, lease_owner = NULL, lease_expires_at = NULL,
            finished_at = CASE WHEN ? = 'done' THEN ? ELSE finished_at END WHERE id = ? AND lease_owner = ?`,
       )
-      .run(status, status, ctx.clock.now().toISOString(), batchId, hooks.owner);
+      .run(status, JSON.stringify(left), status, ctx.clock.now().toISOString(), batchId, hooks.owner);
   }
   if (failure) throw failure;
   return summarize(ctx, batchId, started, { alreadyComplete: false, resumed });
@@ -656,25 +659,40 @@ function emptyCounts(rows: number): BatchCounts {
   return { rows, pending: 0, sending: 0, sent: 0, failed: 0, skipped: 0, unknown: 0 };
 }
 
-/** Counts a batch's rows by state. */
+/** A batch's row counts by state, with its sent rows per provider and how many of those were fallbacks. */
+export type BatchStats = BatchCounts & { byProvider: Record<string, number>; fallback: number };
+
+/** Counts a batch's rows by state (one scan of its rows). */
 export function countItems(ctx: CoreContext, batchId: string): BatchCounts {
-  const rows = ctx.db.prepare('SELECT state, count(*) AS n FROM batch_items WHERE batch_id = ? GROUP BY state').all(batchId) as Array<{
-    state: ItemState;
-    n: number;
-  }>;
-  const c = emptyCounts(0);
-  for (const r of rows) {
-    c[r.state] = r.n;
-    c.rows += r.n;
-  }
-  return c;
+  const { byProvider: _p, fallback: _f, ...counts } = liveStats(ctx, batchId);
+  return counts;
 }
 
-function providerStats(ctx: CoreContext, batchId: string): { byProvider: Record<string, number>; fallback: number } {
-  const rows = ctx.db
-    .prepare("SELECT provider, count(*) AS n, sum(fallback) AS fb FROM batch_items WHERE batch_id = ? AND state = 'sent' GROUP BY provider ORDER BY provider")
-    .all(batchId) as Array<{ provider: string; n: number; fb: number }>;
-  return { byProvider: Object.fromEntries(rows.map((r) => [r.provider, r.n])), fallback: rows.reduce((a, r) => a + r.fb, 0) };
+/** A batch's stats read from its rows: one scan of them by primary key. */
+function liveStats(ctx: CoreContext, batchId: string): BatchStats {
+  const rows = prepared(
+    ctx.db,
+    'SELECT state, provider, count(*) AS n, sum(fallback) AS fb FROM batch_items WHERE batch_id = ? GROUP BY state, provider ORDER BY provider',
+  ).all(batchId) as Array<{ state: ItemState; provider: string | null; n: number; fb: number }>;
+  const stats: BatchStats = { ...emptyCounts(0), byProvider: {}, fallback: 0 };
+  for (const r of rows) {
+    stats[r.state] += r.n;
+    stats.rows += r.n;
+    if (r.state === 'sent' && r.provider !== null) {
+      stats.byProvider[r.provider] = r.n;
+      stats.fallback += r.fb;
+    }
+  }
+  return stats;
+}
+
+/**
+ * A batch's stats: kept ones while it is done, interrupted or cancelled (its rows change only in a run, which
+ * sets it `running`, or a cancel, which keeps them anew), else read from its rows.
+ */
+function batchStats(ctx: CoreContext, b: Pick<BatchRow, 'id' | 'status' | 'stats'>): BatchStats {
+  if (b.stats && (b.status === 'done' || b.status === 'interrupted' || b.status === 'cancelled')) return JSON.parse(b.stats) as BatchStats;
+  return liveStats(ctx, b.id);
 }
 
 function summarize(ctx: CoreContext, batchId: string, started: number, flags: { alreadyComplete: boolean; resumed: boolean }): BatchSummary {
@@ -683,8 +701,7 @@ function summarize(ctx: CoreContext, batchId: string, started: number, flags: { 
     batchId,
     status: b.status,
     idempotencyKey: b.idempotency_key,
-    ...countItems(ctx, batchId),
-    ...providerStats(ctx, batchId),
+    ...batchStats(ctx, b),
     elapsedMs: ctx.clock.now().getTime() - started,
     ...flags,
   };
@@ -704,8 +721,7 @@ function toInfo(ctx: CoreContext, b: BatchRow): BatchInfo {
     createdAt: b.created_at,
     startedAt: b.started_at,
     finishedAt: b.finished_at,
-    ...countItems(ctx, b.id),
-    ...providerStats(ctx, b.id),
+    ...batchStats(ctx, b),
   };
 }
 
@@ -758,6 +774,7 @@ export interface CancelResult {
  */
 export function cancelBatch(ctx: CoreContext, batchId: string, hooks: Pick<BatchRunHooks, 'owner' | 'ownerAlive'>): CancelResult {
   let cancelled = 0;
+  let stats: BatchStats | undefined;
   ctx.db.transaction(() => {
     const b = getBatchRow(ctx, batchId);
     if (leaseHeldByOther(ctx, b, hooks)) {
@@ -767,12 +784,14 @@ export function cancelBatch(ctx: CoreContext, batchId: string, hooks: Pick<Batch
     cancelled = ctx.db
       .prepare("UPDATE batch_items SET state = 'skipped', error = 'cancelled', updated_at = ? WHERE batch_id = ? AND state = 'pending'")
       .run(now, batchId).changes;
+    stats = liveStats(ctx, batchId);
     ctx.db
-      .prepare("UPDATE batches SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, finished_at = ? WHERE id = ?")
-      .run(now, batchId);
+      .prepare("UPDATE batches SET status = 'cancelled', stats = ?, lease_owner = NULL, lease_expires_at = NULL, finished_at = ? WHERE id = ?")
+      .run(JSON.stringify(stats), now, batchId);
     audit(ctx, 'batch.cancel', batchId, b.tenant_id, ['status']);
   }).immediate();
-  return { batchId, cancelled, counts: countItems(ctx, batchId) };
+  const { byProvider: _p, fallback: _f, ...counts } = stats!;
+  return { batchId, cancelled, counts };
 }
 
 /** Columns `batch export` adds after the input columns. */

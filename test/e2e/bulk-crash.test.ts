@@ -82,6 +82,10 @@ describe('crash safety: SIGKILL at random points, then the same cron line again'
     expect(total).toBe((states.get('sent') ?? 0) + unknownDelivered);
     expect(seen.size).toBe(total);
     expect(states.get('sent')! + (states.get('unknown') ?? 0)).toBe(ROWS);
+    // `batch list` and `batch show` give the counts the last run kept when it ended: they agree with the rows.
+    for (const b of [list[0]!, detail]) {
+      expect([b.rows, b.sent, b.failed, b.unknown, b.pending]).toEqual([ROWS, states.get('sent'), states.get('failed') ?? 0, states.get('unknown') ?? 0, 0]);
+    }
     // Reported in the test output, for the issue's closing note.
     console.log(
       `crash test: ${kills.length + 1} runs, ${kills.length} SIGKILLs (after ${kills.map((k) => `${k.afterMs} ms`).join(', ')}), ` +

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseJson, spawnCli, type Workspace } from '../helpers/cli.js';
-import { expectExit, outboxWorkspace, parseBatchOutput, readOutbox } from '../helpers/setup.js';
+import { expectExit, outboxWorkspace, parseBatchOutput, readOutbox, type BatchDetail } from '../helpers/setup.js';
 
 describe('suppressions, templates, cancel, export, reports', () => {
   let ws: Workspace;
@@ -104,6 +104,11 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect(c.counts.sent + c.counts.skipped).toBe(300);
     const sentK = (await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length;
     expect(sentK).toBe(c.counts.sent);
+    // `batch show` of the cancelled batch gives the counts kept at the cancel: they agree with its rows.
+    const shown = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', id.id, '--items', '--json']), 0, 'show'));
+    const tally = (state: string) => shown.items!.filter((i) => i.state === state).length;
+    expect([shown.status, shown.rows, shown.sent, shown.skipped, shown.pending]).toEqual(['cancelled', 300, tally('sent'), tally('skipped'), 0]);
+    expect(shown.sent).toBe(sentK);
     // Neither resume nor the same line sends the cancelled rows.
     expect((await ws.run(['batch', 'resume', id.id])).exitCode).toBe(2);
     expectExit(await ws.run(line), 0, 'same line after cancel');

@@ -118,8 +118,11 @@ export interface BatchDetail {
   channel: string;
   status: string;
   rows: number;
+  pending: number;
   sent: number;
   failed: number;
+  skipped: number;
+  unknown: number;
   items?: BatchItem[];
 }
 
