@@ -54,6 +54,17 @@ describe('bad input and key problems', () => {
     await expectNothingSent();
   });
 
+  test('a template that does not render (missing helper): exit 2 before anything is stored, in a dry run too', async () => {
+    const csv = ws.file('good.csv', GOOD_CSV);
+    const tpl = ws.file('helper.txt', 'Hi {{shout first_name}}\n');
+    for (const extra of [[], ['--dry-run']]) {
+      const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--channel', 'email', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', ...extra]);
+      expect(r.exitCode, show(r)).toBe(2);
+      expect(r.stderr).toMatch(/line 2: template does not render: Missing helper: "shout"/);
+    }
+    await expectNothingSent();
+  });
+
   test('a template variable with no CSV column: exit 2, stderr names the variable', async () => {
     const csv = ws.file('good.csv', GOOD_CSV);
     const tpl = ws.file('coupon.txt', 'Hi {{first_name}}, your coupon is {{coupon}}.\n');

@@ -116,6 +116,19 @@ describe('packMailSend', () => {
     expect(p2.deferred).toEqual([{ index: 1000, reason: 'over 1000 personalizations per request' }]);
   });
 
+  test('a body over 30 MB keeps the personalizations that fit, in order, and defers the rest', () => {
+    // Subjects are per personalization: four of 9 MB make a 36 MB body, so the fourth must wait.
+    const subject = (c: string) => c.repeat(9_000_000);
+    const messages = ['a', 'b', 'c', 'd'].map((c) => msg(`${c}@example.com`, c, { subject: subject(c) }));
+    const pack = packMailSend(messages, from, false);
+    expect(pack.included).toEqual([0, 1, 2]);
+    expect(pack.deferred).toEqual([{ index: 3, reason: 'the request would exceed 30000000 bytes' }]);
+    expect(pack.body.personalizations.map((p) => p.to[0]!.email)).toEqual(['a@example.com', 'b@example.com', 'c@example.com']);
+    expect(Buffer.byteLength(JSON.stringify(pack.body))).toBeLessThanOrEqual(30_000_000);
+    // Under the limit the same messages all go (the body is measured once, not cut).
+    expect(packMailSend(messages.slice(0, 3), from, false).deferred).toEqual([]);
+  });
+
   test('a substitution tag that already occurs in the content is not used', () => {
     const messages = [msg('a@example.com', '-sb00000000 Ana'), msg('b@example.com', 'Bo')];
     const pack = packMailSend(messages, from, false, '00000000');
