@@ -11,7 +11,7 @@ import type { Io } from './context.js';
 import { action, examples, intFlag, required, retryFlags } from './command.js';
 import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
 import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatch } from '../core/batches.js';
-import { OperationFailed } from '../core/errors.js';
+import { OperationFailed } from '../errors.js';
 
 /** Registers the `batch` commands. */
 export function registerBatch(program: Command, io: Io): void {

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { CliContext, type Io } from './context.js';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../errors.js';
 import { parseDuration } from '../core/time.js';
 import { asChannel, type Channel } from '../core/context.js';
 import type { RetryPolicy } from '../core/dispatch.js';

@@ -6,7 +6,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { openStore, resolveStorePath, mapSqliteError, type Db } from '../store/db.js';
 import { systemClock, type CoreContext } from '../core/context.js';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../errors.js';
 import { Output, type Stream } from './output.js';
 
 /** Process-level inputs, injected so commands can be run in-process by tests. */

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, examples } from './command.js';
 import { runDoctor } from '../core/doctor.js';
-import { OperationFailed } from '../core/errors.js';
+import { OperationFailed } from '../errors.js';
 
 /** Registers `doctor`. */
 export function registerDoctor(program: Command, io: Io): void {

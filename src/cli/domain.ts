@@ -22,7 +22,7 @@ import {
   type Owner,
 } from '../core/domains.js';
 import { dnsLookup, parseResolver, type CheckState } from '../core/dns-check.js';
-import { OperationFailed, UsageError } from '../core/errors.js';
+import { OperationFailed, UsageError } from '../errors.js';
 import { parseDuration } from '../core/time.js';
 import { checkTenantId } from '../core/tenants.js';
 import type { DnsRecord } from '../providers/domain-auth.js';

@@ -11,7 +11,7 @@ import { action, examples } from './command.js';
 import { encodeKey, fingerprint, generateKey, writeKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainProbe, keychainSet } from '../crypto/keychain.js';
 import { bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey } from '../core/vault.js';
-import { KeyError, UsageError } from '../core/errors.js';
+import { KeyError, UsageError } from '../errors.js';
 import { storeId } from '../store/db.js';
 import { listProviders } from '../core/providers.js';
 

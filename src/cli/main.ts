@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { Io } from './context.js';
 import { Output } from './output.js';
-import { SwitchboardError } from '../core/errors.js';
+import { SwitchboardError } from '../errors.js';
 
 /** Adds one noun's commands (flags, help, actions) to the program. */
 type Register = (program: Command, io: Io) => void;

@@ -3,7 +3,7 @@
  * otherwise a missing value is a usage error that names the flag.
  */
 import type { CliContext } from './context.js';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../errors.js';
 
 /**
  * Asks for confirmation of a destructive action. Returns true if `yes` was given or the user agreed.

@@ -20,7 +20,7 @@ import {
   verifyProvider,
   type ProviderConfig,
 } from '../core/providers.js';
-import { OperationFailed, UsageError } from '../core/errors.js';
+import { OperationFailed, UsageError } from '../errors.js';
 import { checkTenantId, listTenants } from '../core/tenants.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
 import { CHANNELS } from '../core/context.js';

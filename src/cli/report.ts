@@ -6,7 +6,7 @@ import type { Io } from './context.js';
 import { action, channelFlag, examples, intFlag } from './command.js';
 import { buildReport, listLog, type ReportBy } from '../core/reports.js';
 import { parseSince } from '../core/time.js';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../errors.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import type { CliContext } from './context.js';
 import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batches.js';
-import { Interrupted, PartialFailure } from '../core/errors.js';
+import { Interrupted, PartialFailure } from '../errors.js';
 
 /** Interval of progress lines when stderr is not a terminal, in ms. */
 const PROGRESS_EVERY_MS = 5_000;

@@ -9,7 +9,7 @@ import { runWithProgress } from './run-batch.js';
 import { Dispatcher } from '../core/dispatch.js';
 import { runBatch } from '../core/batches.js';
 import { getTemplate, storedSource } from '../core/template-store.js';
-import { OperationFailed, UsageError } from '../core/errors.js';
+import { OperationFailed, UsageError } from '../errors.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion, normaliseRecipient } from '../core/address.js';
 import type { OutboundMessage } from '../providers/types.js';

@@ -8,7 +8,7 @@ import { action, channelFlag, examples, required } from './command.js';
 import { addSuppression, importSuppressions, listSuppressions, removeSuppression, suppressionKey } from '../core/suppressions.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion } from '../core/address.js';
-import { NotFoundError } from '../core/errors.js';
+import { NotFoundError } from '../errors.js';
 
 /** Registers the `suppress` commands. */
 export function registerSuppress(program: Command, io: Io): void {

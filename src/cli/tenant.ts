@@ -7,7 +7,7 @@ import { action, channelFlag, collect, examples, required } from './command.js';
 import { askConfirm, askInput, confirmOrYes } from './prompt.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Tenant } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
-import { UsageError } from '../core/errors.js';
+import { UsageError } from '../errors.js';
 import type { Channel } from '../core/context.js';
 
 function fallbackText(t: Tenant): string {

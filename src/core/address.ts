@@ -2,7 +2,7 @@
  * Recipient address checks shared by commands and bulk sends.
  */
 import { isSupportedCountry, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 import { isEmailAddress } from './email-address.js';
 
 export { isEmailAddress };

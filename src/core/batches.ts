@@ -12,7 +12,7 @@ import { normaliseRecipient } from './address.js';
 import type { CoreContext, Channel } from './context.js';
 import { Dispatcher, type DispatchResult, type RetryPolicy } from './dispatch.js';
 import type { EmailMessage, OutboundMessage } from '../providers/types.js';
-import { LockedError, NotFoundError, UsageError } from './errors.js';
+import { LockedError, NotFoundError, UsageError } from '../errors.js';
 import { openCsv } from './csv.js';
 import { compileTemplate, composeMessage, isHtmlTemplate, readTemplateFile, type CompiledTemplate, type Rendered, type TemplateSource, type WhatsAppTemplateRef } from './templates.js';
 import { getTenant } from './tenants.js';

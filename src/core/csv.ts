@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { parse } from 'csv-parse';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 
 /** One data row. `row` counts data rows from 1; `line` is the 1-based line of the file where the row starts. */
 export interface CsvRow {

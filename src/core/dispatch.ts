@@ -6,7 +6,7 @@
  * A test send, every row of a bulk send, and anything later all go through here.
  */
 import type { CoreContext, Channel } from './context.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
 import { requireKey } from './vault.js';
 import { addSuppression } from './suppressions.js';

@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { Resolver } from 'node:dns/promises';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 import { normalizeHost, type DnsRecord } from '../providers/domain-auth.js';
 
 /** OK, Missing (no such record), Wrong value (something else found), or Error (the lookup itself failed). */

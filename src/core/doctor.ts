@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import type { CoreContext } from './context.js';
-import { KeyError, SwitchboardError } from './errors.js';
+import { KeyError, SwitchboardError } from '../errors.js';
 import { configSecrets, listProviders } from './providers.js';
 import { unverifiedSenderDomains } from './domains.js';
 import { keyVersions, lookupMasterKey, requireKey, describeSource, type ActiveKey } from './vault.js';

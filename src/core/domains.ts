@@ -6,7 +6,7 @@
  */
 import type { Channel, CoreContext } from './context.js';
 import { audit } from './audit.js';
-import { NotFoundError, OperationFailed, UsageError } from './errors.js';
+import { NotFoundError, OperationFailed, UsageError } from '../errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
 import { configSecrets, formatRef, getProvider, listProviders, type ProviderConfig } from './providers.js';
 import { requireKey } from './vault.js';

@@ -8,7 +8,7 @@ import { isEmailAddress } from './email-address.js';
 import type { CoreContext, Channel } from './context.js';
 import { asChannel } from './context.js';
 import { audit } from './audit.js';
-import { NotFoundError, UsageError } from './errors.js';
+import { NotFoundError, UsageError } from '../errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
 import { assertCurrentKey, openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
 import { KINDS, PLANNED_KINDS, settingSpecs, type KindSpec, type SettingSpec } from '../providers/registry.js';

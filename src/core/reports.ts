@@ -4,7 +4,7 @@
  * a message retried twice then sent counts 2 failed + 1 sent, which is what the providers saw.
  */
 import type { CoreContext, Channel } from './context.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 
 /** What `report` groups by. */
 export type ReportBy = 'tenant' | 'provider' | 'channel';

@@ -6,7 +6,7 @@
 import type { CoreContext, Channel } from './context.js';
 import { audit } from './audit.js';
 import { normaliseRecipient } from './address.js';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 import { openCsv } from './csv.js';
 import { prepared } from '../store/db.js';
 

@@ -5,7 +5,7 @@
  */
 import type { CoreContext } from './context.js';
 import { audit } from './audit.js';
-import { NotFoundError, UsageError } from './errors.js';
+import { NotFoundError, UsageError } from '../errors.js';
 import { compileTemplate, type Rendered, type TemplateSource } from './templates.js';
 import { getTenant } from './tenants.js';
 import { openCsv } from './csv.js';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import Handlebars from 'handlebars';
 import { convert } from 'html-to-text';
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 import type { OutboundMessage } from '../providers/types.js';
 
 /** An approved WhatsApp template: its name, language, and the CSV columns for body parameters {{1}}, {{2}}, …. */

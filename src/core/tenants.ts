@@ -4,7 +4,7 @@
 import type { CoreContext, Channel } from './context.js';
 import { CHANNELS } from './context.js';
 import { audit } from './audit.js';
-import { NotFoundError, UsageError } from './errors.js';
+import { NotFoundError, UsageError } from '../errors.js';
 
 /** A tenant id: lower-case letters, digits and single hyphens, 2–63 characters, starting with a letter. */
 export const TENANT_ID_PATTERN = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;

@@ -1,7 +1,7 @@
 /**
  * Durations and times given on the command line.
  */
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 

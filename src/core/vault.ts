@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import type { CoreContext } from './context.js';
 import { audit } from './audit.js';
-import { KeyError, UsageError } from './errors.js';
+import { KeyError, UsageError } from '../errors.js';
 import {
   decodeKey,
   encodeKey,

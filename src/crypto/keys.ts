@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
 import { KEY_BYTES } from './seal.js';
-import { KeyError, UsageError } from '../core/errors.js';
+import { KeyError, UsageError } from '../errors.js';
 
 /** Where a master key came from. */
 export type KeySourceKind = 'env' | 'file' | 'keychain';

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 import { migrations } from './migrations.js';
-import { LockedError, SwitchboardError, UsageError } from '../core/errors.js';
+import { LockedError, SwitchboardError, UsageError } from '../errors.js';
 
 /** An open store: the database handle plus facts about the file. */
 export type Db = Database.Database;

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { seal, unseal, KEY_BYTES } from '../../src/crypto/seal.js';
 import { encodeKey, findMasterKey, fingerprint, generateKey, writeKeyFile } from '../../src/crypto/keys.js';
-import { KeyError, UsageError } from '../../src/core/errors.js';
+import { KeyError, UsageError } from '../../src/errors.js';
 
 const ctx = { tenant: 'acme', channel: 'email', name: 'smtp', keyId: 1 };
 

@@ -9,7 +9,7 @@ import { addProvider, configSecrets, getProvider, listProviders, maskSecret, par
 import { requireKey } from '../../src/core/vault.js';
 import { listAudit } from '../../src/core/audit.js';
 import { encodeKey, generateKey } from '../../src/crypto/keys.js';
-import { KeyError, NotFoundError, UsageError } from '../../src/core/errors.js';
+import { KeyError, NotFoundError, UsageError } from '../../src/errors.js';
 import { PLANNED_KINDS } from '../../src/providers/registry.js';
 
 let dir: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileTemplate, isHtmlTemplate } from '../../src/core/templates.js';
-import { UsageError } from '../../src/core/errors.js';
+import { UsageError } from '../../src/errors.js';
 
 describe('templates', () => {
   it('finds required and optional variables', () => {
