@@ -25,13 +25,13 @@ interface NewKeyFlags {
  * Makes a new key, stores it (key file, keychain, or an export line on stdout) and records it with `bind`,
  * removing the stored key again if `bind` fails. Prints the result, with what `bind` returned in it.
  */
-function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind: (fp: string) => { keyId: number } & Record<string, unknown>): void {
+function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind: (fp: string, key: Buffer) => { keyId: number } & Record<string, unknown>): void {
   if (opts.file && opts.keychain) throw new UsageError('give only one of --file and --keychain');
   const k = generateKey();
   const fp = fingerprint(k);
   const bindOrUndo = (undo: () => void) => {
     try {
-      return bind(fp);
+      return bind(fp, k);
     } catch (err) {
       undo();
       throw err;
@@ -67,7 +67,7 @@ function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind:
     );
     return;
   }
-  const r = bind(fp);
+  const r = bind(fp, k);
   const line = `export SWITCHBOARD_MASTER_KEY=${encodeKey(k)}`;
   cli.out.info(`Created key #${r.keyId} (fingerprint ${fp}). Keep it safe: without it this store's secrets cannot be opened.`);
   cli.out.result({ ...r, fingerprint: fp, source: 'env', export: line, store: cli.storePath }, () => line);
@@ -86,7 +86,7 @@ export function registerKey(program: Command, io: Io): void {
       .option('--force', 'overwrite an existing key file or keychain item')
       .action(
         action<NewKeyFlags>(io, (cli, _args, opts) => {
-          const ctx = cli.core();
+          const ctx = cli.core({ create: true });
           const current = keyVersions(ctx).find((k) => k.retiredAt === null);
           if (current) {
             throw new KeyError(`this store already has key #${current.id} (fingerprint ${current.fingerprint}); refusing to create another (use \`key rotate\` to replace it)`);
@@ -211,8 +211,8 @@ export function registerKey(program: Command, io: Io): void {
           const ctx = cli.core();
           const refs = listProviders(ctx).filter((p) => p.keyId !== null).map((p) => p.ref);
           if (!(await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`))) throw new UsageError('nothing was changed');
-          storeNewKey(cli, ctx, opts, (fp) => {
-            const r = resetLostKey(ctx, fp);
+          storeNewKey(cli, ctx, opts, (_fp, newKey) => {
+            const r = resetLostKey(ctx, newKey);
             return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, dropped: r.dropped };
           });
           if (refs.length > 0) {

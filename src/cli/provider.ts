@@ -92,7 +92,8 @@ function verifyText(cli: CliContext, r: { ok: boolean; ref: string; detail: stri
  */
 export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<void> {
   if (opts.tenant && opts.system) throw new UsageError('give exactly one of --tenant <id> and --system');
-  const ctx = cli.core();
+  // A system default can be the first thing in a new store; a tenant's config needs the tenant's store.
+  const ctx = cli.core({ create: opts.system === true || (opts.tenant === undefined && cli.interactive) });
   const ask = cli.interactive;
   const settings = keyValues('--set', opts.set);
   let tenantId: string | null | undefined = opts.system ? null : opts.tenant;
@@ -162,7 +163,14 @@ export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<
 
 function secretsText(p: ProviderConfig): string {
   const entries = Object.entries(p.secrets);
-  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(' ') : '-';
+  const held = entries.map(([k, v]) => `${k}=${v}`);
+  const missing = p.missingSecrets.map((k) => `${k}=MISSING`);
+  return [...held, ...missing].join(' ') || '-';
+}
+
+/** The command that enters a config's missing secrets. */
+function enterMissing(p: ProviderConfig): string {
+  return `switchboard provider update ${p.ref} ${p.missingSecrets.map((k) => `--secret-env ${k}=ENV_VAR`).join(' ')}`;
 }
 
 function verifiedText(p: ProviderConfig): string {
@@ -179,6 +187,7 @@ function detail(cli: CliContext, p: ProviderConfig): string {
     ['health', p.health + (p.healthDetail ? ` (${p.healthDetail})` : '')],
     ...Object.entries(p.settings).map(([k, v]): [string, unknown] => [`setting ${k}`, v]),
     ...Object.entries(p.secrets).map(([k, v]): [string, unknown] => [`secret ${k}`, v]),
+    ...p.missingSecrets.map((k): [string, unknown] => [`secret ${k}`, `MISSING: sends fail until it is entered (${enterMissing(p)})`]),
     ['last verified', p.lastVerifiedAt ? `${p.lastVerifiedAt} ${p.lastVerifyResult}` : 'never'],
     ['created', p.createdAt],
     ['updated', p.updatedAt],
@@ -232,6 +241,9 @@ export function registerProvider(program: Command, io: Io): void {
                   list.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health, secretsText(p), verifiedText(p)]),
                 ),
           );
+          for (const p of list.filter((c) => c.missingSecrets.length > 0)) {
+            cli.out.warn(`${p.ref} is missing secret ${p.missingSecrets.join(', ')}: sends through it fail until entered with: ${enterMissing(p)}`);
+          }
           for (const w of unverifiedSenderDomains(ctx, { refs: list.map((p) => p.ref) })) cli.out.warn(w.message);
         }),
       ),
@@ -262,8 +274,9 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--disable', 'disable the config (routes skip it)')
       .option('--secret-env <key=ENV_VAR>', 'replace a secret from an environment variable (repeatable)', collect)
       .option('--secrets-stdin', 'replace secrets from a JSON object on standard input')
+      .option('--confirm', 'accept a config that was changed outside switchboard (exit 5 "changed outside switchboard") as it now stands, after checking it with `provider show`; with --set/--secret-env, corrected')
       .action(
-        action<SecretFlags & { set?: string[]; unset?: string[]; priority?: string; enable?: boolean; disable?: boolean }>(io, async (cli, [ref], opts) => {
+        action<SecretFlags & { set?: string[]; unset?: string[]; priority?: string; enable?: boolean; disable?: boolean; confirm?: boolean }>(io, async (cli, [ref], opts) => {
           if (opts.enable && opts.disable) throw new UsageError('give only one of --enable and --disable');
           const secrets = await gatherSecrets(cli, opts, []);
           const p = updateProvider(cli.core(), ref!, {
@@ -272,13 +285,16 @@ export function registerProvider(program: Command, io: Io): void {
             secrets,
             priority: intFlag(opts.priority, '--priority', 0, 1_000_000),
             enabled: opts.enable ? true : opts.disable ? false : undefined,
+            confirm: opts.confirm,
           });
           cli.out.result(p, () => `Updated provider ${p.ref}`);
+          if (p.missingSecrets.length > 0) cli.out.warn(`${p.ref} is still missing secret ${p.missingSecrets.join(', ')}: ${enterMissing(p)}`);
         }),
       ),
     [
       'switchboard provider update acme-dental/email/smtp --set port=2525',
       'NEW_PASS=… switchboard provider update acme-dental/email/smtp --secret-env password=NEW_PASS',
+      'switchboard provider update acme-dental/email/smtp --set host=smtp.example.com --confirm   # after exit 5 "changed outside switchboard"',
     ],
   );
 

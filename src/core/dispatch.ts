@@ -140,7 +140,10 @@ export class Dispatcher {
    *   KeyError (no key, wrong key, tampered secrets).
    */
   static open(ctx: CoreContext, tenantId: string, channel: Channel, options: DispatchOptions = {}): Dispatcher {
-    const route = resolveRoute(ctx, tenantId, channel);
+    // Every send requires the store's key, so a wrong key never gets as far as writing a batch; with it, every
+    // config of the route is checked against its MAC before any connection.
+    const key = requireKey(ctx);
+    const route = resolveRoute(ctx, tenantId, channel, key);
     let entries = route.entries;
     if (options.providerRef) {
       const pinned = getProvider(ctx, options.providerRef);
@@ -158,8 +161,6 @@ export class Dispatcher {
         `tenant ${tenantId} has no enabled ${channel} provider and there is no system default: add one with \`switchboard provider add --tenant ${tenantId} --channel ${channel} …\` or \`--system\``,
       );
     }
-    // Every send requires the store's key, so a wrong key never gets as far as writing a batch.
-    const key = requireKey(ctx);
     const chain: Step[] = entries.map((entry) => ({
       entry,
       secrets: configSecrets(ctx, key, entry.config),

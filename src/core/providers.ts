@@ -8,9 +8,11 @@ import { isEmailAddress } from './email-address.js';
 import type { CoreContext, Channel } from './context.js';
 import { asChannel } from './context.js';
 import { audit } from './audit.js';
-import { NotFoundError, UsageError } from '../errors.js';
+import { LockedError, NotFoundError, UsageError } from '../errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
 import { assertCurrentKey, openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
+import { assertRowAuthentic, rowAuthentic, rowMac, rowMacFields, secretsBroken, tamperedError, type AuthRow } from './config-auth.js';
+import { canonicalConfig } from '../crypto/config-mac.js';
 import { KINDS, PLANNED_KINDS, settingSpecs, type KindSpec, type SettingSpec } from '../providers/registry.js';
 import type { SettingValue } from '../providers/types.js';
 
@@ -33,6 +35,11 @@ export interface ProviderConfig {
   settings: Record<string, SettingValue>;
   /** Secret name → masked hint (e.g. `SG.****wxyz`, or `****`). */
   secrets: Record<string, string>;
+  /**
+   * Secrets the kind needs that the config does not hold (e.g. dropped by `key reset`): sends through it fail
+   * until they are entered with `provider update <ref> --secret-env <name>=ENV_VAR`. Empty when complete.
+   */
+  missingSecrets: string[];
   keyId: number | null;
   /** `unknown` until used or verified; `healthy`; `unhealthy` after an auth/config failure. */
   health: 'unknown' | 'healthy' | 'unhealthy';
@@ -43,7 +50,7 @@ export interface ProviderConfig {
   updatedAt: string;
 }
 
-interface ConfigRow {
+interface ConfigRow extends AuthRow {
   id: number;
   tenant_id: string | null;
   channel: Channel;
@@ -61,6 +68,8 @@ interface ConfigRow {
   last_verify_result: string | null;
   created_at: string;
   updated_at: string;
+  /** HMAC of the row (core/config-auth.ts); null only in stores not yet upgraded. */
+  mac: string | null;
 }
 
 /** A parsed provider ref. `tenantId` is null for system defaults. */
@@ -92,7 +101,21 @@ export function maskSecret(value: string): string {
   return `${prefix}****${value.slice(-4)}`;
 }
 
+/**
+ * Secrets `kind` needs with these settings that are not among `have` (the `required` ones, and those its
+ * settings call for, e.g. smtp's `password` when a `user` is set). An unknown kind needs none.
+ */
+export function missingSecrets(kind: string, settings: Readonly<Record<string, SettingValue>>, have: Iterable<string>): string[] {
+  const spec = KINDS.get(kind);
+  if (!spec) return [];
+  const got = new Set(have);
+  const needed = new Set([...Object.entries(spec.secrets).filter(([, s]) => s.required).map(([k]) => k), ...(spec.neededSecrets?.(settings) ?? [])]);
+  return [...needed].filter((k) => !got.has(k)).sort();
+}
+
 function toConfig(row: ConfigRow): ProviderConfig {
+  const settings = JSON.parse(row.settings) as Record<string, SettingValue>;
+  const secrets = JSON.parse(row.secret_hints) as Record<string, string>;
   return {
     id: row.id,
     ref: formatRef({ tenantId: row.tenant_id, channel: row.channel, name: row.name }),
@@ -102,8 +125,9 @@ function toConfig(row: ConfigRow): ProviderConfig {
     name: row.name,
     priority: row.priority,
     enabled: row.enabled === 1,
-    settings: JSON.parse(row.settings) as Record<string, SettingValue>,
-    secrets: JSON.parse(row.secret_hints) as Record<string, string>,
+    settings,
+    secrets,
+    missingSecrets: row.sealed_secrets === null ? missingSecrets(row.kind, settings, []) : missingSecrets(row.kind, settings, Object.keys(secrets)),
     keyId: row.key_id,
     health: row.health,
     healthDetail: row.health_detail,
@@ -235,29 +259,32 @@ export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfi
   const now = ctx.clock.now().toISOString();
   let id = 0;
   ctx.db.transaction(() => {
-    if (hasSecrets) assertCurrentKey(ctx, key);
+    assertCurrentKey(ctx, key);
     if (ctx.db.prepare('SELECT 1 FROM provider_configs WHERE ifnull(tenant_id, \'\') = ? AND channel = ? AND name = ?').get(input.tenantId ?? '', input.channel, name)) {
       throw new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
     }
+    const row: AuthRow = {
+      id: 0,
+      tenant_id: input.tenantId,
+      channel: input.channel,
+      kind: input.kind,
+      name,
+      priority: input.priority ?? DEFAULT_PRIORITY,
+      enabled: 1,
+      settings: JSON.stringify(settings),
+      sealed_secrets: hasSecrets ? sealSecrets(key, { tenant: input.tenantId, channel: input.channel, name }, input.secrets) : null,
+      secret_hints: JSON.stringify(hints(input.secrets)),
+      key_id: hasSecrets ? key.keyId : null,
+      mac: null,
+    };
     id = Number(
       ctx.db
         .prepare(
-          `INSERT INTO provider_configs (tenant_id, channel, kind, name, priority, settings, sealed_secrets, secret_hints, key_id, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO provider_configs (tenant_id, channel, kind, name, priority, enabled, settings, sealed_secrets, secret_hints, key_id, mac, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(
-          input.tenantId,
-          input.channel,
-          input.kind,
-          name,
-          input.priority ?? DEFAULT_PRIORITY,
-          JSON.stringify(settings),
-          hasSecrets ? sealSecrets(key, { tenant: input.tenantId, channel: input.channel, name }, input.secrets) : null,
-          JSON.stringify(hints(input.secrets)),
-          hasSecrets ? key.keyId : null,
-          now,
-          now,
-        ).lastInsertRowid,
+        .run(row.tenant_id, row.channel, row.kind, row.name, row.priority, row.enabled, row.settings, row.sealed_secrets, row.secret_hints, row.key_id, rowMac(key.key, row), now, now)
+        .lastInsertRowid,
     );
     audit(ctx, 'provider.add', ref, input.tenantId, ['kind', 'priority', ...Object.keys(settings), ...Object.keys(input.secrets).map((k) => `secret.${k}`)]);
   }).immediate();
@@ -280,7 +307,7 @@ export function getProvider(ctx: CoreContext, ref: string): ProviderConfig {
   const row = ctx.db
     .prepare(`${SELECT} WHERE ifnull(tenant_id, '') = ? AND channel = ? AND name = ?`)
     .get(r.tenantId ?? '', r.channel, r.name) as ConfigRow | undefined;
-  if (!row) throw new NotFoundError(`no provider ${ref} (see \`switchboard provider list\`)`);
+  if (!row) throw new NotFoundError(`no provider ${ref} in store ${ctx.storePath} (see \`switchboard provider list\`)`);
   return toConfig(row);
 }
 
@@ -292,6 +319,10 @@ export interface ProviderFilter {
 
 /** Provider configs ordered by tenant (system first), channel, priority. */
 export function listProviders(ctx: CoreContext, filter: ProviderFilter = {}): ProviderConfig[] {
+  return listRows(ctx, filter).map(toConfig);
+}
+
+function listRows(ctx: CoreContext, filter: ProviderFilter): ConfigRow[] {
   const where: string[] = [];
   const args: unknown[] = [];
   if (filter.tenantId !== undefined) {
@@ -305,7 +336,7 @@ export function listProviders(ctx: CoreContext, filter: ProviderFilter = {}): Pr
   const rows = ctx.db
     .prepare(`${SELECT} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ifnull(tenant_id, ''), channel, priority, id`)
     .all(...args) as ConfigRow[];
-  return rows.map(toConfig);
+  return rows;
 }
 
 /** Changes for {@link updateProvider}. Secrets given replace those of the same name; others are kept. */
@@ -315,17 +346,24 @@ export interface ProviderUpdate {
   secrets?: Record<string, string>;
   priority?: number;
   enabled?: boolean;
+  /**
+   * Accept a config that was changed outside switchboard (its MAC does not match) as it now stands, with the
+   * other changes given, and give it a new MAC (`provider update <ref> --confirm`). Secrets that no longer open
+   * are dropped: give them again in `secrets`.
+   */
+  confirm?: boolean;
 }
 
 /**
- * Updates settings, secrets (one at a time without retyping the others), priority or the enabled flag.
+ * Updates settings, secrets (one at a time without retyping the others), priority or the enabled flag, and
+ * gives the row a new MAC (so the key is always needed). A config changed outside switchboard is refused unless
+ * `change.confirm` re-confirms it.
  * The read-modify-write happens inside one IMMEDIATE transaction, so concurrent updates of the same config
  * (from other processes) apply one after the other and none is lost.
- * @throws UsageError, NotFoundError, KeyError (when secrets change and the key is missing or wrong).
+ * @throws UsageError, NotFoundError, KeyError (key missing or wrong; the config fails its MAC and `confirm` is not set).
  */
 export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUpdate): ProviderConfig {
   const newSecrets = change.secrets ?? {};
-  const secretChanged = Object.keys(newSecrets).length > 0;
   const fields = [
     ...Object.keys(change.settings ?? {}),
     ...(change.unset ?? []),
@@ -333,13 +371,19 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
     ...(change.enabled !== undefined ? ['enabled'] : []),
     ...Object.keys(newSecrets).map((k) => `secret.${k}`),
   ];
-  if (fields.length === 0) throw new UsageError('nothing to update: give --set, --unset, --secret-env, --secrets-stdin, --priority, --enable or --disable');
+  if (fields.length === 0 && !change.confirm) {
+    throw new UsageError('nothing to update: give --set, --unset, --secret-env, --secrets-stdin, --priority, --enable, --disable or --confirm');
+  }
   // The key lookup may ask the keychain (a child process): done before taking the write lock.
-  const key = secretChanged ? requireKey(ctx) : undefined;
+  const key = requireKey(ctx);
   let id = 0;
   ctx.db.transaction(() => {
+    assertCurrentKey(ctx, key);
     const current = getProvider(ctx, ref);
     id = current.id;
+    const raw = ctx.db.prepare(`${SELECT} WHERE id = ?`).get(current.id) as ConfigRow;
+    const authentic = rowAuthentic(key.key, raw);
+    if (!authentic && !change.confirm) assertRowAuthentic(key, raw);
     const spec = kindSpec(current.kind);
     const settings: Record<string, SettingValue> = { ...current.settings };
     for (const [k, v] of Object.entries(change.settings ?? {})) settings[k] = parseSetting(spec, k, v);
@@ -349,41 +393,39 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
     }
     checkSecretNames(spec, newSecrets);
     const full = applyDefaults(spec, settings);
-    let sealed: Buffer | null = null;
-    let names: string[] = Object.keys(current.secrets);
-    let secretHints = current.secrets;
-    let keyId = current.keyId;
-    if (key) {
-      assertCurrentKey(ctx, key);
-      const where = { tenant: current.tenantId, channel: current.channel, name: current.name };
-      const row = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(current.id) as { sealed_secrets: Buffer | null };
-      const old = row.sealed_secrets && current.keyId !== null ? openSecrets(key, { ...where, keyId: current.keyId }, row.sealed_secrets, ref) : {};
-      const merged = { ...old, ...newSecrets };
-      sealed = sealSecrets(key, where, merged);
-      names = Object.keys(merged).sort();
-      secretHints = { ...current.secrets, ...hints(newSecrets) };
-      keyId = key.keyId;
+    const where = { tenant: current.tenantId, channel: current.channel, name: current.name };
+    let old: Record<string, string> = {};
+    let oldHints = current.secrets;
+    if (raw.sealed_secrets && current.keyId !== null) {
+      try {
+        old = openSecrets(key, { ...where, keyId: current.keyId }, raw.sealed_secrets, ref);
+      } catch (err) {
+        // Re-confirming a row whose secrets no longer open: they are dropped, and must be given again.
+        if (!change.confirm) throw err;
+        oldHints = {};
+      }
     }
+    const merged = { ...old, ...newSecrets };
+    const names = Object.keys(merged).sort();
+    const hasSecrets = names.length > 0;
+    const next: AuthRow = {
+      ...raw,
+      settings: JSON.stringify(full),
+      priority: change.priority ?? current.priority,
+      enabled: (change.enabled ?? current.enabled) ? 1 : 0,
+      sealed_secrets: hasSecrets ? sealSecrets(key, where, merged) : null,
+      secret_hints: JSON.stringify({ ...oldHints, ...hints(newSecrets) }),
+      key_id: hasSecrets ? key.keyId : null,
+    };
     checkComplete(spec, full, names);
     ctx.db
       .prepare(
-        `UPDATE provider_configs SET settings = ?, priority = ?, enabled = ?, updated_at = ?,
-           sealed_secrets = CASE WHEN ? THEN ? ELSE sealed_secrets END,
-           secret_hints = ?, key_id = ?
+        `UPDATE provider_configs SET settings = ?, priority = ?, enabled = ?, updated_at = ?, sealed_secrets = ?, secret_hints = ?, key_id = ?, mac = ?
          WHERE id = ?`,
       )
-      .run(
-        JSON.stringify(full),
-        change.priority ?? current.priority,
-        (change.enabled ?? current.enabled) ? 1 : 0,
-        ctx.clock.now().toISOString(),
-        key ? 1 : 0,
-        sealed,
-        JSON.stringify(secretHints),
-        keyId,
-        current.id,
-      );
-    audit(ctx, 'provider.update', ref, current.tenantId, fields);
+      .run(next.settings, next.priority, next.enabled, ctx.clock.now().toISOString(), next.sealed_secrets, next.secret_hints, next.key_id, rowMac(key.key, next), current.id);
+    // Every update re-computes the MAC; a re-confirmation (the row had been changed outside switchboard) says so.
+    audit(ctx, authentic ? 'provider.update' : 'provider.confirm', ref, current.tenantId, authentic ? fields : [...fields, 'mac']);
   }).immediate();
   return getProviderById(ctx, id);
 }
@@ -415,13 +457,19 @@ export interface Route {
 /**
  * Resolves the route (DESIGN §5): the tenant's enabled configs by priority, then the system defaults by
  * priority if the tenant has none or its fallback switch for the channel is on.
- * @throws NotFoundError if the tenant does not exist.
+ * With `key` (for sending), every config that could take part (the tenant's and the system's on this channel,
+ * enabled or not) must match its MAC first, so a priority or enabled flag changed outside switchboard cannot
+ * reorder the route or drop a config from it.
+ * @throws NotFoundError if the tenant does not exist; KeyError naming a config that fails its MAC.
  */
-export function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channel): Route {
+export function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channel, key?: ActiveKey): Route {
   const tenant = getTenant(ctx, tenantId);
-  const own = listProviders(ctx, { tenantId, channel }).filter((c) => c.enabled);
+  const ownRows = listRows(ctx, { tenantId, channel });
+  const systemRows = listRows(ctx, { tenantId: null, channel });
+  if (key) for (const r of [...ownRows, ...systemRows]) assertRowAuthentic(key, r);
+  const own = ownRows.map(toConfig).filter((c) => c.enabled);
   const fallback = tenant.fallback[channel];
-  const system = own.length === 0 || fallback ? listProviders(ctx, { tenantId: null, channel }).filter((c) => c.enabled) : [];
+  const system = own.length === 0 || fallback ? systemRows.map(toConfig).filter((c) => c.enabled) : [];
   return {
     tenantId,
     channel,
@@ -431,15 +479,33 @@ export function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channe
 }
 
 /**
- * Decrypts a config's secrets with the active key.
- * @throws KeyError naming the provider on an integrity failure.
+ * Opens a config for use: checks that its row matches its MAC and that `config` (what the caller connects
+ * with) is that row, then decrypts its secrets with the active key. Every path that connects to a provider
+ * (sends, `provider verify`, domain authentication) comes through here first.
+ * @throws KeyError naming the provider when the row fails its MAC or its secrets their integrity check;
+ * LockedError when another process changed or removed the config since `config` was read (run again).
  */
 export function configSecrets(ctx: CoreContext, key: ActiveKey, config: ProviderConfig): Record<string, string> {
-  const row = ctx.db.prepare('SELECT sealed_secrets, key_id FROM provider_configs WHERE id = ?').get(config.id) as
-    | { sealed_secrets: Buffer | null; key_id: number | null }
-    | undefined;
-  if (!row?.sealed_secrets || row.key_id === null) return {};
-  return openSecrets(key, { tenant: config.tenantId, channel: config.channel, name: config.name, keyId: row.key_id }, row.sealed_secrets, config.ref);
+  const row = ctx.db.prepare(`${SELECT} WHERE id = ?`).get(config.id) as ConfigRow | undefined;
+  if (!row) throw new LockedError(`provider ${config.ref} was removed by another process meanwhile; run the command again`);
+  assertRowAuthentic(key, row);
+  const read: AuthRow = { ...row, kind: config.kind, settings: JSON.stringify(config.settings), priority: config.priority, enabled: config.enabled ? 1 : 0, tenant_id: config.tenantId, channel: config.channel, name: config.name };
+  if (!canonicalConfig(rowMacFields(read)).equals(canonicalConfig(rowMacFields(row)))) {
+    throw new LockedError(`provider ${config.ref} was changed by another process meanwhile; run the command again`);
+  }
+  if (!row.sealed_secrets || row.key_id === null) return {};
+  return openSecrets(key, { tenant: row.tenant_id, channel: row.channel, name: row.name, keyId: row.key_id }, row.sealed_secrets, config.ref);
+}
+
+/**
+ * Checks a config row against its MAC (for `doctor`).
+ * @returns null when it matches; else the reason and what to do ({@link tamperedError}'s message), and whether
+ * its sealed secrets fail to open too.
+ */
+export function configAuthProblem(ctx: CoreContext, key: ActiveKey, config: ProviderConfig): { message: string; secretsBroken: boolean } | null {
+  const row = ctx.db.prepare(`${SELECT} WHERE id = ?`).get(config.id) as ConfigRow | undefined;
+  if (!row || rowAuthentic(key.key, row)) return null;
+  return { message: tamperedError(key, row).message, secretsBroken: secretsBroken(key, row) };
 }
 
 /** Records a config's health after a send or verify. `detail` must hold no secret values. */

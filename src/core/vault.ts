@@ -21,6 +21,7 @@ import {
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainSet, type KeychainResult } from '../crypto/keychain.js';
 import { seal, unseal, type SealContext } from '../crypto/seal.js';
 import { storeId } from '../store/db.js';
+import { assertRowAuthentic, ensureConfigMacs, markConfigMacs, rowMac, rowRef, type AuthRow } from './config-auth.js';
 
 /** The master key in use, with its version id in this store. */
 export interface ActiveKey extends MasterKey {
@@ -98,10 +99,18 @@ export function noKeyError(found: KeyLookup): KeyError {
  * Returns the master key, binding an unbound store to it (recording its fingerprint as key version 1).
  * If the key found is the one a `key rotate` retired and the rotation's staged key (`<file>.next`, or the
  * keychain item `<store id>.next`) is the store's current key, the interrupted rotation is completed first.
+ * The first time a store from before provider config MACs is opened with its key, every config row gets its
+ * MAC (core/config-auth.ts `ensureConfigMacs`, audited).
  * @throws KeyError (exit 5) if no key is configured, it is malformed, or it does not match the store's current
  * key; the message names the key version and fingerprint the store needs.
  */
 export function requireKey(ctx: CoreContext): ActiveKey {
+  const active = matchKey(ctx);
+  ensureConfigMacs(ctx, active);
+  return active;
+}
+
+function matchKey(ctx: CoreContext): ActiveKey {
   const master = loadMasterKey(ctx);
   const fp = fingerprint(master.key);
   const versions = keyVersions(ctx);
@@ -188,7 +197,7 @@ export function openSecrets(key: ActiveKey, where: SealContext, blob: Buffer, re
     return unseal(key.key, where, blob);
   } catch {
     throw new KeyError(
-      `secrets of provider ${ref} failed their integrity check (altered in the store, or copied from another provider); re-enter them with \`switchboard provider update ${ref}\``,
+      `secrets of provider ${ref} failed their integrity check (altered in the store, or copied from another provider); re-enter them with \`switchboard provider update ${ref} --confirm --secret-env <name>=ENV_VAR\` (or --secrets-stdin)`,
     );
   }
 }
@@ -203,11 +212,6 @@ export function openSecrets(key: ActiveKey, where: SealContext, blob: Buffer, re
 // A crash between 2 and 3 leaves the old key in place and the store on the new one: requireKey finds the
 // staged key and finishes step 3. A crash before 2 leaves a stray staged key that the next rotation replaces.
 // ---------------------------------------------------------------------------------------------------------
-
-/** A provider ref from a provider_configs row (providers.ts imports this module, so it cannot be imported here). */
-function refOf(r: { tenant_id: string | null; channel: string; name: string }): string {
-  return `${r.tenant_id ?? 'system'}/${r.channel}/${r.name}`;
-}
 
 /** The keychain account under which a rotation stages the next key. */
 function stagedAccount(account: string): string {
@@ -284,12 +288,13 @@ export interface RotationOptions {
 }
 
 /**
- * Rotates the master key: a new key version, every secret re-sealed in one transaction, the old version retired,
- * and the new key stored where the old one came from (key file or keychain; an env key is published through
- * `opts.publishEnvKey`).
+ * Rotates the master key: a new key version, every secret re-sealed and every provider config re-MACed in one
+ * transaction, the old version retired, and the new key stored where the old one came from (key file or
+ * keychain; an env key is published through `opts.publishEnvKey`).
  * @throws UsageError when the key comes from the environment and no `publishEnvKey` is given.
- * @throws KeyError when the key is missing or wrong, a secret fails its integrity check (nothing changes), or the
- * keychain cannot store the new key.
+ * @throws KeyError when the key is missing or wrong, a config fails its MAC or a secret its integrity check
+ * (nothing changes: a row changed outside switchboard is never re-MACed by a rotation), or the keychain cannot
+ * store the new key.
  */
 export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): RotationResult {
   const active = requireKey(ctx);
@@ -308,25 +313,27 @@ export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): Rotatio
   let newKeyId = 0;
   let resealed = 0;
   try {
-    const rows = () =>
-      ctx.db
-        .prepare('SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id')
-        .all() as Array<{ id: number; tenant_id: string | null; channel: string; name: string; key_id: number; sealed_secrets: Buffer }>;
+    const rows = () => ctx.db.prepare('SELECT * FROM provider_configs ORDER BY id').all() as AuthRow[];
     opts.onCommitStart?.((ctx.db.prepare('SELECT count(*) AS n FROM provider_configs WHERE sealed_secrets IS NOT NULL').get() as { n: number }).n);
     ctx.db.transaction(() => {
       assertCurrentKey(ctx, active);
       const now = ctx.clock.now().toISOString();
       newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(fp, now).lastInsertRowid);
       const next: ActiveKey = { ...active, key: newKey, keyId: newKeyId, fingerprint: fp };
-      const update = ctx.db.prepare('UPDATE provider_configs SET sealed_secrets = ?, key_id = ? WHERE id = ?');
+      const update = ctx.db.prepare('UPDATE provider_configs SET sealed_secrets = ?, key_id = ?, mac = ? WHERE id = ?');
       for (const r of rows()) {
-        const where = { tenant: r.tenant_id, channel: r.channel, name: r.name };
-        const secrets = openSecrets(active, { ...where, keyId: r.key_id }, r.sealed_secrets, refOf(r));
-        update.run(sealSecrets(next, where, secrets), newKeyId, r.id);
-        resealed++;
+        assertRowAuthentic(active, r);
+        let moved: AuthRow = r;
+        if (r.sealed_secrets !== null && r.key_id !== null) {
+          const where = { tenant: r.tenant_id, channel: r.channel, name: r.name };
+          const secrets = openSecrets(active, { ...where, keyId: r.key_id }, r.sealed_secrets, rowRef(r));
+          moved = { ...r, sealed_secrets: sealSecrets(next, where, secrets), key_id: newKeyId };
+          resealed++;
+        }
+        update.run(moved.sealed_secrets, moved.key_id, rowMac(newKey, moved), r.id);
       }
       ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE id = ?').run(now, active.keyId);
-      audit(ctx, 'key.rotate', `key#${newKeyId}`, null, ['fingerprint', 'key_id', 'retired_at', 'sealed_secrets']);
+      audit(ctx, 'key.rotate', `key#${newKeyId}`, null, ['fingerprint', 'key_id', 'mac', 'retired_at', 'sealed_secrets']);
     }).immediate();
   } catch (err) {
     discardStagedKey(ctx, active);
@@ -364,11 +371,14 @@ export interface KeyResetResult {
 
 /**
  * For a lost master key ("I lost my key"): drops every sealed secret (nothing can open them without the key),
- * retires the lost key version, and records `newFingerprint` as the store's new key, in one transaction.
- * Tenants, settings, routes, batches and logs are kept. The caller stores the new key (like `key init`).
+ * retires the lost key version, records `newKey` (its fingerprint) as the store's new key and re-MACs every
+ * provider config with it, in one transaction. Tenants, settings, routes, batches and logs are kept. The caller
+ * stores the new key (like `key init`). The old MACs cannot be checked without the lost key: the settings as they
+ * are now are taken as they stand (each dropped config is audited; check them with `provider list`).
  * @throws UsageError if the key the environment provides still matches the store (use `key rotate` instead).
  */
-export function resetLostKey(ctx: CoreContext, newFingerprint: string): KeyResetResult {
+export function resetLostKey(ctx: CoreContext, newKey: Buffer): KeyResetResult {
+  const newFingerprint = fingerprint(newKey);
   let found: MasterKey | null = null;
   try {
     found = lookupMasterKey(ctx).master;
@@ -383,24 +393,24 @@ export function resetLostKey(ctx: CoreContext, newFingerprint: string): KeyReset
   const dropped: string[] = [];
   ctx.db.transaction(() => {
     const now = ctx.clock.now().toISOString();
-    const rows = ctx.db.prepare('SELECT id, tenant_id, channel, name FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id').all() as Array<{
-      id: number;
-      tenant_id: string | null;
-      channel: string;
-      name: string;
-    }>;
+    const rows = ctx.db.prepare('SELECT * FROM provider_configs ORDER BY id').all() as AuthRow[];
     const drop = ctx.db.prepare(
       "UPDATE provider_configs SET sealed_secrets = NULL, key_id = NULL, secret_hints = '{}', health = 'unknown', health_detail = 'secrets dropped by key reset: enter them again', updated_at = ? WHERE id = ?",
     );
+    const remac = ctx.db.prepare('UPDATE provider_configs SET mac = ? WHERE id = ?');
     for (const r of rows) {
-      drop.run(now, r.id);
-      const ref = refOf(r);
-      dropped.push(ref);
-      audit(ctx, 'provider.secrets-dropped', ref, r.tenant_id, ['sealed_secrets', 'key_id']);
+      const ref = rowRef(r);
+      if (r.sealed_secrets !== null) {
+        drop.run(now, r.id);
+        dropped.push(ref);
+        audit(ctx, 'provider.secrets-dropped', ref, r.tenant_id, ['sealed_secrets', 'key_id', 'mac']);
+      }
+      remac.run(rowMac(newKey, r.sealed_secrets === null ? r : { ...r, sealed_secrets: null, key_id: null, secret_hints: '{}' }), r.id);
     }
+    markConfigMacs(ctx);
     ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE retired_at IS NULL').run(now);
     newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(newFingerprint, now).lastInsertRowid);
-    audit(ctx, 'key.reset', `key#${newKeyId}`, null, ['fingerprint', 'retired_at']);
+    audit(ctx, 'key.reset', `key#${newKeyId}`, null, ['fingerprint', 'mac', 'retired_at']);
   }).immediate();
   return { lostKeyId: current?.id ?? null, newKeyId, dropped };
 }

@@ -29,6 +29,11 @@ export interface KindSpec {
   /** Secret names; `required` ones must be given when the config is added. */
   secrets: Readonly<Record<string, { required: boolean; doc: string }>>;
   /**
+   * Secrets a config needs because of its settings, beyond the `required` ones (smtp: a `user` needs a
+   * `password`). Used to mark configs whose secrets are missing (e.g. dropped by `key reset`).
+   */
+  neededSecrets?(settings: Readonly<Record<string, SettingValue>>): string[];
+  /**
    * Cross-setting checks run when a config is added or updated (after defaults); returns a one-line problem
    * naming the setting, or undefined when the settings are fine.
    */
@@ -57,6 +62,7 @@ const smtp: KindSpec = {
     timeout: { type: 'int', min: 100, max: 600_000, default: 30_000, doc: 'connection and socket timeout in ms' },
   },
   secrets: { password: { required: false, doc: 'AUTH password' } },
+  neededSecrets: (settings) => (settings.user ? ['password'] : []),
   create: async (config) => (await import('./smtp.js')).createSmtpProvider(config),
 };
 

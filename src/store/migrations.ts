@@ -195,4 +195,15 @@ export const migrations: readonly string[] = [
   DROP INDEX batch_items_state;
   ALTER TABLE batches ADD COLUMN stats TEXT;
   `,
+  `
+  -- Issue 11. Provider configs are authenticated as a whole: mac = HMAC-SHA-256 (64 hex digits) over the row's
+  -- canonical form (src/crypto/config-mac.ts), under a key derived from the master key. Rows of an existing
+  -- store get theirs on the first open with the key (core/config-auth.ts), which then records
+  -- meta.config_macs = 'v1'; a store without provider configs has nothing to upgrade and records it now.
+  ALTER TABLE provider_configs ADD COLUMN mac TEXT;
+  INSERT INTO meta (key, value) SELECT 'config_macs', 'v1' WHERE NOT EXISTS (SELECT 1 FROM provider_configs);
+  -- The audit log is append-only: rows are added, never changed or removed (removing a tenant keeps its entries).
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `,
 ];

@@ -57,6 +57,8 @@ export interface TestSmtpServer {
   messages: ReceivedMessage[];
   /** Number of failed AUTH attempts seen. */
   authFailures: number;
+  /** Number of TCP connections accepted so far. */
+  connections: number;
   /** Recipients refused at RCPT TO. */
   rejected: string[];
   /** When each DATA command arrived (performance.now(), ms), in order: the moment a message reached the server. */
@@ -100,7 +102,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
   const messages: ReceivedMessage[] = [];
   const rejected: string[] = [];
   const dataAt: number[] = [];
-  const state = { authFailures: 0, mailFroms: 0 };
+  const state = { authFailures: 0, mailFroms: 0, connections: 0 };
   const pending = new Set<Promise<void>>();
 
   const server = new SMTPServer({
@@ -113,6 +115,10 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
     logger: false,
     disabledCommands: [],
     size: 10 * 1024 * 1024,
+    onConnect(_session, callback) {
+      state.connections += 1;
+      callback();
+    },
     onAuth(auth, _session, callback) {
       const expected = auth.username !== undefined ? opts.users[auth.username] : undefined;
       if (expected !== undefined && auth.password === expected) {
@@ -185,6 +191,9 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
     dataAt,
     get authFailures() {
       return state.authFailures;
+    },
+    get connections() {
+      return state.connections;
     },
     async close() {
       await Promise.allSettled([...pending]);
