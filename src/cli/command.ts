@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { CliContext, type Io } from './context.js';
 import { UsageError } from '../errors.js';
+import { mapSqliteError } from '../store/db.js';
 import { parseDuration } from '../core/time.js';
 import { asChannel, type Channel } from '../core/context.js';
 import type { RetryPolicy } from '../core/dispatch.js';
@@ -21,6 +22,10 @@ export function action<O>(io: Io, fn: (cli: CliContext, args: string[], opts: O)
     const cli = await CliContext.from(io, command);
     try {
       await fn(cli, args, opts);
+    } catch (err) {
+      // A damaged store surfaces wherever a page is read: say so once, naming the store and the way to a diagnosis.
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CORRUPT')) throw mapSqliteError(err, cli.storePath);
+      throw err;
     } finally {
       cli.close();
     }

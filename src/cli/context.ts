@@ -62,11 +62,16 @@ export class CliContext {
     return this.flags.input !== false && Boolean(this.io.stdin.isTTY) && Boolean(this.io.stdout.isTTY);
   }
 
-  /** The core context, opening (creating, migrating) the store on first use. */
-  core(): CoreContext {
+  /**
+   * The core context, opening (and migrating) the store on first use. Only commands that can start from an
+   * empty store (`tenant add`, `key init`, `provider add --system`) pass `create: true` (the file 0600, its
+   * folder 0700); for every other command a missing store is an error (exit 2, "no store at PATH" and how to
+   * create or point at one), so a mistyped `--store` never makes a new empty store.
+   */
+  core(opts: { create?: boolean } = {}): CoreContext {
     if (!this.db) {
       try {
-        this.db = openStore(this.storePath);
+        this.db = openStore(this.storePath, { create: opts.create === true });
       } catch (err) {
         throw mapSqliteError(err, this.storePath);
       }

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { Io } from './context.js';
-import { Output } from './output.js';
+import { escapeControls, Output } from './output.js';
 import { SwitchboardError } from '../errors.js';
 
 /** Adds one noun's commands (flags, help, actions) to the program. */
@@ -25,6 +25,7 @@ const NOUNS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
   ['audit', async () => (await import('./audit.js')).registerAudit],
   ['domain', async () => (await import('./domain.js')).registerDomain],
   ['doctor', async () => (await import('./doctor.js')).registerDoctor],
+  ['store', async () => (await import('./store.js')).registerStore],
   ['template', async () => (await import('./template.js')).registerTemplate],
   ['suppress', async () => (await import('./suppress.js')).registerSuppress],
   ['report', async () => (await import('./report.js')).registerReport],
@@ -85,8 +86,9 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
   program.addHelpText(
     'after',
     `
-Exit codes: 0 ok, 1 operation failed, 2 usage error or bad input, 3 bulk send finished with failed rows,
-            4 store locked or batch already running, 5 master key missing or wrong, 130 interrupted.
+Exit codes: 0 ok, 1 operation failed, 2 usage error, bad input or no store, 3 bulk send finished with failed rows,
+            4 store locked or batch already running, 5 master key missing or wrong, or an integrity check failed,
+            130 interrupted.
 
 Examples:
   $ switchboard tenant add acme-dental --name "Acme Dental"
@@ -122,14 +124,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
       return 2;
     }
+    // Messages may quote data (a CSV value, a provider's answer): control characters are shown escaped.
     if (err instanceof SwitchboardError) {
-      io.stderr.write(`switchboard: ${err.message}\n`);
-      for (const line of err.details) io.stderr.write(`  ${line}\n`);
+      io.stderr.write(`switchboard: ${escapeControls(err.message)}\n`);
+      for (const line of err.details) io.stderr.write(`  ${escapeControls(line)}\n`);
       if (verbose && err.stack) out.debug(err.stack);
       return err.exitCode;
     }
     const e = err as Error;
-    io.stderr.write(`switchboard: ${e?.message ?? String(err)}${verbose ? '' : ' (run with --verbose for details)'}\n`);
+    io.stderr.write(`switchboard: ${escapeControls(e?.message ?? String(err))}${verbose ? '' : ' (run with --verbose for details)'}\n`);
     if (verbose && e?.stack) out.debug(e.stack);
     return 1;
   }

@@ -36,6 +36,27 @@ const same = (text: string): string => text;
 /** Styles for output without colour. */
 export const NO_STYLES: Styles = { bold: same, dim: same, green: same, red: same, yellow: same };
 
+/**
+ * Control characters that could drive a terminal or disguise text: C0 controls except TAB and LF (ESC starts
+ * colour, cursor and title sequences; CR overwrites a line), DEL, C1 controls, and the Unicode bidirectional
+ * overrides and isolates.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text safe to print on a terminal: each control character (see above) from data (a CSV value, a provider's
+ * error text) is shown as an escape (`\x1b`, `\r`, `\u202e`) instead of acting on the terminal. TAB and LF stay.
+ * Used for every line switchboard writes to stderr (errors, warnings, notes, progress).
+ */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROL, (ch) => {
+    if (ch === '\r') return '\\r';
+    const code = ch.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
 /** A table cell on a tab-separated line: tabs and line breaks become spaces, so each row stays one line. */
 const tsvCell = (cell: string): string => cell.replace(/[\t\r\n]+/g, ' ');
 
@@ -95,18 +116,18 @@ export class Output {
     return pairs.map(([k, v]) => `${this.c.dim(k.padEnd(width))}  ${v === null || v === undefined ? '-' : String(v)}`).join('\n');
   }
 
-  /** Progress or a note on stderr; silent with `--quiet`. */
+  /** Progress or a note on stderr; silent with `--quiet`. Control characters are escaped ({@link escapeControls}). */
   info(text: string): void {
-    if (!this.opts.quiet) this.stderr.write(text + '\n');
+    if (!this.opts.quiet) this.stderr.write(escapeControls(text) + '\n');
   }
 
-  /** A warning on stderr (shown even with `--quiet`). */
+  /** A warning on stderr (shown even with `--quiet`), control characters escaped. */
   warn(text: string): void {
-    this.stderr.write(`${this.c.yellow('warning:')} ${text}\n`);
+    this.stderr.write(`${this.c.yellow('warning:')} ${escapeControls(text)}\n`);
   }
 
-  /** Extra detail on stderr with `--verbose`. */
+  /** Extra detail on stderr with `--verbose`, control characters escaped. */
   debug(text: string): void {
-    if (this.opts.verbose) this.stderr.write(this.c.dim(text) + '\n');
+    if (this.opts.verbose) this.stderr.write(this.c.dim(escapeControls(text)) + '\n');
   }
 }

@@ -41,7 +41,7 @@ export function registerTenant(program: Command, io: Io): void {
         action<{ name?: string }>(io, async (cli, [id], opts) => {
           let name = opts.name;
           if (name === undefined && cli.interactive) name = await askInput('Tenant name', { required: true });
-          const t = addTenant(cli.core(), id!, required(name, '--name', 'the tenant display name'));
+          const t = addTenant(cli.core({ create: true }), id!, required(name, '--name', 'the tenant display name'));
           cli.out.result(t, () => `Added tenant ${t.id} (${t.name})`);
           if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await (await import('./provider.js')).providerAddFlow(cli, { tenant: t.id });
         }),

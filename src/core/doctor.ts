@@ -6,12 +6,12 @@
 import fs from 'node:fs';
 import type { CoreContext } from './context.js';
 import { KeyError, SwitchboardError } from '../errors.js';
-import { configSecrets, listProviders } from './providers.js';
+import { configAuthProblem, configSecrets, listProviders, missingSecrets, type ProviderConfig } from './providers.js';
 import { unverifiedSenderDomains } from './domains.js';
 import { keyVersions, lookupMasterKey, requireKey, describeSource, type ActiveKey } from './vault.js';
-import { fingerprint, HOW_TO_PROVIDE_KEY, pendingKeyFile } from '../crypto/keys.js';
+import { fingerprint, HOW_TO_PROVIDE_KEY, keyFileModeProblem, pendingKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainProbe } from '../crypto/keychain.js';
-import { inspectStore, SCHEMA_VERSION, storeId } from '../store/db.js';
+import { checkStore, inspectStore, SCHEMA_VERSION, storeId } from '../store/db.js';
 
 /** Outcome of one check. */
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -29,6 +29,10 @@ export interface DoctorDeps {
   storePath: string;
   /** Opens (and, if needed, migrates) the store. */
   open(): CoreContext;
+  /** Run SQLite's full `integrity_check` (also indexes) instead of `quick_check` (`doctor --deep`). */
+  deep?: boolean;
+  /** The environment (for the key file's mode, checked before the key is read). */
+  env: NodeJS.ProcessEnv;
 }
 
 function message(err: unknown): string {
@@ -36,9 +40,11 @@ function message(err: unknown): string {
 }
 
 /**
- * Runs every check, in order: store (path, mode 0600, schema version, WAL, writable), key (source, match, staged
- * rotation leftovers), keychain (reachable or why not), then per provider config: its secrets open, its last
- * verification, and (SendGrid, SES) whether its sender domain is verified. Never throws for a failed check; the caller decides the exit code.
+ * Runs every check, in order: store (path, mode 0600, integrity: `quick_check` or with `deep` `integrity_check`,
+ * schema version, WAL, writable), key (key file mode 0600/0400, source, match, staged rotation leftovers),
+ * keychain (reachable or why not), then per provider config: its secrets (the ones its kind needs are there and
+ * open), its MAC (changed outside switchboard?), its last verification, and (SendGrid, SES) whether its sender
+ * domain is verified. Never throws for a failed check; the caller decides the exit code.
  */
 export function runDoctor(deps: DoctorDeps): CheckResult[] {
   const out: CheckResult[] = [];
@@ -54,6 +60,17 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
   const mode = fs.statSync(file).mode & 0o777;
   if (mode === 0o600) add('store mode', 'pass', '0600 (owner only)');
   else add('store mode', 'fail', `mode 0${mode.toString(8)}: others can read the sealed secrets and the audit log`, `chmod 600 ${file}`);
+  const health = checkStore(file, deps.deep === true);
+  if (!health.ok) {
+    add(
+      'store integrity',
+      'fail',
+      `PRAGMA ${health.pragma} found damage: ${health.problems.slice(0, 3).join('; ')}${health.problems.length > 3 ? ` (and ${health.problems.length - 3} more)` : ''}`,
+      `restore your last backup (\`switchboard store backup --out FILE\` makes them), or salvage what is readable: sqlite3 ${file} .recover | sqlite3 recovered.db, then point --store at recovered.db and run \`switchboard doctor --deep\``,
+    );
+    return out;
+  }
+  add('store integrity', 'pass', `PRAGMA ${health.pragma}: ok`);
   try {
     const facts = inspectStore(file);
     if (facts.schemaVersion === SCHEMA_VERSION) add('store schema', 'pass', `version ${facts.schemaVersion}`);
@@ -83,7 +100,19 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
   const versions = keyVersions(ctx);
   const current = versions.find((v) => v.retiredAt === null);
   let viaKeychain = false;
+  const keyFile = ctx.env.SWITCHBOARD_MASTER_KEY ? undefined : ctx.env.SWITCHBOARD_KEY_FILE || undefined;
+  let keyFileProblem: string | null = null;
+  if (keyFile) {
+    try {
+      keyFileProblem = keyFileModeProblem(keyFile);
+      if (keyFileProblem) add('key file mode', 'fail', keyFileProblem, `chmod 600 ${keyFile}`);
+      else add('key file mode', 'pass', `0${(fs.statSync(keyFile).mode & 0o777).toString(8)} (owner only)`);
+    } catch {
+      // Unreadable or missing: the key source check below says so.
+    }
+  }
   try {
+    if (keyFileProblem) throw new KeyError(keyFileProblem);
     const found = lookupMasterKey(ctx);
     viaKeychain = found.keychain !== undefined;
     if (!found.master) {
@@ -108,7 +137,7 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
     }
   } catch (err) {
     if (!(err instanceof SwitchboardError)) throw err;
-    add('key source', 'fail', err.message, HOW_TO_PROVIDE_KEY);
+    add('key source', 'fail', err.message, keyFileProblem ? `chmod 600 ${keyFile}` : HOW_TO_PROVIDE_KEY);
   }
 
   // Keychain
@@ -127,16 +156,11 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
   // Providers
   for (const p of listProviders(ctx)) {
     const name = `provider ${p.ref}`;
-    if (Object.keys(p.secrets).length === 0) add(`${name} secrets`, 'pass', 'no secrets');
-    else if (!key) add(`${name} secrets`, 'warn', 'not checked: no matching master key', 'fix the key checks above');
-    else {
-      try {
-        configSecrets(ctx, key, p);
-        add(`${name} secrets`, 'pass', `open with key #${key.keyId}`);
-      } catch (err) {
-        add(`${name} secrets`, 'fail', message(err), `re-enter them: switchboard provider update ${p.ref} --secret-env <name>=ENV_VAR (or --secrets-stdin)`);
-      }
-    }
+    const problem = key ? configAuthProblem(ctx, key, p) : null;
+    checkSecrets(add, ctx, key, p, problem);
+    if (!key) add(`${name} integrity`, 'warn', 'not checked: no matching master key', 'fix the key checks above');
+    else if (problem) add(`${name} integrity`, 'fail', problem.message, `check it: switchboard provider show ${p.ref}; then re-confirm it: switchboard provider update ${p.ref} --confirm`);
+    else add(`${name} integrity`, 'pass', 'matches its MAC');
     if (!p.lastVerifiedAt) add(`${name} verified`, 'warn', 'never verified', `switchboard provider verify ${p.ref}`);
     else if (p.lastVerifyResult?.startsWith('ok')) add(`${name} verified`, 'pass', `${p.lastVerifyResult} (${p.lastVerifiedAt})`);
     else add(`${name} verified`, 'fail', `${p.lastVerifyResult} (${p.lastVerifiedAt})`, `check its settings and credentials, then: switchboard provider verify ${p.ref}`);
@@ -146,4 +170,36 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
     add(`provider ${u.ref} sender domain`, 'warn', `${u.domain} is ${u.status === 'missing' ? 'not added' : u.status}`, u.message);
   }
   return out;
+}
+
+/**
+ * `provider <ref> secrets`: the secrets its kind needs are there (by name; with the key, by opening them),
+ * and they open with the store's key.
+ */
+function checkSecrets(
+  add: (check: string, status: CheckStatus, detail: string, fix?: string | null) => void,
+  ctx: CoreContext,
+  key: ActiveKey | null,
+  p: ProviderConfig,
+  authProblem: { message: string; secretsBroken: boolean } | null,
+): void {
+  const check = `provider ${p.ref} secrets`;
+  const reenter = (names: string[], confirm = false) =>
+    `enter ${names.length > 1 ? 'them' : 'it'}: switchboard provider update ${p.ref}${confirm ? ' --confirm' : ''} ${names.map((n) => `--secret-env ${n}=ENV_VAR`).join(' ')} (or --secrets-stdin)`;
+  const missing = (names: string[]) =>
+    add(check, 'fail', `missing ${names.join(', ')}${p.healthDetail?.includes('key reset') ? ' (dropped by `key reset`)' : ''}: sends through it fail`, reenter(names));
+  if (p.missingSecrets.length > 0) return missing(p.missingSecrets);
+  if (Object.keys(p.secrets).length === 0) return add(check, 'pass', 'no secrets');
+  if (!key) return add(check, 'warn', 'not checked: no matching master key', 'fix the key checks above');
+  if (authProblem?.secretsBroken) return add(check, 'fail', authProblem.message, reenter(Object.keys(p.secrets), true));
+  if (authProblem) return add(check, 'warn', 'not opened: the config fails its integrity check (see below)', null);
+  let opened: Record<string, string>;
+  try {
+    opened = configSecrets(ctx, key, p);
+  } catch (err) {
+    return add(check, 'fail', message(err), reenter(Object.keys(p.secrets)));
+  }
+  const lacking = missingSecrets(p.kind, p.settings, Object.keys(opened));
+  if (lacking.length > 0) return missing(lacking);
+  add(check, 'pass', `open with key #${key.keyId}`);
 }

@@ -96,7 +96,7 @@ export function listTenants(ctx: CoreContext): Tenant[] {
 /** @throws NotFoundError if there is no tenant `id`. */
 export function getTenant(ctx: CoreContext, id: string): Tenant {
   const row = ctx.db.prepare('SELECT id, name, created_at, updated_at FROM tenants WHERE id = ?').get(id) as TenantRow | undefined;
-  if (!row) throw new NotFoundError(`no tenant "${id}" (see \`switchboard tenant list\`)`);
+  if (!row) throw new NotFoundError(`no tenant "${id}" in store ${ctx.storePath} (see \`switchboard tenant list\`)`);
   return toTenant(ctx, row);
 }
 

@@ -41,13 +41,31 @@ export function findMasterKey(env: NodeJS.ProcessEnv): MasterKey | null {
   if (file !== undefined && file !== '') {
     let text: string;
     try {
+      const problem = keyFileModeProblem(file);
+      if (problem) throw new KeyError(problem);
       text = fs.readFileSync(file, 'utf8');
     } catch (err) {
+      if (err instanceof KeyError) throw err;
       throw new KeyError(`cannot read key file ${file} (SWITCHBOARD_KEY_FILE): ${(err as NodeJS.ErrnoException).code ?? err}`);
     }
     return { key: decodeKey(text, `key file ${file}`), source: 'file', location: path.resolve(file) };
   }
   return null;
+}
+
+/** Permission bits a key file may have: owner read/write only (0600 or 0400), as ssh requires of private keys. */
+const KEY_FILE_FORBIDDEN_BITS = 0o077;
+
+/**
+ * Why the key file at `file` may not be used, or null when its mode is private (no group or other bits, e.g.
+ * 0600 or 0400). The reason names the mode and the `chmod 600` fix.
+ * @throws the fs error (e.g. ENOENT) when the file cannot be examined.
+ */
+export function keyFileModeProblem(file: string): string | null {
+  const mode = fs.statSync(file).mode & 0o777;
+  if ((mode & KEY_FILE_FORBIDDEN_BITS) === 0) return null;
+  const who = [mode & 0o070 ? 'group' : '', mode & 0o007 ? 'others' : ''].filter(Boolean).join(' and ');
+  return `key file ${file} has mode 0${mode.toString(8)}: ${who} can access it, so it is not used (like ssh with an unprotected private key); make it private with: chmod 600 ${file}`;
 }
 
 /**

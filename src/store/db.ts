@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 import { migrations } from './migrations.js';
-import { LockedError, SwitchboardError, UsageError } from '../errors.js';
+import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
 
 /** An open store: the database handle plus facts about the file. */
 export type Db = Database.Database;
@@ -46,14 +46,36 @@ export function resolveStorePath(flag: string | undefined, env: NodeJS.ProcessEn
   return path.join(dataHome, 'switchboard', 'switchboard.db');
 }
 
+/** Options of {@link openStore}. */
+export interface OpenOptions {
+  /**
+   * Create the store when there is none (default true). Commands that only read pass false, so a mistyped
+   * `--store` path is an error instead of a new empty store.
+   */
+  create?: boolean;
+}
+
 /**
- * Opens (creating if needed) the store at `file` and migrates it to {@link SCHEMA_VERSION}.
- * A new file is created with mode 0600 in a directory created with mode 0700.
- * @throws UsageError if the store was written by a newer switchboard (schema too new) or is not a SQLite file.
+ * The exit-2 error for a store file that does not exist: says how to create one or point at one (DESIGN §2).
+ */
+export function noStoreError(file: string): UsageError {
+  return new UsageError(
+    `no store at ${file}: create one with \`switchboard tenant add <id> --name <name>\` (or \`switchboard key init\`), or point --store / SWITCHBOARD_STORE at an existing store`,
+  );
+}
+
+/**
+ * Opens the store at `file` (creating it unless `opts.create` is false) and migrates it to
+ * {@link SCHEMA_VERSION}. A new file is created with mode 0600 in a directory created with mode 0700.
+ * Every connection runs with `secure_delete` on: deleted rows are overwritten with zeros, so removed tenants
+ * and batches leave no readable bytes in free pages (once the WAL is checkpointed).
+ * @throws UsageError if there is no store and `opts.create` is false ({@link noStoreError}), if the store was
+ * written by a newer switchboard (schema too new), or if it is not a SQLite file.
  * @throws LockedError if another process holds the write lock longer than {@link BUSY_TIMEOUT_MS}.
  */
-export function openStore(file: string): Db {
+export function openStore(file: string, opts: OpenOptions = {}): Db {
   if (!fs.existsSync(file)) {
+    if (opts.create === false) throw noStoreError(file);
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     // Create the file ourselves so it never exists with a wider mode, whatever the umask.
     fs.closeSync(fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_WRONLY, 0o600));
@@ -66,6 +88,7 @@ export function openStore(file: string): Db {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
+    db.pragma('secure_delete = ON');
   } catch (err) {
     throw mapSqliteError(err, file);
   }
@@ -126,8 +149,11 @@ export function mapSqliteError(err: unknown, file: string): Error {
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
     return new LockedError(`store ${file} is locked by another process (waited ${BUSY_TIMEOUT_MS / 1000} s); try again`);
   }
-  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+  if (code === 'SQLITE_NOTADB') {
     return new UsageError(`${file} is not a switchboard store (${code})`);
+  }
+  if (code.startsWith('SQLITE_CORRUPT')) {
+    return new OperationFailed(`store ${file} is damaged (${(err as Error).message}); run \`switchboard doctor --deep\` for what is wrong and how to recover`);
   }
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -165,4 +191,105 @@ export function inspectStore(file: string): StoreFacts {
   } finally {
     db?.close();
   }
+}
+
+/** What {@link checkStore} found. */
+export interface StoreCheck {
+  /** True when SQLite reports no problem. */
+  ok: boolean;
+  /** `quick_check` or `integrity_check`. */
+  pragma: 'quick_check' | 'integrity_check';
+  /** SQLite's descriptions of what is wrong (at most 20), e.g. `Tree 7 page 12 cell 0: …`; empty when ok. */
+  problems: string[];
+}
+
+/**
+ * Checks the store file for damage through a read-only connection: `PRAGMA quick_check` (O(N), checks pages and
+ * records but not that indexes match their tables), or `PRAGMA integrity_check` with `deep` (also indexes;
+ * slower on large stores). See https://www.sqlite.org/pragma.html#pragma_quick_check.
+ * A file too damaged to be opened at all counts as a problem, not an exception.
+ */
+export function checkStore(file: string, deep: boolean): StoreCheck {
+  const pragma = deep ? 'integrity_check' : 'quick_check';
+  let db: Db | undefined;
+  try {
+    db = new Database(file, { ...driverOptions(), readonly: true, fileMustExist: true });
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const rows = db.pragma(`${pragma}(20)`) as Array<Record<string, string>>;
+    const problems = rows.map((r) => String(Object.values(r)[0])).filter((t) => t !== 'ok');
+    return { ok: problems.length === 0, pragma, problems };
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_IOERR')) {
+      return { ok: false, pragma, problems: [`${(err as Error).message} (${code})`] };
+    }
+    throw mapSqliteError(err, file);
+  } finally {
+    db?.close();
+  }
+}
+
+/** What {@link backupStore} wrote. */
+export interface BackupResult {
+  /** Absolute path of the copy. */
+  file: string;
+  /** Size of the copy in bytes. */
+  bytes: number;
+  /** Database pages copied. */
+  pages: number;
+}
+
+/**
+ * Copies the open store to `out` with SQLite's online backup API (better-sqlite3 `db.backup`,
+ * https://www.sqlite.org/backup.html): a consistent snapshot while other processes keep reading and writing.
+ * The copy is written to a temporary file (mode 0600) in the same folder and renamed into place when complete,
+ * so `out` is never a partial copy.
+ * @throws UsageError if `out` exists and `overwrite` is false, or is the store itself.
+ */
+export async function backupStore(db: Db, storeFile: string, out: string, overwrite: boolean): Promise<BackupResult> {
+  const file = path.resolve(out);
+  if (file === path.resolve(storeFile)) throw new UsageError(`--out ${file} is the store itself`);
+  if (fs.existsSync(file) && !overwrite) throw new UsageError(`--out ${file} already exists; refusing to overwrite it (use --force)`);
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.closeSync(fs.openSync(tmp, fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_WRONLY, 0o600));
+  fs.chmodSync(tmp, 0o600);
+  let pages = 0;
+  try {
+    const r = await db.backup(tmp);
+    pages = r.totalPages;
+    const fd = fs.openSync(tmp, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw mapSqliteError(err, storeFile);
+  }
+  return { file, bytes: fs.statSync(file).size, pages };
+}
+
+/** What {@link vacuumStore} did. Sizes in bytes of the main file. */
+export interface VacuumResult {
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+/**
+ * Rebuilds the store file without free pages (`VACUUM`), then truncates the WAL. Needs the write lock for as
+ * long as the rebuild takes (other writers wait up to {@link BUSY_TIMEOUT_MS}).
+ * @throws LockedError when another process holds the store.
+ */
+export function vacuumStore(db: Db, file: string): VacuumResult {
+  const bytesBefore = fs.statSync(file).size;
+  try {
+    db.exec('VACUUM');
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch (err) {
+    throw mapSqliteError(err, file);
+  }
+  return { bytesBefore, bytesAfter: fs.statSync(file).size };
 }

@@ -69,7 +69,9 @@ describe('OS keychain key source', () => {
   test('an item written by another Secret Service client (secret-tool) is read as the key', async () => {
     const other = makeWorkspace();
     try {
-      // Learn the new store's id without binding a key, then store a key for it with libsecret.
+      // Learn the new store's id without binding a key, then store a key for it with libsecret. (Reading
+      // commands do not create a store: a tenant add does.)
+      expectExit(await other.run(['tenant', 'add', 'acme', '--name', 'Acme'], { env: env() }), 0, 'tenant add');
       const st = await other.run(['key', 'status', '--json'], { env: env() });
       const id = parseJson<Status>(st).storeId;
       const found = kr.secretTool(['search', '--all', 'service', 'switchboard']);

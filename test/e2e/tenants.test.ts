@@ -1,4 +1,5 @@
 // e2e: tenant lifecycle through the binary.
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, describe as show, type Workspace } from '../helpers/cli.js';
@@ -24,7 +25,11 @@ describe('tenant commands', () => {
     parseJson<TenantJson[]>(expectExit(await ws.run(['tenant', 'list', '--json']), 0, 'tenant list'));
 
   test('add, list, show', async () => {
-    expect(await listTenants()).toEqual([]);
+    // Listing before anything exists does not create a store (issue 11): exit 2 naming the path.
+    const none = await ws.run(['tenant', 'list', '--json']);
+    expect(none.exitCode, show(none)).toBe(2);
+    expect(none.stderr).toContain(`no store at ${ws.store}`);
+    expect(fs.existsSync(ws.store)).toBe(false);
     const add = await ws.run(['tenant', 'add', 'acme-dental', '--name', 'Acme Dental']);
     expect(add.exitCode, show(add)).toBe(0);
     expectExit(await ws.run(['tenant', 'add', 'bright-smiles', '--name', 'Bright Smiles']), 0, 'tenant add');

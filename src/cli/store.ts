@@ -1,0 +1,44 @@
+/**
+ * `switchboard store backup|vacuum`: care of the store file itself (issue 14 adds `store copy` here).
+ */
+import type { Command } from 'commander';
+import type { Io } from './context.js';
+import { action, examples, required } from './command.js';
+import { backupStore, vacuumStore } from '../store/db.js';
+
+/** Registers the `store` commands. */
+export function registerStore(program: Command, io: Io): void {
+  const store = program.command('store').description('back up and compact the store file');
+
+  examples(
+    store
+      .command('backup')
+      .description('write a consistent copy of the store (SQLite online backup: other commands keep working meanwhile) to a new file, mode 0600')
+      .option('--out <file>', 'the file to write')
+      .option('--force', 'overwrite the file if it exists')
+      .action(
+        action<{ out?: string; force?: boolean }>(io, async (cli, _args, opts) => {
+          const out = required(opts.out, '--out', 'the backup file to write');
+          const ctx = cli.core();
+          const r = await backupStore(ctx.db, cli.storePath, out, opts.force === true);
+          const data = { store: cli.storePath, file: r.file, bytes: r.bytes, pages: r.pages, completedAt: new Date().toISOString() };
+          cli.out.result(data, () => `Backed up ${cli.storePath} to ${r.file} (${r.bytes} bytes, mode 0600). It needs the same master key to open its secrets.`);
+        }),
+      ),
+    ['switchboard store backup --out /var/backups/switchboard-$(date +%F).db', 'switchboard store backup --out backup.db --force --json'],
+  );
+
+  examples(
+    store
+      .command('vacuum')
+      .description('rebuild the store file without free pages (shrinks it after large removals); holds the write lock while it runs')
+      .action(
+        action(io, (cli) => {
+          const ctx = cli.core();
+          const r = vacuumStore(ctx.db, cli.storePath);
+          cli.out.result({ store: cli.storePath, ...r }, () => `Vacuumed ${cli.storePath}: ${r.bytesBefore} → ${r.bytesAfter} bytes`);
+        }),
+      ),
+    ['switchboard store vacuum'],
+  );
+}
