@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { stringify } from 'csv-stringify';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, examples, intFlag, required, retryFlags } from './command.js';
 import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
 import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatch } from '../core/batches.js';
+import { csvWriter } from '../core/csv.js';
 import { OperationFailed } from '../errors.js';
 
 /** Registers the `batch` commands. */
@@ -122,10 +122,13 @@ export function registerBatch(program: Command, io: Io): void {
   examples(
     batch
       .command('export <id>')
-      .description('write every input row of a batch to a CSV: its input columns, then state, provider, message_id, error')
+      .description(
+        "write every input row of a batch to a CSV: its input columns, then state, provider, message_id, error. Safe to open in a spreadsheet: a value starting with =, +, -, @, TAB or CR gets a leading ' (see --raw)",
+      )
       .option('--out <file>', 'the CSV file to write ("-" for stdout)')
+      .option('--raw', "write values exactly as stored, without the ' before formula-like values (for programs, not spreadsheets)")
       .action(
-        action<{ out?: string }>(io, async (cli, [id], opts) => {
+        action<{ out?: string; raw?: boolean }>(io, async (cli, [id], opts) => {
           const out = required(opts.out, '--out', 'a file name, or - for stdout');
           const { columns, rows } = exportBatch(cli.core(), id!);
           let count = 0;
@@ -138,7 +141,7 @@ export function registerBatch(program: Command, io: Io): void {
             })(),
             { objectMode: true },
           );
-          const csv = stringify({ header: true, columns, record_delimiter: 'unix' });
+          const csv = csvWriter(columns, { raw: opts.raw });
           if (out === '-') {
             csv.on('data', (chunk: Buffer | string) => cli.io.stdout.write(chunk.toString()));
             await pipeline(counted, csv);
@@ -153,6 +156,9 @@ export function registerBatch(program: Command, io: Io): void {
           cli.out.result({ batchId: id, file, rows: count }, () => `Wrote ${count} rows of batch ${id} to ${file}`);
         }),
       ),
-    ['switchboard batch export b-20261123-1a2b3c4d --out results.csv', 'switchboard batch export b-20261123-1a2b3c4d --out - | grep ,failed,'],
+    [
+      'switchboard batch export b-20261123-1a2b3c4d --out results.csv',
+      'switchboard batch export b-20261123-1a2b3c4d --out - --raw | grep ,failed,',
+    ],
   );
 }

@@ -108,6 +108,8 @@ export function registerSend(program: Command, io: Io): void {
       .option('--template-lang <code>', 'whatsapp: the template language', 'en_US')
       .option('--template-param <column>', 'whatsapp: the CSV column for each template body parameter, in order (repeatable)', collect)
       .option('--default-region <CC>', 'country for phone numbers without +country code, e.g. GB')
+      .option('--encoding <label>', 'the CSV\'s encoding, e.g. windows-1252, latin1, utf-16le (default utf-8; invalid bytes stop the run naming line and column)')
+      .option('--template-encoding <label>', 'the --template-file\'s encoding (default utf-8, checked strictly)')
       .option('--dry-run', 'validate and render every row; send and store nothing')
       .option('--concurrency <n>', 'messages in flight at once', '4')
       .option('--rate <n>', 'most messages per second to each provider, in any one-second window (lowers a provider\'s own rate setting)')
@@ -126,6 +128,8 @@ export function registerSend(program: Command, io: Io): void {
           templateLang: string;
           templateParam?: string[];
           defaultRegion?: string;
+          encoding?: string;
+          templateEncoding?: string;
           dryRun?: boolean;
           concurrency: string;
           rate?: string;
@@ -158,6 +162,8 @@ export function registerSend(program: Command, io: Io): void {
                 subject: opts.subject,
                 whatsappTemplate: opts.templateName ? { name: opts.templateName, language: opts.templateLang, params: opts.templateParam ?? [] } : undefined,
                 defaultRegion: checkRegion(opts.defaultRegion),
+                encoding: opts.encoding,
+                templateEncoding: opts.templateEncoding,
                 dryRun: opts.dryRun,
                 concurrency,
                 rate,

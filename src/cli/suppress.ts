@@ -99,8 +99,9 @@ export function registerSuppress(program: Command, io: Io): void {
       .option('--reason <text>', 'reason for rows without a "reason" column value', 'imported')
       .option('--source <text>', 'where the list came from', 'import')
       .option('--default-region <CC>', 'country for phone numbers without +country code')
+      .option('--encoding <label>', 'the CSV\'s encoding, e.g. windows-1252, latin1, utf-16le (default utf-8, checked strictly)')
       .action(
-        action<{ tenant?: string; channel?: string; csv?: string; column?: string; reason: string; source: string; defaultRegion?: string }>(io, async (cli, _args, opts) => {
+        action<{ tenant?: string; channel?: string; csv?: string; column?: string; reason: string; source: string; defaultRegion?: string; encoding?: string }>(io, async (cli, _args, opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
@@ -114,6 +115,7 @@ export function registerSuppress(program: Command, io: Io): void {
             reason: opts.reason,
             source: opts.source,
             defaultRegion: checkRegion(opts.defaultRegion),
+            encoding: opts.encoding,
           });
           cli.out.result({ tenantId, channel, ...r }, () => `Imported ${r.rows} rows for ${tenantId} on ${channel}: ${r.added} added, ${r.updated} already suppressed`);
         }),

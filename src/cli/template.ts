@@ -22,15 +22,19 @@ export function registerTemplate(program: Command, io: Io): void {
       .option('--html-file <file>', 'Handlebars HTML body')
       .option('--text-file <file>', 'Handlebars plain-text body (the SMS text, or the e-mail text part)')
       .option('--replace', 'overwrite a template of the same name')
+      .option('--encoding <label>', 'the files\' encoding, e.g. windows-1252, latin1, utf-16le (default utf-8, checked strictly)')
       .action(
-        action<{ tenant?: string; subject?: string; htmlFile?: string; textFile?: string; replace?: boolean }>(io, (cli, [name], opts) => {
+        action<{ tenant?: string; subject?: string; htmlFile?: string; textFile?: string; replace?: boolean; encoding?: string }>(io, (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
+          const read = (file: string, flag: string) => readTemplateFile(path.resolve(file), { encoding: opts.encoding, flag, encodingFlag: '--encoding' });
+          const html = opts.htmlFile === undefined ? undefined : read(opts.htmlFile, '--html-file');
+          const text = opts.textFile === undefined ? undefined : read(opts.textFile, '--text-file');
           const t = addTemplate(cli.core(), {
             tenantId,
             name: name!,
             subject: opts.subject,
-            html: opts.htmlFile === undefined ? undefined : readTemplateFile(path.resolve(opts.htmlFile)),
-            text: opts.textFile === undefined ? undefined : readTemplateFile(path.resolve(opts.textFile)),
+            html,
+            text,
             replace: opts.replace,
           });
           cli.out.result(t, () => `Stored template ${t.name} for ${tenantId} (variables: ${[...t.required, ...t.optional].join(', ') || 'none'})`);
@@ -97,11 +101,12 @@ export function registerTemplate(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant')
       .option('--csv <file>', 'the recipients CSV')
       .option('--row <n>', 'the data row to render (1 = first row after the header)', '1')
+      .option('--encoding <label>', 'the CSV\'s encoding, e.g. windows-1252, latin1, utf-16le (default utf-8, checked strictly)')
       .action(
-        action<{ tenant?: string; csv?: string; row: string }>(io, async (cli, [name], opts) => {
+        action<{ tenant?: string; csv?: string; row: string; encoding?: string }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
-          const p = await previewTemplate(cli.core(), tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER));
+          const p = await previewTemplate(cli.core(), tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
           cli.out.result(p, () =>
             [
               `Row ${p.row} (line ${p.line}):`,

@@ -52,6 +52,10 @@ export interface BatchRequest {
   whatsappTemplate?: WhatsAppTemplateRef;
   /** Region for phone numbers without a +country code (ISO 3166-1 alpha-2). */
   defaultRegion?: string;
+  /** The CSV's encoding, a WHATWG label (`--encoding`; default UTF-8, decoded strictly). */
+  encoding?: string;
+  /** The template file's encoding, a WHATWG label (`--template-encoding`; default UTF-8). */
+  templateEncoding?: string;
   dryRun?: boolean;
   /** Messages in flight at once (default 4). */
   concurrency?: number;
@@ -194,7 +198,7 @@ function templateSource(req: BatchRequest): TemplateSource {
   if (!templatePath) throw new UsageError(`--template-file is required${channel === 'whatsapp' ? ' (or --template-name with --template-lang)' : ''}`);
   const html = isHtmlTemplate(templatePath);
   if (html && channel !== 'email') throw new UsageError(`--template-file ${templatePath}: ${channel} messages are plain text; use a .txt template`);
-  return { subject, body: readTemplateFile(templatePath), html };
+  return { subject, body: readTemplateFile(templatePath, { encoding: req.templateEncoding }), html };
 }
 
 /** The column holding the recipient for a channel. */
@@ -217,8 +221,8 @@ interface Validation {
  * or partial — fails for every row), or on every row with `renderAll` (`--dry-run`). A row that still fails
  * to render when it is sent is recorded `failed` with the reason.
  */
-async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined, renderAll: boolean): Promise<Validation> {
-  const csv = await openCsv(csvPath);
+async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined, renderAll: boolean, encoding?: string): Promise<Validation> {
+  const csv = await openCsv(csvPath, encoding);
   const want = recipientColumn(channel);
   const recipientKey = csv.columns.find((c) => c.toLowerCase() === want);
   if (!recipientKey) throw new UsageError(`--csv ${csvPath} line 1: no "${want}" column (columns: ${csv.columns.join(', ')})`);
@@ -270,7 +274,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   const concurrency = req.concurrency ?? 4;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError('--concurrency must be a whole number from 1 to 1000');
   const template = compileTemplate(templateSource(req));
-  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false);
+  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false, req.encoding);
   if (v.errorCount > 0) {
     const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
     throw new UsageError(
@@ -367,7 +371,7 @@ function findByKey(ctx: CoreContext, key: string): BatchRow | undefined {
 
 function getBatchRow(ctx: CoreContext, id: string): BatchRow {
   const row = ctx.db.prepare('SELECT * FROM batches WHERE id = ?').get(id) as BatchRow | undefined;
-  if (!row) throw new NotFoundError(`no batch ${id} (see \`switchboard batch list\`)`);
+  if (!row) throw new NotFoundError(`no batch ${id} in store ${ctx.storePath} (see \`switchboard batch list\`)`);
   return row;
 }
 
@@ -387,7 +391,7 @@ async function loadBatch(
 ): Promise<string> {
   const id = newBatchId(ctx);
   const now = () => ctx.clock.now().toISOString();
-  const csv = await openCsv(req.csvPath);
+  const csv = await openCsv(req.csvPath, req.encoding);
   try {
     ctx.db
       .prepare(

@@ -1,14 +1,24 @@
 /**
- * Streaming CSV input for bulk sends (csv-parse). The file is never loaded whole: rows are yielded one at a
- * time with their data-row number and the line where they start, and the SHA-256 of the bytes read is
- * available at the end. Handles a UTF-8 BOM, CRLF, quoted commas and quoted newlines.
+ * CSV files: streaming input for bulk sends and imports (csv-parse), and the one CSV writer for everything
+ * switchboard writes (csv-stringify, {@link csvWriter}).
+ *
+ * Input: the file is never loaded whole: rows are yielded one at a time with their data-row number and the line
+ * where they start, and the SHA-256 of the bytes read is available at the end. The bytes are decoded strictly
+ * (./encoding.ts: UTF-8 unless an encoding is named; an invalid byte is an error naming its line and column).
+ * Handles a BOM, CRLF, quoted commas and quoted newlines. Rows are null-prototype objects, so any header works as
+ * a column name (`__proto__`, `constructor`, `toString` are ordinary columns).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { parse } from 'csv-parse';
+import { stringify, type Stringifier } from 'csv-stringify';
 import { UsageError } from '../errors.js';
+import { decodingStream, encodingName, UTF8 } from './encoding.js';
 
-/** One data row. `row` counts data rows from 1; `line` is the 1-based line of the file where the row starts. */
+/**
+ * One data row. `row` counts data rows from 1; `line` is the 1-based line of the file where the row starts.
+ * `record` maps column name → value and has no prototype (read it with `record[name]`, never inherited keys).
+ */
 export interface CsvRow {
   row: number;
   line: number;
@@ -33,16 +43,24 @@ function lineBreaks(text: string): number {
 export interface CsvReader {
   columns: string[];
   rows: AsyncGenerator<CsvRow>;
-  /** SHA-256 (hex) of the file's bytes, once every row was read. */
+  /**
+   * SHA-256 (hex) of the file's bytes, once every row was read. For a file read in another encoding than UTF-8
+   * the digest starts with `encoding <name>\n`, as the same bytes read another way are other content (a
+   * batch's derived idempotency key comes from it); UTF-8 files hash as their bytes alone.
+   */
   hash(): string;
 }
 
 /**
  * Opens a CSV file with a header row. Column names are trimmed; empty or duplicate names are errors.
- * @throws UsageError naming `--csv` and the line for unreadable files, malformed CSV, or a bad header.
+ * @param encoding the file's encoding as a WHATWG label (default UTF-8; see ./encoding.ts).
+ * @throws UsageError naming `--csv` and the line for unreadable files, invalid bytes (line and column),
+ * malformed CSV, or a bad header; naming `--encoding` for an unknown label.
  */
-export async function openCsv(file: string): Promise<CsvReader> {
+export async function openCsv(file: string, encoding?: string): Promise<CsvReader> {
+  const charset = encodingName(encoding, '--encoding');
   const digest = createHash('sha256');
+  if (charset !== UTF8) digest.update(`encoding ${charset}\n`);
   let input: fs.ReadStream;
   try {
     await fs.promises.access(file, fs.constants.R_OK);
@@ -51,10 +69,12 @@ export async function openCsv(file: string): Promise<CsvReader> {
     throw new UsageError(`--csv ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
   input.on('data', (chunk) => digest.update(chunk));
-  const parser = input.pipe(
+  const decoder = decodingStream(file, charset, { what: `--csv ${file}`, flag: '--encoding' });
+  const parser = input.pipe(decoder).pipe(
     parse({ bom: true, skip_empty_lines: true, relax_column_count: false, raw: true }),
   );
   input.on('error', (err) => parser.destroy(err));
+  decoder.on('error', (err) => parser.destroy(err));
   const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<ParsedRecord>;
 
   const failure = (err: unknown): UsageError => {
@@ -101,7 +121,7 @@ export async function openCsv(file: string): Promise<CsvReader> {
         const { record, raw } = next.value;
         row++;
         const line = startLine(raw);
-        const out: Record<string, string> = {};
+        const out = Object.create(null) as Record<string, string>;
         for (const [i, c] of columns.entries()) out[c] = record[i] ?? '';
         yield { row, line, record: out };
       }
@@ -122,4 +142,32 @@ export async function openCsv(file: string): Promise<CsvReader> {
       return hex;
     },
   };
+}
+
+/** Options of {@link csvWriter}. */
+export interface CsvWriteOptions {
+  /**
+   * Write values exactly as they are (`--raw`). By default a value starting with `=`, `+`, `-`, `@`, TAB or CR
+   * (or their full-width forms) gets a leading `'`, so a spreadsheet shows it as text instead of running it as a
+   * formula (OWASP CSV injection, https://owasp.org/www-community/attacks/CSV_Injection).
+   */
+  raw?: boolean;
+}
+
+/**
+ * The CSV writer for every CSV switchboard writes: a csv-stringify transform taking rows as arrays of strings
+ * (null/undefined → empty), writing a header row of `columns` first, records ended by LF. A value holding CR, LF,
+ * a double quote or the delimiter is always quoted (quotes doubled, RFC 4180), so every reader sees the same
+ * records; formula-like values are neutralised unless `opts.raw` (see {@link CsvWriteOptions.raw}), header
+ * included. See https://csv.js.org/stringify/options/.
+ */
+export function csvWriter(columns: readonly string[], opts: CsvWriteOptions = {}): Stringifier {
+  return stringify({
+    header: true,
+    columns: [...columns],
+    record_delimiter: 'unix',
+    // csv-stringify leaves a bare CR unquoted once a record delimiter is set; readers then split the record.
+    quote_record_delimiter: true,
+    escape_formulas: opts.raw !== true,
+  });
 }

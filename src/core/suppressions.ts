@@ -111,16 +111,16 @@ export interface ImportResult {
  * Imports suppressions from a CSV with a header row: the address is in `column` (default `email` for e-mail,
  * `phone` otherwise); an optional `reason` column overrides `reason` per row. The file is streamed twice:
  * first every address is checked (nothing is written if any is bad), then rows are written in chunked
- * transactions of 1000. Audited once, with the count.
+ * transactions of 1000. Audited once, with the count. `encoding`: the CSV's encoding (a WHATWG label; default UTF-8).
  * @throws UsageError naming the file, line and column of every bad address (up to 20 listed).
  */
 export async function importSuppressions(
   ctx: CoreContext,
-  opts: { tenantId: string; channel: Channel; csvPath: string; column?: string; reason: string; source?: string; defaultRegion?: string },
+  opts: { tenantId: string; channel: Channel; csvPath: string; column?: string; reason: string; source?: string; defaultRegion?: string; encoding?: string },
 ): Promise<ImportResult> {
   const want = opts.column ?? (opts.channel === 'email' ? 'email' : 'phone');
   const open = async () => {
-    const csv = await openCsv(opts.csvPath);
+    const csv = await openCsv(opts.csvPath, opts.encoding);
     const col = csv.columns.find((c) => c.toLowerCase() === want.toLowerCase());
     if (!col) throw new UsageError(`--csv ${opts.csvPath} line 1: no "${want}" column (columns: ${csv.columns.join(', ')}); name it with --column`);
     const reasonCol = csv.columns.find((c) => c.toLowerCase() === 'reason');

@@ -117,12 +117,13 @@ export function removeTemplate(ctx: CoreContext, tenantId: string, name: string)
 
 /**
  * Renders a template with one CSV row (`row` counts data rows from 1), reading no further than that row.
+ * `encoding` is the CSV's encoding (a WHATWG label; default UTF-8).
  * @throws UsageError (no such row, a variable with no column or an empty value, a render error), NotFoundError.
  */
-export async function previewTemplate(ctx: CoreContext, tenantId: string, name: string, csvPath: string, row = 1): Promise<{ row: number; line: number; vars: Record<string, string> } & Rendered> {
+export async function previewTemplate(ctx: CoreContext, tenantId: string, name: string, csvPath: string, row = 1, encoding?: string): Promise<{ row: number; line: number; vars: Record<string, string> } & Rendered> {
   const t = getTemplate(ctx, tenantId, name);
   const compiled = compileTemplate(storedSource(t));
-  const csv = await openCsv(csvPath);
+  const csv = await openCsv(csvPath, encoding);
   const missing = compiled.required.filter((v) => !csv.columns.includes(v));
   if (missing.length) throw new UsageError(`template ${name} uses ${missing.map((v) => `{{${v}}}`).join(', ')} but --csv ${csvPath} has no such column (columns: ${csv.columns.join(', ')})`);
   for await (const r of csv.rows) {

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import Handlebars from 'handlebars';
 import { convert } from 'html-to-text';
 import { UsageError } from '../errors.js';
+import { decodeStrict, encodingName } from './encoding.js';
 import type { OutboundMessage } from '../providers/types.js';
 
 /** An approved WhatsApp template: its name, language, and the CSV columns for body parameters {{1}}, {{2}}, …. */
@@ -56,15 +57,31 @@ export function isHtmlTemplate(file: string): boolean {
   return /\.html?(\.hbs|\.handlebars)?$/i.test(file);
 }
 
+/** How {@link readTemplateFile} decodes a file and names it in errors. */
+export interface TemplateFileOptions {
+  /** The file's encoding as a WHATWG label (default UTF-8; a BOM is dropped). */
+  encoding?: string;
+  /** The flag that named the file (default `--template-file`). */
+  flag?: string;
+  /** The flag that names its encoding (default `--template-encoding`). */
+  encodingFlag?: string;
+}
+
 /**
- * Reads a template file's text. @throws UsageError naming `--template-file` if it cannot be read.
+ * Reads a template file's text, decoded strictly (./encoding.ts).
+ * @throws UsageError naming the flag and file if it cannot be read, or the line and column of an invalid byte.
  */
-export function readTemplateFile(file: string): string {
+export function readTemplateFile(file: string, opts: TemplateFileOptions = {}): string {
+  const flag = opts.flag ?? '--template-file';
+  const encodingFlag = opts.encodingFlag ?? '--template-encoding';
+  const charset = encodingName(opts.encoding, encodingFlag);
+  let bytes: Buffer;
   try {
-    return fs.readFileSync(file, 'utf8');
+    bytes = fs.readFileSync(file);
   } catch (err) {
-    throw new UsageError(`--template-file ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
+  return decodeStrict(bytes, charset, { what: `${flag} ${file}`, flag: encodingFlag });
 }
 
 /**
@@ -78,6 +95,14 @@ export function composeMessage(channel: 'email' | 'sms' | 'whatsapp', to: string
   if (wa) return { to, template: { name: wa.name, language: wa.language, parameters: r.parameters ?? [] } };
   return { to, text: r.text.trim() };
 }
+
+/**
+ * Handlebars runtime options: inherited properties and methods are never resolved (Handlebars' default), and
+ * saying so explicitly keeps it from printing a warning when a CSV column is named like one (`toString`,
+ * `valueOf`): row values are looked up as the row's own properties, so such a column renders as any other.
+ * See https://handlebarsjs.com/api-reference/runtime-options.html#options-to-control-prototype-access.
+ */
+const RUNTIME: Handlebars.RuntimeOptions = { allowProtoPropertiesByDefault: false, allowProtoMethodsByDefault: false };
 
 /** Compiles template sources. @throws UsageError on a Handlebars syntax error. */
 export function compileTemplate(source: TemplateSource): CompiledTemplate {
@@ -104,12 +129,12 @@ export function compileTemplate(source: TemplateSource): CompiledTemplate {
     hash,
     render(vars) {
       const out: Rendered = { text: '' };
-      if (subject) out.subject = subject(vars).replace(/\s+/g, ' ').trim();
+      if (subject) out.subject = subject(vars, RUNTIME).replace(/\s+/g, ' ').trim();
       if (body) {
-        const rendered = body(vars);
+        const rendered = body(vars, RUNTIME);
         if (source.html) {
           out.html = rendered;
-          out.text = textPart ? textPart(vars) : convert(rendered, { wordwrap: 78 });
+          out.text = textPart ? textPart(vars, RUNTIME) : convert(rendered, { wordwrap: 78 });
         } else {
           out.text = rendered;
         }
