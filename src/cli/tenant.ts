@@ -9,6 +9,7 @@ import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Ten
 import { listProviders } from '../core/providers.js';
 import { UsageError } from '../errors.js';
 import type { Channel } from '../core/context.js';
+import { checkpointStore } from '../store/db.js';
 
 function fallbackText(t: Tenant): string {
   return Object.entries(t.fallback)
@@ -131,6 +132,8 @@ export function registerTenant(program: Command, io: Io): void {
             throw new UsageError('not removed');
           }
           const r = removeTenant(ctx, t.id);
+          // Its rows were zeroed in place (secure_delete); empty the write-ahead log of their old copies too.
+          checkpointStore(ctx.db);
           cli.out.result({ removed: t.id, providers: r.providers }, () => `Removed tenant ${t.id} and ${r.providers} provider config(s)`);
         }),
       ),

@@ -272,6 +272,21 @@ export async function backupStore(db: Db, storeFile: string, out: string, overwr
   return { file, bytes: fs.statSync(file).size, pages };
 }
 
+/**
+ * Moves every committed page from the write-ahead log into the store file and empties the log
+ * (`PRAGMA wal_checkpoint(TRUNCATE)`), so rows just deleted (zeroed by `secure_delete`) leave no copy in the log.
+ * Best effort: while another process reads, SQLite checkpoints what it can and the rest goes at a later
+ * checkpoint. Returns true when the log was emptied.
+ */
+export function checkpointStore(db: Db): boolean {
+  try {
+    const [r] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+    return r?.busy === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** What {@link vacuumStore} did. Sizes in bytes of the main file. */
 export interface VacuumResult {
   bytesBefore: number;

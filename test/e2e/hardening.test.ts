@@ -355,6 +355,8 @@ describe('the store file', () => {
       // Control: the recipients are in the file before the removal, so the search below can find them.
       expect(fs.readFileSync(ws.store).includes(marker)).toBe(true);
       expectExit(await ws.run(['tenant', 'remove', 'gone', '--yes']), 0, 'tenant remove');
+      // Right after the removal (it empties the write-ahead log itself), and after a checkpoint.
+      for (const { file, bytes } of storeFiles(ws.store)) expect(bytes.includes(marker), `${path.basename(file)} still holds a recipient`).toBe(false);
       checkpoint(ws.store);
       for (const { file, bytes } of storeFiles(ws.store)) expect(bytes.includes(marker), `${path.basename(file)} still holds a recipient`).toBe(false);
       const audit = parseJson<Array<{ action: string; target: string }>>(await ws.run(['audit', 'list', '--json']));
