@@ -112,7 +112,7 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
     }
   }
   try {
-    if (keyFileProblem) throw new KeyError(keyFileProblem);
+    if (keyFileProblem) throw new KeyError(`key file ${keyFile} is not used while its mode lets others read it (see key file mode)`);
     const found = lookupMasterKey(ctx);
     viaKeychain = found.keychain !== undefined;
     if (!found.master) {
