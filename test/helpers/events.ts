@@ -54,17 +54,25 @@ export async function startServe(ws: Workspace, extra: string[] = [], env: Recor
   };
 }
 
-/** A POST with node:http that reads the answer even when the server answers before the body is sent (413). */
+/**
+ * A POST with node:http that reads an answer the server gives before the body is sent (a 413 for a declared
+ * Content-Length over the limit): the headers go first, the body only if no answer came within 500 ms. (Sent
+ * at once, the write may fail with EPIPE before the answer is read.)
+ */
 export function rawPost(url: string, body: Buffer | string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const data = typeof body === 'string' ? Buffer.from(body) : body;
+    let answered = false;
     const req = http.request(url, { method: 'POST', headers: { 'content-length': String(data.length), ...headers } }, (res) => {
+      answered = true;
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('close', () => resolve({ status: res.statusCode ?? 0, body: text }));
     });
-    req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? undefined : reject(e)));
-    req.end(data);
+    req.on('error', (e: NodeJS.ErrnoException) => (answered || e.code === 'EPIPE' || e.code === 'ECONNRESET' ? undefined : reject(e)));
+    req.flushHeaders();
+    setTimeout(() => (answered ? req.destroy() : req.end(data)), 500);
   });
 }
 
