@@ -5,13 +5,12 @@
 // an oversized body is refused and stores nothing. SIGTERM stops it with exit 0.
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
 import { addTenant, expectExit } from '../helpers/setup.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
 import {
-  SENDGRID_VECTOR, metaBody, metaSignature, postSns, postTwilio, rawPost, sendGridSigner, sgEvent, snsSigner, startServe,
+  SENDGRID_VECTOR, metaBody, metaSignature, postSns, postTwilio, rawPost, sendGridSigner, sgEvent, snsSigner, startServe, storeRows,
   type SendGridSigner, type Serve, type SnsSigner,
 } from '../helpers/events.js';
 
@@ -31,15 +30,7 @@ let sns: SnsSigner;
 let snsApi: HttpStub;
 const certDir = () => path.join(ws.dir, 'sns-certs');
 
-/** Rows of a table in the store (read-only connection). */
-function rows<T>(sql: string, ...args: unknown[]): T[] {
-  const db = new Database(ws.store, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare(sql).all(...args) as T[];
-  } finally {
-    db.close();
-  }
-}
+const rows = <T>(sql: string, ...args: unknown[]): T[] => storeRows<T>(ws.store, sql, ...args);
 const eventCount = () => rows<{ n: number }>('SELECT count(*) AS n FROM events')[0]!.n;
 const suppressed = (tenant: string, channel = 'email') => rows<{ address: string; source: string }>('SELECT address, source FROM suppressions WHERE tenant_id = ? AND channel = ? ORDER BY address', tenant, channel);
 

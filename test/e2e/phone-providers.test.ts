@@ -157,11 +157,13 @@ describe('meta-whatsapp', () => {
         'template',
       ),
     );
+    // biz_opaque_callback_data carries the tenant, echoed in status webhooks (delivery events).
     expect(stub.sends.map((s) => s.payload)).toEqual([
-      { messaging_product: 'whatsapp', recipient_type: 'individual', to: '+14155552671', type: 'text', text: { body: 'Hello!', preview_url: false } },
+      { messaging_product: 'whatsapp', recipient_type: 'individual', to: '+14155552671', type: 'text', text: { body: 'Hello!', preview_url: false }, biz_opaque_callback_data: 'sb_tenant=acme' },
       {
         messaging_product: 'whatsapp',
         recipient_type: 'individual',
+        biz_opaque_callback_data: 'sb_tenant=acme',
         to: '+14155552672',
         type: 'template',
         template: {

@@ -10,8 +10,24 @@ import { createHmac, generateKeyPairSync, randomBytes, randomUUID, sign, type Ke
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import selfsigned from 'selfsigned';
 import { spawnCli, type Workspace } from './cli.js';
+
+/** Rows of a query on a store file (a read-only connection, so it never blocks the server's writes). */
+export function storeRows<T>(store: string, sql: string, ...args: unknown[]): T[] {
+  const db = new Database(store, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare(sql).all(...args) as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The addresses a tenant has suppressed on a channel, sorted. */
+export function suppressedAddresses(store: string, tenantId: string, channel = 'email'): string[] {
+  return storeRows<{ address: string }>(store, 'SELECT address FROM suppressions WHERE tenant_id = ? AND channel = ? ORDER BY address', tenantId, channel).map((r) => r.address);
+}
 
 export interface Serve {
   url: string;
