@@ -12,7 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, URLSearchParams } from 'node:url';
+import { Buffer } from 'node:buffer';
+
+const { fetch } = globalThis;
 
 const quick = process.env.BENCH_QUICK === '1';
 const ARRAYS = Number(process.env.EVENTS_BENCH_ARRAYS ?? (quick ? 4 : 40));
