@@ -75,6 +75,7 @@ export function registerEvents(program: Command, io: Io): void {
           const { Webhooks } = await import('../core/webhooks.js');
           const { startEventsServer } = await import('./events-server.js');
           const webhooks = new Webhooks(ctx, { publicUrl: url.url, toleranceMs, snsCertCache: path.resolve(opts.snsCertCache ?? defaultCertCache(cli.io.env)), key });
+          await webhooks.preload();
           let server;
           try {
             server = await startEventsServer({

@@ -92,7 +92,7 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
   const windowMs = numberSetting(source.settings.softBounceWindowDays, SOFT_BOUNCE_DEFAULTS.windowDays) * DAY_MS;
   const suppressMs = numberSetting(source.settings.softBounceSuppressDays, SOFT_BOUNCE_DEFAULTS.suppressDays) * DAY_MS;
 
-  ctx.db.transaction(() => {
+  repo.write(() => {
     for (const e of events) {
       // Where it belongs. A tenant config's events stay within its tenant; correlation naming another tenant's
       // batch, or a batch of another channel, is ignored.
@@ -208,7 +208,7 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
         audit(ctx, outcome === 'added' ? 'suppression.add' : 'suppression.update', target, tenantId, ['reason', 'source', 'expires_at']);
       }
     }
-  }).immediate();
+  });
   return result;
 }
 

@@ -21,8 +21,8 @@ import { getTenant } from './tenants.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { prepared } from '../store/db.js';
 import { WebhookRejection, type ProviderEvent } from '../providers/webhooks/types.js';
-import { parseSendGridEvents, verifySendGridSignature, SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER } from '../providers/webhooks/sendgrid.js';
-import { isTwilioInbound, parseTwilioEvent, parseTwilioForm, twilioOwnNumber, verifyTwilioSignature, TWILIO_SIGNATURE_HEADER, type TwilioParams } from '../providers/webhooks/twilio.js';
+import { loadSendGridVerifier, parseSendGridEvents, verifySendGridSignature, SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER } from '../providers/webhooks/sendgrid.js';
+import { isTwilioInbound, loadTwilioValidators, parseTwilioEvent, parseTwilioForm, twilioOwnNumber, verifyTwilioSignature, TWILIO_SIGNATURE_HEADER, type TwilioParams } from '../providers/webhooks/twilio.js';
 import { META_SIGNATURE_HEADER, metaSignatureMatches, parseMetaBody, parseMetaChanges } from '../providers/webhooks/meta.js';
 import { confirmSnsSubscription, parseSesEvent, parseSnsBody, parseSnsNotification, verifySnsMessage, type SnsMessage } from '../providers/webhooks/sns.js';
 
@@ -112,6 +112,15 @@ export class Webhooks {
     this.unsubKey = unsubscribeKey(opts.key.key);
   }
 
+  /** Loads the signature libraries the store's configs need (the twilio SDK, @sendgrid/eventwebhook) before the first request. */
+  async preload(): Promise<void> {
+    const kinds = new Set(this.configs().map((l) => l.config.kind));
+    await Promise.all([
+      kinds.has('twilio') || kinds.has('twilio-whatsapp') ? loadTwilioValidators() : undefined,
+      kinds.has('sendgrid') ? loadSendGridVerifier() : undefined,
+    ]);
+  }
+
   /** Configs of webhook kinds with their secrets, reloaded when a config was added, changed or removed. */
   private configs(): Loaded[] {
     const v = prepared(this.ctx.db, 'SELECT count(*) AS n, max(updated_at) AS u, max(id) AS i FROM provider_configs').get() as { n: number; u: string | null; i: number | null };
@@ -160,9 +169,11 @@ export class Webhooks {
   }
 
   private find(ref: string): Loaded {
-    const c = getProvider(this.ctx, ref);
-    const l = this.configs().find((x) => x.config.id === c.id);
-    if (!l) throw new WebhookRejection(404, `${ref} is a ${c.kind} config: that kind sends no webhooks`);
+    const l = this.configs().find((x) => x.config.ref === ref);
+    if (!l) {
+      const c = getProvider(this.ctx, ref); // NotFoundError (404) for no such config
+      throw new WebhookRejection(404, `${ref} is a ${c.kind} config: that kind sends no webhooks`);
+    }
     if (!l.secrets) throw new WebhookRejection(403, `the secrets of ${ref} do not open with this master key`);
     return l;
   }

@@ -104,9 +104,21 @@ const EVENT_COLUMNS = `id, event_key AS key, received_at AS receivedAt, occurred
 const DELIVERY_COLUMNS = `message_id AS messageId, recipient, tenant_id AS tenantId, channel, provider, batch_id AS batchId, row_no AS rowNo,
   status, status_at AS statusAt, events, first_at AS firstAt, updated_at AS updatedAt`;
 
+const writers = new WeakMap<Db, ReturnType<Db['transaction']>>();
+
 /** Repository over the delivery-status tables of one store handle. */
 export class EventRepo {
   constructor(private readonly db: Db) {}
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction (the transaction wrapper is made once per store handle: a receiver
+   * runs one per request). @throws what `fn` or the store throws; nothing is kept then.
+   */
+  write<T>(fn: () => T): T {
+    let tx = writers.get(this.db);
+    if (!tx) writers.set(this.db, (tx = this.db.transaction((f: () => unknown) => f())));
+    return tx.immediate(fn) as T;
+  }
 
   /** Inserts an event. @returns its id, or undefined when an event with the same key is stored already. */
   insertEvent(e: EventInsert): number | undefined {

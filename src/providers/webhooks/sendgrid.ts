@@ -21,6 +21,13 @@ type PublicKey = ReturnType<EventWebhookType['convertPublicKeyToECDSA']>;
 let webhook: EventWebhookType | undefined;
 const keys = new Map<string, PublicKey>();
 
+/** Imports @sendgrid/eventwebhook now (a long-running receiver does it at start, so no request waits for it). */
+export async function loadSendGridVerifier(): Promise<void> {
+  if (webhook) return;
+  const { EventWebhook } = (await import('@sendgrid/eventwebhook')).default as unknown as { EventWebhook: new () => EventWebhookType };
+  webhook = new EventWebhook();
+}
+
 /**
  * Checks a signed Event Webhook request. `nowMs` is the current time; a timestamp further than `toleranceMs`
  * from it (either way) is refused, so a captured request cannot be replayed later.
@@ -31,10 +38,8 @@ export async function verifySendGridSignature(o: { publicKey: string; body: Buff
   if (!o.signature || !o.timestamp) throw new WebhookRejection(401, 'no X-Twilio-Email-Event-Webhook-Signature/-Timestamp header');
   if (!/^\d{1,12}$/.test(o.timestamp)) throw new WebhookRejection(403, 'malformed signature timestamp');
   if (Math.abs(o.nowMs - Number(o.timestamp) * 1000) > o.toleranceMs) throw new WebhookRejection(403, `signature timestamp ${o.timestamp} is outside the tolerance of ${o.toleranceMs / 1000} s`);
-  if (!webhook) {
-    const { EventWebhook } = (await import('@sendgrid/eventwebhook')).default as unknown as { EventWebhook: new () => EventWebhookType };
-    webhook = new EventWebhook();
-  }
+  await loadSendGridVerifier();
+  if (!webhook) throw new WebhookRejection(403, '@sendgrid/eventwebhook did not load');
   let key = keys.get(o.publicKey);
   if (!key) {
     try {

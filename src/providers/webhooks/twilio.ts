@@ -39,7 +39,13 @@ const one = (p: TwilioParams, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-let sdk: { validateRequest(token: string, sig: string, url: string, params: object): boolean; validateRequestWithBody(token: string, sig: string, url: string, body: string): boolean } | undefined;
+type TwilioValidators = { validateRequest(token: string, sig: string, url: string, params: object): boolean; validateRequestWithBody(token: string, sig: string, url: string, body: string): boolean };
+let sdk: TwilioValidators | undefined;
+
+/** Imports the twilio SDK now (a long-running receiver does it at start, so no callback waits for it). */
+export async function loadTwilioValidators(): Promise<void> {
+  sdk ??= (await import('twilio')).default;
+}
 
 /**
  * Checks `X-Twilio-Signature` for a request to `url` (the public URL plus the path and query Twilio used).
@@ -48,10 +54,10 @@ let sdk: { validateRequest(token: string, sig: string, url: string, params: obje
  */
 export async function verifyTwilioSignature(o: { authToken: string; signature?: string; url: string; body: Buffer; params: TwilioParams }): Promise<void> {
   if (!o.signature) throw new WebhookRejection(401, 'no X-Twilio-Signature header');
-  sdk ??= (await import('twilio')).default;
+  await loadTwilioValidators();
   const ok = new URL(o.url).searchParams.has('bodySHA256')
-    ? sdk.validateRequestWithBody(o.authToken, o.signature, o.url, o.body.toString('utf8'))
-    : sdk.validateRequest(o.authToken, o.signature, o.url, o.params);
+    ? sdk!.validateRequestWithBody(o.authToken, o.signature, o.url, o.body.toString('utf8'))
+    : sdk!.validateRequest(o.authToken, o.signature, o.url, o.params);
   if (!ok) throw new WebhookRejection(403, 'bad Twilio signature');
 }
 
