@@ -156,7 +156,7 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
         add(
           'public URL',
           'warn',
-          `${hooked.map((p) => p.ref).join(', ')} ${hooked.length > 1 ? 'have' : 'has'} webhook settings, but no public URL is known: sends carry no Twilio status callback and bulk e-mails no one-click unsubscribe link`,
+          `${hooked.map((p) => p.ref).join(', ')} ${hooked.length > 1 ? 'have' : 'has'} delivery-event or unsubscribe settings, but no public URL is known: sends carry no Twilio status callback and bulk e-mails no one-click unsubscribe link`,
           'switchboard events serve --public-url https://<host reaching it>  (or: switchboard events public-url <url>)',
         );
       }

@@ -8,6 +8,7 @@
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from '../errors.js';
 import { EventRepo } from '../store/events.js';
+import { whereAll } from '../store/db.js';
 
 /** What `report` groups by. */
 export type ReportBy = 'tenant' | 'provider' | 'channel';
@@ -128,21 +129,16 @@ export interface LogFilter {
 
 /** Send attempts matching the filter, newest first. */
 export function listLog(ctx: CoreContext, f: LogFilter = {}): LogEntry[] {
-  const where: string[] = [];
-  const args: unknown[] = [];
-  const add = (sql: string, v: unknown) => {
-    if (v === undefined) return;
-    where.push(sql);
-    args.push(v);
-  };
-  add('tenant_id = ?', f.tenantId);
-  add('channel = ?', f.channel);
-  add('provider = ?', f.provider);
-  add('status = ?', f.status);
-  add('created_at >= ?', f.since?.toISOString());
-  add('batch_id = ?', f.batchId);
+  const { where, args } = whereAll([
+    ['tenant_id = ?', f.tenantId],
+    ['channel = ?', f.channel],
+    ['provider = ?', f.provider],
+    ['status = ?', f.status],
+    ['created_at >= ?', f.since?.toISOString()],
+    ['batch_id = ?', f.batchId],
+  ]);
   const rows = ctx.db
-    .prepare(`SELECT * FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+    .prepare(`SELECT * FROM messages ${where} ORDER BY id DESC LIMIT ?`)
     .all(...args, f.limit ?? 100) as Array<{
     id: number;
     created_at: string;

@@ -6,7 +6,7 @@
  * Statements are prepared once per store handle ({@link prepared}). Callers own the transactions.
  */
 import type { Db } from './db.js';
-import { prepared } from './db.js';
+import { prepared, whereAll } from './db.js';
 
 /** An event row to insert. Times are ISO 8601 UTC. */
 export interface EventInsert {
@@ -246,19 +246,14 @@ export class EventRepo {
 
   /** Events matching the filter, newest first. */
   list(f: EventFilter): EventRow[] {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    const add = (sql: string, v: unknown) => {
-      if (v === undefined) return;
-      where.push(sql);
-      args.push(v);
-    };
-    add('tenant_id = ?', f.tenantId);
-    add('batch_id = ?', f.batchId);
-    add('type = ?', f.type);
-    add('received_at >= ?', f.since);
-    add('provider = ?', f.provider);
-    return this.db.prepare(`SELECT ${EVENT_COLUMNS} FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`).all(...args, f.limit) as EventRow[];
+    const { where, args } = whereAll([
+      ['tenant_id = ?', f.tenantId],
+      ['batch_id = ?', f.batchId],
+      ['type = ?', f.type],
+      ['received_at >= ?', f.since],
+      ['provider = ?', f.provider],
+    ]);
+    return this.db.prepare(`SELECT ${EVENT_COLUMNS} FROM events ${where} ORDER BY id DESC LIMIT ?`).all(...args, f.limit) as EventRow[];
   }
 
   /** A message's events (by provider message id and recipient, and by its batch row), oldest first. */

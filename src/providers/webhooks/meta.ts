@@ -15,7 +15,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readCorrelation } from '../tracking.js';
-import { WebhookRejection, fromUnixSeconds, keywordOf, normaliseEventAddress, type EventAction, type EventType, type ProviderEvent } from './types.js';
+import { asArray as arr, asObject as obj, asText as str, fromUnixSeconds, keywordOf, normaliseEventAddress, parseJsonBody, type EventAction, type EventType, type JsonObject as Obj, type ProviderEvent } from './types.js';
 
 /** The signature header (lower-case). */
 export const META_SIGNATURE_HEADER = 'x-hub-signature-256';
@@ -45,21 +45,9 @@ function errorAction(code: unknown): EventAction | undefined {
   return undefined;
 }
 
-type Obj = Record<string, unknown>;
-const obj = (v: unknown): Obj => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : {});
-const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : undefined);
-
 /** Parses a JSON body. @throws WebhookRejection 400 when it is not a JSON object. */
 export function parseMetaBody(body: Buffer | string): Obj {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
-  } catch {
-    throw new WebhookRejection(400, 'body is not JSON');
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new WebhookRejection(400, 'body is not a JSON object');
-  return parsed as Obj;
+  return parseJsonBody(body, 'object') as Obj;
 }
 
 /** The events of a webhook body, per change (each names its business phone number id). */

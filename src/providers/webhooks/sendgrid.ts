@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import type { EventWebhook as EventWebhookType } from '@sendgrid/eventwebhook';
 import { readCorrelation } from '../tracking.js';
-import { WebhookRejection, fromUnixSeconds, normaliseEventAddress, type EventAction, type EventType, type ProviderEvent } from './types.js';
+import { WebhookRejection, asText as str, fromUnixSeconds, normaliseEventAddress, parseJsonBody, type EventAction, type EventType, type ProviderEvent } from './types.js';
 
 /** Header names (lower-case, as node:http gives them). */
 export const SENDGRID_SIGNATURE_HEADER = 'x-twilio-email-event-webhook-signature';
@@ -72,7 +72,6 @@ const TYPES: Record<string, EventType> = {
   group_resubscribe: 'resubscribed',
 };
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : undefined);
 const line = (parts: Array<string | undefined>): string | null => {
   const s = parts.filter(Boolean).join(' ').replace(/\s+/g, ' ').trim();
   return s ? s.slice(0, 500) : null;
@@ -113,15 +112,8 @@ function actionOf(e: Record<string, unknown>): EventAction | undefined {
  * @throws WebhookRejection 400 when the body is not a JSON array.
  */
 export function parseSendGridEvents(body: Buffer | string): ProviderEvent[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
-  } catch {
-    throw new WebhookRejection(400, 'body is not JSON');
-  }
-  if (!Array.isArray(parsed)) throw new WebhookRejection(400, 'body is not a JSON array of events');
   const out: ProviderEvent[] = [];
-  for (const item of parsed) {
+  for (const item of parseJsonBody(body, 'array') as unknown[]) {
     if (!item || typeof item !== 'object' || Array.isArray(item)) continue;
     const e = item as Record<string, unknown>;
     const name = str(e.event) ?? 'unknown';

@@ -25,7 +25,7 @@ import { createVerify, X509Certificate, createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { correlationFromBatchHeader, readCorrelation, type Correlation } from '../tracking.js';
-import { WebhookRejection, normaliseEventAddress, type EventAction, type EventType, type ProviderEvent } from './types.js';
+import { WebhookRejection, asArray as arr, asObject as obj, normaliseEventAddress, parseJsonBody, type EventAction, type EventType, type JsonObject as Obj, type ProviderEvent } from './types.js';
 
 /** The certificate URLs accepted: https, an SNS regional host on amazonaws.com or amazonaws.com.cn, one path segment ending .pem. */
 export const SNS_CERT_URL = /^https:\/\/sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\/[A-Za-z0-9._-]+\.pem$/;
@@ -45,16 +45,9 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 
 /** Parses an SNS body. @throws WebhookRejection 400 when it is not a JSON object with a Type. */
 export function parseSnsBody(body: Buffer | string): SnsMessage {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
-  } catch {
-    throw new WebhookRejection(400, 'body is not JSON');
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || typeof (parsed as SnsMessage).Type !== 'string') {
-    throw new WebhookRejection(400, 'body is not an SNS message (no Type)');
-  }
-  return parsed as SnsMessage;
+  const parsed = parseJsonBody(body, 'object') as SnsMessage;
+  if (typeof parsed.Type !== 'string') throw new WebhookRejection(400, 'body is not an SNS message (no Type)');
+  return parsed;
 }
 
 /** The string SNS signs for a message (see the module docs). @throws WebhookRejection 400 for a field missing. */
@@ -158,9 +151,6 @@ export async function confirmSnsSubscription(m: SnsMessage, endpoint?: string): 
   if (!res.ok) throw new WebhookRejection(502, `confirming the subscription failed: SNS answered HTTP ${res.status}`);
 }
 
-type Obj = Record<string, unknown>;
-const obj = (v: unknown): Obj => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : {});
-const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 /** Correlation of an SES event: `mail.tags` (event publishing) or the `X-Switchboard-Batch` header in `mail.headers`. */
 function sesCorrelation(mail: Obj): Correlation {

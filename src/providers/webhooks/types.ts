@@ -110,3 +110,28 @@ export function keywordOf(body: unknown): 'opt-out' | 'opt-in' | null {
 export const OPT_OUT_KEYWORDS: ReadonlySet<string> = new Set(['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT']);
 /** START, UNSTOP, YES. */
 export const OPT_IN_KEYWORDS: ReadonlySet<string> = new Set(['START', 'UNSTOP', 'YES']);
+
+/** A JSON object (or an empty one for anything else), for reading payloads defensively. */
+export type JsonObject = Record<string, unknown>;
+/** `v` if it is a plain object, else `{}`. */
+export const asObject = (v: unknown): JsonObject => (v && typeof v === 'object' && !Array.isArray(v) ? (v as JsonObject) : {});
+/** `v` if it is an array, else `[]`. */
+export const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+/** A non-empty string, or a number as text; undefined otherwise. */
+export const asText = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : undefined);
+
+/**
+ * Parses a request body as JSON; `want` says what it must be (an array, or an object).
+ * @throws WebhookRejection 400 naming what is wrong.
+ */
+export function parseJsonBody(body: Buffer | string, want: 'array' | 'object'): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+  } catch {
+    throw new WebhookRejection(400, 'body is not JSON');
+  }
+  const ok = want === 'array' ? Array.isArray(parsed) : Boolean(parsed) && typeof parsed === 'object' && !Array.isArray(parsed);
+  if (!ok) throw new WebhookRejection(400, `body is not a JSON ${want === 'array' ? 'array of events' : 'object'}`);
+  return parsed;
+}
