@@ -18,6 +18,8 @@ export interface SettingSpec {
   min?: number;
   max?: number;
   doc: string;
+  /** Set with `--set` only: the interactive `provider add` does not ask for it (e.g. delivery-event settings). */
+  advanced?: boolean;
 }
 
 /** A provider kind. */
@@ -26,8 +28,8 @@ export interface KindSpec {
   channels: readonly string[];
   summary: string;
   settings: Readonly<Record<string, SettingSpec>>;
-  /** Secret names; `required` ones must be given when the config is added. */
-  secrets: Readonly<Record<string, { required: boolean; doc: string }>>;
+  /** Secret names; `required` ones must be given when the config is added; `advanced` ones are not prompted for. */
+  secrets: Readonly<Record<string, { required: boolean; doc: string; advanced?: boolean }>>;
   /**
    * Cross-setting checks run when a config is added or updated (after defaults); returns a one-line problem
    * naming the setting, or undefined when the settings are fine.
@@ -44,14 +46,14 @@ export interface KindSpec {
  * live in `SOFT_BOUNCE_DEFAULTS` of src/core/events.ts, so configs added before these settings existed get them too.
  */
 export const SOFT_BOUNCE_SETTINGS: Readonly<Record<string, SettingSpec>> = {
-  softBounceLimit: { type: 'int', min: 1, max: 100, doc: 'delivery events: this many soft bounces within softBounceWindowDays suppress the address (default 3)' },
-  softBounceWindowDays: { type: 'int', min: 1, max: 365, doc: 'delivery events: the window for softBounceLimit, in days (default 7)' },
-  softBounceSuppressDays: { type: 'int', min: 1, max: 3650, doc: 'delivery events: how long a soft-bounce suppression lasts, in days (default 30; a delivery lifts it sooner)' },
+  softBounceLimit: { type: 'int', min: 1, max: 100, advanced: true, doc: 'delivery events: this many soft bounces within softBounceWindowDays suppress the address (default 3)' },
+  softBounceWindowDays: { type: 'int', min: 1, max: 365, advanced: true, doc: 'delivery events: the window for softBounceLimit, in days (default 7)' },
+  softBounceSuppressDays: { type: 'int', min: 1, max: 3650, advanced: true, doc: 'delivery events: how long a soft-bounce suppression lasts, in days (default 30; a delivery lifts it sooner)' },
 };
 
 /** The `unsubscribeMailto` setting of e-mail kinds (RFC 2369 `List-Unsubscribe: <mailto:…>` on bulk e-mails). */
 const UNSUBSCRIBE_MAILTO: Readonly<Record<string, SettingSpec>> = {
-  unsubscribeMailto: { type: 'email', doc: 'bulk e-mails: also offer List-Unsubscribe by mail to this address (the one-click https link needs a public URL: `events serve --public-url`)' },
+  unsubscribeMailto: { type: 'email', advanced: true, doc: 'bulk e-mails: also offer List-Unsubscribe by mail to this address (the one-click https link needs a public URL: `events serve --public-url`)' },
 };
 
 const smtp: KindSpec = {
@@ -104,6 +106,7 @@ const sendgrid: KindSpec = {
     batchSize: { type: 'int', min: 1, max: 1000, doc: 'bulk sends: most rows per mail send request, as personalizations (default 1000; 1 sends one request per row)' },
     eventWebhookPublicKey: {
       type: 'string',
+      advanced: true,
       doc: 'delivery events: the Signed Event Webhook verification key (base64, from Mail Settings); without it `events serve` refuses this config\'s events',
     },
     ...UNSUBSCRIBE_MAILTO,
@@ -126,9 +129,10 @@ const ses: KindSpec = {
     endpoint: { type: 'string', doc: 'API base URL (default https://email.<region>.amazonaws.com)' },
     snsTopicArn: {
       type: 'string',
+      advanced: true,
       doc: 'delivery events: the SNS topic ARN(s), comma-separated, whose bounce/complaint/delivery notifications `events serve` accepts at /hooks/<ref>',
     },
-    snsEndpoint: { type: 'string', doc: 'delivery events: base URL for confirming SNS subscriptions (default: the SubscribeURL\'s own https://sns.<region>.amazonaws.com)' },
+    snsEndpoint: { type: 'string', advanced: true, doc: 'delivery events: base URL for confirming SNS subscriptions (default: the SubscribeURL\'s own https://sns.<region>.amazonaws.com)' },
     ...UNSUBSCRIBE_MAILTO,
     ...SOFT_BOUNCE_SETTINGS,
   },
@@ -190,8 +194,8 @@ const metaWhatsApp: KindSpec = {
   },
   secrets: {
     accessToken: { required: true, doc: 'system-user access token with whatsapp_business_messaging' },
-    appSecret: { required: false, doc: 'delivery events: the app secret that signs webhooks (X-Hub-Signature-256); without it `events serve` refuses this config\'s events' },
-    webhookVerifyToken: { required: false, doc: 'delivery events: the verify token of the webhook subscription handshake (hub.verify_token)' },
+    appSecret: { required: false, advanced: true, doc: 'delivery events: the app secret that signs webhooks (X-Hub-Signature-256); without it `events serve` refuses this config\'s events' },
+    webhookVerifyToken: { required: false, advanced: true, doc: 'delivery events: the verify token of the webhook subscription handshake (hub.verify_token)' },
   },
   check(s) {
     if (!/^\d+$/.test(String(s.phoneNumberId))) return `--set phoneNumberId: "${String(s.phoneNumberId)}" is not a number id (digits only)`;

@@ -92,7 +92,13 @@ describe('twilio (sms) and twilio-whatsapp', () => {
     expect(badSid.stderr).toMatch(/accountSid: "AC123" is not AC followed by 32 hex digits/);
     expectExit(await ws.run([...base, '--set', `messagingServiceSid=${service}`], { env: { T: 'tok-1' } }), 0, 'add with service');
     expectExit(await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', '+447911123456', '--body', 'hi', '--json']), 0, 'send test');
-    expect(stub.sends.map((s) => s.payload)).toEqual([{ To: '+447911123456', MessagingServiceSid: service, Body: 'hi' }]);
+    // With a public URL known (here for one command), the message asks Twilio for status callbacks at /hooks/<ref>.
+    const env = { SWITCHBOARD_PUBLIC_URL: 'https://hooks.acme.test' };
+    expectExit(await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', '+447911123456', '--body', 'hi', '--json'], { env }), 0, 'send test with a public URL');
+    expect(stub.sends.map((s) => s.payload)).toEqual([
+      { To: '+447911123456', MessagingServiceSid: service, Body: 'hi' },
+      { To: '+447911123456', MessagingServiceSid: service, Body: 'hi', StatusCallback: 'https://hooks.acme.test/hooks/acme/sms/twilio?sb_tenant=acme' },
+    ]);
     expect(stub.violations).toEqual([]);
   });
 
