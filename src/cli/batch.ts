@@ -12,6 +12,7 @@ import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
 import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatch } from '../core/batches.js';
 import { csvWriter } from '../core/csv.js';
 import { OperationFailed } from '../errors.js';
+import { deliveryCounts } from '../core/events.js';
 
 /** Registers the `batch` commands. */
 export function registerBatch(program: Command, io: Io): void {
@@ -42,14 +43,16 @@ export function registerBatch(program: Command, io: Io): void {
   examples(
     batch
       .command('show <id>')
-      .description('show a batch; with --items, every row with its state, provider and message id')
+      .description('show a batch and its messages by delivery status (from provider events); with --items, every row with its state, provider and message id')
       .option('--items', 'include every row')
       .action(
         action<{ items?: boolean }>(io, (cli, [id], opts) => {
           const ctx = cli.core();
           const b = getBatch(ctx, id!);
+          const delivery = deliveryCounts(ctx, b.id);
           const items = opts.items ? batchItems(ctx, b.id) : undefined;
-          cli.out.result(items ? { ...b, items } : b, () =>
+          const tracked = Object.entries(delivery).filter(([, n]) => n > 0);
+          cli.out.result(items ? { ...b, deliveryCounts: delivery, items } : { ...b, deliveryCounts: delivery }, () =>
             [
               cli.out.fields([
                 ['batch', b.id],
@@ -67,6 +70,7 @@ export function registerBatch(program: Command, io: Io): void {
                 ['pending', b.pending],
                 ['fallback', b.fallback],
                 ...Object.entries(b.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
+                ['delivery', tracked.length ? tracked.map(([st, n]) => `${n} ${st}`).join(', ') : 'no events yet'],
                 ['lease', b.leaseOwner ? `${b.leaseOwner} until ${b.leaseExpiresAt}` : 'none'],
                 ['created', b.createdAt],
                 ['finished', b.finishedAt],

@@ -30,6 +30,8 @@ const NOUNS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
   ['suppress', async () => (await import('./suppress.js')).registerSuppress],
   ['report', async () => (await import('./report.js')).registerReport],
   ['log', async () => (await import('./report.js')).registerReport],
+  ['events', async () => (await import('./events.js')).registerEvents],
+  ['message', async () => (await import('./events.js')).registerEvents],
 ];
 
 /**

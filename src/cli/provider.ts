@@ -121,7 +121,7 @@ export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<
   if (ask) {
     if (name === undefined) name = await askInput('Name', { default: spec.kind, required: true });
     for (const [k, s] of Object.entries(spec.settings)) {
-      if (k in settings || s.default !== undefined) continue;
+      if (k in settings || s.default !== undefined || s.advanced) continue;
       const v = await askInput(`${k} (${s.doc})`, {
         required: s.required,
         validate: (text) => {
@@ -136,7 +136,7 @@ export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<
       if (v) settings[k] = v;
     }
   }
-  const secrets = await gatherSecrets(cli, opts, Object.entries(spec.secrets).map(([n, sp]) => ({ name: n, required: sp.required })));
+  const secrets = await gatherSecrets(cli, opts, Object.entries(spec.secrets).filter(([, sp]) => !sp.advanced).map(([n, sp]) => ({ name: n, required: sp.required })));
   const ref = formatRef({ tenantId, channel, name: name ?? spec.kind });
   if (ask) {
     const summary = [

@@ -8,14 +8,14 @@ import { buildReport, listLog, type ReportBy } from '../core/reports.js';
 import { parseSince } from '../core/time.js';
 import { UsageError } from '../errors.js';
 
-const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(1)} %`);
 
 /** Registers `report` and `log list`. */
 export function registerReport(program: Command, io: Io): void {
   examples(
     program
       .command('report')
-      .description('send attempts since a time: sent, failed, fallback rate, per provider (a retry or fallback is a further attempt)')
+      .description('send attempts since a time: sent, failed, fallback rate, per provider (a retry or fallback is a further attempt); delivered, bounce and complaint rates from provider events')
       .option('--since <when>', 'a duration such as 30d, 12h, or an ISO 8601 time', '30d')
       .option('--by <group>', 'tenant, provider or channel', 'tenant')
       .option('--tenant <id>', "only this tenant's")
@@ -33,8 +33,11 @@ export function registerReport(program: Command, io: Io): void {
             return [
               `Since ${r.since}, by ${r.by} (per provider: sent/failed):`,
               cli.out.table(
-                [r.by.toUpperCase(), 'SENT', 'FAILED', 'FALLBACK', 'FALLBACK RATE', 'PROVIDERS'],
-                [...r.rows.map((g) => [g.key, g.sent, g.failed, g.fallback, pct(g.fallbackRate), providers(g.byProvider)]), ['total', r.total.sent, r.total.failed, r.total.fallback, pct(r.total.fallbackRate), '']],
+                [r.by.toUpperCase(), 'SENT', 'FAILED', 'FALLBACK', 'FALLBACK RATE', 'DELIVERED', 'BOUNCED', 'COMPLAINED', 'PROVIDERS'],
+                [
+                  ...r.rows.map((g) => [g.key, g.sent, g.failed, g.fallback, pct(g.fallbackRate), pct(g.deliveredRate), pct(g.bounceRate), pct(g.complaintRate), providers(g.byProvider)]),
+                  ['total', r.total.sent, r.total.failed, r.total.fallback, pct(r.total.fallbackRate), pct(r.total.deliveredRate), pct(r.total.bounceRate), pct(r.total.complaintRate), ''],
+                ],
               ),
             ].join('\n');
           });

@@ -15,6 +15,7 @@ import { checkRegion, normaliseRecipient } from '../core/address.js';
 import type { OutboundMessage } from '../providers/types.js';
 import { resolveRoute } from '../core/providers.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
+import { sendTracking } from '../core/tracking.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -63,14 +64,15 @@ export function registerSend(program: Command, io: Io): void {
             let result;
             try {
               const text = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
+              const tracking = sendTracking(ctx, tenant.id);
               const message: OutboundMessage =
                 channel === 'email'
-                  ? { to, subject: opts.subject, text }
+                  ? { to, subject: opts.subject, text, tracking }
                   : channel === 'sms'
-                    ? { to, body: text }
+                    ? { to, body: text, tracking }
                     : opts.templateName
-                      ? { to, template: { name: opts.templateName, language: opts.templateLang, parameters: opts.templateParam ?? [] } }
-                      : { to, text };
+                      ? { to, template: { name: opts.templateName, language: opts.templateLang, parameters: opts.templateParam ?? [] }, tracking }
+                      : { to, text, tracking };
               result = await dispatcher.send(message);
             } finally {
               await dispatcher.close();

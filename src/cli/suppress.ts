@@ -45,7 +45,7 @@ export function registerSuppress(program: Command, io: Io): void {
   examples(
     suppress
       .command('list')
-      .description("list a tenant's suppressions")
+      .description("list a tenant's suppressions with their source (manual, import, unsubscribe-link, or the provider config whose event or error added it) and expiry")
       .option('--tenant <id>', 'the tenant')
       .option('--channel <channel>', 'only this channel')
       .action(
@@ -54,12 +54,20 @@ export function registerSuppress(program: Command, io: Io): void {
           const ctx = cli.core();
           getTenant(ctx, tenantId);
           const list = listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
+          const now = ctx.clock.now().toISOString();
           cli.out.result(list, () =>
             list.length === 0
               ? 'No suppressions.'
               : cli.out.table(
-                  ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED'],
-                  list.map((s) => [s.channel, s.address, s.reason, s.source, s.createdAt.replace('T', ' ').slice(0, 19)]),
+                  ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED', 'EXPIRES'],
+                  list.map((s) => [
+                    s.channel,
+                    s.address,
+                    s.reason,
+                    s.source,
+                    s.createdAt.replace('T', ' ').slice(0, 19),
+                    s.expiresAt === null ? 'never' : `${s.expiresAt <= now ? 'expired ' : ''}${s.expiresAt.replace('T', ' ').slice(0, 19)}`,
+                  ]),
                 ),
           );
         }),

@@ -21,6 +21,7 @@ import { audit } from './audit.js';
 import { GroupCommit } from '../store/group-commit.js';
 import { prepared } from '../store/db.js';
 import { addTask } from './limiter.js';
+import { batchTracker } from './tracking.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
@@ -536,6 +537,7 @@ async function work(
   );
   const tenantId = dispatcher.tenantId;
   const channel = dispatcher.channel;
+  const tracker = batchTracker(ctx, tenantId, channel);
 
   // Every write below goes through the group commit (one transaction per event-loop turn for all rows that
   // reached that point in the turn). A row's `sending` mark is awaited before its request leaves; its attempt
@@ -587,7 +589,8 @@ async function work(
         done.push(report([item], [{ ...NO_OUTCOME, state: 'failed', error: `template does not render: ${(err as Error).message.split('\n')[0]}` }]));
         return;
       }
-      ready.push({ item, message: composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` }) });
+      const message = composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` });
+      ready.push({ item, message: { ...message, tracking: tracker.track(batchId, item.row_no, item.recipient) } });
     });
     return { done, ready };
   };

@@ -12,6 +12,7 @@ import { keyVersions, lookupMasterKey, requireKey, describeSource, type ActiveKe
 import { fingerprint, HOW_TO_PROVIDE_KEY, keyFileModeProblem, pendingKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainProbe } from '../crypto/keychain.js';
 import { checkStore, inspectStore, SCHEMA_VERSION, storeId } from '../store/db.js';
+import { publicUrl } from './tracking.js';
 
 /** Outcome of one check. */
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -168,6 +169,24 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
   // Sender domains (domain authentication) of providers that need them.
   for (const u of unverifiedSenderDomains(ctx)) {
     add(`provider ${u.ref} sender domain`, 'warn', `${u.domain} is ${u.status === 'missing' ? 'not added' : u.status}`, u.message);
+  }
+  // Delivery events: configs set up for webhooks need a public URL for sends to carry callback and unsubscribe URLs.
+  const hooked = listProviders(ctx).filter((p) => ['eventWebhookPublicKey', 'snsTopicArn', 'unsubscribeMailto'].some((k) => p.settings[k] !== undefined) || 'appSecret' in p.secrets || 'webhookVerifyToken' in p.secrets);
+  if (hooked.length > 0) {
+    try {
+      const url = publicUrl(ctx);
+      if (url.url) add('public URL', 'pass', `${url.url}${url.source === 'env' ? ' (SWITCHBOARD_PUBLIC_URL)' : ''}`);
+      else {
+        add(
+          'public URL',
+          'warn',
+          `${hooked.map((p) => p.ref).join(', ')} ${hooked.length > 1 ? 'have' : 'has'} delivery-event or unsubscribe settings, but no public URL is known: sends carry no Twilio status callback and bulk e-mails no one-click unsubscribe link`,
+          'switchboard events serve --public-url https://<host reaching it>  (or: switchboard events public-url <url>)',
+        );
+      }
+    } catch (err) {
+      add('public URL', 'fail', message(err), 'set SWITCHBOARD_PUBLIC_URL to an https URL, or unset it');
+    }
   }
   return out;
 }

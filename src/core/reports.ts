@@ -2,9 +2,13 @@
  * Reports and the message log, read from the `messages` table (one row per send attempt: a retry or a
  * fallback is a further row). `report` counts attempts that were accepted (`sent`) or refused (`failed`);
  * a message retried twice then sent counts 2 failed + 1 sent, which is what the providers saw.
+ * Delivery figures come from provider events (`deliveries`, see src/core/events.ts): of the messages sent since
+ * then, how many were delivered, bounced (bounced, dropped, undelivered or failed) or complained about.
  */
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from '../errors.js';
+import { EventRepo } from '../store/events.js';
+import { whereAll } from '../store/db.js';
 
 /** What `report` groups by. */
 export type ReportBy = 'tenant' | 'provider' | 'channel';
@@ -18,6 +22,15 @@ export interface ReportRow {
   fallbackRate: number;
   /** Sent and failed attempts per provider ref. */
   byProvider: Record<string, { sent: number; failed: number }>;
+  /** Messages with at least one delivery event; of them, delivered (or opened/clicked/read), bounced, complained. */
+  tracked: number;
+  delivered: number;
+  bounced: number;
+  complained: number;
+  /** delivered / bounced / complained per sent message; null when no event came for the group (e.g. SMTP). */
+  deliveredRate: number | null;
+  bounceRate: number | null;
+  complaintRate: number | null;
 }
 
 /** A report over a time range. */
@@ -44,9 +57,12 @@ export function buildReport(ctx: CoreContext, opts: { since: Date; by: ReportBy;
     )
     .all(opts.since.toISOString(), opts.tenantId ?? null, opts.tenantId ?? null) as Array<{ key: string; provider: string; sent: number; failed: number; fallback: number }>;
   const groups = new Map<string, ReportRow>();
-  const total: Omit<ReportRow, 'key'> = { sent: 0, failed: 0, fallback: 0, fallbackRate: 0, byProvider: {} };
+  const empty = (): Omit<ReportRow, 'key'> => ({
+    sent: 0, failed: 0, fallback: 0, fallbackRate: 0, byProvider: {}, tracked: 0, delivered: 0, bounced: 0, complained: 0, deliveredRate: null, bounceRate: null, complaintRate: null,
+  });
+  const total = empty();
   for (const r of rows) {
-    const g = groups.get(r.key) ?? { key: r.key, sent: 0, failed: 0, fallback: 0, fallbackRate: 0, byProvider: {} };
+    const g = groups.get(r.key) ?? { key: r.key, ...empty() };
     groups.set(r.key, g);
     for (const acc of [g, total]) {
       acc.sent += r.sent;
@@ -57,9 +73,27 @@ export function buildReport(ctx: CoreContext, opts: { since: Date; by: ReportBy;
       p.failed += r.failed;
     }
   }
-  const rate = (x: { sent: number; fallback: number }) => (x.sent === 0 ? 0 : Math.round((x.fallback / x.sent) * 10_000) / 10_000);
-  for (const g of groups.values()) g.fallbackRate = rate(g);
-  total.fallbackRate = rate(total);
+  for (const d of new EventRepo(ctx.db).deliveryReport(opts.since.toISOString(), col as 'tenant_id' | 'provider' | 'channel', opts.tenantId)) {
+    if (!d.key) continue; // events that could not be tied to a tenant
+    const g = groups.get(d.key) ?? { key: d.key, ...empty() };
+    groups.set(d.key, g);
+    for (const acc of [g, total]) {
+      acc.tracked += d.tracked;
+      acc.delivered += d.delivered;
+      acc.bounced += d.bounced;
+      acc.complained += d.complained;
+    }
+  }
+  const share = (n: number, of: number) => (of === 0 ? 0 : Math.round((n / of) * 10_000) / 10_000);
+  const rates = (x: Omit<ReportRow, 'key'>) => {
+    x.fallbackRate = share(x.fallback, x.sent);
+    const of = Math.max(x.sent, x.tracked);
+    x.deliveredRate = x.tracked === 0 ? null : share(x.delivered, of);
+    x.bounceRate = x.tracked === 0 ? null : share(x.bounced, of);
+    x.complaintRate = x.tracked === 0 ? null : share(x.complained, of);
+  };
+  for (const g of groups.values()) rates(g);
+  rates(total);
   return { since: opts.since.toISOString(), by: opts.by, rows: [...groups.values()], total };
 }
 
@@ -95,21 +129,16 @@ export interface LogFilter {
 
 /** Send attempts matching the filter, newest first. */
 export function listLog(ctx: CoreContext, f: LogFilter = {}): LogEntry[] {
-  const where: string[] = [];
-  const args: unknown[] = [];
-  const add = (sql: string, v: unknown) => {
-    if (v === undefined) return;
-    where.push(sql);
-    args.push(v);
-  };
-  add('tenant_id = ?', f.tenantId);
-  add('channel = ?', f.channel);
-  add('provider = ?', f.provider);
-  add('status = ?', f.status);
-  add('created_at >= ?', f.since?.toISOString());
-  add('batch_id = ?', f.batchId);
+  const { where, args } = whereAll([
+    ['tenant_id = ?', f.tenantId],
+    ['channel = ?', f.channel],
+    ['provider = ?', f.provider],
+    ['status = ?', f.status],
+    ['created_at >= ?', f.since?.toISOString()],
+    ['batch_id = ?', f.batchId],
+  ]);
   const rows = ctx.db
-    .prepare(`SELECT * FROM messages ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+    .prepare(`SELECT * FROM messages ${where} ORDER BY id DESC LIMIT ?`)
     .all(...args, f.limit ?? 100) as Array<{
     id: number;
     created_at: string;

@@ -16,9 +16,11 @@ export interface Suppression {
   channel: Channel;
   address: string;
   reason: string;
-  /** Who added it: `manual`, `import`, or the provider ref that reported the opt-out. */
+  /** Who added it: `manual`, `import`, the provider ref that reported the opt-out or whose event suppressed it, or `unsubscribe-link`. */
   source: string;
   createdAt: string;
+  /** When it stops applying (soft bounces); null for a suppression without end. */
+  expiresAt: string | null;
 }
 
 /** Normalises an address for the suppression list. @throws UsageError if it is not a valid address for the channel. */
@@ -32,7 +34,7 @@ export function suppressionKey(channel: Channel, address: string, defaultRegion?
  * Adds (or refreshes the reason of) a suppression. Audited.
  * @returns true if the address was not suppressed before.
  */
-export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt'>): boolean {
+export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt' | 'expiresAt'>): boolean {
   const address = suppressionKey(s.channel, s.address);
   let added = false;
   ctx.db.transaction(() => {
@@ -40,7 +42,7 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
     ctx.db
       .prepare(
         `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source`,
+         ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL`,
       )
       .run(s.tenantId, s.channel, address, s.reason, s.source, ctx.clock.now().toISOString());
     added = !existed;
@@ -50,7 +52,7 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
 }
 
 /**
- * The suppression reason of each address for a tenant and channel (null where none), in the order given.
+ * The suppression reason of each address for a tenant and channel (null where none, or where it expired), in the order given.
  * Addresses must be normalised (as stored in a batch). One query for all of them: a bulk send asks once per
  * request (up to 1000 rows), just before the rows are claimed, so a suppression added by another process
  * during the run still stops the rows not yet sent.
@@ -59,18 +61,18 @@ export function suppressionReasons(ctx: CoreContext, tenantId: string, channel: 
   const keys = channel === 'email' ? addresses.map((a) => a.toLowerCase()) : addresses;
   const rows = prepared(
     ctx.db,
-    'SELECT address, reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address IN (SELECT value FROM json_each(?))',
-  ).all(tenantId, channel, JSON.stringify(keys)) as Array<{ address: string; reason: string }>;
+    'SELECT address, reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address IN (SELECT value FROM json_each(?)) AND (expires_at IS NULL OR expires_at > ?)',
+  ).all(tenantId, channel, JSON.stringify(keys), ctx.clock.now().toISOString()) as Array<{ address: string; reason: string }>;
   if (rows.length === 0) return keys.map(() => null);
   const byAddress = new Map(rows.map((r) => [r.address, r.reason]));
   return keys.map((k) => byAddress.get(k) ?? null);
 }
 
-/** Suppressions of a tenant (optionally one channel), by channel and address. */
+/** Suppressions of a tenant (optionally one channel), by channel and address; expired ones too (their `expiresAt` is past). */
 export function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel): Suppression[] {
   const rows = ctx.db
     .prepare(
-      `SELECT tenant_id, channel, address, reason, source, created_at FROM suppressions
+      `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions
        WHERE tenant_id = ? AND (? IS NULL OR channel = ?) ORDER BY channel, address`,
     )
     .all(tenantId, channel ?? null, channel ?? null) as Array<{
@@ -80,8 +82,9 @@ export function listSuppressions(ctx: CoreContext, tenantId: string, channel?: C
     reason: string;
     source: string;
     created_at: string;
+    expires_at: string | null;
   }>;
-  return rows.map((r) => ({ tenantId: r.tenant_id, channel: r.channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at }));
+  return rows.map((r) => ({ tenantId: r.tenant_id, channel: r.channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at, expiresAt: r.expires_at }));
 }
 
 /** Removes a suppression. Audited. @returns false if there was none. */
@@ -146,7 +149,7 @@ export async function importSuppressions(
   const exists = ctx.db.prepare('SELECT 1 FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?');
   const upsert = ctx.db.prepare(
     `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
-     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source`,
+     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL`,
   );
   const result: ImportResult = { rows: 0, added: 0, updated: 0 };
   const flush = ctx.db.transaction((chunk: Array<[string, string]>) => {

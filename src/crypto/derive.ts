@@ -10,6 +10,8 @@
  *
  * Purposes in use (add yours here):
  * - {@link PURPOSE_CONFIG_MAC} `provider-config-mac/v1`: HMAC-SHA-256 over provider config rows (./config-mac.ts).
+ * - {@link PURPOSE_UNSUBSCRIBE} `unsubscribe-token/v1`: HMAC-SHA-256 of one-click unsubscribe tokens
+ *   (../core/unsubscribe.ts).
  *
  * The derived key changes with the master key, so `key rotate` and `key reset` re-compute whatever was made with
  * the old one.
@@ -21,6 +23,9 @@ const SALT = Buffer.from('switchboard', 'utf8');
 
 /** Purpose of the key that authenticates provider config rows. */
 export const PURPOSE_CONFIG_MAC = 'provider-config-mac/v1';
+
+/** Purpose of the key that signs one-click unsubscribe tokens (RFC 8058 links in bulk e-mails). */
+export const PURPOSE_UNSUBSCRIBE = 'unsubscribe-token/v1';
 
 /**
  * A 32-byte key for `purpose`, derived from the master key with HKDF-SHA-256 (see the module comment).

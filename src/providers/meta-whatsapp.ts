@@ -17,6 +17,7 @@
 import type { AdapterConfig, SendResult, VerifyResult, WhatsAppMessage, WhatsAppProvider } from './types.js';
 import { ProviderError } from './types.js';
 import { HTTP_TIMEOUT_MS, isNetworkError, joinEndpoint, parseEndpoint, retryAfterMs, switchboardUserAgent } from './http.js';
+import { opaqueCallbackData } from './tracking.js';
 
 /** Default Graph API base URL. */
 export const META_DEFAULT_ENDPOINT = 'https://graph.facebook.com';
@@ -67,9 +68,13 @@ export function classifyMetaError(status: number, body: unknown, retryAfter?: st
   return new ProviderError('config', `Meta refused the request: ${text}`, details);
 }
 
-/** The JSON body for one message (see the module docs). `to` is E.164; Meta accepts the leading `+`. */
+/**
+ * The JSON body for one message (see the module docs). `to` is E.164; Meta accepts the leading `+`. A tracked
+ * message carries its correlation fields in `biz_opaque_callback_data` (echoed in status webhooks).
+ */
 export function metaMessageBody(m: WhatsAppMessage): Record<string, unknown> {
-  const base = { messaging_product: 'whatsapp', recipient_type: 'individual', to: m.to };
+  const opaque = opaqueCallbackData(m.tracking);
+  const base = { messaging_product: 'whatsapp', recipient_type: 'individual', to: m.to, ...(opaque ? { biz_opaque_callback_data: opaque } : {}) };
   if (!m.template) return { ...base, type: 'text', text: { body: m.text ?? '', preview_url: false } };
   const { name, language, parameters } = m.template;
   return {

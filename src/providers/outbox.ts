@@ -13,6 +13,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import type { AdapterConfig, EmailMessage, Provider, SendResult, SmsMessage, VerifyResult, WhatsAppMessage } from './types.js';
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
+import { emailHeaders } from './tracking.js';
 
 /** Builds an outbox adapter for the config's channel. The folder is created (mode 0700) on first send. */
 export function createOutboxProvider(config: AdapterConfig): Provider {
@@ -51,7 +52,7 @@ export function createOutboxProvider(config: AdapterConfig): Provider {
     }
   };
   const close = async () => {};
-  const json = (channel: string, message: SmsMessage | WhatsAppMessage) => async (acceptedAt: Date) => {
+  const json = (channel: string, { tracking: _tracking, ...message }: SmsMessage | WhatsAppMessage) => async (acceptedAt: Date) => {
     const messageId = `outbox-${randomBytes(8).toString('hex')}`;
     const record = { channel, from: fromAddress ?? null, ...message, messageId, acceptedAt: acceptedAt.toISOString() };
     return { data: JSON.stringify(record, null, 2) + '\n', messageId };
@@ -64,6 +65,7 @@ export function createOutboxProvider(config: AdapterConfig): Provider {
     return { channel: 'whatsapp', send: (m: WhatsAppMessage) => write('json', json('whatsapp', m)), verify, close };
   }
   const from = formatFrom(fromAddress ?? 'switchboard@localhost', config.settings.fromName === undefined ? undefined : String(config.settings.fromName));
+  const mailto = config.settings.unsubscribeMailto === undefined ? undefined : String(config.settings.unsubscribeMailto);
   return {
     channel: 'email',
     send: (message: EmailMessage) =>
@@ -74,7 +76,7 @@ export function createOutboxProvider(config: AdapterConfig): Provider {
           subject: message.subject,
           text: message.text,
           html: message.html,
-          headers: message.headers,
+          headers: emailHeaders(message, mailto),
         }).compile();
         return { data: await node.build(), messageId: node.messageId() };
       }),

@@ -18,6 +18,8 @@ export interface SettingSpec {
   min?: number;
   max?: number;
   doc: string;
+  /** Set with `--set` only: the interactive `provider add` does not ask for it (e.g. delivery-event settings). */
+  advanced?: boolean;
 }
 
 /** A provider kind. */
@@ -26,8 +28,8 @@ export interface KindSpec {
   channels: readonly string[];
   summary: string;
   settings: Readonly<Record<string, SettingSpec>>;
-  /** Secret names; `required` ones must be given when the config is added. */
-  secrets: Readonly<Record<string, { required: boolean; doc: string }>>;
+  /** Secret names; `required` ones must be given when the config is added; `advanced` ones are not prompted for. */
+  secrets: Readonly<Record<string, { required: boolean; doc: string; advanced?: boolean }>>;
   /**
    * Secrets a config needs because of its settings, beyond the `required` ones (smtp: a `user` needs a
    * `password`). Used to mark configs whose secrets are missing (e.g. dropped by `key reset`).
@@ -41,6 +43,23 @@ export interface KindSpec {
   /** Builds an adapter; imports the module (and SDK) on first use. */
   create(config: AdapterConfig): Promise<Provider>;
 }
+
+/**
+ * Settings of kinds whose delivery events `events serve` receives: how many soft bounces (SendGrid `blocked`,
+ * SES Transient/Undetermined, Twilio 30003/30004, Meta 131026) within a window suppress an address, and for how
+ * long (Postal and listmonk keep such suppressions for a while, then send again). Defaults (3, 7 days, 30 days)
+ * live in `SOFT_BOUNCE_DEFAULTS` of src/core/events.ts, so configs added before these settings existed get them too.
+ */
+export const SOFT_BOUNCE_SETTINGS: Readonly<Record<string, SettingSpec>> = {
+  softBounceLimit: { type: 'int', min: 1, max: 100, advanced: true, doc: 'delivery events: this many soft bounces within softBounceWindowDays suppress the address (default 3)' },
+  softBounceWindowDays: { type: 'int', min: 1, max: 365, advanced: true, doc: 'delivery events: the window for softBounceLimit, in days (default 7)' },
+  softBounceSuppressDays: { type: 'int', min: 1, max: 3650, advanced: true, doc: 'delivery events: how long a soft-bounce suppression lasts, in days (default 30; a delivery lifts it sooner)' },
+};
+
+/** The `unsubscribeMailto` setting of e-mail kinds (RFC 2369 `List-Unsubscribe: <mailto:…>` on bulk e-mails). */
+const UNSUBSCRIBE_MAILTO: Readonly<Record<string, SettingSpec>> = {
+  unsubscribeMailto: { type: 'email', advanced: true, doc: 'bulk e-mails: also offer List-Unsubscribe by mail to this address (the one-click https link needs a public URL: `events serve --public-url`)' },
+};
 
 const smtp: KindSpec = {
   kind: 'smtp',
@@ -60,6 +79,7 @@ const smtp: KindSpec = {
     fromName: { type: 'string', doc: 'sender display name' },
     ca: { type: 'path', doc: 'PEM file of a CA to trust (for servers with a private or self-signed certificate)' },
     timeout: { type: 'int', min: 100, max: 600_000, default: 30_000, doc: 'connection and socket timeout in ms' },
+    ...UNSUBSCRIBE_MAILTO,
   },
   secrets: { password: { required: false, doc: 'AUTH password' } },
   neededSecrets: (settings) => (settings.user ? ['password'] : []),
@@ -74,6 +94,7 @@ const outbox: KindSpec = {
     dir: { type: 'path', required: true, doc: 'folder for the message files (created if missing)' },
     from: { type: 'string', doc: 'sender: an e-mail address (default switchboard@localhost) or a phone number / sender id' },
     fromName: { type: 'string', doc: 'sender display name (e-mail)' },
+    ...UNSUBSCRIBE_MAILTO,
   },
   secrets: {},
   create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),
@@ -89,6 +110,13 @@ const sendgrid: KindSpec = {
     endpoint: { type: 'string', doc: 'API base URL (default https://api.sendgrid.com; EU region: https://api.eu.sendgrid.com)' },
     sandbox: { type: 'bool', default: false, doc: 'sandbox mode: SendGrid validates each message and delivers nothing' },
     batchSize: { type: 'int', min: 1, max: 1000, doc: 'bulk sends: most rows per mail send request, as personalizations (default 1000; 1 sends one request per row)' },
+    eventWebhookPublicKey: {
+      type: 'string',
+      advanced: true,
+      doc: 'delivery events: the Signed Event Webhook verification key (base64, from Mail Settings); without it `events serve` refuses this config\'s events',
+    },
+    ...UNSUBSCRIBE_MAILTO,
+    ...SOFT_BOUNCE_SETTINGS,
   },
   secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission' } },
   create: async (config) => (await import('./sendgrid.js')).createSendGridProvider(config),
@@ -105,6 +133,14 @@ const ses: KindSpec = {
     accessKeyId: { type: 'string', required: true, doc: 'IAM access key id of a user allowed ses:SendEmail and ses:GetAccount' },
     configurationSet: { type: 'string', doc: 'SES configuration set for event publishing' },
     endpoint: { type: 'string', doc: 'API base URL (default https://email.<region>.amazonaws.com)' },
+    snsTopicArn: {
+      type: 'string',
+      advanced: true,
+      doc: 'delivery events: the SNS topic ARN(s), comma-separated, whose bounce/complaint/delivery notifications `events serve` accepts at /hooks/<ref>',
+    },
+    snsEndpoint: { type: 'string', advanced: true, doc: 'delivery events: base URL for confirming SNS subscriptions (default: the SubscribeURL\'s own https://sns.<region>.amazonaws.com)' },
+    ...UNSUBSCRIBE_MAILTO,
+    ...SOFT_BOUNCE_SETTINGS,
   },
   secrets: { secretAccessKey: { required: true, doc: 'IAM secret access key' } },
   create: async (config) => (await import('./ses.js')).createSesProvider(config),
@@ -122,8 +158,9 @@ function twilioKind(kind: string, channel: 'sms' | 'whatsapp'): KindSpec {
       from: { type: 'string', doc: wa ? 'WhatsApp sender number in E.164 (the whatsapp: prefix is added)' : 'sender: an E.164 number or an alphanumeric sender id' },
       messagingServiceSid: { type: 'string', doc: 'messaging service SID (MG + 32 hex digits), instead of from' },
       endpoint: { type: 'string', doc: 'API base URL (default https://api.twilio.com), e.g. an edge such as https://api.dublin.ie1.twilio.com' },
+      ...SOFT_BOUNCE_SETTINGS,
     },
-    secrets: { authToken: { required: true, doc: 'auth token of the account' } },
+    secrets: { authToken: { required: true, doc: 'auth token of the account (also verifies status callbacks and inbound messages: X-Twilio-Signature)' } },
     check(s) {
       if (!/^AC[0-9a-fA-F]{32}$/.test(String(s.accountSid))) return `--set accountSid: "${String(s.accountSid)}" is not AC followed by 32 hex digits`;
       if ((s.from === undefined) === (s.messagingServiceSid === undefined)) return `kind ${kind} needs exactly one of --set from=… and --set messagingServiceSid=…`;
@@ -139,7 +176,7 @@ function twilioKind(kind: string, channel: 'sms' | 'whatsapp'): KindSpec {
 const sns: KindSpec = {
   kind: 'sns',
   channels: ['sms'],
-  summary: 'Amazon SNS SMS (@aws-sdk/client-sns Publish)',
+  summary: 'Amazon SNS SMS (@aws-sdk/client-sns Publish); no delivery events: SNS reports SMS delivery to CloudWatch Logs only, with no HTTP callback',
   settings: {
     region: { type: 'string', required: true, doc: 'AWS region, e.g. eu-west-1' },
     accessKeyId: { type: 'string', required: true, doc: 'access key id of an IAM user allowed sns:Publish and sns:GetSMSAttributes' },
@@ -159,8 +196,13 @@ const metaWhatsApp: KindSpec = {
     phoneNumberId: { type: 'string', required: true, doc: 'WhatsApp Business phone number id (digits)' },
     apiVersion: { type: 'string', default: 'v23.0', doc: 'Graph API version' },
     endpoint: { type: 'string', doc: 'Graph API base URL (default https://graph.facebook.com)' },
+    ...SOFT_BOUNCE_SETTINGS,
   },
-  secrets: { accessToken: { required: true, doc: 'system-user access token with whatsapp_business_messaging' } },
+  secrets: {
+    accessToken: { required: true, doc: 'system-user access token with whatsapp_business_messaging' },
+    appSecret: { required: false, advanced: true, doc: 'delivery events: the app secret that signs webhooks (X-Hub-Signature-256); without it `events serve` refuses this config\'s events' },
+    webhookVerifyToken: { required: false, advanced: true, doc: 'delivery events: the verify token of the webhook subscription handshake (hub.verify_token)' },
+  },
   check(s) {
     if (!/^\d+$/.test(String(s.phoneNumberId))) return `--set phoneNumberId: "${String(s.phoneNumberId)}" is not a number id (digits only)`;
     if (!/^v\d+\.\d+$/.test(String(s.apiVersion))) return `--set apiVersion: "${String(s.apiVersion)}" does not look like v23.0`;

@@ -15,6 +15,7 @@ import type { AdapterConfig, BatchItemResult, EmailMessage, EmailProvider, SendR
 import { ProviderError } from './types.js';
 import { HTTP_TIMEOUT_MS, checkEndpoint, oneLine } from './http.js';
 import { factorStrings, utf8Bytes } from './substitutions.js';
+import { emailHeaders, trackingFields } from './tracking.js';
 
 /** One entry of SendGrid's `{"errors": [{message, field, help}]}` error body. */
 interface SendGridErrorItem {
@@ -100,6 +101,8 @@ interface Personalization {
   subject: string;
   headers?: Record<string, string>;
   substitutions?: Record<string, string>;
+  /** switchboard's correlation fields (`sb_tenant`, `sb_batch`, `sb_row`), echoed in Event Webhook events. */
+  custom_args?: Record<string, string>;
 }
 
 /** A mail send request packed from several messages, and what became of each message. */
@@ -119,7 +122,7 @@ export interface MailSendPack {
 
 /**
  * Packs rendered messages into one mail send request: one personalization per message (its own `to`,
- * `subject` and `headers`), and the content once per request, as the API wants it — `content` is per request,
+ * `subject`, `headers`, and its tracking as `custom_args`), and the content once per request, as the API wants it — `content` is per request,
  * not per personalization. What differs between the messages' bodies is carried by per-personalization
  * `substitutions`: {@link factorStrings} finds the text shared by all bodies (kept literally in `content`)
  * and the differing stretches (each replaced by a substitution tag `-sb<random hex><t|h><n>-`, prefix-free and
@@ -180,6 +183,7 @@ export function packMailSend(messages: readonly EmailMessage[], from: { email: s
       deferred.push({ index: k, reason: `its body differs from the others' by more than ${SENDGRID_LIMITS.substitutionBytes} bytes of substitutions` });
       return;
     }
+    const customArgs = trackingFields(m.tracking);
     packed.push({
       index: k,
       pers: {
@@ -187,6 +191,7 @@ export function packMailSend(messages: readonly EmailMessage[], from: { email: s
         subject: m.subject,
         ...(m.headers ? { headers: m.headers } : {}),
         ...(subBytes > 0 || Object.keys(substitutions).length > 0 ? { substitutions } : {}),
+        ...(Object.keys(customArgs).length > 0 ? { custom_args: customArgs } : {}),
       },
     });
   });
@@ -254,6 +259,12 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
     return header(response.headers as Record<string, unknown>, 'x-message-id') ?? (sandbox ? `sandbox-${randomBytes(8).toString('hex')}` : '');
   };
   const from = { email: String(s.from), ...(s.fromName !== undefined ? { name: String(s.fromName) } : {}) };
+  const mailto = s.unsubscribeMailto === undefined ? undefined : String(s.unsubscribeMailto);
+  /** The message with its List-Unsubscribe headers (bulk e-mails) among its headers. */
+  const withListHeaders = (m: EmailMessage): EmailMessage => {
+    const headers = emailHeaders(m, mailto);
+    return headers ? { ...m, headers } : m;
+  };
 
   const maxBatchSize = typeof s.batchSize === 'number' ? Math.max(1, Math.min(SENDGRID_LIMITS.personalizations, s.batchSize)) : SENDGRID_LIMITS.personalizations;
 
@@ -268,7 +279,7 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
      * @throws ProviderError (see {@link classifySendGridError}) when the request fails as a whole.
      */
     async sendMany(messages: EmailMessage[]): Promise<BatchItemResult[]> {
-      const pack = packMailSend(messages, from, sandbox);
+      const pack = packMailSend(messages.map(withListHeaders), from, sandbox);
       const results: BatchItemResult[] = messages.map(() => ({ ok: false, deferred: 'not packed' }));
       for (const d of pack.deferred) results[d.index] = { ok: false, deferred: d.reason };
       if (pack.included.length === 0) return results;
@@ -292,7 +303,7 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
      * @throws ProviderError (see {@link classifySendGridError}); `config` for a message over 30 MB.
      */
     async send(message: EmailMessage): Promise<SendResult> {
-      const pack = packMailSend([message], from, sandbox);
+      const pack = packMailSend([withListHeaders(message)], from, sandbox);
       if (pack.included.length === 0) throw new ProviderError('config', `SendGrid cannot take this message: ${pack.deferred[0]?.reason ?? 'not packed'}`);
       try {
         return { messageId: await post(pack.body), acceptedAt: new Date() };

@@ -2,6 +2,8 @@
  * Amazon SES adapter (@aws-sdk/client-sesv2 3.x, imported lazily by the registry).
  * Settings: region, from, accessKeyId, endpoint (base URL, for tests or a non-default endpoint), configurationSet.
  * Secret: secretAccessKey.
+ * Tracking: `EmailTags` `sb_tenant`/`sb_batch`/`sb_row` (echoed in event-publishing notifications), and
+ * List-Unsubscribe headers on bulk e-mails (see ./tracking.ts).
  * Wire format: SESv2 REST-JSON, SigV4-signed: `POST /v2/email/outbound-emails` (SendEmail,
  * https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_SendEmail.html) answers `{"MessageId": …}`;
  * credential check: `GET /v2/email/account` (GetAccount,
@@ -11,6 +13,7 @@ import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResu
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
 import { AWS_AUTH_CODES, HTTP_TIMEOUT_MS, checkEndpoint, oneLine } from './http.js';
+import { emailHeaders, trackingFields } from './tracking.js';
 
 /** What the AWS SDK v3 puts on a service exception (`name` is the error code). */
 interface AwsFailure {
@@ -86,10 +89,13 @@ export async function createSesProvider(config: AdapterConfig): Promise<EmailPro
   });
   const from = formatFrom(String(s.from), s.fromName === undefined ? undefined : String(s.fromName));
   const configurationSet = s.configurationSet === undefined ? undefined : String(s.configurationSet);
+  const mailto = s.unsubscribeMailto === undefined ? undefined : String(s.unsubscribeMailto);
 
   return {
     channel: 'email',
     async send(message: EmailMessage): Promise<SendResult> {
+      const headers = emailHeaders(message, mailto);
+      const tags = Object.entries(trackingFields(message.tracking)).map(([Name, Value]) => ({ Name, Value }));
       try {
         const out = await client.send(
           new SendEmailCommand({
@@ -102,9 +108,10 @@ export async function createSesProvider(config: AdapterConfig): Promise<EmailPro
                   ...(message.text !== undefined ? { Text: { Data: message.text, Charset: 'UTF-8' } } : {}),
                   ...(message.html !== undefined ? { Html: { Data: message.html, Charset: 'UTF-8' } } : {}),
                 },
-                ...(message.headers ? { Headers: Object.entries(message.headers).map(([Name, Value]) => ({ Name, Value })) } : {}),
+                ...(headers ? { Headers: Object.entries(headers).map(([Name, Value]) => ({ Name, Value })) } : {}),
               },
             },
+            ...(tags.length ? { EmailTags: tags } : {}),
             ...(configurationSet ? { ConfigurationSetName: configurationSet } : {}),
           }),
         );

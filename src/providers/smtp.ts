@@ -11,6 +11,7 @@ import type { AdapterConfig, EmailMessage, EmailProvider, SendResult, VerifyResu
 import { ProviderError } from './types.js';
 import { formatFrom } from './address.js';
 import { oneLine } from './http.js';
+import { emailHeaders } from './tracking.js';
 
 /** Fields nodemailer puts on its errors (see nodemailer `errors.js`). */
 interface NodemailerError extends Error {
@@ -101,6 +102,7 @@ export function createSmtpProvider(config: AdapterConfig): EmailProvider {
     getSocket: (_opts: unknown, callback: (err: Error | null, socket?: { connection: net.Socket }) => void) => connectNoDelay(host, port, timeout, callback),
   });
   const from = formatFrom(String(s.from), s.fromName === undefined ? undefined : String(s.fromName));
+  const mailto = s.unsubscribeMailto === undefined ? undefined : String(s.unsubscribeMailto);
 
   return {
     channel: 'email',
@@ -112,7 +114,7 @@ export function createSmtpProvider(config: AdapterConfig): EmailProvider {
           subject: message.subject,
           text: message.text,
           html: message.html,
-          headers: message.headers,
+          headers: emailHeaders(message, mailto),
         });
         if (info.rejected.length > 0) {
           throw new ProviderError('recipient', `recipient rejected: ${oneLine(info.response ?? '')}`);

@@ -13,6 +13,9 @@
  * {@link ProviderError}s while it still has the response headers (`Retry-After`), which the SDK's own
  * `RestException` drops.
  *
+ * Delivery events: with a public URL known, each message carries `StatusCallback` =
+ * `<public URL>/hooks/<ref>?sb_tenant=…&sb_batch=…&sb_row=…` (see ./tracking.ts); without one, none.
+ *
  * WhatsApp via Twilio: addresses get the `whatsapp:` prefix (From and To). Free-form text goes in `Body`.
  * Approved templates are Twilio Content API templates: the message's `template.name` is the Content SID
  * (`HX` + 32 hex) and its positional parameters become `ContentVariables` `{"1": p1, "2": p2, …}`
@@ -23,6 +26,7 @@ import type { AdapterConfig, SendResult, SmsMessage, SmsProvider, VerifyResult, 
 import { ProviderError } from './types.js';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import { HTTP_TIMEOUT_MS, isNetworkError, joinEndpoint, parseEndpoint, retryAfterMs } from './http.js';
+import { statusCallbackUrl } from './tracking.js';
 
 /** `AC` followed by 32 hex digits (the pattern of the 2010-04-01 spec's AccountSid path parameter). */
 export const ACCOUNT_SID = /^AC[0-9a-fA-F]{32}$/;
@@ -171,15 +175,20 @@ export async function createTwilioProvider(config: AdapterConfig): Promise<SmsPr
   };
   const close = async () => {};
 
+  /** `StatusCallback` (the SDK's `statusCallback`) when a public URL is known: `<public URL>/hooks/<ref>?sb_…`. */
+  const callback = (m: SmsMessage | WhatsAppMessage): Record<string, string> => {
+    const url = statusCallbackUrl(m.tracking, config.ref);
+    return url ? { statusCallback: url } : {};
+  };
   if (config.channel === 'whatsapp') {
     return {
       channel: 'whatsapp',
-      send: async (m: WhatsAppMessage) => create({ to: `whatsapp:${m.to}`, ...senderParams(config, 'whatsapp:'), ...whatsappContent(m) }),
+      send: async (m: WhatsAppMessage) => create({ to: `whatsapp:${m.to}`, ...senderParams(config, 'whatsapp:'), ...whatsappContent(m), ...callback(m) }),
       verify,
       close,
     };
   }
-  return { channel: 'sms', send: (m: SmsMessage) => create({ to: m.to, ...senderParams(config, ''), body: m.body }), verify, close };
+  return { channel: 'sms', send: (m: SmsMessage) => create({ to: m.to, ...senderParams(config, ''), body: m.body, ...callback(m) }), verify, close };
 }
 
 /**

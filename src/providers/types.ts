@@ -32,6 +32,27 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * What switchboard attaches to a send so that the provider echoes it back in its delivery events (DESIGN §6b),
+ * set where messages are composed (`send batch`, `send test`) and mapped by each adapter to its wire fields
+ * (see `src/providers/tracking.ts`): SendGrid `personalizations[].custom_args`, SES `EmailTags`, Twilio the
+ * `StatusCallback` URL's query, Meta `biz_opaque_callback_data`; SMTP and the outbox carry the
+ * `X-Switchboard-Batch` header only. Adapters ignore what they cannot carry.
+ */
+export interface Tracking {
+  tenantId: string;
+  /** The bulk send and its ledger row (1-based), for `send batch` rows. */
+  batchId?: string;
+  rowNo?: number;
+  /**
+   * The public base URL of `events serve` (no trailing slash), when one is known: Twilio status callbacks go
+   * to `<publicUrl>/hooks/<provider ref>`.
+   */
+  publicUrl?: string;
+  /** E-mail of a bulk send: the one-click unsubscribe URL (RFC 8058) of this recipient, when a public URL is known. */
+  unsubscribeUrl?: string;
+}
+
 /** An e-mail to one recipient. `from` is `"Name" <addr>` or a bare address; adapters fall back to their setting. */
 export interface EmailMessage {
   to: string;
@@ -41,6 +62,8 @@ export interface EmailMessage {
   html?: string;
   /** Extra headers, e.g. `X-Switchboard-Batch`. */
   headers?: Record<string, string>;
+  /** Correlation data and unsubscribe URL for delivery events (see {@link Tracking}). */
+  tracking?: Tracking;
 }
 
 /** What an adapter returns when the provider accepted a message. */
@@ -97,6 +120,8 @@ export interface BatchSender<M> {
 export interface SmsMessage {
   to: string;
   body: string;
+  /** Correlation data for delivery events (see {@link Tracking}). */
+  tracking?: Tracking;
 }
 
 /**
@@ -107,6 +132,8 @@ export interface WhatsAppMessage {
   to: string;
   text?: string;
   template?: { name: string; language: string; parameters: string[] };
+  /** Correlation data for delivery events (see {@link Tracking}). */
+  tracking?: Tracking;
 }
 
 /** Any outbound message; which one is decided by the channel. */

@@ -308,3 +308,12 @@ export function vacuumStore(db: Db, file: string): VacuumResult {
   }
   return { bytesBefore, bytesAfter: fs.statSync(file).size };
 }
+
+/**
+ * A `WHERE` clause from optional filters: each `[sql, value]` whose value is not undefined becomes one
+ * `AND`-ed condition (`sql` with one `?`). @returns the clause (empty when no filter applies) and its arguments.
+ */
+export function whereAll(filters: ReadonlyArray<readonly [string, unknown]>): { where: string; args: unknown[] } {
+  const given = filters.filter(([, v]) => v !== undefined);
+  return { where: given.length ? `WHERE ${given.map(([sql]) => sql).join(' AND ')}` : '', args: given.map(([, v]) => v) };
+}

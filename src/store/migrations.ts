@@ -206,4 +206,67 @@ export const migrations: readonly string[] = [
   CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
   CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
   `,
+  // Delivery status (issue 13). `events`: every provider event received by `events serve` or `events import`, once
+  // per provider identity (`event_key`, e.g. sendgrid:<sg_event_id>), with the provider's own event as JSON.
+  // `deliveries`: each sent message's delivery status (one row per provider message id and recipient: a SendGrid
+  // request of many rows shares one id), its furthest status by rank, and flags for the report's rates.
+  // `soft_bounces`: soft bounces counted towards a suppression with an expiry (`suppressions.expires_at`).
+  // `messages_message_id`: a message found by its provider id (`message show`, events without correlation).
+  `
+  CREATE TABLE events (
+    id            INTEGER PRIMARY KEY,
+    event_key     TEXT NOT NULL UNIQUE,
+    received_at   TEXT NOT NULL,
+    occurred_at   TEXT,
+    tenant_id     TEXT,
+    channel       TEXT NOT NULL,
+    provider      TEXT NOT NULL,
+    provider_kind TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    provider_type TEXT NOT NULL,
+    recipient     TEXT,
+    message_id    TEXT,
+    batch_id      TEXT,
+    row_no        INTEGER,
+    detail        TEXT,
+    payload       TEXT NOT NULL
+  );
+  CREATE INDEX events_message ON events (message_id, recipient) WHERE message_id IS NOT NULL;
+  CREATE INDEX events_batch ON events (batch_id, row_no) WHERE batch_id IS NOT NULL;
+  CREATE INDEX events_tenant_time ON events (tenant_id, received_at);
+
+  CREATE TABLE deliveries (
+    message_id TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    tenant_id  TEXT,
+    channel    TEXT NOT NULL,
+    provider   TEXT NOT NULL,
+    batch_id   TEXT,
+    row_no     INTEGER,
+    status     TEXT NOT NULL,
+    rank       INTEGER NOT NULL,
+    status_at  TEXT,
+    delivered  INTEGER NOT NULL DEFAULT 0,
+    bounced    INTEGER NOT NULL DEFAULT 0,
+    complained INTEGER NOT NULL DEFAULT 0,
+    events     INTEGER NOT NULL DEFAULT 0,
+    first_at   TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (message_id, recipient)
+  ) WITHOUT ROWID;
+  CREATE INDEX deliveries_batch ON deliveries (batch_id, row_no) WHERE batch_id IS NOT NULL;
+  CREATE INDEX deliveries_time ON deliveries (first_at);
+
+  CREATE TABLE soft_bounces (
+    tenant_id TEXT NOT NULL,
+    channel   TEXT NOT NULL,
+    address   TEXT NOT NULL,
+    event_id  INTEGER NOT NULL,
+    at        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, channel, address, event_id)
+  ) WITHOUT ROWID;
+
+  ALTER TABLE suppressions ADD COLUMN expires_at TEXT;
+  CREATE INDEX messages_message_id ON messages (message_id) WHERE message_id IS NOT NULL;
+  `,
 ];

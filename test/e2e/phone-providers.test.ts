@@ -92,7 +92,13 @@ describe('twilio (sms) and twilio-whatsapp', () => {
     expect(badSid.stderr).toMatch(/accountSid: "AC123" is not AC followed by 32 hex digits/);
     expectExit(await ws.run([...base, '--set', `messagingServiceSid=${service}`], { env: { T: 'tok-1' } }), 0, 'add with service');
     expectExit(await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', '+447911123456', '--body', 'hi', '--json']), 0, 'send test');
-    expect(stub.sends.map((s) => s.payload)).toEqual([{ To: '+447911123456', MessagingServiceSid: service, Body: 'hi' }]);
+    // With a public URL known (here for one command), the message asks Twilio for status callbacks at /hooks/<ref>.
+    const env = { SWITCHBOARD_PUBLIC_URL: 'https://hooks.acme.test' };
+    expectExit(await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'sms', '--to', '+447911123456', '--body', 'hi', '--json'], { env }), 0, 'send test with a public URL');
+    expect(stub.sends.map((s) => s.payload)).toEqual([
+      { To: '+447911123456', MessagingServiceSid: service, Body: 'hi' },
+      { To: '+447911123456', MessagingServiceSid: service, Body: 'hi', StatusCallback: 'https://hooks.acme.test/hooks/acme/sms/twilio?sb_tenant=acme' },
+    ]);
     expect(stub.violations).toEqual([]);
   });
 
@@ -157,11 +163,13 @@ describe('meta-whatsapp', () => {
         'template',
       ),
     );
+    // biz_opaque_callback_data carries the tenant, echoed in status webhooks (delivery events).
     expect(stub.sends.map((s) => s.payload)).toEqual([
-      { messaging_product: 'whatsapp', recipient_type: 'individual', to: '+14155552671', type: 'text', text: { body: 'Hello!', preview_url: false } },
+      { messaging_product: 'whatsapp', recipient_type: 'individual', to: '+14155552671', type: 'text', text: { body: 'Hello!', preview_url: false }, biz_opaque_callback_data: 'sb_tenant=acme' },
       {
         messaging_product: 'whatsapp',
         recipient_type: 'individual',
+        biz_opaque_callback_data: 'sb_tenant=acme',
         to: '+14155552672',
         type: 'template',
         template: {

@@ -99,10 +99,18 @@ describe('sendgrid adapter', () => {
     expect(req.headers.authorization).toBe(`Bearer ${key}`);
     expect(req.headers['content-type']).toMatch(/^application\/json/);
     const body = JSON.parse(req.body) as Record<string, unknown>;
-    // Batch rows go out as personalizations (here one): subject and headers per personalization.
+    // Batch rows go out as personalizations (here one): subject, headers and custom_args (echoed in Event
+    // Webhook events) per personalization.
     expect(body).toEqual({
       from: { email: 'noreply@acme.test', name: 'Acme Dental' },
-      personalizations: [{ to: [{ email: 'ana@example.com' }], subject: 'Hello Ana', headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` } }],
+      personalizations: [
+        {
+          to: [{ email: 'ana@example.com' }],
+          subject: 'Hello Ana',
+          headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` },
+          custom_args: { sb_tenant: 'acme', sb_batch: summary.batchId, sb_row: '1' },
+        },
+      ],
       content: [
         { type: 'text/plain', value: expect.stringContaining('Hi Ana') },
         { type: 'text/html', value: '<p>Hi Ana</p>\n' },
@@ -425,8 +433,20 @@ describe('sendgrid personalization batches', () => {
     expect(body).toEqual({
       from: { email: 'noreply@acme.test', name: 'Acme Dental' },
       personalizations: [
-        { to: [{ email: 'ana@example.com' }], subject: 'Hi Ana', headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` }, substitutions: { [tag!]: 'Ana', [tag1]: 'A1' } },
-        { to: [{ email: 'bo@example.com' }], subject: 'Hi Bo <b>', headers: { 'X-Switchboard-Batch': `${summary.batchId}/2` }, substitutions: { [tag!]: 'Bo <b>', [tag1]: 'B22' } },
+        {
+          to: [{ email: 'ana@example.com' }],
+          subject: 'Hi Ana',
+          headers: { 'X-Switchboard-Batch': `${summary.batchId}/1` },
+          substitutions: { [tag!]: 'Ana', [tag1]: 'A1' },
+          custom_args: { sb_tenant: 'acme', sb_batch: summary.batchId, sb_row: '1' },
+        },
+        {
+          to: [{ email: 'bo@example.com' }],
+          subject: 'Hi Bo <b>',
+          headers: { 'X-Switchboard-Batch': `${summary.batchId}/2` },
+          substitutions: { [tag!]: 'Bo <b>', [tag1]: 'B22' },
+          custom_args: { sb_tenant: 'acme', sb_batch: summary.batchId, sb_row: '2' },
+        },
       ],
       content: [{ type: 'text/plain', value: `Hi ${tag},\nyour code is ${tag1}.\n` }],
     });

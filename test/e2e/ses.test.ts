@@ -68,6 +68,8 @@ describe('ses adapter', () => {
       FromEmailAddress: '"Acme Dental" <noreply@acme.test>',
       Destination: { ToAddresses: ['ana@example.com'] },
       Content: { Simple: { Subject: { Data: 'Hello', Charset: 'UTF-8' }, Body: { Text: { Data: 'Hi Ana', Charset: 'UTF-8' } } } },
+      // The tenant as a message tag, echoed in SES event notifications (delivery events).
+      EmailTags: [{ Name: 'sb_tenant', Value: 'acme' }],
       ConfigurationSetName: 'transactional',
     });
   });

@@ -10,8 +10,8 @@ import { addSystemOutbox, addTenant, expectExit } from '../helpers/setup.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
 
 const PRELOAD = path.join(repoRoot, 'test', 'helpers', 'trace-modules.mjs');
-/** Provider SDKs and the heavy libraries only sending needs. */
-const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer)\//;
+/** Provider SDKs, the HTTP framework of `events serve`, and the heavy libraries only sending needs. */
+const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer|fastify|starkbank-ecdsa)\//;
 const SEND_ONLY = /node_modules\/(handlebars|html-to-text|csv-parse|libphonenumber-js|p-queue)\//;
 /** Libraries only a terminal (colour, drawn tables) or an address check needs. */
 const TERMINAL_ONLY = /node_modules\/(chalk|cli-table3|validator)\//;
@@ -57,6 +57,13 @@ describe('start-up: commands that send nothing', () => {
     expect(modules.some((m) => m.includes('/dist/bundle/main.js')), 'the trace saw the CLI bundle').toBe(true);
     expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
     expect(modules.filter((m) => SEND_ONLY.test(m))).toEqual([]);
+  });
+
+  test('events list, message show and batch show load neither Fastify nor a provider SDK', async () => {
+    for (const args of [['events', 'list'], ['--json', 'batch', 'list'], ['events', 'public-url']]) {
+      expect((await loaded(args)).filter((m) => SDKS.test(m)), args.join(' ')).toEqual([]);
+    }
+    expect((await loaded(['message', 'show', 'no-such-id'], 2)).filter((m) => SDKS.test(m))).toEqual([]);
   });
 
   test('batch list loads no provider SDK', async () => {

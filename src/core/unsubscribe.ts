@@ -1,0 +1,58 @@
+/**
+ * One-click unsubscribe tokens (RFC 8058, https://www.rfc-editor.org/rfc/rfc8058; DESIGN §4): a bulk e-mail's
+ * `List-Unsubscribe` URL ends in `<batch id>.<row>.<mac>`, where the MAC is HMAC-SHA256 (first 16 bytes,
+ * base64url) under a key derived from the master key over the tenant, channel, recipient, batch and row. The
+ * token names a ledger row and nothing else (no address in the URL); it cannot be forged or enumerated without
+ * the key, and a token altered anywhere fails. `key rotate` changes the key: links in mail sent before a
+ * rotation stop working (answered 403).
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { CoreContext, Channel } from './context.js';
+import { deriveKey, PURPOSE_UNSUBSCRIBE } from '../crypto/derive.js';
+import { prepared } from '../store/db.js';
+
+/** What a token is about. */
+export interface UnsubscribeTarget {
+  tenantId: string;
+  channel: Channel;
+  recipient: string;
+  batchId: string;
+  rowNo: number;
+}
+
+/** The HMAC key for unsubscribe tokens, derived from the 32-byte master key. */
+export function unsubscribeKey(masterKey: Buffer): Buffer {
+  return deriveKey(masterKey, PURPOSE_UNSUBSCRIBE);
+}
+
+function mac(key: Buffer, t: UnsubscribeTarget): Buffer {
+  return createHmac('sha256', key)
+    .update(['v1', t.tenantId, t.channel, t.recipient.toLowerCase(), t.batchId, String(t.rowNo)].join('\n'))
+    .digest()
+    .subarray(0, 16);
+}
+
+/** The token of one recipient's row: `<batch id>.<row>.<mac>` (URL-safe). */
+export function unsubscribeToken(key: Buffer, t: UnsubscribeTarget): string {
+  return `${t.batchId}.${t.rowNo}.${mac(key, t).toString('base64url')}`;
+}
+
+/**
+ * Verifies a token against the ledger row it names. @returns the target, or null when the token is malformed,
+ * names no row, or its MAC does not match (the caller answers 403 to all three alike).
+ */
+export function verifyUnsubscribeToken(ctx: CoreContext, key: Buffer, token: string): UnsubscribeTarget | null {
+  const m = /^([A-Za-z0-9][A-Za-z0-9_+-]{0,99})\.([1-9]\d{0,9})\.([A-Za-z0-9_-]{22})$/.exec(token);
+  if (!m) return null;
+  const row = prepared(
+    ctx.db,
+    'SELECT b.tenant_id AS tenantId, b.channel, i.recipient FROM batch_items i JOIN batches b ON b.id = i.batch_id WHERE i.batch_id = ? AND i.row_no = ?',
+  ).get(m[1], Number(m[2])) as { tenantId: string; channel: Channel; recipient: string } | undefined;
+  if (!row) return null;
+  const target: UnsubscribeTarget = { ...row, batchId: m[1]!, rowNo: Number(m[2]) };
+  // Compared as text: base64 has several spellings of the same bytes (the last character's spare bits), and a
+  // token altered anywhere must fail.
+  const given = Buffer.from(m[3]!, 'ascii');
+  const want = Buffer.from(mac(key, target).toString('base64url'), 'ascii');
+  return given.length === want.length && timingSafeEqual(given, want) ? target : null;
+}
