@@ -93,6 +93,8 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
   for (const register of new Set(await Promise.all(wanted.map(([, load]) => load())))) {
     register(program, io);
   }
+  // With every command loaded (full help, a typo, `completion`/`complete`): shell completion over the whole tree.
+  if (wanted === NOUNS) await (await import('./completion.js')).addCompletion(program, io, argv);
   program.addHelpText(
     'after',
     `
@@ -126,12 +128,35 @@ function groupOnly(program: Command, argv: string[]): Command | undefined {
   return cmd && cmd.commands.length > 0 ? cmd : undefined;
 }
 
+let warningFilterInstalled = false;
+
+/**
+ * Keeps third-party notices off stderr (DESIGN §2: cron logs carry our lines only): deprecation warnings and the
+ * AWS SDK's `NodeVersionSupportWarning` (emitted once per process when an SES or SNS client is built on Node < 22)
+ * go to `debug` (shown with `--verbose`); every other process warning is printed as Node prints it. Installed
+ * once per process.
+ */
+function filterThirdPartyWarnings(debug: (text: string) => void): void {
+  if (warningFilterInstalled) return;
+  warningFilterInstalled = true;
+  const printers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (w.name === 'DeprecationWarning' || /^NodeVersionSupportWarning\b/.test(w.message)) {
+      debug(`${w.name}: ${w.message.split('\n')[0]}`);
+      return;
+    }
+    for (const print of printers) print.call(process, w);
+  });
+}
+
 /** Runs the CLI with `argv` (without node and script). Returns the exit code; never throws. */
 export async function main(argv: string[], io: Io): Promise<number> {
   const program = await buildProgram(io, argv);
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   const json = argv.includes('--json');
   const out = new Output(io.stdout, io.stderr, { json, quiet: false, verbose, color: false });
+  filterThirdPartyWarnings((text) => out.debug(text));
   try {
     // Bare `switchboard` and `switchboard <group>` alike: the help on stdout, exit 0.
     const group = groupOnly(program, argv);
