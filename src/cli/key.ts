@@ -242,7 +242,7 @@ export function registerKey(program: Command, io: Io): void {
           await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`);
           storeNewKey(cli, ctx, opts, (fp) => {
             const r = resetLostKey(ctx, fp);
-            return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, dropped: r.dropped };
+            return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, droppedProviders: r.dropped };
           });
           if (refs.length > 0) {
             cli.out.info(`Dropped the secrets of: ${refs.join(', ')}.\nEnter them again with: switchboard provider update <ref> --secret-env <name>=ENV_VAR (or --secrets-stdin)`);
