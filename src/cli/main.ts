@@ -75,7 +75,7 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
     .version(VERSION)
     .option('--store <path>', 'store file (env SWITCHBOARD_STORE; default ~/.local/share/switchboard/switchboard.db)')
     .option('--json', 'print results as JSON on stdout')
-    .option('-q, --quiet', 'print no progress or notes on stderr')
+    .option('-q, --quiet', 'print only errors on stderr: no progress, notes or warnings')
     .option('-v, --verbose', 'print details and stack traces on stderr')
     .option('--no-color', 'no colour (also NO_COLOR)')
     .option('--utc', 'show times in UTC instead of the local zone (JSON is always UTC)')

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { baseEnv, binPath, makeWorkspace, parseJson, parseJsonLines, repoRoot, randomKey, type CliResult, type Workspace } from '../helpers/cli.js';
 import { dumpStore, expectExit } from '../helpers/setup.js';
 import { startSesIdentities, type SesServer } from '../helpers/ses-identities.js';
+import { startTty } from '../helpers/tty.js';
 
 const schemaDir = path.join(repoRoot, 'test', 'schemas');
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
@@ -340,6 +341,35 @@ describe('destructive verbs without a terminal', () => {
     }
     expect(dumpStore(ws.store)).toBe(before);
     expect(fs.existsSync(path.join(ws.dir, 'other.key'))).toBe(false);
+  });
+});
+
+describe('destructive verbs on a terminal', () => {
+  test('batch cancel asks; no exits 1 ("nothing changed") and changes nothing; yes cancels', async () => {
+    const b = parseJsonLines<{ batchId: string }>(
+      await ws.run(['send', 'batch', '--tenant', 'cron-care', '--csv', `${ws.dir}/people.csv`, '--template-file', `${ws.dir}/hello.txt`, '--subject', 'Asked', '--json']),
+    ).at(-1)!.batchId;
+    const before = dumpStore(ws.store);
+    const ask = (answer: string) => {
+      const tty = startTty([process.execPath, binPath, 'batch', 'cancel', b], { ...baseEnv(ws.home), ...ws.env }, repoRoot);
+      return (async () => {
+        try {
+          await tty.waitFor(new RegExp(`Cancel batch ${b} for good`));
+          tty.type(answer);
+          tty.keys('Enter');
+          return { code: await tty.exitCode(), screen: tty.screen() };
+        } finally {
+          tty.stop();
+        }
+      })();
+    };
+    const no = await ask('n');
+    expect(no.code, no.screen).toBe(1);
+    expect(no.screen).toMatch(/declined; nothing changed/);
+    expect(dumpStore(ws.store)).toBe(before);
+    const yes = await ask('y');
+    expect(yes.code, yes.screen).toBe(0);
+    expect(parseJson<{ status: string }>(await ws.run(['batch', 'show', b, '--json'])).status).toBe('cancelled');
   });
 });
 
