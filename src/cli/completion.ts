@@ -15,6 +15,7 @@ import { listTenants } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
 import { listBatches } from '../core/batches.js';
 import { KINDS } from '../providers/registry.js';
+import { examples } from './command.js';
 
 /** Adds a candidate: its value and a description. */
 type Complete = (value: string, description: string) => void;
@@ -76,6 +77,15 @@ function storeOf(words: string[], env: NodeJS.ProcessEnv): string {
 export async function addCompletion(program: Command, io: Io, argv: string[]): Promise<void> {
   const { default: tab } = await import('@bomb.sh/tab/commander');
   const root = tab(program, { completionCommandName: 'completion' });
+  const command = program.commands.find((c) => c.name() === 'completion');
+  if (command) {
+    command.description('print the shell completion script for bash, zsh, fish or powershell (commands, flags, tenant ids, provider refs, batch ids)');
+    examples(command, [
+      "echo 'source <(switchboard completion bash)' >> ~/.bashrc",
+      "echo 'source <(switchboard completion zsh)' >> ~/.zshrc",
+      'switchboard completion fish > ~/.config/fish/completions/switchboard.fish',
+    ]);
+  }
   const store = new StoreCandidates(storeOf(argv.slice(argv.indexOf('--') + 1), io.env), io.env);
   process.once('exit', () => store.close());
   const sources: Record<string, (complete: Complete) => void> = {
