@@ -79,7 +79,7 @@ describe('provider kinds', () => {
     for (const spec of KINDS.values()) {
       const s = settings[spec.kind];
       if (!s) continue; // kinds registered by other tests
-      const secrets = Object.fromEntries(Object.keys(spec.secrets).map((k) => [k, 'x'.repeat(20)]));
+      const secrets = Object.fromEntries(Object.keys(spec.secrets).map((k) => [k, `SG.${'x'.repeat(20)}`]));
       const adapter = (await spec.create({ ref: `system/${spec.channels[0]}/${spec.kind}`, settings: s, secrets, maxConcurrency: 1, channel: spec.channels[0] as 'email' })) as Provider & { sendMany?: unknown; maxBatchSize?: number };
       try {
         expect(typeof adapter.sendMany === 'function', `${spec.kind}: sendMany`).toBe(spec.batchSize !== undefined);
