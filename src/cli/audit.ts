@@ -10,6 +10,7 @@ import { parseSince } from '../core/time.js';
 /** Registers the `audit` commands. */
 export function registerAudit(program: Command, io: Io): void {
   const audit = program.command('audit').description('the log of configuration changes (field names, never values)');
+  examples(audit, ['switchboard audit list --since 7d', 'switchboard audit list --tenant acme-dental --json']);
   examples(
     audit
       .command('list')
@@ -25,13 +26,14 @@ export function registerAudit(program: Command, io: Io): void {
             since: opts.since ? parseSince(opts.since, ctx.clock.now(), '--since') : undefined,
             limit: intFlag(opts.limit, '--limit', 1, 1_000_000),
           });
-          cli.out.result(entries, () =>
-            entries.length === 0
-              ? 'No audit entries.'
-              : cli.out.table(
-                  ['TIME', 'ACTOR', 'ACTION', 'TARGET', 'FIELDS'],
-                  entries.map((e) => [e.at.replace('T', ' ').slice(0, 19), e.actor, e.action, e.target, e.fields.join(', ')]),
-                ),
+          cli.out.result(
+            entries.map((e) => ({ id: e.id, createdAt: e.at, actor: e.actor, action: e.action, target: e.target, tenantId: e.tenantId, fields: e.fields })),
+            () =>
+              cli.out.list(
+                ['TIME', 'ACTOR', 'ACTION', 'TARGET', 'FIELDS'],
+                entries.map((e) => [cli.out.time(e.at, true), e.actor, e.action, e.target, e.fields.join(', ')]),
+                'No audit entries.',
+              ),
           );
         }),
       ),

@@ -13,10 +13,13 @@ import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatc
 import { csvWriter } from '../core/csv.js';
 import { OperationFailed } from '../errors.js';
 import { deliveryCounts } from '../core/events.js';
+import { confirmOrYes } from './prompt.js';
+import { batchJson, batchRowJson, countsJson } from './json.js';
 
 /** Registers the `batch` commands. */
 export function registerBatch(program: Command, io: Io): void {
   const batch = program.command('batch').description('inspect, resume, cancel and export bulk sends');
+  examples(batch, ['switchboard batch list', 'switchboard batch show b-20261123-1a2b3c4d --items', 'switchboard batch resume b-20261123-1a2b3c4d']);
 
   examples(
     batch
@@ -27,13 +30,12 @@ export function registerBatch(program: Command, io: Io): void {
       .action(
         action<{ tenant?: string; limit?: string }>(io, (cli, _args, opts) => {
           const list = listBatches(cli.core(), { tenantId: opts.tenant, limit: intFlag(opts.limit, '--limit', 1, 100_000) });
-          cli.out.result(list, () =>
-            list.length === 0
-              ? 'No batches.'
-              : cli.out.table(
-                  ['BATCH', 'TENANT', 'CHANNEL', 'STATUS', 'ROWS', 'SENT', 'FAILED', 'SKIPPED', 'UNKNOWN', 'CREATED'],
-                  list.map((b) => [b.id, b.tenantId, b.channel, b.status, b.rows, b.sent, b.failed, b.skipped, b.unknown, b.createdAt.replace('T', ' ').slice(0, 19)]),
-                ),
+          cli.out.result(list.map(batchJson), () =>
+            cli.out.list(
+              ['BATCH', 'TENANT', 'CHANNEL', 'STATUS', 'ROWS', 'SENT', 'FAILED', 'SKIPPED', 'UNKNOWN', 'CREATED'],
+              list.map((b) => [b.id, b.tenantId, b.channel, b.status, b.rows, b.sent, b.failed, b.skipped, b.unknown, cli.out.time(b.createdAt)]),
+              'No batches yet.',
+            ),
           );
         }),
       ),
@@ -52,7 +54,7 @@ export function registerBatch(program: Command, io: Io): void {
           const delivery = deliveryCounts(ctx, b.id);
           const items = opts.items ? batchItems(ctx, b.id) : undefined;
           const tracked = Object.entries(delivery).filter(([, n]) => n > 0);
-          cli.out.result(items ? { ...b, deliveryCounts: delivery, items } : { ...b, deliveryCounts: delivery }, () =>
+          cli.out.result({ ...batchJson(b), deliveryCounts: delivery, items: items ? items.map(batchRowJson) : null }, () =>
             [
               cli.out.fields([
                 ['batch', b.id],
@@ -71,9 +73,10 @@ export function registerBatch(program: Command, io: Io): void {
                 ['fallback', b.fallback],
                 ...Object.entries(b.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
                 ['delivery', tracked.length ? tracked.map(([st, n]) => `${n} ${st}`).join(', ') : 'no events yet'],
-                ['lease', b.leaseOwner ? `${b.leaseOwner} until ${b.leaseExpiresAt}` : 'none'],
-                ['created', b.createdAt],
-                ['finished', b.finishedAt],
+                ['lease', b.leaseOwner ? `${b.leaseOwner} until ${cli.out.time(b.leaseExpiresAt, true)}` : 'none'],
+                ['created', cli.out.time(b.createdAt, true)],
+                ['started', cli.out.time(b.startedAt, true)],
+                ['finished', cli.out.time(b.finishedAt, true)],
               ]),
               ...(items
                 ? [
@@ -113,14 +116,18 @@ export function registerBatch(program: Command, io: Io): void {
   examples(
     batch
       .command('cancel <id>')
-      .description("stop a batch for good: its pending rows become 'skipped' (cancelled); sent rows stay sent. A batch being sent by a live process is not touched (exit 4)")
+      .description("stop a batch for good: its pending rows become 'skipped' (cancelled); sent rows stay sent. A batch being sent by a live process is not touched (exit 4). Asks on a terminal; needs --yes without one")
+      .option('-y, --yes', 'do not ask for confirmation')
       .action(
-        action(io, (cli, [id]) => {
-          const r = cancelBatch(cli.core(), id!, { owner: leaseOwner(), ownerAlive });
-          cli.out.result(r, () => `Cancelled batch ${r.batchId}: ${r.cancelled} pending rows skipped (${r.counts.sent} sent, ${r.counts.failed} failed, ${r.counts.unknown} unknown stay as they are)`);
+        action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
+          const ctx = cli.core();
+          const b = getBatch(ctx, id!);
+          await confirmOrYes(cli, opts.yes, `Cancel batch ${b.id} for good (${b.pending} pending rows will never be sent)?`);
+          const r = cancelBatch(ctx, b.id, { owner: leaseOwner(), ownerAlive });
+          cli.out.result({ batchId: r.batchId, cancelledCount: r.cancelled, ...countsJson(r.counts) }, () => `Cancelled batch ${r.batchId}: ${r.cancelled} pending rows skipped (${r.counts.sent} sent, ${r.counts.failed} failed, ${r.counts.unknown} unknown stay as they are)`);
         }),
       ),
-    ['switchboard batch cancel b-20261123-1a2b3c4d'],
+    ['switchboard batch cancel b-20261123-1a2b3c4d', 'switchboard batch cancel b-20261123-1a2b3c4d --yes   # from a script'],
   );
 
   examples(
@@ -157,7 +164,7 @@ export function registerBatch(program: Command, io: Io): void {
           } catch (err) {
             throw new OperationFailed(`--out ${file}: ${(err as Error).message}`);
           }
-          cli.out.result({ batchId: id, file, rows: count }, () => `Wrote ${count} rows of batch ${id} to ${file}`);
+          cli.out.result({ batchId: id, file, rowCount: count }, () => `Wrote ${count} rows of batch ${id} to ${file}`);
         }),
       ),
     [

@@ -25,6 +25,8 @@ export interface GlobalFlags {
   verbose?: boolean;
   color?: boolean;
   input?: boolean;
+  /** `--utc`: times in UTC instead of the local zone. */
+  utc?: boolean;
   /** `--max-attempts`, `--retry-base-ms`: raw text, checked by `retryFlags` in command.ts. */
   maxAttempts?: string;
   retryBaseMs?: string;
@@ -53,6 +55,7 @@ export class CliContext {
       quiet: flags.quiet === true,
       verbose: flags.verbose === true,
       color,
+      utc: flags.utc === true,
     });
     return new CliContext(io, flags, out);
   }

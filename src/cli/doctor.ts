@@ -25,9 +25,12 @@ export function registerDoctor(program: Command, io: Io): void {
           const failed = checks.filter((c) => c.status === 'fail').length;
           const warned = checks.filter((c) => c.status === 'warn').length;
           const mark = { pass: cli.out.c.green('pass'), warn: cli.out.c.yellow('warn'), fail: cli.out.c.red('fail') };
-          cli.out.result({ ok: failed === 0, failed, warned, checks }, () =>
-            cli.out.table(['CHECK', 'STATUS', 'DETAIL', 'FIX'], checks.map((c) => [c.check, mark[c.status], c.detail, c.fix])) +
-            `\n${checks.length} checks: ${checks.length - failed - warned} pass, ${warned} warn, ${failed} fail`,
+          cli.out.result(
+            { ok: failed === 0, failedCount: failed, warnedCount: warned, checks: checks.map((c) => ({ check: c.check, status: c.status, detail: c.detail, fix: c.fix ?? null })) },
+            () => {
+              cli.out.info(`${checks.length} checks: ${checks.length - failed - warned} pass, ${warned} warn, ${failed} fail`);
+              return cli.out.table(['CHECK', 'STATUS', 'DETAIL', 'FIX'], checks.map((c) => [c.check, mark[c.status], c.detail, c.fix]));
+            },
           );
           if (failed > 0) throw new OperationFailed(`doctor: ${failed} check(s) failed`);
         }),

@@ -26,6 +26,39 @@ import { OperationFailed, UsageError } from '../errors.js';
 import { parseDuration } from '../core/time.js';
 import { checkTenantId } from '../core/tenants.js';
 import type { DnsRecord } from '../providers/domain-auth.js';
+import { dnsRecordJson, domainJson } from './json.js';
+
+/** `domain check` in the JSON vocabulary. */
+function checkJson(c: DomainCheck, tenantId: string | null) {
+  return {
+    domain: c.domain,
+    tenantId,
+    providerKind: c.providerKind,
+    resolver: c.resolver,
+    ok: c.ok,
+    failed: c.failed,
+    records: c.records,
+    spf: c.spf ? { state: c.spf.state, host: c.spf.host, record: c.spf.record, include: c.spf.include, includesProvider: c.spf.includesProvider, lookupCount: c.spf.lookups, problem: c.spf.problem } : null,
+    dmarc: c.dmarc,
+    checkedAt: c.checkedAt,
+  };
+}
+
+/** `domain verify` in the JSON vocabulary; `wait` is what `--wait` adds (else one poll, no time limit). */
+function verificationJson(v: DomainVerification, tenantId: string | null, wait: { attempts: number; timedOut: boolean; elapsedMs: number | null }) {
+  return {
+    domain: v.domain,
+    tenantId,
+    provider: v.providerRef,
+    status: v.status,
+    final: v.final,
+    records: v.records,
+    checkedAt: v.checkedAt,
+    attemptCount: wait.attempts,
+    timedOut: wait.timedOut,
+    elapsedMs: wait.elapsedMs,
+  };
+}
 
 interface OwnerFlags {
   tenant?: string;
@@ -97,6 +130,7 @@ function resolverOf(text: string | undefined) {
 /** Registers the `domain` commands. */
 export function registerDomain(program: Command, io: Io): void {
   const domain = program.command('domain').description('authenticate sender domains at SendGrid or SES and check their DNS records');
+  examples(domain, ['switchboard domain add --tenant acme-dental acme-dental.example --provider acme-dental/email/sendgrid', 'switchboard domain check acme-dental.example', 'switchboard domain verify acme-dental.example --wait']);
 
   examples(
     domain
@@ -119,7 +153,7 @@ export function registerDomain(program: Command, io: Io): void {
             dkimSelector: opts.dkimSelector,
             mailFrom: opts.mailFrom,
           });
-          cli.out.result(d, () =>
+          cli.out.result(domainJson(d), () =>
             [
               `Added ${d.domain} for ${d.owner} at ${d.providerRef} (status ${d.status}). Publish these records:`,
               recordsTable(cli, d.records),
@@ -138,13 +172,12 @@ export function registerDomain(program: Command, io: Io): void {
     withOwner(domain.command('list').description('list sender domains with status (pending, verified, failed) and last check')).action(
       action<OwnerFlags>(io, (cli, _args, opts) => {
         const list = listDomains(cli.core(), ownerFlag(opts));
-        cli.out.result(list, () =>
-          list.length === 0
-            ? 'No domains. Add one with: switchboard domain add --tenant <id> <domain> --provider <ref>'
-            : cli.out.table(
-                ['DOMAIN', 'OWNER', 'PROVIDER', 'STATUS', 'LAST CHECK', 'DETAIL'],
-                list.map((d) => [d.domain, d.owner, d.providerRef ?? `${d.providerKind} (config removed)`, d.status, d.checkedAt?.slice(0, 19).replace('T', ' ') ?? 'never', d.detail]),
-              ),
+        cli.out.result(list.map(domainJson), () =>
+          cli.out.list(
+            ['DOMAIN', 'OWNER', 'PROVIDER', 'STATUS', 'LAST CHECK', 'DETAIL'],
+            list.map((d) => [d.domain, d.owner, d.providerRef ?? `${d.providerKind} (config removed)`, d.status, cli.out.time(d.checkedAt) ?? 'never', d.detail]),
+            'No domains. Add one with: switchboard domain add --tenant <id> <domain> --provider <ref>',
+          ),
         );
       }),
     ),
@@ -163,10 +196,10 @@ export function registerDomain(program: Command, io: Io): void {
             return;
           }
           if (opts.format === 'json') {
-            cli.io.stdout.write(JSON.stringify(d.records, null, 2) + '\n');
+            cli.io.stdout.write(JSON.stringify(d.records.map(dnsRecordJson), null, 2) + '\n');
             return;
           }
-          cli.out.result(d.records, () => recordsTable(cli, d.records));
+          cli.out.result(d.records.map(dnsRecordJson), () => recordsTable(cli, d.records));
         }),
       ),
     ['switchboard domain records acme-dental.example', 'switchboard domain records acme-dental.example --format zone >> acme-dental.example.zone'],
@@ -178,8 +211,10 @@ export function registerDomain(program: Command, io: Io): void {
       .action(
         action<OwnerFlags & { resolver?: string }>(io, async (cli, [name], opts) => {
           const dns = resolverOf(opts.resolver);
-          const c = await checkDomain(cli.core(), name!, ownerFlag(opts), dns);
-          cli.out.result(c, () => presentCheck(cli, c));
+          const ctx = cli.core();
+          const d = getDomain(ctx, name!, ownerFlag(opts));
+          const c = await checkDomain(ctx, d.domain, d.tenantId, dns);
+          cli.out.result(checkJson(c, d.tenantId), () => presentCheck(cli, c));
           if (!c.ok) throw new OperationFailed(`domain ${c.domain}: ${c.failed.length} required DNS check${c.failed.length > 1 ? 's' : ''} failed`);
         }),
       ),
@@ -196,9 +231,10 @@ export function registerDomain(program: Command, io: Io): void {
         action<OwnerFlags & { wait?: boolean; timeout: string; interval: string; resolver?: string }>(io, async (cli, [name], opts) => {
           const owner = ownerFlag(opts);
           const ctx = cli.core();
+          const tenantId = getDomain(ctx, name!, owner).tenantId;
           if (!opts.wait) {
             const v = await verifyDomain(ctx, name!, owner);
-            cli.out.result(v, () => presentVerification(cli, v));
+            cli.out.result(verificationJson(v, tenantId, { attempts: 1, timedOut: false, elapsedMs: null }), () => presentVerification(cli, v));
             if (v.status !== 'verified') throw new OperationFailed(`domain ${v.domain} is not verified yet (${v.status})`);
             return;
           }
@@ -231,7 +267,7 @@ export function registerDomain(program: Command, io: Io): void {
             process.off('SIGTERM', onSignal);
           }
           const v = r.verification;
-          cli.out.result({ ...v, attempts: r.attempts, timedOut: r.timedOut, elapsedMs: r.elapsedMs }, () => presentVerification(cli, v));
+          cli.out.result(verificationJson(v, tenantId, { attempts: r.attempts, timedOut: r.timedOut, elapsedMs: r.elapsedMs }), () => presentVerification(cli, v));
           if (v.status === 'verified') return;
           if (r.timedOut) throw new OperationFailed(`domain ${v.domain}: not verified after ${opts.timeout} (${r.attempts} polls)`);
           if (controller.signal.aborted) throw new OperationFailed(`domain ${v.domain}: stopped waiting (${v.status})`);
@@ -254,9 +290,9 @@ export function registerDomain(program: Command, io: Io): void {
           const owner = ownerFlag(opts);
           const d = getDomain(ctx, name!, owner);
           const where = opts.local || !d.providerRef ? 'locally' : `at ${d.providerRef} and locally`;
-          if (!(await confirmOrYes(cli, opts.yes, `Remove domain ${d.domain} (${d.owner}) ${where}?`))) throw new UsageError('not removed');
+          await confirmOrYes(cli, opts.yes, `Remove domain ${d.domain} (${d.owner}) ${where}?`);
           const r = await removeDomain(ctx, d.domain, d.tenantId, opts.local);
-          cli.out.result(r, () => `Removed ${r.domain} (${r.owner})${r.provider === 'deleted' ? ` at ${d.providerRef} and` : ''} locally`);
+          cli.out.result({ id: d.id, domain: d.domain, tenantId: d.tenantId, provider: d.providerRef, removed: true, removedAtProvider: r.provider === 'deleted' }, () => `Removed ${r.domain} (${r.owner})${r.provider === 'deleted' ? ` at ${d.providerRef} and` : ''} locally`);
         }),
       ),
     ['switchboard domain remove acme-dental.example --yes'],

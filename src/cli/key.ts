@@ -21,6 +21,20 @@ interface NewKeyFlags {
   force?: boolean;
 }
 
+/** The `--json` of `key init` and `key reset`: where the new key went; fields that do not apply are null. */
+function newKeyJson(cli: CliContext, r: { keyId: number } & Record<string, unknown>, fp: string, where: { source: 'file' | 'keychain' | 'env'; file?: string; account?: string; exportLine?: string }) {
+  return {
+    ...r,
+    fingerprint: fp,
+    source: where.source,
+    file: where.file ?? null,
+    keychainService: where.account ? KEYCHAIN_SERVICE : null,
+    keychainAccount: where.account ?? null,
+    export: where.exportLine ?? null,
+    storePath: cli.storePath,
+  };
+}
+
 /**
  * Makes a new key, stores it (key file, keychain, or an export line on stdout) and records it with `bind`,
  * removing the stored key again if `bind` fails. Prints the result, with what `bind` returned in it.
@@ -41,7 +55,7 @@ function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind:
     const file = path.resolve(opts.file);
     writeKeyFile(file, k, opts.force === true);
     const r = bindOrUndo(() => fs.rmSync(file, { force: true }));
-    cli.out.result({ ...r, fingerprint: fp, source: 'file', file, store: cli.storePath }, () =>
+    cli.out.result(newKeyJson(cli, r, fp, { source: 'file', file }), () =>
       [`Created key #${r.keyId} (fingerprint ${fp}) in ${file} (mode 0600).`, `Use it with:  export SWITCHBOARD_KEY_FILE=${file}`].join('\n'),
     );
     return;
@@ -61,7 +75,7 @@ function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind:
       throw new KeyError('the OS keychain did not give the key back after storing it; nothing was changed');
     }
     const r = bindOrUndo(() => keychainDelete(account, ctx.env));
-    cli.out.result({ ...r, fingerprint: fp, source: 'keychain', service: KEYCHAIN_SERVICE, account, store: cli.storePath }, () =>
+    cli.out.result(newKeyJson(cli, r, fp, { source: 'keychain', account }), () =>
       `Created key #${r.keyId} (fingerprint ${fp}) in the OS keychain (service ${KEYCHAIN_SERVICE}, account ${account}).\n` +
       'It is used whenever SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set.',
     );
@@ -70,12 +84,13 @@ function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind:
   const r = bind(fp, k);
   const line = `export SWITCHBOARD_MASTER_KEY=${encodeKey(k)}`;
   cli.out.info(`Created key #${r.keyId} (fingerprint ${fp}). Keep it safe: without it this store's secrets cannot be opened.`);
-  cli.out.result({ ...r, fingerprint: fp, source: 'env', export: line, store: cli.storePath }, () => line);
+  cli.out.result(newKeyJson(cli, r, fp, { source: 'env', exportLine: line }), () => line);
 }
 
 /** Registers the `key` commands. */
 export function registerKey(program: Command, io: Io): void {
   const key = program.command('key').description('create, inspect and rotate the master key that seals provider secrets');
+  examples(key, ['switchboard key init --file ~/.config/switchboard/master.key', 'switchboard key status', 'switchboard key rotate']);
 
   examples(
     key
@@ -124,7 +139,7 @@ export function registerKey(program: Command, io: Io): void {
           const match = fp ? versions.find((v) => v.fingerprint === fp) : undefined;
           const matches = Boolean(master && (current === null || current.fingerprint === fp));
           const status = {
-            store: cli.storePath,
+            storePath: cli.storePath,
             storeId: storeId(ctx.db),
             source: master?.source ?? null,
             location: master?.location ?? null,
@@ -133,12 +148,12 @@ export function registerKey(program: Command, io: Io): void {
             storeKeyId: current?.id ?? null,
             matches,
             keychain: found.keychain ? (found.keychain.status === 'unavailable' ? `unavailable: ${found.keychain.detail}` : found.keychain.status === 'ok' ? 'has the key' : 'no key for this store') : 'not consulted (env or key file set)',
-            versions,
+            versions: versions.map((v) => ({ id: v.id, fingerprint: v.fingerprint, createdAt: v.createdAt, retiredAt: v.retiredAt, sealedSecretCount: v.sealedSecrets })),
           };
           cli.out.result(status, () =>
             [
               cli.out.fields([
-                ['store', `${status.store} (id ${status.storeId})`],
+                ['store', `${status.storePath} (id ${status.storeId})`],
                 ['key source', master ? describeSource(master) : 'none'],
                 ['key', master ? `${match ? `#${match.id}` : 'unknown to this store'} (fingerprint ${fp})` : '-'],
                 ['store key', current ? `#${current.id} (fingerprint ${current.fingerprint})` : 'none yet (the first key used will be bound)'],
@@ -149,7 +164,7 @@ export function registerKey(program: Command, io: Io): void {
               versions.length
                 ? cli.out.table(
                     ['KEY', 'FINGERPRINT', 'CREATED', 'RETIRED', 'SECRETS SEALED'],
-                    versions.map((v) => [`#${v.id}`, v.fingerprint, v.createdAt, v.retiredAt, v.sealedSecrets]),
+                    versions.map((v) => [`#${v.id}`, v.fingerprint, cli.out.time(v.createdAt), cli.out.time(v.retiredAt), v.sealedSecrets]),
                   )
                 : '',
             ].join('\n'),
@@ -175,7 +190,7 @@ export function registerKey(program: Command, io: Io): void {
             // Printed before the store switches keys, so a crash cannot leave a store whose key was never shown.
             publishEnvKey: opts.printNewKey
               ? (line, fp) => {
-                  if (cli.out.opts.json) cli.out.result({ export: line, fingerprint: fp, store: cli.storePath }, () => '');
+                  if (cli.out.opts.json) cli.out.result({ export: line, fingerprint: fp, storePath: cli.storePath }, () => '');
                   else cli.out.stdout.write(line + '\n');
                 }
               : undefined,
@@ -192,7 +207,21 @@ export function registerKey(program: Command, io: Io): void {
             cli.out.info('Set SWITCHBOARD_MASTER_KEY to the printed value wherever it is defined; the old key no longer opens this store.');
             return;
           }
-          cli.out.result({ ...r, elapsedMs }, () => summary);
+          cli.out.result(
+            {
+              oldKeyId: r.oldKeyId,
+              newKeyId: r.newKeyId,
+              oldFingerprint: r.oldFingerprint,
+              fingerprint: r.fingerprint,
+              resealedCount: r.resealed,
+              source: r.source,
+              location: r.location,
+              storedIn: r.storedIn,
+              promoteFailed: r.promoteFailed ?? null,
+              elapsedMs,
+            },
+            () => summary,
+          );
         }),
       ),
     ['SWITCHBOARD_KEY_FILE=~/.config/switchboard/master.key switchboard key rotate', 'switchboard key rotate --print-new-key   # key from SWITCHBOARD_MASTER_KEY'],
@@ -210,10 +239,10 @@ export function registerKey(program: Command, io: Io): void {
         action<NewKeyFlags & { yes?: boolean }>(io, async (cli, _args, opts) => {
           const ctx = cli.core();
           const refs = listProviders(ctx).filter((p) => p.keyId !== null).map((p) => p.ref);
-          if (!(await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`))) throw new UsageError('nothing was changed');
+          await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`);
           storeNewKey(cli, ctx, opts, (_fp, newKey) => {
             const r = resetLostKey(ctx, newKey);
-            return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, dropped: r.dropped };
+            return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, droppedProviders: r.dropped };
           });
           if (refs.length > 0) {
             cli.out.info(`Dropped the secrets of: ${refs.join(', ')}.\nEnter them again with: switchboard provider update <ref> --secret-env <name>=ENV_VAR (or --secrets-stdin)`);

@@ -40,19 +40,29 @@ const NOUNS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
  * suggestions for a typo).
  */
 function modulesFor(program: Command, argv: string[]): typeof NOUNS {
+  const { words, dashdash } = commandWords(program, argv);
+  if (words.length > 0) {
+    const named = NOUNS.filter(([noun]) => noun === words[0]);
+    return named.length > 0 ? named : NOUNS;
+  }
+  const versionOnly = !dashdash && argv.some((a) => a === '--version' || a === '-V') && !argv.some((a) => a === '--help' || a === '-h');
+  return versionOnly ? [] : NOUNS;
+}
+
+/** The words of `argv` before any `--` that are neither options nor the value of a global option taking one. */
+function commandWords(program: Command, argv: string[]): { words: string[]; dashdash: boolean } {
   const takesValue = new Set(program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))));
+  const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--') return NOUNS;
+    if (a === '--') return { words, dashdash: true };
     if (a.startsWith('-')) {
       if (takesValue.has(a)) i++;
       continue;
     }
-    const named = NOUNS.filter(([noun]) => noun === a);
-    return named.length > 0 ? named : NOUNS;
+    words.push(a);
   }
-  const versionOnly = argv.some((a) => a === '--version' || a === '-V') && !argv.some((a) => a === '--help' || a === '-h');
-  return versionOnly ? [] : NOUNS;
+  return { words, dashdash: false };
 }
 
 /** The switchboard version, from package.json. */
@@ -68,9 +78,10 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
     .version(VERSION)
     .option('--store <path>', 'store file (env SWITCHBOARD_STORE; default ~/.local/share/switchboard/switchboard.db)')
     .option('--json', 'print results as JSON on stdout')
-    .option('-q, --quiet', 'print no progress or notes on stderr')
+    .option('-q, --quiet', 'print only errors on stderr: no progress, notes or warnings')
     .option('-v, --verbose', 'print details and stack traces on stderr')
     .option('--no-color', 'no colour (also NO_COLOR)')
+    .option('--utc', 'show times in UTC instead of the local zone (JSON is always UTC)')
     .option('--no-input', 'never prompt; a missing value is an error')
     .option('--max-attempts <n>', 'attempts per provider for transient and rate-limited failures before the next provider (1-10, default 3)')
     .option('--retry-base-ms <ms>', 'first retry delay in ms, doubling each attempt with ±50% jitter (default 500; a provider\'s own wait, e.g. X-RateLimit-Reset, takes precedence)')
@@ -85,6 +96,8 @@ export async function buildProgram(io: Io, argv: string[] = []): Promise<Command
   for (const register of new Set(await Promise.all(wanted.map(([, load]) => load())))) {
     register(program, io);
   }
+  // With every command loaded (full help, a typo, `completion`/`complete`): shell completion over the whole tree.
+  if (wanted === NOUNS) await (await import('./completion.js')).addCompletion(program, io, argv);
   program.addHelpText(
     'after',
     `
@@ -107,16 +120,53 @@ Examples:
   return program;
 }
 
+/**
+ * The command whose help a line without a verb asks for: the program for no words at all, a group such as
+ * `tenant` for `switchboard tenant` (options aside); undefined when the line names a command or asks for help.
+ */
+function groupOnly(program: Command, argv: string[]): Command | undefined {
+  if (argv.some((a) => a === '--help' || a === '-h' || a === '--version' || a === '-V' || a === '--')) return undefined;
+  const { words } = commandWords(program, argv);
+  if (words.length === 0) return program;
+  const cmd = words.length === 1 ? program.commands.find((c) => c.name() === words[0]) : undefined;
+  return cmd && cmd.commands.length > 0 ? cmd : undefined;
+}
+
+let warningFilterInstalled = false;
+
+/**
+ * Keeps third-party notices off stderr (DESIGN §2: cron logs carry our lines only): deprecation warnings and the
+ * AWS SDK's `NodeVersionSupportWarning` (emitted once per process when an SES or SNS client is built on Node < 22)
+ * go to `debug` (shown with `--verbose`); every other process warning is printed as Node prints it. Installed
+ * once per process.
+ */
+function filterThirdPartyWarnings(debug: (text: string) => void): void {
+  if (warningFilterInstalled) return;
+  warningFilterInstalled = true;
+  const printers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (w.name === 'DeprecationWarning' || /^NodeVersionSupportWarning\b/.test(w.message)) {
+      debug(`${w.name}: ${w.message.split('\n')[0]}`);
+      return;
+    }
+    for (const print of printers) print.call(process, w);
+  });
+}
+
 /** Runs the CLI with `argv` (without node and script). Returns the exit code; never throws. */
 export async function main(argv: string[], io: Io): Promise<number> {
   const program = await buildProgram(io, argv);
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   const json = argv.includes('--json');
   const out = new Output(io.stdout, io.stderr, { json, quiet: false, verbose, color: false });
+  filterThirdPartyWarnings((text) => out.debug(text));
   try {
-    if (argv.length === 0) {
-      program.outputHelp();
-      return 2;
+    // Bare `switchboard` and `switchboard <group>` alike: the help on stdout, exit 0.
+    const group = groupOnly(program, argv);
+    if (group) {
+      group.outputHelp();
+      return 0;
     }
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -21,6 +21,8 @@ export interface OutputOptions {
   quiet: boolean;
   verbose: boolean;
   color: boolean;
+  /** `--utc`: times in tables and on dated stderr lines in UTC instead of the local zone (JSON is always UTC). */
+  utc?: boolean;
 }
 
 /** The text styles the presenter uses: chalk's when colour is on, else the text unchanged. */
@@ -59,6 +61,42 @@ export function escapeControls(text: string): string {
 
 /** A table cell on a tab-separated line: tabs and line breaks become spaces, so each row stays one line. */
 const tsvCell = (cell: string): string => cell.replace(/[\t\r\n]+/g, ' ');
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/**
+ * The calendar parts of `date` in the local zone (`TZ`), or in UTC, with the zone's offset as `±HH:MM`
+ * (`+00:00` for UTC).
+ */
+function zoned(date: Date, utc: boolean): { date: string; hm: string; s: string; offset: string } {
+  const off = utc ? 0 : -date.getTimezoneOffset();
+  const d = new Date(date.getTime() + off * 60_000);
+  const sign = off < 0 ? '-' : '+';
+  return {
+    date: `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`,
+    hm: `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`,
+    s: pad2(d.getUTCSeconds()),
+    offset: `${sign}${pad2(Math.floor(Math.abs(off) / 60))}:${pad2(Math.abs(off) % 60)}`,
+  };
+}
+
+/**
+ * A time for people: `2026-12-02 09:30 -05:00` in the local zone (`TZ`), or in UTC with `utc`
+ * (`2026-12-02 14:30 +00:00`); `seconds` adds them (`09:30:05`). `null` for a missing or unparsable time.
+ */
+export function formatTime(iso: string | null | undefined, utc = false, seconds = false): string | null {
+  if (!iso) return null;
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return null;
+  const z = zoned(t, utc);
+  return `${z.date} ${z.hm}${seconds ? `:${z.s}` : ''} ${z.offset}`;
+}
+
+/** An ISO 8601 time stamp for a dated stderr line: local with its offset (`2026-12-02T09:30:05-05:00`), or UTC (`…Z`). */
+export function stamp(date: Date, utc = false): string {
+  const z = zoned(date, utc);
+  return `${z.date}T${z.hm}:${z.s}${utc ? 'Z' : z.offset}`;
+}
 
 /** Writes results, progress and errors according to {@link OutputOptions}. */
 export class Output {
@@ -110,20 +148,62 @@ export class Output {
     return t.toString();
   }
 
+  /**
+   * A list: {@link table} of `rows`; when there are none, the header line alone (so a pipe still reads a header
+   * and no rows) and `emptyNote` (e.g. how to add the first one) on stderr as a note.
+   */
+  list(head: string[], rows: unknown[][], emptyNote?: string): string {
+    if (rows.length === 0 && emptyNote) this.info(emptyNote);
+    return this.table(head, rows);
+  }
+
+  /**
+   * A stored time (ISO 8601) for a table or text: local with its offset, `2026-12-02 09:30 -05:00`, or UTC with
+   * `--utc`; `seconds` adds seconds. `null` (shown as `-`) when there is none.
+   */
+  time(iso: string | null | undefined, seconds = false): string | null {
+    return formatTime(iso, this.opts.utc === true, seconds);
+  }
+
+  /**
+   * Prefix of a progress, status or warning line on stderr: an ISO 8601 time stamp and a space when stderr is not
+   * a terminal (cron and CI logs are dated), else nothing.
+   */
+  private dated(): string {
+    return this.stderr.isTTY ? '' : `${stamp(new Date(), this.opts.utc === true)} `;
+  }
+
   /** `key: value` lines, aligned. */
   fields(pairs: Array<[string, unknown]>): string {
     const width = Math.max(...pairs.map(([k]) => k.length));
     return pairs.map(([k, v]) => `${this.c.dim(k.padEnd(width))}  ${v === null || v === undefined ? '-' : String(v)}`).join('\n');
   }
 
-  /** Progress or a note on stderr; silent with `--quiet`. Control characters are escaped ({@link escapeControls}). */
+  /**
+   * Progress, status or a note on stderr; silent with `--quiet`. Without a terminal each line starts with an
+   * ISO 8601 time stamp (see {@link status}). Control characters are escaped ({@link escapeControls}).
+   */
   info(text: string): void {
-    if (!this.opts.quiet) this.stderr.write(escapeControls(text) + '\n');
+    if (this.opts.quiet) return;
+    const lead = text.match(/^\n*/)![0];
+    this.stderr.write(lead + escapeControls(text.slice(lead.length)).split('\n').map((l) => this.dated() + l).join('\n') + '\n');
   }
 
-  /** A warning on stderr (shown even with `--quiet`), control characters escaped. */
+  /** One progress or status line on stderr: {@link info} (dated without a terminal, silent with `--quiet`). */
+  status(line: string): void {
+    this.info(line);
+  }
+
+  private warned = new Set<string>();
+
+  /**
+   * A warning on stderr, once per run (the same text again is dropped); silent with `--quiet`, which prints only
+   * errors. Dated without a terminal; control characters escaped.
+   */
   warn(text: string): void {
-    this.stderr.write(`${this.c.yellow('warning:')} ${escapeControls(text)}\n`);
+    if (this.opts.quiet || this.warned.has(text)) return;
+    this.warned.add(text);
+    this.stderr.write(`${this.dated()}${this.c.yellow('warning:')} ${escapeControls(text)}\n`);
   }
 
   /** Extra detail on stderr with `--verbose`, control characters escaped. */

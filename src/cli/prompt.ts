@@ -3,16 +3,19 @@
  * otherwise a missing value is a usage error that names the flag.
  */
 import type { CliContext } from './context.js';
-import { UsageError } from '../errors.js';
+import { OperationFailed, UsageError } from '../errors.js';
 
 /**
- * Asks for confirmation of a destructive action. Returns true if `yes` was given or the user agreed.
- * @throws UsageError naming `--yes` when not interactive.
+ * Confirms a destructive action (DESIGN §2): returns at once with `--yes`; on a terminal asks `question`
+ * (default no); without one refuses.
+ * @throws UsageError (exit 2) naming `--yes` when there is no terminal to ask on; OperationFailed (exit 1,
+ *   "nothing changed") when the user declines.
  */
-export async function confirmOrYes(cli: CliContext, yes: boolean | undefined, question: string): Promise<boolean> {
-  if (yes) return true;
-  if (!cli.interactive) throw new UsageError(`${question.replace(/\?$/, '')}: refusing without --yes (no terminal to ask on)`);
-  return askConfirm(question, false);
+export async function confirmOrYes(cli: CliContext, yes: boolean | undefined, question: string): Promise<void> {
+  if (yes) return;
+  const action = question.replace(/\?$/, '');
+  if (!cli.interactive) throw new UsageError(`${action}: refusing without --yes (no terminal to ask on)`);
+  if (!(await askConfirm(question, false))) throw new OperationFailed(`${action}: declined; nothing changed`);
 }
 
 /** Masked input for a secret (never echoed). Returns '' if the user leaves an optional one empty. */

@@ -24,7 +24,46 @@ import { OperationFailed, UsageError } from '../errors.js';
 import { checkTenantId, listTenants } from '../core/tenants.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
 import { CHANNELS } from '../core/context.js';
-import { KINDS } from '../providers/registry.js';
+import { KINDS, settingSpecs, type KindSpec } from '../providers/registry.js';
+import { DOMAIN_AUTH_KINDS } from '../providers/domain-auth.js';
+import { NotFoundError } from '../errors.js';
+import { providerJson } from './json.js';
+
+/**
+ * A provider kind as `provider kinds` shows it, generated from its {@link KindSpec} (and the list of kinds that
+ * authenticate domains), so it cannot drift from what `provider add` accepts.
+ */
+export function kindJson(spec: KindSpec) {
+  return {
+    kind: spec.kind,
+    channels: [...spec.channels],
+    summary: spec.summary,
+    settings: Object.entries(settingSpecs(spec)).map(([name, s]) => ({
+      name,
+      type: s.type,
+      required: s.required === true,
+      default: s.default ?? null,
+      values: s.values ? [...s.values] : null,
+      min: s.min ?? null,
+      max: s.max ?? null,
+      description: s.doc,
+    })),
+    secrets: Object.entries(spec.secrets).map(([name, s]) => ({ name, required: s.required, description: s.doc })),
+    canVerify: spec.verifies !== undefined,
+    verifies: spec.verifies ?? null,
+    canBatch: spec.batchSize !== undefined,
+    maxBatchSize: spec.batchSize ?? null,
+    canAuthenticateDomains: DOMAIN_AUTH_KINDS.includes(spec.kind),
+  };
+}
+
+/** The kinds that verify, one `kind: what it checks` line each (for `provider verify --help`). */
+function verifyingKinds(): string {
+  return [...KINDS.values()]
+    .filter((k) => k.verifies !== undefined)
+    .map((k) => `  ${k.kind}: ${k.verifies}`)
+    .join('\n');
+}
 
 interface SecretFlags {
   secretEnv?: string[];
@@ -154,7 +193,7 @@ export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<
     settings,
     secrets,
   });
-  cli.out.result(p, () => `Added provider ${p.ref} (${p.kind}, priority ${p.priority}${Object.keys(p.secrets).length ? `, secrets ${secretsText(p)}` : ''})`);
+  cli.out.result(providerJson(p), () => `Added provider ${p.ref} (${p.kind}, priority ${p.priority}${Object.keys(p.secrets).length ? `, secrets ${secretsText(p)}` : ''})`);
   if (ask && (await askConfirm(`Verify ${p.ref} now (connects and authenticates; sends nothing)?`, true))) {
     const r = await verifyProvider(ctx, p.ref);
     cli.out.info(verifyText(cli, r));
@@ -173,8 +212,8 @@ function enterMissing(p: ProviderConfig): string {
   return `switchboard provider update ${p.ref} ${p.missingSecrets.map((k) => `--secret-env ${k}=ENV_VAR`).join(' ')}`;
 }
 
-function verifiedText(p: ProviderConfig): string {
-  return p.lastVerifiedAt ? `${p.lastVerifyResult?.split(':')[0]} ${p.lastVerifiedAt.slice(0, 16).replace('T', ' ')}` : 'never';
+function verifiedText(cli: CliContext, p: ProviderConfig): string {
+  return p.lastVerifiedAt ? `${p.lastVerifyResult?.split(':')[0]} ${cli.out.time(p.lastVerifiedAt)}` : 'never';
 }
 
 function detail(cli: CliContext, p: ProviderConfig): string {
@@ -188,15 +227,16 @@ function detail(cli: CliContext, p: ProviderConfig): string {
     ...Object.entries(p.settings).map(([k, v]): [string, unknown] => [`setting ${k}`, v]),
     ...Object.entries(p.secrets).map(([k, v]): [string, unknown] => [`secret ${k}`, v]),
     ...p.missingSecrets.map((k): [string, unknown] => [`secret ${k}`, `MISSING: sends fail until it is entered (${enterMissing(p)})`]),
-    ['last verified', p.lastVerifiedAt ? `${p.lastVerifiedAt} ${p.lastVerifyResult}` : 'never'],
-    ['created', p.createdAt],
-    ['updated', p.updatedAt],
+    ['last verified', p.lastVerifiedAt ? `${cli.out.time(p.lastVerifiedAt)} ${p.lastVerifyResult}` : 'never'],
+    ['created', cli.out.time(p.createdAt)],
+    ['updated', cli.out.time(p.updatedAt)],
   ]);
 }
 
 /** Registers the `provider` commands. */
 export function registerProvider(program: Command, io: Io): void {
   const provider = program.command('provider').description('manage provider configs (per tenant or system defaults), routes and credentials');
+  examples(provider, ['switchboard provider kinds', 'switchboard provider add --system --channel email --kind outbox --set dir=/var/spool/switchboard', 'switchboard provider route --tenant acme-dental --channel email']);
 
   examples(
     provider
@@ -233,13 +273,12 @@ export function registerProvider(program: Command, io: Io): void {
             tenantId: opts.system ? null : opts.tenant,
             channel: opts.channel ? channelFlag(opts.channel) : undefined,
           });
-          cli.out.result(list, () =>
-            list.length === 0
-              ? 'No provider configs. Add one with: switchboard provider add --system --channel email --kind outbox --set dir=./outbox'
-              : cli.out.table(
-                  ['REF', 'KIND', 'PRIORITY', 'ENABLED', 'HEALTH', 'SECRETS', 'VERIFIED'],
-                  list.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health, secretsText(p), verifiedText(p)]),
-                ),
+          cli.out.result(list.map(providerJson), () =>
+            cli.out.list(
+              ['REF', 'KIND', 'PRIORITY', 'ENABLED', 'HEALTH', 'SECRETS', 'VERIFIED'],
+              list.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health, secretsText(p), verifiedText(cli, p)]),
+              'No provider configs. Add one with: switchboard provider add --system --channel email --kind outbox --set dir=./outbox',
+            ),
           );
           for (const p of list.filter((c) => c.missingSecrets.length > 0)) {
             cli.out.warn(`${p.ref} is missing secret ${p.missingSecrets.join(', ')}: sends through it fail until entered with: ${enterMissing(p)}`);
@@ -257,7 +296,7 @@ export function registerProvider(program: Command, io: Io): void {
       .action(
         action(io, (cli, [ref]) => {
           const p = getProvider(cli.core(), ref!);
-          cli.out.result(p, () => detail(cli, p));
+          cli.out.result(providerJson(p), () => detail(cli, p));
         }),
       ),
     ['switchboard provider show acme-dental/email/smtp'],
@@ -287,7 +326,7 @@ export function registerProvider(program: Command, io: Io): void {
             enabled: opts.enable ? true : opts.disable ? false : undefined,
             confirm: opts.confirm,
           });
-          cli.out.result(p, () => `Updated provider ${p.ref}`);
+          cli.out.result(providerJson(p), () => `Updated provider ${p.ref}`);
           if (p.missingSecrets.length > 0) cli.out.warn(`${p.ref} is still missing secret ${p.missingSecrets.join(', ')}: ${enterMissing(p)}`);
         }),
       ),
@@ -307,9 +346,9 @@ export function registerProvider(program: Command, io: Io): void {
         action<{ yes?: boolean }>(io, async (cli, [ref], opts) => {
           const ctx = cli.core();
           const p = getProvider(ctx, ref!);
-          if (!(await confirmOrYes(cli, opts.yes, `Remove provider ${p.ref} and its secrets?`))) throw new UsageError('not removed');
+          await confirmOrYes(cli, opts.yes, `Remove provider ${p.ref} and its secrets?`);
           removeProvider(ctx, p.ref);
-          cli.out.result({ removed: p.ref }, () => `Removed provider ${p.ref}`);
+          cli.out.result({ id: p.ref, removed: true }, () => `Removed provider ${p.ref}`);
         }),
       ),
     ['switchboard provider remove acme-dental/email/backup --yes'],
@@ -318,11 +357,12 @@ export function registerProvider(program: Command, io: Io): void {
   examples(
     provider
       .command('verify <ref>')
-      .description('check a provider\'s credentials without sending a message (SMTP: connect and AUTH; SendGrid: key has mail.send; SES: sending enabled)')
+      .description('check a provider\'s credentials without sending a message; the result is recorded on the config (health, VERIFIED)')
+      .addHelpText('after', () => `\nWhat each kind checks:\n${verifyingKinds()}\n`)
       .action(
         action(io, async (cli, [ref]) => {
           const r = await verifyProvider(cli.core(), ref!);
-          cli.out.result(r, () => verifyText(cli, r));
+          cli.out.result({ provider: r.ref, ok: r.ok, detail: r.detail, verifiedAt: r.verifiedAt }, () => verifyText(cli, r));
           if (!r.ok) throw new OperationFailed(`provider ${r.ref} failed verification`);
         }),
       ),
@@ -342,18 +382,68 @@ export function registerProvider(program: Command, io: Io): void {
             tenantId: route.tenantId,
             channel: route.channel,
             fallback: route.fallback,
-            chain: route.entries.map((e, i) => ({ order: i + 1, ref: e.config.ref, kind: e.config.kind, source: e.source, priority: e.config.priority, health: e.config.health })),
+            chain: route.entries.map((e, i) => ({
+              order: i + 1,
+              provider: e.config.ref,
+              kind: e.config.kind,
+              source: e.source,
+              priority: e.config.priority,
+              enabled: e.config.enabled,
+              health: e.config.health,
+            })),
           };
-          cli.out.result(data, () =>
-            route.entries.length === 0
-              ? `No ${route.channel} provider for ${route.tenantId}, and no system default.`
-              : cli.out.table(
-                  ['#', 'PROVIDER', 'KIND', 'SOURCE', 'PRIORITY', 'HEALTH'],
-                  data.chain.map((e) => [e.order, e.ref, e.kind, e.source, e.priority, e.health]),
-                ) + `\nfallback to system defaults: ${route.fallback ? 'on' : 'off'}`,
-          );
+          cli.out.result(data, () => {
+            // The fallback switch is a note (stderr), so a pipe reads the header and one line per provider only.
+            cli.out.info(`fallback to system defaults: ${route.fallback ? 'on' : 'off'}`);
+            return cli.out.list(
+              ['#', 'PROVIDER', 'KIND', 'SOURCE', 'PRIORITY', 'HEALTH'],
+              data.chain.map((e) => [e.order, e.provider, e.kind, e.source, e.priority, e.health]),
+              `No ${route.channel} provider for ${route.tenantId}, and no system default.`,
+            );
+          });
         }),
       ),
     ['switchboard provider route --tenant acme-dental --channel email'],
+  );
+
+  examples(
+    provider
+      .command('kinds [kind]')
+      .description('list the provider kinds: channels, settings (required, default, meaning), secrets, and whether each verifies, batches and authenticates domains')
+      .action(
+        action(io, (cli, [name]) => {
+          const specs = name === undefined ? [...KINDS.values()] : [KINDS.get(name)];
+          if (specs[0] === undefined) throw new NotFoundError(`no provider kind ${name} (kinds: ${[...KINDS.keys()].join(', ')})`);
+          const kinds = (specs as KindSpec[]).map(kindJson);
+          const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+          cli.out.result(kinds, () => {
+            if (name === undefined) {
+              return cli.out.table(
+                ['KIND', 'CHANNELS', 'VERIFY', 'BATCH', 'DOMAINS', 'SUMMARY'],
+                kinds.map((k) => [k.kind, k.channels.join(','), yesNo(k.canVerify), k.canBatch ? `up to ${k.maxBatchSize}` : 'no', yesNo(k.canAuthenticateDomains), k.summary]),
+              );
+            }
+            const k = kinds[0]!;
+            return [
+              cli.out.fields([
+                ['kind', k.kind],
+                ['channels', k.channels.join(', ')],
+                ['summary', k.summary],
+                ['verify', k.verifies ?? 'no'],
+                ['batch', k.canBatch ? `up to ${k.maxBatchSize} messages per request` : 'no (one request per message)'],
+                ['domains', k.canAuthenticateDomains ? 'authenticates sender domains (switchboard domain add)' : 'no'],
+              ]),
+              '',
+              cli.out.table(
+                ['SETTING', 'REQUIRED', 'DEFAULT', 'MEANING'],
+                k.settings.map((x) => [x.name, yesNo(x.required), x.default, x.values ? `${x.description} (${x.values.join(' | ')})` : x.description]),
+              ),
+              '',
+              cli.out.table(['SECRET', 'REQUIRED', 'MEANING'], k.secrets.map((x) => [x.name, yesNo(x.required), x.description])),
+            ].join('\n');
+          });
+        }),
+      ),
+    ['switchboard provider kinds', 'switchboard provider kinds twilio', 'switchboard provider kinds --json | jq -r \'.[] | select(.canVerify) | .kind\''],
   );
 }

@@ -7,6 +7,35 @@ import { action, channelFlag, examples, intFlag } from './command.js';
 import { buildReport, listLog, type ReportBy } from '../core/reports.js';
 import { parseSince } from '../core/time.js';
 import { UsageError } from '../errors.js';
+import type { Report, ReportRow } from '../core/reports.js';
+
+/**
+ * One report group (or the total) in the JSON vocabulary: attempt counts, the fallback rate, and from provider
+ * events the messages tracked, delivered, bounced and complained with their rates (`null` when no event came).
+ */
+function groupJson(g: Omit<ReportRow, 'key'>) {
+  return {
+    sentCount: g.sent,
+    failedCount: g.failed,
+    fallbackCount: g.fallback,
+    fallbackRate: g.fallbackRate,
+    trackedCount: g.tracked,
+    deliveredCount: g.delivered,
+    bouncedCount: g.bounced,
+    complainedCount: g.complained,
+    deliveredRate: g.deliveredRate,
+    bounceRate: g.bounceRate,
+    complaintRate: g.complaintRate,
+    byProvider: Object.entries(g.byProvider)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([provider, c]) => ({ provider, sentCount: c.sent, failedCount: c.failed })),
+  };
+}
+
+/** `report --json`: `{sinceAt, by, groups: [...], total}`. */
+function reportJson(r: Report) {
+  return { sinceAt: r.since, by: r.by, groups: r.rows.map((g) => ({ key: g.key, ...groupJson(g) })), total: groupJson(r.total) };
+}
 
 const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(1)} %`);
 
@@ -24,22 +53,22 @@ export function registerReport(program: Command, io: Io): void {
           if (!['tenant', 'provider', 'channel'].includes(opts.by)) throw new UsageError(`--by ${opts.by}: expected tenant, provider or channel`);
           const ctx = cli.core();
           const r = buildReport(ctx, { since: parseSince(opts.since, ctx.clock.now(), '--since'), by: opts.by as ReportBy, tenantId: opts.tenant });
-          cli.out.result(r, () => {
-            if (r.rows.length === 0) return `Nothing sent since ${r.since}.`;
+          cli.out.result(reportJson(r), () => {
             const providers = (p: Record<string, { sent: number; failed: number }>) =>
               Object.entries(p)
                 .map(([ref, c]) => `${ref} ${c.sent}/${c.failed}`)
                 .join(', ');
-            return [
-              `Since ${r.since}, by ${r.by} (per provider: sent/failed):`,
-              cli.out.table(
-                [r.by.toUpperCase(), 'SENT', 'FAILED', 'FALLBACK', 'FALLBACK RATE', 'DELIVERED', 'BOUNCED', 'COMPLAINED', 'PROVIDERS'],
-                [
-                  ...r.rows.map((g) => [g.key, g.sent, g.failed, g.fallback, pct(g.fallbackRate), pct(g.deliveredRate), pct(g.bounceRate), pct(g.complaintRate), providers(g.byProvider)]),
-                  ['total', r.total.sent, r.total.failed, r.total.fallback, pct(r.total.fallbackRate), pct(r.total.deliveredRate), pct(r.total.bounceRate), pct(r.total.complaintRate), ''],
-                ],
-              ),
-            ].join('\n');
+            // The period is a note (stderr): stdout is the header and one line per group, then the total.
+            cli.out.info(`Since ${cli.out.time(r.since)}, by ${r.by} (per provider: sent/failed)${r.rows.length === 0 ? ': nothing sent' : ''}.`);
+            return cli.out.table(
+              [r.by.toUpperCase(), 'SENT', 'FAILED', 'FALLBACK', 'FALLBACK RATE', 'DELIVERED', 'BOUNCED', 'COMPLAINED', 'PROVIDERS'],
+              r.rows.length === 0
+                ? []
+                : [
+                    ...r.rows.map((g) => [g.key, g.sent, g.failed, g.fallback, pct(g.fallbackRate), pct(g.deliveredRate), pct(g.bounceRate), pct(g.complaintRate), providers(g.byProvider)]),
+                    ['total', r.total.sent, r.total.failed, r.total.fallback, pct(r.total.fallbackRate), pct(r.total.deliveredRate), pct(r.total.bounceRate), pct(r.total.complaintRate), ''],
+                  ],
+            );
           });
         }),
       ),
@@ -47,6 +76,8 @@ export function registerReport(program: Command, io: Io): void {
   );
 
   const log = program.command('log').description('the message log: every send attempt');
+
+  examples(log, ['switchboard log list --tenant acme-dental --status failed --since 24h', 'switchboard log list --batch b-20261123-1a2b3c4d --json']);
   examples(
     log
       .command('list')
@@ -71,13 +102,29 @@ export function registerReport(program: Command, io: Io): void {
             batchId: opts.batch,
             limit: intFlag(opts.limit, '--limit', 1, 1_000_000),
           });
-          cli.out.result(entries, () =>
-            entries.length === 0
-              ? 'No messages.'
-              : cli.out.table(
+          cli.out.result(
+            entries.map((e) => ({
+              id: e.id,
+              createdAt: e.at,
+              tenantId: e.tenantId,
+              channel: e.channel,
+              provider: e.provider,
+              recipient: e.recipient,
+              status: e.status,
+              messageId: e.messageId,
+              error: e.error,
+              errorKind: e.errorKind,
+              errorCode: e.errorCode,
+              fallback: e.fallback,
+              attempt: e.attempt,
+              batchId: e.batchId,
+              row: e.row,
+            })),
+            () =>
+              cli.out.list(
                   ['TIME', 'TENANT', 'CHANNEL', 'PROVIDER', 'RECIPIENT', 'STATUS', 'MESSAGE ID / ERROR', 'BATCH/ROW'],
                   entries.map((e) => [
-                    e.at.replace('T', ' ').slice(0, 19),
+                    cli.out.time(e.at, true),
                     e.tenantId,
                     e.channel,
                     e.provider + (e.fallback ? ' (fallback)' : ''),
@@ -86,6 +133,7 @@ export function registerReport(program: Command, io: Io): void {
                     e.status === 'sent' ? e.messageId : `${e.errorKind}: ${e.error}`,
                     e.batchId ? `${e.batchId}/${e.row}` : null,
                   ]),
+                  'No messages.',
                 ),
           );
         }),

@@ -7,6 +7,7 @@ import os from 'node:os';
 import type { CliContext } from './context.js';
 import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batches.js';
 import { Interrupted, PartialFailure } from '../errors.js';
+import { batchRowJson, byProviderJson, countsJson } from './json.js';
 
 /** Interval of progress lines when stderr is not a terminal, in ms. */
 const PROGRESS_EVERY_MS = 5_000;
@@ -83,7 +84,7 @@ export async function runWithProgress(
     onRow(event, counts) {
       if (cli.out.opts.json) {
         if (!events) setImmediate(writeEvents);
-        events += JSON.stringify({ type: 'row', ...event }) + '\n';
+        events += JSON.stringify({ type: 'row', ...batchRowJson(event) }) + '\n';
       }
       const now = Date.now();
       if (tty && now - lastLine > 100) {
@@ -96,7 +97,7 @@ export async function runWithProgress(
   };
   // Without a TTY: a line every 5 s while rows are being worked (also while a 429 pause holds them up).
   let latest: BatchCounts | undefined;
-  const ticker = !tty && !cli.out.opts.quiet ? setInterval(() => latest && cli.io.stderr.write(line(latest) + '\n'), PROGRESS_EVERY_MS) : undefined;
+  const ticker = !tty && !cli.out.opts.quiet ? setInterval(() => latest && cli.out.status(line(latest)), PROGRESS_EVERY_MS) : undefined;
   ticker?.unref();
   let summary: BatchSummary;
   try {
@@ -118,10 +119,26 @@ export async function runWithProgress(
   }
 }
 
+/** The `--json` summary line in the README's vocabulary (`…Count`, `byProvider` as an array). */
+function summaryJson(s: BatchSummary) {
+  return {
+    type: 'summary',
+    batchId: s.batchId,
+    status: s.status,
+    idempotencyKey: s.idempotencyKey,
+    ...countsJson(s),
+    fallbackCount: s.fallback,
+    byProvider: byProviderJson(s.byProvider),
+    elapsedMs: s.elapsedMs,
+    alreadyComplete: s.alreadyComplete,
+    resumed: s.resumed,
+    sample: s.sample ? { recipient: s.sample.to, subject: s.sample.subject ?? null, text: s.sample.text, html: s.sample.html ?? null } : null,
+  };
+}
+
 function present(cli: CliContext, s: BatchSummary): void {
-  const data = cli.out.opts.json ? { type: 'summary', ...s } : s;
   if (cli.out.opts.json) {
-    cli.out.jsonLine(data);
+    cli.out.jsonLine(summaryJson(s));
     return;
   }
   if (s.status === 'dry-run') {
@@ -129,7 +146,7 @@ function present(cli: CliContext, s: BatchSummary): void {
     cli.out.result(s, () =>
       [
         `Dry run: ${s.rows} rows valid; nothing was sent or stored.`,
-        ...(sample ? ['', `First message (to ${sample.to}):`, `Subject: ${sample.subject}`, '', sample.text.trim()] : []),
+        ...(sample ? ['', `First message (to ${sample.to}):`, ...(sample.subject !== undefined ? [`Subject: ${sample.subject}`] : []), '', sample.text.trim()] : []),
       ].join('\n'),
     );
     return;

@@ -16,10 +16,12 @@ import type { OutboundMessage } from '../providers/types.js';
 import { resolveRoute } from '../core/providers.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
 import { sendTracking } from '../core/tracking.js';
+import { attemptJson } from './json.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
   const send = program.command('send').description('send a test message or a bulk send from CSV');
+  examples(send, ['switchboard send test --tenant acme-dental --channel email --to you@example.com', 'switchboard send batch --tenant acme-dental --csv patients.csv --template reminder']);
 
   examples(
     send
@@ -77,7 +79,21 @@ export function registerSend(program: Command, io: Io): void {
             } finally {
               await dispatcher.close();
             }
-            cli.out.result({ tenantId: tenant.id, channel, to, ...result }, () =>
+            // One shape whether it was sent or not: a failure carries every attempt and the last provider tried.
+            const data = {
+              tenantId: tenant.id,
+              channel,
+              recipient: to,
+              status: result.status,
+              provider: result.provider ?? result.attempts.at(-1)?.provider ?? null,
+              messageId: result.messageId ?? null,
+              fallback: result.fallback,
+              attempts: result.attempts.map(attemptJson),
+              error: result.error?.message ?? null,
+              errorKind: result.error?.kind ?? null,
+              errorCode: result.error?.code ?? null,
+            };
+            cli.out.result(data, () =>
               result.status === 'sent'
                 ? `Sent to ${to} via ${result.provider}${result.fallback ? ' (fallback)' : ''}\nmessage id: ${result.messageId}`
                 : `Not sent to ${to}: ${result.error?.kind}: ${result.error?.message}`,
@@ -149,8 +165,9 @@ export function registerSend(program: Command, io: Io): void {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
           const ctx = cli.core();
-          const route = resolveRoute(ctx, tenantId, channel).entries.map((e) => e.config.ref);
-          for (const w of unverifiedSenderDomains(ctx, { refs: route })) cli.out.warn(w.message);
+          // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
+          const first = resolveRoute(ctx, tenantId, channel).entries.slice(0, 1).map((e) => e.config.ref);
+          for (const w of unverifiedSenderDomains(ctx, { refs: first })) cli.out.warn(w.message);
           const stored = opts.template === undefined ? undefined : { name: opts.template, source: storedSource(getTemplate(ctx, tenantId, opts.template)) };
           await runWithProgress(cli, 'sending', (hooks) =>
             runBatch(

@@ -9,10 +9,13 @@ import { addSuppression, importSuppressions, listSuppressions, removeSuppression
 import { getTenant } from '../core/tenants.js';
 import { checkRegion } from '../core/address.js';
 import { NotFoundError } from '../errors.js';
+import { confirmOrYes } from './prompt.js';
+import { suppressionJson } from './json.js';
 
 /** Registers the `suppress` commands. */
 export function registerSuppress(program: Command, io: Io): void {
   const suppress = program.command('suppress').description('suppression lists: addresses a tenant must not send to on a channel (bulk sends skip them)');
+  examples(suppress, ['switchboard suppress add pat@example.com --tenant acme-dental --reason "asked by phone"', 'switchboard suppress list --tenant acme-dental']);
 
   examples(
     suppress
@@ -31,7 +34,9 @@ export function registerSuppress(program: Command, io: Io): void {
           getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!, checkRegion(opts.defaultRegion));
           const added = addSuppression(ctx, { tenantId, channel, address: key, reason: opts.reason, source: opts.source });
-          cli.out.result({ tenantId, channel, address: key, reason: opts.reason, source: opts.source, added }, () =>
+          const stored = listSuppressions(ctx, tenantId, channel, key)[0];
+          const json = stored ? suppressionJson(stored) : { tenantId, channel, address: key, reason: opts.reason, source: opts.source, createdAt: null };
+          cli.out.result({ ...json, added }, () =>
             `${added ? 'Suppressed' : 'Already suppressed (reason updated)'}: ${key} for ${tenantId} on ${channel}`,
           );
         }),
@@ -55,20 +60,19 @@ export function registerSuppress(program: Command, io: Io): void {
           getTenant(ctx, tenantId);
           const list = listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
           const now = ctx.clock.now().toISOString();
-          cli.out.result(list, () =>
-            list.length === 0
-              ? 'No suppressions.'
-              : cli.out.table(
-                  ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED', 'EXPIRES'],
-                  list.map((s) => [
-                    s.channel,
-                    s.address,
-                    s.reason,
-                    s.source,
-                    s.createdAt.replace('T', ' ').slice(0, 19),
-                    s.expiresAt === null ? 'never' : `${s.expiresAt <= now ? 'expired ' : ''}${s.expiresAt.replace('T', ' ').slice(0, 19)}`,
-                  ]),
-                ),
+          cli.out.result(list.map(suppressionJson), () =>
+            cli.out.list(
+              ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED', 'EXPIRES'],
+              list.map((s) => [
+                s.channel,
+                s.address,
+                s.reason,
+                s.source,
+                cli.out.time(s.createdAt),
+                s.expiresAt === null ? 'never' : `${s.expiresAt <= now ? 'expired ' : ''}${cli.out.time(s.expiresAt)}`,
+              ]),
+              'No suppressions.',
+            ),
           );
         }),
       ),
@@ -78,22 +82,28 @@ export function registerSuppress(program: Command, io: Io): void {
   examples(
     suppress
       .command('remove <address>')
-      .description('remove a suppression (the address receives bulk sends again)')
+      .description('remove a suppression (the address receives bulk sends again); asks on a terminal, needs --yes without one')
       .option('--tenant <id>', 'the tenant')
       .option('--channel <channel>', 'email, sms or whatsapp', 'email')
+      .option('-y, --yes', 'do not ask for confirmation')
       .action(
-        action<{ tenant?: string; channel?: string }>(io, (cli, [address], opts) => {
+        action<{ tenant?: string; channel?: string; yes?: boolean }>(io, async (cli, [address], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const ctx = cli.core();
           getTenant(ctx, tenantId);
+          const key = suppressionKey(channel, address!);
+          if (listSuppressions(ctx, tenantId, channel, key).length === 0) {
+            throw new NotFoundError(`${address} is not suppressed for ${tenantId} on ${channel}`);
+          }
+          await confirmOrYes(cli, opts.yes, `Remove the suppression of ${key} for ${tenantId} on ${channel} (bulk sends reach it again)?`);
           if (!removeSuppression(ctx, tenantId, channel, address!)) {
             throw new NotFoundError(`${address} is not suppressed for ${tenantId} on ${channel}`);
           }
           cli.out.result({ tenantId, channel, address: suppressionKey(channel, address!), removed: true }, () => `Removed the suppression of ${address} for ${tenantId} on ${channel}`);
         }),
       ),
-    ['switchboard suppress remove pat@example.com --tenant acme-dental'],
+    ['switchboard suppress remove pat@example.com --tenant acme-dental --yes'],
   );
 
   examples(
@@ -125,7 +135,7 @@ export function registerSuppress(program: Command, io: Io): void {
             defaultRegion: checkRegion(opts.defaultRegion),
             encoding: opts.encoding,
           });
-          cli.out.result({ tenantId, channel, ...r }, () => `Imported ${r.rows} rows for ${tenantId} on ${channel}: ${r.added} added, ${r.updated} already suppressed`);
+          cli.out.result({ tenantId, channel, rowCount: r.rows, addedCount: r.added, updatedCount: r.updated }, () => `Imported ${r.rows} rows for ${tenantId} on ${channel}: ${r.added} added, ${r.updated} already suppressed`);
         }),
       ),
     ['switchboard suppress import --tenant acme-dental --csv unsubscribes.csv', 'switchboard suppress import --tenant acme-dental --channel sms --csv stops.csv --column mobile --default-region GB'],

@@ -5,13 +5,46 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { action, examples, intFlag, required } from './command.js';
+import { action, channelFlag, examples, intFlag, required } from './command.js';
 import { addTemplate, getTemplate, listTemplates, previewTemplate, removeTemplate } from '../core/template-store.js';
-import { readTemplateFile } from '../core/templates.js';
+import { phoneBody, readTemplateFile } from '../core/templates.js';
+import { confirmOrYes } from './prompt.js';
+import { templateJson } from './json.js';
+import { UsageError } from '../errors.js';
+import { resolveRoute } from '../core/providers.js';
+import { messageSegments, priceFromSettings, showCharacter, type MessageSegments, type SegmentPrice } from '../core/segments.js';
+import type { CoreContext } from '../core/context.js';
+
+/**
+ * The price per segment for a preview: `--price-per-segment` (with `--currency`), else the first provider of the
+ * tenant's route for the channel that has a `pricePerSegment` setting; null when neither gives one.
+ * @throws UsageError naming the flag.
+ */
+function previewPrice(ctx: CoreContext, tenantId: string, channel: 'sms' | 'whatsapp', flag: string | undefined, currency: string | undefined): SegmentPrice | null {
+  if (currency !== undefined && !/^[A-Za-z]{3}$/.test(currency)) throw new UsageError(`--currency ${currency}: expected an ISO 4217 code such as USD`);
+  if (flag !== undefined) {
+    const n = Number(flag);
+    if (!/^\d+(\.\d*)?$|^\.\d+$/.test(flag.trim()) || !Number.isFinite(n)) throw new UsageError(`--price-per-segment ${flag}: expected a number such as 0.0079`);
+    return { pricePerSegment: n, currency: currency?.toUpperCase() ?? null };
+  }
+  for (const e of resolveRoute(ctx, tenantId, channel).entries) {
+    const p = priceFromSettings(e.config.settings);
+    if (p) return currency ? { ...p, currency: currency.toUpperCase() } : p;
+  }
+  return null;
+}
+
+/** One line on how a message goes over SMS: encoding, segments, length, what forced UCS-2, estimated cost. */
+export function segmentsText(s: MessageSegments): string {
+  const why = s.nonGsmCharacters.length ? `; not in GSM-7: ${s.nonGsmCharacters.map(showCharacter).join(' ')}` : '';
+  const cost = s.estimatedCost !== null ? `; estimated cost ${s.estimatedCost}${s.currency ? ` ${s.currency}` : ''}` : '';
+  return `${s.encoding}, ${s.segmentCount} segment${s.segmentCount === 1 ? '' : 's'} (${s.characterCount} ${s.encoding === 'GSM-7' ? 'septets' : 'UTF-16 units'}${why})${cost}`;
+}
 
 /** Registers the `template` commands. */
 export function registerTemplate(program: Command, io: Io): void {
   const template = program.command('template').description('stored message templates per tenant (Handlebars subject, HTML and text)');
+  examples(template, ['switchboard template add reminder --tenant acme-dental --subject "Hi {{first_name}}" --html-file reminder.html', 'switchboard template preview reminder-sms --tenant acme-dental --csv patients.csv --channel sms']);
 
   examples(
     template
@@ -37,7 +70,7 @@ export function registerTemplate(program: Command, io: Io): void {
             text,
             replace: opts.replace,
           });
-          cli.out.result(t, () => `Stored template ${t.name} for ${tenantId} (variables: ${[...t.required, ...t.optional].join(', ') || 'none'})`);
+          cli.out.result(templateJson(t), () => `Stored template ${t.name} for ${tenantId} (variables: ${[...t.required, ...t.optional].join(', ') || 'none'})`);
         }),
       ),
     [
@@ -54,13 +87,12 @@ export function registerTemplate(program: Command, io: Io): void {
       .action(
         action<{ tenant?: string }>(io, (cli, _args, opts) => {
           const list = listTemplates(cli.core(), required(opts.tenant, '--tenant'));
-          cli.out.result(list, () =>
-            list.length === 0
-              ? 'No templates.'
-              : cli.out.table(
-                  ['NAME', 'SUBJECT', 'PARTS', 'VARIABLES', 'UPDATED'],
-                  list.map((t) => [t.name, t.subject, [t.html !== null ? 'html' : '', t.text !== null ? 'text' : ''].filter(Boolean).join('+'), [...t.required, ...t.optional].join(', '), t.updatedAt.replace('T', ' ').slice(0, 19)]),
-                ),
+          cli.out.result(list.map(templateJson), () =>
+            cli.out.list(
+              ['NAME', 'SUBJECT', 'PARTS', 'VARIABLES', 'UPDATED'],
+              list.map((t) => [t.name, t.subject, [t.html !== null ? 'html' : '', t.text !== null ? 'text' : ''].filter(Boolean).join('+'), [...t.required, ...t.optional].join(', '), cli.out.time(t.updatedAt)]),
+              'No templates yet. Add one with: switchboard template add <name> --tenant <id> --text-file <file>',
+            ),
           );
         }),
       ),
@@ -75,7 +107,7 @@ export function registerTemplate(program: Command, io: Io): void {
       .action(
         action<{ tenant?: string }>(io, (cli, [name], opts) => {
           const t = getTemplate(cli.core(), required(opts.tenant, '--tenant'), name!);
-          cli.out.result(t, () =>
+          cli.out.result(templateJson(t), () =>
             [
               cli.out.fields([
                 ['name', t.name],
@@ -83,7 +115,7 @@ export function registerTemplate(program: Command, io: Io): void {
                 ['subject', t.subject],
                 ['required', t.required.join(', ') || '-'],
                 ['optional', t.optional.join(', ') || '-'],
-                ['updated', t.updatedAt],
+                ['updated', cli.out.time(t.updatedAt)],
               ]),
               ...(t.html !== null ? ['', '--- html ---', t.html.trimEnd()] : []),
               ...(t.text !== null ? ['', '--- text ---', t.text.trimEnd()] : []),
@@ -97,42 +129,72 @@ export function registerTemplate(program: Command, io: Io): void {
   examples(
     template
       .command('preview <name>')
-      .description('render a template with one CSV row (sends nothing)')
+      .description('render a template with one CSV row (sends nothing); for sms and whatsapp also the encoding (GSM-7 or UCS-2), segments and estimated cost')
       .option('--tenant <id>', 'the tenant')
       .option('--csv <file>', 'the recipients CSV')
       .option('--row <n>', 'the data row to render (1 = first row after the header)', '1')
+      .option('--channel <channel>', 'email, sms or whatsapp (default: email for a template with a subject or HTML, else sms)')
+      .option('--price-per-segment <amount>', 'sms/whatsapp: price of one segment for the estimated cost (default: the route\'s pricePerSegment setting)')
+      .option('--currency <code>', 'ISO 4217 code of --price-per-segment, e.g. USD')
       .option('--encoding <label>', 'the CSV\'s encoding, e.g. windows-1252, latin1, utf-16le (default utf-8, checked strictly)')
       .action(
-        action<{ tenant?: string; csv?: string; row: string; encoding?: string }>(io, async (cli, [name], opts) => {
+        action<{ tenant?: string; csv?: string; row: string; channel?: string; pricePerSegment?: string; currency?: string; encoding?: string }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
-          const p = await previewTemplate(cli.core(), tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
-          cli.out.result(p, () =>
+          const ctx = cli.core();
+          const t = getTemplate(ctx, tenantId, name!);
+          const channel = opts.channel !== undefined ? channelFlag(opts.channel) : t.subject !== null || t.html !== null ? 'email' : 'sms';
+          const p = await previewTemplate(ctx, tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
+          const email = channel === 'email';
+          const sms = email ? null : messageSegments(phoneBody(p), previewPrice(ctx, tenantId, channel, opts.pricePerSegment, opts.currency));
+          const data = {
+            tenantId,
+            template: t.name,
+            channel,
+            row: p.row,
+            line: p.line,
+            vars: p.vars,
+            subject: email ? (p.subject ?? null) : null,
+            text: email ? p.text : phoneBody(p),
+            html: email ? (p.html ?? null) : null,
+            sms,
+          };
+          cli.out.result(data, () =>
             [
-              `Row ${p.row} (line ${p.line}):`,
-              ...(p.subject !== undefined ? [`Subject: ${p.subject}`] : []),
+              `Row ${p.row} (line ${p.line}), ${channel}:`,
+              // Only e-mail has a subject; an sms or whatsapp message is its text alone.
+              ...(data.subject !== null ? [`Subject: ${data.subject}`] : []),
               '',
               p.text.trimEnd(),
-              ...(p.html !== undefined ? ['', '--- html ---', p.html.trimEnd()] : []),
+              ...(data.html !== null ? ['', '--- html ---', data.html.trimEnd()] : []),
+              ...(sms ? ['', `${channel}: ${segmentsText(sms)}`] : []),
             ].join('\n'),
           );
         }),
       ),
-    ['switchboard template preview reminder --tenant acme-dental --csv patients.csv', 'switchboard template preview reminder --tenant acme-dental --csv patients.csv --row 12 --json'],
+    [
+      'switchboard template preview reminder --tenant acme-dental --csv patients.csv',
+      'switchboard template preview reminder-sms --tenant acme-dental --csv patients.csv --row 12 --channel sms --price-per-segment 0.0079 --currency USD',
+      'switchboard template preview reminder --tenant acme-dental --csv patients.csv --row 12 --json',
+    ],
   );
 
   examples(
     template
       .command('remove <name>')
-      .description('remove a template (batches already stored keep their copy)')
+      .description('remove a template (batches already stored keep their copy); asks on a terminal, needs --yes without one')
       .option('--tenant <id>', 'the tenant')
+      .option('-y, --yes', 'do not ask for confirmation')
       .action(
-        action<{ tenant?: string }>(io, (cli, [name], opts) => {
+        action<{ tenant?: string; yes?: boolean }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
-          removeTemplate(cli.core(), tenantId, name!);
+          const ctx = cli.core();
+          const t = getTemplate(ctx, tenantId, name!);
+          await confirmOrYes(cli, opts.yes, `Remove template ${t.name} of ${tenantId}?`);
+          removeTemplate(ctx, tenantId, t.name);
           cli.out.result({ tenantId, name, removed: true }, () => `Removed template ${name} of ${tenantId}`);
         }),
       ),
-    ['switchboard template remove reminder --tenant acme-dental'],
+    ['switchboard template remove reminder --tenant acme-dental --yes'],
   );
 }

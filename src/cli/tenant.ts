@@ -7,6 +7,7 @@ import { action, channelFlag, collect, examples, required } from './command.js';
 import { askConfirm, askInput, confirmOrYes } from './prompt.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Tenant } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
+import { providerJson, tenantJson } from './json.js';
 import { UsageError } from '../errors.js';
 import type { Channel } from '../core/context.js';
 import { checkpointStore } from '../store/db.js';
@@ -32,6 +33,7 @@ function parseFallback(items: string[] | undefined): Partial<Record<Channel, boo
 /** Registers the `tenant` commands. */
 export function registerTenant(program: Command, io: Io): void {
   const tenant = program.command('tenant').description('add, list, show, update and remove tenants');
+  examples(tenant, ['switchboard tenant add acme-dental --name "Acme Dental"', 'switchboard tenant list', 'switchboard tenant remove acme-dental --yes']);
 
   examples(
     tenant
@@ -43,7 +45,7 @@ export function registerTenant(program: Command, io: Io): void {
           let name = opts.name;
           if (name === undefined && cli.interactive) name = await askInput('Tenant name', { required: true });
           const t = addTenant(cli.core({ create: true }), id!, required(name, '--name', 'the tenant display name'));
-          cli.out.result(t, () => `Added tenant ${t.id} (${t.name})`);
+          cli.out.result(tenantJson(t, 0), () => `Added tenant ${t.id} (${t.name})`);
           if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await (await import('./provider.js')).providerAddFlow(cli, { tenant: t.id });
         }),
       ),
@@ -61,14 +63,13 @@ export function registerTenant(program: Command, io: Io): void {
           const counts = new Map<string, number>();
           for (const p of listProviders(ctx)) if (p.tenantId) counts.set(p.tenantId, (counts.get(p.tenantId) ?? 0) + 1);
           cli.out.result(
-            tenants.map((t) => ({ ...t, providers: counts.get(t.id) ?? 0 })),
+            tenants.map((t) => tenantJson(t, counts.get(t.id) ?? 0)),
             () =>
-              tenants.length === 0
-                ? 'No tenants yet. Add one with: switchboard tenant add <id> --name <name>'
-                : cli.out.table(
-                    ['ID', 'NAME', 'PROVIDERS', 'FALLBACK', 'CREATED'],
-                    tenants.map((t) => [t.id, t.name, counts.get(t.id) ?? 0, fallbackText(t), t.createdAt.slice(0, 10)]),
-                  ),
+              cli.out.list(
+                ['ID', 'NAME', 'PROVIDERS', 'FALLBACK', 'CREATED'],
+                tenants.map((t) => [t.id, t.name, counts.get(t.id) ?? 0, fallbackText(t), cli.out.time(t.createdAt)]),
+                'No tenants yet. Add one with: switchboard tenant add <id> --name <name>',
+              ),
           );
         }),
       ),
@@ -84,19 +85,21 @@ export function registerTenant(program: Command, io: Io): void {
           const ctx = cli.core();
           const t = getTenant(ctx, id!);
           const providers = listProviders(ctx, { tenantId: t.id });
-          cli.out.result({ ...t, providers }, () =>
+          cli.out.result({ ...tenantJson(t, providers.length), providers: providers.map(providerJson) }, () =>
             [
               cli.out.fields([
                 ['id', t.id],
                 ['name', t.name],
                 ['fallback', fallbackText(t)],
-                ['created', t.createdAt],
-                ['updated', t.updatedAt],
+                ['created', cli.out.time(t.createdAt)],
+                ['updated', cli.out.time(t.updatedAt)],
               ]),
               '',
-              providers.length === 0
-                ? 'No providers of its own: it sends through the system defaults.'
-                : cli.out.table(['PROVIDER', 'KIND', 'PRIORITY', 'ENABLED', 'HEALTH'], providers.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health])),
+              cli.out.list(
+                ['PROVIDER', 'KIND', 'PRIORITY', 'ENABLED', 'HEALTH'],
+                providers.map((p) => [p.ref, p.kind, p.priority, p.enabled ? 'yes' : 'no', p.health]),
+                'No providers of its own: it sends through the system defaults.',
+              ),
             ].join('\n'),
           );
         }),
@@ -112,8 +115,9 @@ export function registerTenant(program: Command, io: Io): void {
       .option('--fallback <channel=on|off>', 'whether system defaults follow the tenant\'s own providers (repeatable)', collect)
       .action(
         action<{ name?: string; fallback?: string[] }>(io, (cli, [id], opts) => {
-          const t = updateTenant(cli.core(), id!, { name: opts.name, fallback: parseFallback(opts.fallback) });
-          cli.out.result(t, () => `Updated tenant ${t.id} (${t.name}; fallback: ${fallbackText(t)})`);
+          const ctx = cli.core();
+          const t = updateTenant(ctx, id!, { name: opts.name, fallback: parseFallback(opts.fallback) });
+          cli.out.result(tenantJson(t, listProviders(ctx, { tenantId: t.id }).length), () => `Updated tenant ${t.id} (${t.name}; fallback: ${fallbackText(t)})`);
         }),
       ),
     ['switchboard tenant update acme-dental --name "Acme Dental Group"', 'switchboard tenant update acme-dental --fallback email=off'],
@@ -128,13 +132,11 @@ export function registerTenant(program: Command, io: Io): void {
         action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = cli.core();
           const t = getTenant(ctx, id!);
-          if (!(await confirmOrYes(cli, opts.yes, `Remove tenant ${t.id} with its providers, secrets and history?`))) {
-            throw new UsageError('not removed');
-          }
+          await confirmOrYes(cli, opts.yes, `Remove tenant ${t.id} with its providers, secrets and history?`);
           const r = removeTenant(ctx, t.id);
           // Its rows were zeroed in place (secure_delete); empty the write-ahead log of their old copies too.
           checkpointStore(ctx.db);
-          cli.out.result({ removed: t.id, providers: r.providers }, () => `Removed tenant ${t.id} and ${r.providers} provider config(s)`);
+          cli.out.result({ id: t.id, removed: true, providerCount: r.providers }, () => `Removed tenant ${t.id} and ${r.providers} provider config(s)`);
         }),
       ),
     ['switchboard tenant remove acme-dental --yes'],

@@ -176,6 +176,17 @@ export function parseSetting(spec: KindSpec, key: string, raw: string): SettingV
       }
       return n;
     }
+    case 'decimal': {
+      const n = Number(raw);
+      if (!/^-?(\d+(\.\d*)?|\.\d+)$/.test(raw.trim()) || !Number.isFinite(n)) throw new UsageError(`--set ${key}: "${raw}" is not a number (e.g. 0.0079)`);
+      if ((s.min !== undefined && n < s.min) || (s.max !== undefined && n > s.max)) {
+        throw new UsageError(`--set ${key}: ${n} is out of range ${s.min ?? '-∞'}..${s.max ?? '∞'}`);
+      }
+      return n;
+    }
+    case 'currency':
+      if (!/^[A-Za-z]{3}$/.test(raw.trim())) throw new UsageError(`--set ${key}: "${raw}" is not an ISO 4217 currency code (e.g. USD, EUR)`);
+      return raw.trim().toUpperCase();
     case 'bool':
       if (/^(true|yes|on|1)$/i.test(raw)) return true;
       if (/^(false|no|off|0)$/i.test(raw)) return false;

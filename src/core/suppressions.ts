@@ -68,14 +68,17 @@ export function suppressionReasons(ctx: CoreContext, tenantId: string, channel: 
   return keys.map((k) => byAddress.get(k) ?? null);
 }
 
-/** Suppressions of a tenant (optionally one channel), by channel and address; expired ones too (their `expiresAt` is past). */
-export function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel): Suppression[] {
+/**
+ * Suppressions of a tenant (optionally one channel; optionally one address, normalised as {@link suppressionKey}
+ * makes it), by channel and address; expired ones too (their `expiresAt` is past).
+ */
+export function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel, address?: string): Suppression[] {
   const rows = ctx.db
     .prepare(
       `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions
-       WHERE tenant_id = ? AND (? IS NULL OR channel = ?) ORDER BY channel, address`,
+       WHERE tenant_id = ? AND (? IS NULL OR channel = ?) AND (? IS NULL OR address = ?) ORDER BY channel, address`,
     )
-    .all(tenantId, channel ?? null, channel ?? null) as Array<{
+    .all(tenantId, channel ?? null, channel ?? null, address ?? null, address ?? null) as Array<{
     tenant_id: string;
     channel: Channel;
     address: string;

@@ -84,16 +84,21 @@ export function readTemplateFile(file: string, opts: TemplateFileOptions = {}): 
   return decodeStrict(bytes, charset, { what: `${flag} ${file}`, flag: encodingFlag });
 }
 
+/** The body an sms or whatsapp text message carries: the rendered text, trimmed (what segments are counted on). */
+export function phoneBody(r: Pick<Rendered, 'text'>): string {
+  return r.text.trim();
+}
+
 /**
  * Builds the message for one recipient from rendered content, by channel: e-mail gets subject, text and
  * html; SMS the text as its body; WhatsApp an approved template with its parameters, or the text.
  */
 export function composeMessage(channel: 'email' | 'sms' | 'whatsapp', to: string, source: TemplateSource, r: Rendered, headers?: Record<string, string>): OutboundMessage {
   if (channel === 'email') return { to, subject: r.subject ?? '', text: r.text, ...(r.html !== undefined ? { html: r.html } : {}), ...(headers ? { headers } : {}) };
-  if (channel === 'sms') return { to, body: r.text.trim() };
+  if (channel === 'sms') return { to, body: phoneBody(r) };
   const wa = source.whatsappTemplate;
   if (wa) return { to, template: { name: wa.name, language: wa.language, parameters: r.parameters ?? [] } };
-  return { to, text: r.text.trim() };
+  return { to, text: phoneBody(r) };
 }
 
 /**

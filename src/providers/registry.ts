@@ -5,8 +5,11 @@
  */
 import type { AdapterConfig, Provider, SettingValue } from './types.js';
 
-/** A setting's type: `string`, `int`, `bool`, one of `values` (`enum`), an e-mail address, or a file/folder path. */
-export type SettingType = 'string' | 'int' | 'bool' | 'enum' | 'email' | 'path';
+/**
+ * A setting's type: `string`, `int`, `decimal` (a number such as 0.0079), `bool`, one of `values` (`enum`), an
+ * e-mail address, a file/folder path, or an ISO 4217 `currency` code (USD).
+ */
+export type SettingType = 'string' | 'int' | 'decimal' | 'bool' | 'enum' | 'email' | 'path' | 'currency';
 
 /** How one setting is checked and documented. */
 export interface SettingSpec {
@@ -14,7 +17,7 @@ export interface SettingSpec {
   required?: boolean;
   values?: readonly string[];
   default?: SettingValue;
-  /** Inclusive range for `int`. */
+  /** Inclusive range for `int` and `decimal`. */
   min?: number;
   max?: number;
   doc: string;
@@ -35,6 +38,16 @@ export interface KindSpec {
    * `password`). Used to mark configs whose secrets are missing (e.g. dropped by `key reset`).
    */
   neededSecrets?(settings: Readonly<Record<string, SettingValue>>): string[];
+  /**
+   * What `provider verify` checks for this kind, in a few words (it never sends a message). Absent: the kind has
+   * no check of its own beyond its settings (`provider kinds` shows it cannot verify).
+   */
+  verifies?: string;
+  /**
+   * Bulk sends: the most messages the adapter puts in one request (its `sendMany`, the BatchSender capability).
+   * Absent: one request per message. `test/unit/kinds.test.ts` holds each adapter to it.
+   */
+  batchSize?: number;
   /**
    * Cross-setting checks run when a config is added or updated (after defaults); returns a one-line problem
    * naming the setting, or undefined when the settings are fine.
@@ -83,6 +96,7 @@ const smtp: KindSpec = {
   },
   secrets: { password: { required: false, doc: 'AUTH password' } },
   neededSecrets: (settings) => (settings.user ? ['password'] : []),
+  verifies: 'connects (TLS as set) and authenticates with AUTH when a password is set',
   create: async (config) => (await import('./smtp.js')).createSmtpProvider(config),
 };
 
@@ -97,6 +111,7 @@ const outbox: KindSpec = {
     ...UNSUBSCRIBE_MAILTO,
   },
   secrets: {},
+  verifies: 'the folder exists (or can be created) and is writable',
   create: async (config) => (await import('./outbox.js')).createOutboxProvider(config),
 };
 
@@ -119,6 +134,8 @@ const sendgrid: KindSpec = {
     ...SOFT_BOUNCE_SETTINGS,
   },
   secrets: { apiKey: { required: true, doc: 'API key with the Mail Send permission' } },
+  verifies: 'GET /v3/scopes: the API key works and has mail.send',
+  batchSize: 1000,
   create: async (config) => (await import('./sendgrid.js')).createSendGridProvider(config),
 };
 
@@ -143,6 +160,7 @@ const ses: KindSpec = {
     ...SOFT_BOUNCE_SETTINGS,
   },
   secrets: { secretAccessKey: { required: true, doc: 'IAM secret access key' } },
+  verifies: 'GetAccount: the credentials work and sending is enabled (quota, sandbox)',
   create: async (config) => (await import('./ses.js')).createSesProvider(config),
 };
 
@@ -161,6 +179,7 @@ function twilioKind(kind: string, channel: 'sms' | 'whatsapp'): KindSpec {
       ...SOFT_BOUNCE_SETTINGS,
     },
     secrets: { authToken: { required: true, doc: 'auth token of the account (also verifies status callbacks and inbound messages: X-Twilio-Signature)' } },
+    verifies: 'GET /2010-04-01/Accounts/{sid}.json: the credentials work and the account is active',
     check(s) {
       if (!/^AC[0-9a-fA-F]{32}$/.test(String(s.accountSid))) return `--set accountSid: "${String(s.accountSid)}" is not AC followed by 32 hex digits`;
       if ((s.from === undefined) === (s.messagingServiceSid === undefined)) return `kind ${kind} needs exactly one of --set from=… and --set messagingServiceSid=…`;
@@ -185,6 +204,7 @@ const sns: KindSpec = {
     endpoint: { type: 'string', doc: 'API base URL (default: the region\'s SNS endpoint)' },
   },
   secrets: { secretAccessKey: { required: true, doc: 'secret access key' } },
+  verifies: 'GetSMSAttributes: the credentials work',
   create: async (config) => (await import('./sns.js')).createSnsProvider(config),
 };
 
@@ -203,6 +223,7 @@ const metaWhatsApp: KindSpec = {
     appSecret: { required: false, advanced: true, doc: 'delivery events: the app secret that signs webhooks (X-Hub-Signature-256); without it `events serve` refuses this config\'s events' },
     webhookVerifyToken: { required: false, advanced: true, doc: 'delivery events: the verify token of the webhook subscription handshake (hub.verify_token)' },
   },
+  verifies: 'GET /{apiVersion}/{phoneNumberId}: the token works and can use the phone number',
   check(s) {
     if (!/^\d+$/.test(String(s.phoneNumberId))) return `--set phoneNumberId: "${String(s.phoneNumberId)}" is not a number id (digits only)`;
     if (!/^v\d+\.\d+$/.test(String(s.apiVersion))) return `--set apiVersion: "${String(s.apiVersion)}" does not look like v23.0`;
@@ -229,9 +250,22 @@ export const COMMON_SETTINGS: Readonly<Record<string, SettingSpec>> = {
   concurrency: { type: 'int', min: 1, max: 1000, doc: 'most requests in flight at once to this provider (default: no limit beyond --concurrency)' },
 };
 
-/** A kind's settings including {@link COMMON_SETTINGS} (a kind's own setting of the same name wins). */
+/**
+ * Settings every kind that serves sms or whatsapp has: the price of one segment, for the estimated cost that
+ * `template preview` (and bulk-send previews) show next to the segment count (`src/core/segments.ts`).
+ */
+export const SEGMENT_PRICE_SETTINGS: Readonly<Record<string, SettingSpec>> = {
+  pricePerSegment: { type: 'decimal', min: 0, doc: 'price of one SMS segment (a WhatsApp message counts alike), for the estimated cost in previews, e.g. 0.0079' },
+  currency: { type: 'currency', doc: 'ISO 4217 code of pricePerSegment, e.g. USD' },
+};
+
+/**
+ * A kind's settings including {@link COMMON_SETTINGS} and, for sms/whatsapp kinds, {@link SEGMENT_PRICE_SETTINGS}
+ * (a kind's own setting of the same name wins).
+ */
 export function settingSpecs(spec: KindSpec): Readonly<Record<string, SettingSpec>> {
-  return { ...COMMON_SETTINGS, ...spec.settings };
+  const phone = spec.channels.includes('sms') || spec.channels.includes('whatsapp');
+  return { ...COMMON_SETTINGS, ...(phone ? SEGMENT_PRICE_SETTINGS : {}), ...spec.settings };
 }
 
 /**

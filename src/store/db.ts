@@ -101,6 +101,21 @@ export function openStore(file: string, opts: OpenOptions = {}): Db {
   return db;
 }
 
+/**
+ * Opens an existing store read-only, without creating, migrating or changing it (shell completion reads ids from
+ * it while the user types). Returns null when there is no store file or it cannot be opened.
+ */
+export function openStoreReadOnly(file: string): Db | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    const db = new Database(file, { ...driverOptions(), readonly: true, fileMustExist: true });
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    return db;
+  } catch {
+    return null;
+  }
+}
+
 function migrate(db: Db): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {

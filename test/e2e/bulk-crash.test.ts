@@ -84,7 +84,7 @@ describe('crash safety: SIGKILL at random points, then the same cron line again'
     expect(states.get('sent')! + (states.get('unknown') ?? 0)).toBe(ROWS);
     // `batch list` and `batch show` give the counts the last run kept when it ended: they agree with the rows.
     for (const b of [list[0]!, detail]) {
-      expect([b.rows, b.sent, b.failed, b.unknown, b.pending]).toEqual([ROWS, states.get('sent'), states.get('failed') ?? 0, states.get('unknown') ?? 0, 0]);
+      expect([b.rowCount, b.sentCount, b.failedCount, b.unknownCount, b.pendingCount]).toEqual([ROWS, states.get('sent'), states.get('failed') ?? 0, states.get('unknown') ?? 0, 0]);
     }
     // Reported in the test output, for the issue's closing note.
     console.log(
@@ -129,7 +129,7 @@ describe('leases and signals', () => {
     const again = await ws.run(line2, { timeoutMs: 30_000 });
     expect([0, 3], show(again)).toContain(again.exitCode);
     const after = parseJson<BatchDetail & { pending: number; leaseOwner: string | null }>(await ws.run(['batch', 'show', held!.id, '--json']));
-    expect(after).toMatchObject({ status: 'done', pending: 0, leaseOwner: null });
+    expect(after).toMatchObject({ status: 'done', pendingCount: 0, leaseOwner: null });
   });
 
   test('the same cron line twice: the second sends nothing', async () => {

@@ -20,7 +20,7 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expectExit(await ws.run(['suppress', 'add', 'Bea@Example.com', '--tenant', 'acme', '--reason', 'asked by phone']), 0, 'suppress add');
     const list = ws.file('unsub.csv', 'address,reason\ncat@example.com,hard bounce\ndan@example.com,\n');
     const imp = parseJson<{ rows: number; added: number }>(expectExit(await ws.run(['suppress', 'import', '--tenant', 'acme', '--csv', list, '--column', 'address', '--json']), 0, 'import'));
-    expect(imp).toMatchObject({ rows: 2, added: 2 });
+    expect(imp).toMatchObject({ rowCount: 2, addedCount: 2 });
     const bad = await ws.run(['suppress', 'import', '--tenant', 'acme', '--csv', ws.file('bad.csv', 'email\nok@example.com\nnot-an-address\n')]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/line 3: email/);
@@ -37,7 +37,7 @@ describe('suppressions, templates, cancel, export, reports', () => {
     const tpl = ws.file('news.txt', 'Hello {{name}}\n');
     const r = expectExit(await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'News', '--json']), 0, 'send batch');
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 4, sent: 1, skipped: 3, failed: 0 });
+    expect(summary).toMatchObject({ rowCount: 4, sentCount: 1, skippedCount: 3, failedCount: 0 });
     expect(rows.find((e) => e.recipient === 'bea@example.com')).toMatchObject({ state: 'skipped', error: 'suppressed: asked by phone' });
     expect((await readOutbox(out)).map((m) => m.to[0])).toEqual(['ann@example.com']);
 
@@ -55,10 +55,10 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect(exported[0]!.message_id).not.toBe('');
     expect(exported[2]!.error).toBe('suppressed: hard bounce');
 
-    expectExit(await ws.run(['suppress', 'remove', 'bea@example.com', '--tenant', 'acme']), 0, 'remove');
+    expectExit(await ws.run(['suppress', 'remove', 'bea@example.com', '--tenant', 'acme', '--yes']), 0, 'remove');
     expect((await ws.run(['suppress', 'remove', 'bea@example.com', '--tenant', 'acme'])).exitCode).toBe(2);
     const again = parseBatchOutput(expectExit(await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'News', '--new-batch', '--json']), 0, 'again'));
-    expect(again.summary).toMatchObject({ sent: 2, skipped: 2 });
+    expect(again.summary).toMatchObject({ sentCount: 2, skippedCount: 2 });
   });
 
   test('stored templates: add, list, show, preview one CSV row, send batch --template, remove', async () => {
@@ -76,12 +76,12 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect((await ws.run(['template', 'preview', 'reminder', '--tenant', 'acme', '--csv', csv, '--row', '9'])).stderr).toMatch(/--row 9/);
 
     const r = parseBatchOutput(expectExit(await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template', 'reminder', '--json']), 0, 'send --template'));
-    expect(r.summary).toMatchObject({ rows: 2, sent: 2 });
+    expect(r.summary).toMatchObject({ rowCount: 2, sentCount: 2 });
     const fay = (await readOutbox(out)).find((m) => m.to[0] === 'fay@example.com')!;
     expect(fay.subject).toBe('Reminder for Fay');
     expect(fay.text.trim()).toBe('Dear Fay, see you at 9:00.');
     expect((await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template', 'nope'])).exitCode).toBe(2);
-    expectExit(await ws.run(['template', 'remove', 'reminder', '--tenant', 'acme']), 0, 'remove');
+    expectExit(await ws.run(['template', 'remove', 'reminder', '--tenant', 'acme', '--yes']), 0, 'remove');
     expect(parseJson<unknown[]>(await ws.run(['template', 'list', '--tenant', 'acme', '--json']))).toEqual([]);
   });
 
@@ -98,30 +98,30 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect(stopped.exitCode, String(stopped.stderr)).toBe(130);
     const id = parseJson<Array<{ id: string; status: string }>>(await ws.run(['batch', 'list', '--json']))[0]!;
     expect(id.status).toBe('interrupted');
-    const c = parseJson<{ cancelled: number; counts: { sent: number; skipped: number; pending: number } }>(expectExit(await ws.run(['batch', 'cancel', id.id, '--json']), 0, 'cancel'));
-    expect(c.cancelled).toBeGreaterThan(0);
-    expect(c.counts.pending).toBe(0);
-    expect(c.counts.sent + c.counts.skipped).toBe(300);
+    const c = parseJson<{ cancelledCount: number; sentCount: number; skippedCount: number; pendingCount: number }>(expectExit(await ws.run(['batch', 'cancel', id.id, '--yes', '--json']), 0, 'cancel'));
+    expect(c.cancelledCount).toBeGreaterThan(0);
+    expect(c.pendingCount).toBe(0);
+    expect(c.sentCount + c.skippedCount).toBe(300);
     const sentK = (await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length;
-    expect(sentK).toBe(c.counts.sent);
+    expect(sentK).toBe(c.sentCount);
     // `batch show` of the cancelled batch gives the counts kept at the cancel: they agree with its rows.
     const shown = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', id.id, '--items', '--json']), 0, 'show'));
     const tally = (state: string) => shown.items!.filter((i) => i.state === state).length;
-    expect([shown.status, shown.rows, shown.sent, shown.skipped, shown.pending]).toEqual(['cancelled', 300, tally('sent'), tally('skipped'), 0]);
-    expect(shown.sent).toBe(sentK);
+    expect([shown.status, shown.rowCount, shown.sentCount, shown.skippedCount, shown.pendingCount]).toEqual(['cancelled', 300, tally('sent'), tally('skipped'), 0]);
+    expect(shown.sentCount).toBe(sentK);
     // Neither resume nor the same line sends the cancelled rows.
     expect((await ws.run(['batch', 'resume', id.id])).exitCode).toBe(2);
     expectExit(await ws.run(line), 0, 'same line after cancel');
     expect((await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length).toBe(sentK);
 
-    const rep = parseJson<{ rows: Array<{ key: string; sent: number; failed: number; fallbackRate: number; byProvider: Record<string, { sent: number }> }> }>(
+    const rep = parseJson<{ groups: Array<{ key: string; sentCount: number; failedCount: number; fallbackRate: number; byProvider: Array<{ provider: string; sentCount: number; failedCount: number }> }> }>(
       expectExit(await ws.run(['report', '--since', '1h', '--by', 'tenant', '--json']), 0, 'report'),
     );
     const total = (await readOutbox(out)).length;
-    expect(rep.rows).toEqual([expect.objectContaining({ key: 'acme', sent: total, failed: 0, fallbackRate: 0 })]);
-    expect(rep.rows[0]!.byProvider).toEqual({ 'system/email/outbox': { sent: total, failed: 0 } });
-    const byProvider = parseJson<{ rows: Array<{ key: string }> }>(await ws.run(['report', '--by', 'provider', '--json']));
-    expect(byProvider.rows.map((x) => x.key)).toEqual(['system/email/outbox']);
+    expect(rep.groups).toEqual([expect.objectContaining({ key: 'acme', sentCount: total, failedCount: 0, fallbackRate: 0 })]);
+    expect(rep.groups[0]!.byProvider).toEqual([{ provider: 'system/email/outbox', sentCount: total, failedCount: 0 }]);
+    const byProvider = parseJson<{ groups: Array<{ key: string }> }>(await ws.run(['report', '--by', 'provider', '--json']));
+    expect(byProvider.groups.map((x) => x.key)).toEqual(['system/email/outbox']);
     expect((await ws.run(['report', '--by', 'colour'])).exitCode).toBe(2);
 
     const log = parseJson<Array<{ recipient: string; batchId: string; status: string }>>(await ws.run(['log', 'list', '--batch', id.id, '--limit', '3', '--json']));

@@ -39,9 +39,10 @@ describe('bulk-send progress', () => {
   test('without a terminal: a progress line on stderr every 5 s, stdout only the summary; --quiet prints none', async () => {
     const r = await ws.run(batch('pipe', 70), { timeoutMs: 30_000 });
     expect(r.exitCode, show(r)).toBe(0);
-    const lines = r.stderr.split('\n').filter((l) => /^sending: \d+\/70 done/.test(l));
+    // Each line is dated (ISO 8601, the local zone's offset) for cron logs.
+    const lines = r.stderr.split('\n').filter((l) => /sending: \d+\/70 done/.test(l));
     expect(lines.length, r.stderr).toBeGreaterThanOrEqual(1);
-    expect(lines[0]).toMatch(/^sending: \d+\/70 done, \d+ sent, 0 failed, 0 skipped \(\d+\.\d msg\/s ETA \d+s\)$/);
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z) sending: \d+\/70 done, \d+ sent, 0 failed, 0 skipped \(\d+\.\d msg\/s ETA \d+s\)$/);
     expect(r.stdout).not.toMatch(/sending:/);
     expect(r.stdout).toMatch(/Batch b-\S+ finished/);
 

@@ -48,7 +48,7 @@ describe('--rate at the server', () => {
       timeoutMs: 30_000,
     });
     expect(r.exitCode, show(r)).toBe(0);
-    expect(parseBatchOutput(r).summary).toMatchObject({ rows: ROWS, sent: ROWS });
+    expect(parseBatchOutput(r).summary).toMatchObject({ rowCount: ROWS, sentCount: ROWS });
     expect(srv.dataAt).toHaveLength(ROWS);
     expect(maxPerSecond(srv.dataAt), `arrivals (ms): ${srv.dataAt.map((t) => Math.round(t - srv.dataAt[0]!)).join(' ')}`).toBeLessThanOrEqual(RATE);
   });

@@ -52,10 +52,10 @@ describe('concurrent writers on one store', () => {
       expect(r.stderr).not.toMatch(/SQLITE_BUSY|database is locked|is locked/i);
     }
     const { summary } = parseBatchOutput(batchResult);
-    expect(summary).toMatchObject({ rows: ROWS, sent: ROWS, failed: 0 });
+    expect(summary).toMatchObject({ rowCount: ROWS, sentCount: ROWS, failedCount: 0 });
     expect(await readOutbox(path.join(ws.dir, 'outbox'))).toHaveLength(ROWS);
-    const tenants = parseJson<Array<{ id: string; providers: number }>>(expectExit(await ws.run(['tenant', 'list', '--json']), 0, 'tenant list'));
-    expect(tenants.filter((t) => t.id.startsWith('op-') && t.providers === 1)).toHaveLength(N);
+    const tenants = parseJson<Array<{ id: string; providerCount: number }>>(expectExit(await ws.run(['tenant', 'list', '--json']), 0, 'tenant list'));
+    expect(tenants.filter((t) => t.id.startsWith('op-') && t.providerCount === 1)).toHaveLength(N);
     const audit = parseJson<Array<{ action: string }>>(await ws.run(['audit', 'list', '--json']));
     expect(audit.filter((a) => a.action === 'provider.update')).toHaveLength(N);
   });

@@ -15,12 +15,12 @@ interface Rec {
   type: 'CNAME' | 'TXT' | 'MX';
   host: string;
   value: string;
-  priority?: number;
+  priority: number | null;
 }
 interface DomainJson {
   domain: string;
-  owner: string;
-  providerRef: string;
+  tenantId: string | null;
+  provider: string | null;
   status: string;
   records: Rec[];
   checkedAt: string | null;
@@ -30,12 +30,12 @@ interface CheckJson {
   ok: boolean;
   failed: string[];
   records: Array<{ purpose: string; state: string; found: string[]; expected: string }>;
-  spf: { state: string; lookups: number; problem: string | null; includesProvider: boolean };
+  spf: { state: string; lookupCount: number; problem: string | null; includesProvider: boolean };
   dmarc: { state: string; policy: string | null };
 }
 interface VerifyJson {
   status: string;
-  attempts?: number;
+  attemptCount: number;
   timedOut?: boolean;
   records: Array<{ purpose: string; valid: boolean; reason: string | null }>;
 }
@@ -90,7 +90,7 @@ describe('domain authentication', () => {
       const extra = d === 'good.test' ? ['--subdomain', 'mail', '--dkim-selector', 'abc'] : [];
       const r = expectExit(await ws.run(['domain', 'add', '--tenant', TENANT, d, '--provider', SG_REF, ...extra, '--json']), 0, `domain add ${d}`);
       const added = parseJson<DomainJson>(r);
-      expect(added).toMatchObject({ domain: d, owner: TENANT, providerRef: SG_REF, status: 'pending' });
+      expect(added).toMatchObject({ domain: d, tenantId: TENANT, provider: SG_REF, status: 'pending' });
       expect(added.records.map((x) => x.purpose)).toEqual(['mail_cname', 'dkim1', 'dkim2']);
       records.set(d, added.records);
     }
@@ -98,9 +98,9 @@ describe('domain authentication', () => {
     expect(creates.map((q) => q.body)).toContainEqual({ domain: 'good.test', automatic_security: true, subdomain: 'mail', custom_dkim_selector: 'abc' });
     expect(creates.map((q) => q.body)).toContainEqual({ domain: 'wrong.test', automatic_security: true });
     expect(records.get('good.test')).toEqual([
-      { purpose: 'mail_cname', type: 'CNAME', host: 'mail.good.test', value: 'u4242.wl.sendgrid.net' },
-      { purpose: 'dkim1', type: 'CNAME', host: 'abc._domainkey.good.test', value: 'abc.domainkey.u4242.wl.sendgrid.net' },
-      { purpose: 'dkim2', type: 'CNAME', host: 'abc2._domainkey.good.test', value: 'abc2.domainkey.u4242.wl.sendgrid.net' },
+      { purpose: 'mail_cname', type: 'CNAME', host: 'mail.good.test', value: 'u4242.wl.sendgrid.net', priority: null },
+      { purpose: 'dkim1', type: 'CNAME', host: 'abc._domainkey.good.test', value: 'abc.domainkey.u4242.wl.sendgrid.net', priority: null },
+      { purpose: 'dkim2', type: 'CNAME', host: 'abc2._domainkey.good.test', value: 'abc2.domainkey.u4242.wl.sendgrid.net', priority: null },
     ]);
 
     // Human output tells the operator what to publish; in a pipe, as tab-separated lines.
@@ -115,9 +115,9 @@ describe('domain authentication', () => {
     );
     const tokens = ses.identities.get('ses.test')!.tokens;
     expect(sesAdd.records).toEqual([
-      ...tokens.map((t, i) => ({ purpose: `dkim${i + 1}`, type: 'CNAME', host: `${t}._domainkey.ses.test`, value: `${t}.dkim.amazonses.com` })),
+      ...tokens.map((t, i) => ({ purpose: `dkim${i + 1}`, type: 'CNAME', host: `${t}._domainkey.ses.test`, value: `${t}.dkim.amazonses.com`, priority: null })),
       { purpose: 'mail_from_mx', type: 'MX', host: 'mail.ses.test', value: `feedback-smtp.${REGION}.amazonses.com`, priority: 10 },
-      { purpose: 'mail_from_spf', type: 'TXT', host: 'mail.ses.test', value: 'v=spf1 include:amazonses.com ~all' },
+      { purpose: 'mail_from_spf', type: 'TXT', host: 'mail.ses.test', value: 'v=spf1 include:amazonses.com ~all', priority: null },
     ]);
     expect(ses.requests.find((q) => q.method === 'POST')?.body).toEqual({ EmailIdentity: 'ses.test' });
     expect(ses.requests.find((q) => q.method === 'PUT')).toMatchObject({ path: '/v2/email/identities/ses.test/mail-from', body: { MailFromDomain: 'mail.ses.test', BehaviorOnMxFailure: 'USE_DEFAULT_VALUE' } });
@@ -162,7 +162,7 @@ describe('domain authentication', () => {
       for (const r of recs) {
         if (domain === 'missing.test' && r.purpose === 'dkim2') continue;
         const value = domain === 'wrong.test' && r.purpose === 'dkim1' ? 's1.domainkey.u9999.wl.sendgrid.net' : r.value;
-        zone.push(r.type === 'MX' ? { type: 'MX', host: r.host, value, priority: r.priority } : { type: r.type, host: r.host, value });
+        zone.push(r.type === 'MX' ? { type: 'MX', host: r.host, value, priority: r.priority ?? undefined } : { type: r.type, host: r.host, value });
       }
       const include = domain === 'ses.test' ? 'include:amazonses.com' : 'include:sendgrid.net';
       zone.push({ type: 'TXT', host: domain, value: domain === 'spf.test' ? `v=spf1 ${include} include:l1.spf.test -all` : `v=spf1 ${include} ~all` });
@@ -177,7 +177,7 @@ describe('domain authentication', () => {
 
     const good = await check('good.test', 0);
     expect(good.records.map((r) => r.state)).toEqual(['ok', 'ok', 'ok']);
-    expect(good.spf).toMatchObject({ state: 'ok', lookups: 1, includesProvider: true });
+    expect(good.spf).toMatchObject({ state: 'ok', lookupCount: 1, includesProvider: true });
     expect(good.dmarc).toMatchObject({ state: 'ok', policy: 'quarantine' });
     const goodHuman = expectExit(await ws.run(['domain', 'check', 'good.test', '--resolver', dns.server]), 0, 'check good.test');
     expect(goodHuman.stdout).toContain('All required records are in place.');
@@ -195,7 +195,7 @@ describe('domain authentication', () => {
 
     const spf = await check('spf.test', 1);
     expect(spf.records.every((r) => r.state === 'ok')).toBe(true);
-    expect(spf.spf).toMatchObject({ state: 'wrong', lookups: 12 });
+    expect(spf.spf).toMatchObject({ state: 'wrong', lookupCount: 12 });
     expect(spf.spf.problem).toContain('more than the limit of 10');
     expect(spf.failed).toEqual(['SPF']);
 
@@ -222,9 +222,10 @@ describe('domain authentication', () => {
     sg.validOn.set('good.test', 3);
     const wait = await ws.run(['domain', 'verify', 'good.test', '--wait', '--interval', '200ms', '--timeout', '60s', '--resolver', dns!.server, '--json']);
     expect(wait.exitCode, show(wait)).toBe(0);
-    expect(parseJson<VerifyJson>(wait)).toMatchObject({ status: 'verified', attempts: 3, timedOut: false });
+    expect(parseJson<VerifyJson>(wait)).toMatchObject({ status: 'verified', attemptCount: 3, timedOut: false });
     expect(wait.stderr).toContain('local DNS check: all required records are in place');
-    expect(wait.stderr).toMatch(/poll 1: failed .*next in 0\.2 s\npoll 2: failed .*\npoll 3: verified\n/);
+    // Dated lines (stderr is not a terminal here): each poll line starts with an ISO 8601 time stamp.
+    expect(wait.stderr).toMatch(/ poll 1: failed .*next in 0\.2 s\n\S+ poll 2: failed .*\n\S+ poll 3: verified\n/);
     const goodState = [...sg.domains.values()].find((d) => d.domain === 'good.test')!;
     expect(goodState.validations).toBe(3);
 
@@ -237,7 +238,7 @@ describe('domain authentication', () => {
     ses.successOn.set('ses.test', identity.gets + 3);
     const sesWait = await ws.run(['domain', 'verify', 'ses.test', '--wait', '--interval', '200ms', '--timeout', '60s', '--resolver', dns!.server, '--json']);
     expect(sesWait.exitCode, show(sesWait)).toBe(0);
-    expect(parseJson<VerifyJson>(sesWait)).toMatchObject({ status: 'verified', attempts: 3 });
+    expect(parseJson<VerifyJson>(sesWait)).toMatchObject({ status: 'verified', attemptCount: 3 });
 
     const list = parseJson<DomainJson[]>(expectExit(await ws.run(['domain', 'list', '--tenant', TENANT, '--json']), 0, 'domain list'));
     const status = Object.fromEntries(list.map((d) => [d.domain, d.status]));

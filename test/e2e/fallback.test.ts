@@ -12,6 +12,7 @@ import {
   parseBatchOutput,
   readOutbox,
   type BatchDetail,
+  sentBy,
 } from '../helpers/setup.js';
 
 const TEMPLATE = '<p>Hi {{first_name}}, your appointment is on <b>{{date}}</b>.</p>\n';
@@ -62,8 +63,8 @@ describe('fallback to the system outbox', () => {
     const r = await sendBatch(ws);
     expectExit(r, 0, 'send batch with fallback');
     const { summary } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 3, sent: 3, failed: 0, fallback: 3 });
-    expect(summary.byProvider).toEqual({ 'system/email/outbox': 3 });
+    expect(summary).toMatchObject({ rowCount: 3, sentCount: 3, failedCount: 0, fallbackCount: 3 });
+    expect(sentBy(summary)).toEqual({ 'system/email/outbox': 3 });
 
     // The tenant's provider was really tried (and refused) before falling back.
     expect(srv.authFailures).toBeGreaterThan(0);
@@ -100,8 +101,8 @@ describe('fallback to the system outbox', () => {
     expectExit(r, 3, 'send batch with a refused recipient');
     const { summary } = parseBatchOutput(r);
     expect(r.stderr).toContain(summary.batchId);
-    expect(summary).toMatchObject({ rows: 3, sent: 2, failed: 1, fallback: 0 });
-    expect(summary.byProvider).toEqual({ 'acme/email/smtp': 2 });
+    expect(summary).toMatchObject({ rowCount: 3, sentCount: 2, failedCount: 1, fallbackCount: 0 });
+    expect(sentBy(summary)).toEqual({ 'acme/email/smtp': 2 });
 
     // Recipient errors are neither retried nor handed to the fallback provider.
     expect(srv.rejected).toEqual(['bounce@example.com']);

@@ -68,8 +68,8 @@ describe('interactive onboarding on a terminal', () => {
     }
     // Verified for real (AUTH with the typed password), recorded, shown in provider list, audited without values.
     expect(srv.messages).toHaveLength(0);
-    const list = parseJson<Array<{ ref: string; lastVerifyResult: string }>>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/smtp')?.lastVerifyResult).toMatch(/^ok/);
+    const list = parseJson<Array<{ id: string; lastVerifyResult: string }>>(await ws.run(['provider', 'list', '--json']));
+    expect(list.find((p) => p.id === 'acme/email/smtp')?.lastVerifyResult).toMatch(/^ok/);
     expect((await ws.run(['provider', 'list'])).stdout).toMatch(/^acme\/email\/smtp\t.*\tok \d{4}-/m);
     const audit = parseJson<Array<{ action: string; fields: string[] }>>(await ws.run(['audit', 'list', '--json']));
     expect(audit.map((a) => a.action)).toEqual(['tenant.add', 'key.bind', 'provider.add', 'provider.verify']);

@@ -14,7 +14,7 @@ interface Status {
   fingerprint: string | null;
   keyId: number | null;
   matches: boolean;
-  versions: Array<{ id: number; fingerprint: string; retiredAt: string | null; sealedSecrets: number }>;
+  versions: Array<{ id: number; fingerprint: string; retiredAt: string | null; sealedSecretCount: number }>;
 }
 
 describe('OS keychain key source', () => {
@@ -34,13 +34,13 @@ describe('OS keychain key source', () => {
 
   test('key init --keychain stores the key; new processes find it; libsecret sees the same item', async () => {
     const init = expectExit(await ws.run(['key', 'init', '--keychain', '--json'], { env: env() }), 0, 'key init --keychain');
-    const created = parseJson<{ keyId: number; fingerprint: string; account: string; source: string }>(init);
+    const created = parseJson<{ keyId: number; fingerprint: string; keychainAccount: string; source: string }>(init);
     expect(created.source).toBe('keychain');
     expect(init.stdout + init.stderr).not.toMatch(/SWITCHBOARD_MASTER_KEY=/);
 
     const status = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env: env() }), 0, 'key status'));
     expect(status).toMatchObject({ source: 'keychain', location: status.storeId, keyId: 1, matches: true, fingerprint: created.fingerprint });
-    expect(created.account).toBe(status.storeId);
+    expect(created.keychainAccount).toBe(status.storeId);
 
     // A second, independent client (libsecret's secret-tool) reads the item the library wrote.
     const items = kr.secretTool(['search', '--all', 'service', 'switchboard']);
@@ -92,11 +92,11 @@ describe('OS keychain key source', () => {
     const before = parseJson<Status>(await ws.run(['key', 'status', '--json'], { env: env() }));
     const rot = expectExit(await ws.run(['key', 'rotate', '--json'], { env: env() }), 0, 'key rotate (keychain)');
     const r = parseJson<{ newKeyId: number; fingerprint: string; resealed: number; source: string }>(rot);
-    expect(r).toMatchObject({ source: 'keychain', resealed: 1 });
+    expect(r).toMatchObject({ source: 'keychain', resealedCount: 1 });
     const after = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env: env() }), 0, 'key status after rotate'));
     expect(after).toMatchObject({ source: 'keychain', keyId: r.newKeyId, fingerprint: r.fingerprint, matches: true });
     expect(after.fingerprint).not.toBe(before.fingerprint);
-    expect(after.versions.map((v) => [v.id, v.sealedSecrets, v.retiredAt === null])).toEqual([
+    expect(after.versions.map((v) => [v.id, v.sealedSecretCount, v.retiredAt === null])).toEqual([
       [1, 0, false],
       [2, 1, true],
     ]);

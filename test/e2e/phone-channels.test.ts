@@ -46,7 +46,7 @@ describe('sms and whatsapp channels', () => {
       'sms batch',
     );
     const { summary } = parseBatchOutput(r2);
-    expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0 });
+    expect(summary).toMatchObject({ rowCount: 2, sentCount: 2, failedCount: 0 });
     expect(readJson(sms).map((m) => [m.to, m.body, m.from])).toEqual([
       ['+14155552671', 'Hi Ada, see you at 9:30.', '+14155550100'],
       ['+442079460018', 'Hi Bob, see you at 10:00.', '+14155550100'],
@@ -67,7 +67,7 @@ describe('sms and whatsapp channels', () => {
       0,
       'whatsapp batch',
     );
-    expect(parseBatchOutput(r).summary).toMatchObject({ rows: 1, sent: 1 });
+    expect(parseBatchOutput(r).summary).toMatchObject({ rowCount: 1, sentCount: 1 });
     const missing = await ws.run(['send', 'batch', '--tenant', 'acme', '--channel', 'whatsapp', '--csv', csv, '--template-name', 'x', '--template-param', 'nope']);
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toMatch(/\{\{nope\}\} has no column/);
@@ -75,7 +75,7 @@ describe('sms and whatsapp channels', () => {
     const t = parseJson<{ status: string; to: string; provider: string }>(
       expectExit(await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'whatsapp', '--to', '+44 20 7946 0018', '--body', 'hello', '--json']), 0, 'test send'),
     );
-    expect(t).toMatchObject({ status: 'sent', to: '+442079460018', provider: 'system/whatsapp/outbox' });
+    expect(t).toMatchObject({ status: 'sent', recipient: '+442079460018', provider: 'system/whatsapp/outbox' });
     expect(readJson(wa).map((m) => [m.to, m.template ?? m.text])).toEqual([
       ['+14155552671', { name: 'appointment_reminder', language: 'en_GB', parameters: ['Ada', 'Tuesday'] }],
       ['+442079460018', 'hello'],

@@ -70,11 +70,13 @@ function outboxTo(dir: string): string[] {
 
 interface TestSend {
   status: string;
-  provider?: string;
+  provider: string | null;
   fallback: boolean;
-  messageId?: string;
-  attempts: Array<{ provider: string; attempt: number; status: string; errorKind?: string }>;
-  error?: { kind: string; code?: string };
+  messageId: string | null;
+  attempts: Array<{ provider: string; attempt: number; status: string; errorKind: string | null }>;
+  error: string | null;
+  errorKind: string | null;
+  errorCode: string | null;
 }
 
 function sendTest(ws: Workspace, to: string, extra: string[] = []) {
@@ -89,19 +91,19 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
     expect(t).toMatchObject({ status: 'sent', provider: 'system/sms/outbox', fallback: true });
     expect(t.attempts.map((a) => [a.provider, a.status, a.errorKind])).toEqual([
       ['acme/sms/twilio', 'failed', 'auth'],
-      ['system/sms/outbox', 'sent', undefined],
+      ['system/sms/outbox', 'sent', null],
     ]);
     // One row at a time, so the second row sees the circuit the first one opened.
     const r = expectExit(await sendPhoneBatch(ws, 'sms', ['+14155552672', '+14155552673'], ['--concurrency', '1']), 0, 'batch');
     const { summary } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0, fallback: 2, byProvider: { 'system/sms/outbox': 2 } });
+    expect(summary).toMatchObject({ rowCount: 2, sentCount: 2, failedCount: 0, fallbackCount: 2, byProvider: [{ provider: 'system/sms/outbox', sentCount: 2 }] });
     const detail = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', summary.batchId, '--items', '--json']), 0, 'batch show'));
     for (const item of detail.items ?? []) expect(item).toMatchObject({ state: 'sent', provider: 'system/sms/outbox', fallback: true });
     expect(outboxTo(outbox)).toEqual(['+14155552671', '+14155552672', '+14155552673']);
     // Auth failures open the circuit: one refused request per run (test send, batch), not one per row.
     expect(stub.sends.map((s) => s.status)).toEqual([401, 401]);
-    const list = parseJson<Array<{ ref: string; health: string }>>(expectExit(await ws.run(['provider', 'list', '--json']), 0, 'list'));
-    expect(list.find((p) => p.ref === 'acme/sms/twilio')?.health).toBe('unhealthy');
+    const list = parseJson<Array<{ id: string; health: string }>>(expectExit(await ws.run(['provider', 'list', '--json']), 0, 'list'));
+    expect(list.find((p) => p.id === 'acme/sms/twilio')?.health).toBe('unhealthy');
     expect(stub.violations).toEqual([]);
   });
 
@@ -111,7 +113,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
     expect(t).toMatchObject({ status: 'sent', provider: 'acme/sms/twilio', fallback: false });
     expect(t.attempts.map((a) => [a.attempt, a.status, a.errorKind])).toEqual([
       [1, 'failed', 'rate_limited'],
-      [2, 'sent', undefined],
+      [2, 'sent', null],
     ]);
     expect(stub.sends.map((s) => s.status)).toEqual([429, 201]);
     expect(t.messageId).toBe(stub.sends[1]!.messageId);
@@ -126,7 +128,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
     const { ws, stub, outbox } = await setup({ [DOWN]: [err, err, err], [DOWN_ONCE]: [err] });
     const r = expectExit(await sendPhoneBatch(ws, 'sms', [DOWN, '+14155552671']), 0, 'batch');
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0, fallback: 1 });
+    expect(summary).toMatchObject({ rowCount: 2, sentCount: 2, failedCount: 0, fallbackCount: 1 });
     expect(rows.find((x) => x.recipient === DOWN)).toMatchObject({ state: 'sent', provider: 'system/sms/outbox', fallback: true });
     expect(rows.find((x) => x.recipient === '+14155552671')).toMatchObject({ state: 'sent', provider: 'acme/sms/twilio', fallback: false });
     expect(stub.sends.filter((s) => s.to === DOWN).map((s) => s.status)).toEqual([503, 503, 503]);
@@ -147,7 +149,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
     const r = await sendTest(ws, INVALID);
     expect(r.exitCode).toBe(1);
     const t = parseJson<TestSend>(r);
-    expect(t).toMatchObject({ status: 'failed', fallback: false, error: { kind: 'recipient', code: '21211' } });
+    expect(t).toMatchObject({ status: 'failed', fallback: false, errorKind: 'recipient', errorCode: '21211' });
     expect(t.attempts).toHaveLength(1);
     expect(stub.sends).toHaveLength(1);
     expect(outboxTo(outbox)).toEqual([]);
@@ -158,7 +160,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
     const { ws, stub, outbox } = await setup({ [STOPPED]: [twilioError(400, 21610, 'Attempt to send to unsubscribed recipient')] });
     const r1 = expectExit(await sendPhoneBatch(ws, 'sms', ['+14155552671', STOPPED]), 3, 'first batch');
     const first = parseBatchOutput(r1);
-    expect(first.summary).toMatchObject({ rows: 2, sent: 1, failed: 1, fallback: 0 });
+    expect(first.summary).toMatchObject({ rowCount: 2, sentCount: 1, failedCount: 1, fallbackCount: 0 });
     expect(first.rows.find((x) => x.recipient === STOPPED)).toMatchObject({ state: 'failed', fallback: false });
     expect(outboxTo(outbox)).toEqual([]);
 
@@ -166,7 +168,7 @@ describe('sms fallback matrix (twilio → system outbox)', () => {
 
     const r2 = expectExit(await sendPhoneBatch(ws, 'sms', [STOPPED, '+14155552672']), 0, 'second batch');
     const second = parseBatchOutput(r2);
-    expect(second.summary).toMatchObject({ rows: 2, sent: 1, skipped: 1, failed: 0 });
+    expect(second.summary).toMatchObject({ rowCount: 2, sentCount: 1, skippedCount: 1, failedCount: 0 });
     expect(second.rows.find((x) => x.recipient === STOPPED)).toMatchObject({ state: 'skipped' });
     // Twilio was asked about the stopped number once only: in the first batch.
     expect(stub.sends.filter((s) => s.to === STOPPED)).toHaveLength(1);

@@ -124,7 +124,7 @@ describe('twilio (sms) and twilio-whatsapp', () => {
       'template batch',
     );
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0 });
+    expect(summary).toMatchObject({ rowCount: 2, sentCount: 2, failedCount: 0 });
     const byTo = Object.fromEntries(stub.sends.map((s) => [s.to, s]));
     expect(byTo['whatsapp:+14155552671']!.payload).toEqual({ To: 'whatsapp:+14155552671', From: 'whatsapp:+14155238886', Body: 'hello there' });
     expect(byTo['whatsapp:+14155552672']!.payload).toEqual({ To: 'whatsapp:+14155552672', From: 'whatsapp:+14155238886', ContentSid: contentSid, ContentVariables: '{"1":"Ada","2":"Tuesday"}' });
@@ -215,7 +215,7 @@ describe('error classes through the binary', () => {
     );
     const r = expectExit(await sendPhoneBatch(ws, 'whatsapp', ['+14155550011', '+14155550012', '+14155550013']), 3, 'batch');
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 3, sent: 1, failed: 2 });
+    expect(summary).toMatchObject({ rowCount: 3, sentCount: 1, failedCount: 2 });
     expect(rows.find((x) => x.recipient === '+14155550013')).toMatchObject({ state: 'sent', provider: 'acme/whatsapp/meta-whatsapp' });
     expect(stub.sends.filter((x) => x.to === '+14155550013').map((x) => x.status)).toEqual([429, 200]);
     expect(stub.sends.filter((x) => x.to !== '+14155550013').map((x) => x.status)).toEqual([400, 400]);
@@ -244,7 +244,7 @@ describe('error classes through the binary', () => {
     );
     const r = expectExit(await sendPhoneBatch(ws, 'sms', ['+14155550021', '+14155550022', '+14155550023']), 3, 'batch');
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 3, sent: 1, failed: 2 });
+    expect(summary).toMatchObject({ rowCount: 3, sentCount: 1, failedCount: 2 });
     expect(rows.find((x) => x.recipient === '+14155550023')).toMatchObject({ state: 'sent', provider: 'acme/sms/sns' });
     expect(stub.sends.filter((x) => x.to === '+14155550023').map((x) => x.status)).toEqual([400, 200]);
     expect(stub.sends.filter((x) => x.to !== '+14155550023').map((x) => x.status)).toEqual([400, 400]);

@@ -18,7 +18,7 @@ interface Status {
   keyId: number | null;
   fingerprint: string;
   matches: boolean;
-  versions: Array<{ id: number; retiredAt: string | null; sealedSecrets: number }>;
+  versions: Array<{ id: number; retiredAt: string | null; sealedSecretCount: number }>;
 }
 
 type Row = { id: number; tenant_id: string; channel: string; name: string; key_id: number; sealed_secrets: Buffer };
@@ -62,7 +62,7 @@ describe('key rotate', () => {
 
     const r = expectExit(await ws.run(['key', 'rotate', '--json'], { env }), 0, 'key rotate');
     const res = parseJson<{ oldKeyId: number; newKeyId: number; resealed: number; source: string; fingerprint: string }>(r);
-    expect(res).toMatchObject({ oldKeyId: 1, newKeyId: 2, resealed: 20, source: 'file' });
+    expect(res).toMatchObject({ oldKeyId: 1, newKeyId: 2, resealedCount: 20, source: 'file' });
 
     const newKeyText = fs.readFileSync(keyFile, 'utf8').trim();
     expect(newKeyText).not.toBe(ws.key);
@@ -82,7 +82,7 @@ describe('key rotate', () => {
     for (const ref of refs) expect(opened.get(ref)).toBe(`pw-${ref}`);
 
     const status = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env }), 0, 'key status'));
-    expect(status.versions.map((v) => [v.id, v.retiredAt !== null, v.sealedSecrets])).toEqual([
+    expect(status.versions.map((v) => [v.id, v.retiredAt !== null, v.sealedSecretCount])).toEqual([
       [1, true, 0],
       [2, false, 20],
     ]);
@@ -190,10 +190,10 @@ describe('key reset (I lost my key)', () => {
     fs.rmSync(keyFile); // the loss
     const newFile = `${keyFile}.new-after-loss`;
     const r = expectExit(await ws.run(['key', 'reset', '--yes', '--file', newFile, '--json'], { env: { SWITCHBOARD_MASTER_KEY: undefined } }), 0, 'key reset');
-    expect(parseJson<{ keyId: number; lostKeyId: number; dropped: string[] }>(r)).toMatchObject({ keyId: 2, lostKeyId: 1, dropped: ['t0001/email/s1', 't0002/email/s1'] });
+    expect(parseJson<{ keyId: number; lostKeyId: number; droppedProviders: string[] }>(r)).toMatchObject({ keyId: 2, lostKeyId: 1, droppedProviders: ['t0001/email/s1', 't0002/email/s1'] });
     const env2 = { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: newFile };
-    const list = parseJson<Array<{ ref: string; settings: { host: string }; secrets: Record<string, string> }>>(await ws.run(['provider', 'list', '--json'], { env: env2 }));
-    expect(list.map((p) => [p.ref, p.settings.host, Object.keys(p.secrets).length])).toEqual([
+    const list = parseJson<Array<{ id: string; settings: { host: string }; secrets: Record<string, string> }>>(await ws.run(['provider', 'list', '--json'], { env: env2 }));
+    expect(list.map((p) => [p.id, p.settings.host, Object.keys(p.secrets).length])).toEqual([
       ['t0001/email/s1', '127.0.0.1', 0],
       ['t0002/email/s1', '127.0.0.1', 0],
     ]);

@@ -135,8 +135,8 @@ describe('secrets stay secret', () => {
     expect(doctor.checks.find((c) => c.check === 'provider beta/email/smtp verified')?.status).toBe('fail');
 
     // provider show --json describes the config but masks the password.
-    const shown = parseJson<{ ref: string; settings: Record<string, unknown>; secrets: Record<string, unknown> }>(byWhat.get('provider show --json')!);
-    expect(shown.ref).toBe('acme/email/smtp');
+    const shown = parseJson<{ id: string; settings: Record<string, unknown>; secrets: Record<string, unknown> }>(byWhat.get('provider show --json')!);
+    expect(shown.id).toBe('acme/email/smtp');
     expect(shown.settings).toMatchObject({ host: '127.0.0.1', user: 'mailer', tls: 'starttls' });
     expect(String(shown.settings.port)).toBe(String(srv.port));
     expect(shown.settings).not.toHaveProperty('password');

@@ -9,6 +9,7 @@ import {
   normId,
   parseBatchOutput,
   type BatchDetail,
+  sentBy,
 } from '../helpers/setup.js';
 
 const PASSWORD = 'batch-smtp-pw-4c1d';
@@ -74,9 +75,9 @@ describe('send batch through a tenant smtp provider', () => {
     ]);
     expectExit(r, 0, 'send batch');
     const { summary, rows: events } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 5, sent: 5, failed: 0, skipped: 0, fallback: 0 });
-    expect(summary.unknown ?? 0).toBe(0);
-    expect(summary.byProvider).toEqual({ 'acme/email/smtp': 5 });
+    expect(summary).toMatchObject({ rowCount: 5, sentCount: 5, failedCount: 0, skippedCount: 0, fallbackCount: 0 });
+    expect(summary.unknownCount).toBe(0);
+    expect(sentBy(summary)).toEqual({ 'acme/email/smtp': 5 });
     expect(typeof summary.batchId).toBe('string');
     expect(summary.batchId.length).toBeGreaterThan(0);
     expect(typeof summary.elapsedMs).toBe('number');
@@ -134,7 +135,7 @@ describe('send batch through a tenant smtp provider', () => {
 
     const list = parseJson<BatchDetail[]>(expectExit(await ws.run(['batch', 'list', '--json']), 0, 'batch list'));
     expect(list).toHaveLength(1);
-    expect(list[0]).toMatchObject({ id: summary.batchId, tenantId: 'acme', channel: 'email', rows: 5, sent: 5, failed: 0 });
+    expect(list[0]).toMatchObject({ id: summary.batchId, tenantId: 'acme', channel: 'email', rowCount: 5, sentCount: 5, failedCount: 0 });
 
     // The same batch again reports the existing batch and sends nothing.
     const again = await ws.run([
@@ -144,7 +145,7 @@ describe('send batch through a tenant smtp provider', () => {
     expect(again.exitCode, show(again)).toBe(0);
     const againOut = parseBatchOutput(again);
     expect(againOut.summary.batchId).toBe(summary.batchId);
-    expect(againOut.summary).toMatchObject({ rows: 5, sent: 5, failed: 0 });
+    expect(againOut.summary).toMatchObject({ rowCount: 5, sentCount: 5, failedCount: 0 });
     expect(srv.messages).toHaveLength(5);
     const list2 = parseJson<BatchDetail[]>(expectExit(await ws.run(['batch', 'list', '--json']), 0, 'batch list'));
     expect(list2).toHaveLength(1);
@@ -171,7 +172,7 @@ describe('send batch through a tenant smtp provider', () => {
     ]);
     expectExit(r, 0, 'send batch (BOM/CRLF)');
     const { summary, rows: events } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 2, sent: 2, failed: 0 });
+    expect(summary).toMatchObject({ rowCount: 2, sentCount: 2, failedCount: 0 });
     // Gus is on physical line 4: Fay's quoted address spans lines 2-3.
     expect(events.find((e) => e.recipient === 'fay@example.com')?.line).toBe(2);
     expect(events.find((e) => e.recipient === 'gus@example.com')?.line).toBe(4);

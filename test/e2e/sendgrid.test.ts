@@ -91,7 +91,7 @@ describe('sendgrid adapter', () => {
     const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hello {{first_name}}', '--json']);
     expectExit(r, 0, 'send batch via sendgrid');
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: 1, sent: 1, failed: 0, fallback: 0 });
+    expect(summary).toMatchObject({ rowCount: 1, sentCount: 1, failedCount: 0, fallbackCount: 0 });
     expect(rows[0]).toMatchObject({ state: 'sent', provider: 'acme/email/sendgrid', messageId: PRISM_MESSAGE_ID });
 
     expect(sends(s)).toHaveLength(1);
@@ -144,8 +144,8 @@ describe('sendgrid adapter', () => {
     const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'ana@example.com', '--json']);
     expectExit(r, 1, 'send test with a broken payload');
     const out = parseJson<SendTestJson>(r);
-    expect(out.error?.kind).toBe('config');
-    expect(out.error?.message).toMatch(/\(400\)/);
+    expect(out.errorKind).toBe('config');
+    expect(out.error).toMatch(/\(400\)/);
   });
 });
 
@@ -171,14 +171,14 @@ async function batchOverSendGrid(handler: Parameters<typeof startHttpStub>[0], e
 describe('sendgrid fallback matrix', () => {
   test('key revoked (401) on the batched request: the system default sends every row, each records fallback, the config is marked unhealthy, and its circuit stays open', async () => {
     const { ws, s, outbox, summary, rows } = await batchOverSendGrid(() => sgError(401, REVOKED));
-    expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 3, byProvider: { 'system/email/outbox': 3 } });
+    expect(summary).toMatchObject({ rowCount: 3, sentCount: 3, fallbackCount: 3, byProvider: [{ provider: 'system/email/outbox', sentCount: 3 }] });
     for (const row of rows) expect(row).toMatchObject({ state: 'sent', provider: 'system/email/outbox', fallback: true });
     expect(await readOutbox(outbox)).toHaveLength(3);
     // Tried once; then skipped for the rest of the run (circuit open), not retried per row.
     expect(sends(s)).toHaveLength(1);
 
     const list = parseJson<ProviderListRow[]>(expectExit(await ws.run(['provider', 'list', '--json']), 0, 'provider list'));
-    const sg = list.find((p) => p.ref === 'acme/email/sendgrid');
+    const sg = list.find((p) => p.id === 'acme/email/sendgrid');
     expect(sg).toMatchObject({ health: 'unhealthy' });
     expect(sg?.healthDetail).toMatch(/^auth: .*401/);
     const table = expectExit(await ws.run(['provider', 'list']), 0, 'provider list (table)').stdout;
@@ -192,10 +192,10 @@ describe('sendgrid fallback matrix', () => {
     let calls = 0;
     // batchSize=1: one request per row (no personalization batching).
     const { ws, s, summary } = await batchOverSendGrid((req) => (++calls === 1 ? forward(prism.url, req) : sgError(401, REVOKED)), ['--set', 'batchSize=1']);
-    expect(summary).toMatchObject({ rows: 3, sent: 3, fallback: 2, byProvider: { 'acme/email/sendgrid': 1, 'system/email/outbox': 2 } });
+    expect(summary).toMatchObject({ rowCount: 3, sentCount: 3, fallbackCount: 2, byProvider: [{ provider: 'acme/email/sendgrid', sentCount: 1 }, { provider: 'system/email/outbox', sentCount: 2 }] });
     expect(sends(s)).toHaveLength(2);
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/sendgrid')).toMatchObject({ health: 'unhealthy' });
+    expect(list.find((p) => p.id === 'acme/email/sendgrid')).toMatchObject({ health: 'unhealthy' });
   });
 
   test('an endpoint that is not an http(s) URL: the adapter does not start (config), the next provider sends, once per run', async () => {
@@ -209,7 +209,7 @@ describe('sendgrid fallback matrix', () => {
     expect(out).toMatchObject({ status: 'sent', provider: 'system/email/outbox', fallback: true });
     expect(out.attempts[0]).toMatchObject({ provider: 'acme/email/sendgrid', status: 'failed', errorKind: 'config' });
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.healthDetail).toContain('setting endpoint "ftp://mail.example.invalid" must be an http(s) base URL');
+    expect(list.find((p) => p.id === 'acme/email/sendgrid')?.healthDetail).toContain('setting endpoint "ftp://mail.example.invalid" must be an http(s) base URL');
   });
 
   test('429 then success: the same provider sends after the X-RateLimit-Reset wait, no fallback', async () => {
@@ -260,7 +260,7 @@ describe('sendgrid fallback matrix', () => {
     expect(await readOutbox(outbox)).toHaveLength(1);
     // A transient failure does not mark the config unhealthy.
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.health).not.toBe('unhealthy');
+    expect(list.find((p) => p.id === 'acme/email/sendgrid')?.health).not.toBe('unhealthy');
 
     const bad = await ws.run(['--max-attempts', '0', 'send', 'test', '--tenant', 'acme', '--to', 'ana@example.com']);
     expectExit(bad, 2, '--max-attempts 0');
@@ -277,12 +277,12 @@ describe('sendgrid fallback matrix', () => {
     const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'nobody@example.com', '--json']);
     expectExit(r, 1, 'send test to an invalid recipient');
     const out = parseJson<SendTestJson>(r);
-    expect(out).toMatchObject({ status: 'failed', provider: 'acme/email/sendgrid', fallback: false, error: { kind: 'recipient' } });
-    expect(out.error?.message).toContain('personalizations.0.to.0.email');
+    expect(out).toMatchObject({ status: 'failed', provider: 'acme/email/sendgrid', fallback: false, errorKind: 'recipient' });
+    expect(out.error).toContain('personalizations.0.to.0.email');
     expect(sends(tenantStub)).toHaveLength(1);
     expect(systemStub.requests).toHaveLength(0);
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/sendgrid')?.health).not.toBe('unhealthy');
+    expect(list.find((p) => p.id === 'acme/email/sendgrid')?.health).not.toBe('unhealthy');
   });
 });
 
@@ -313,7 +313,7 @@ describe('sendgrid verify (GET /v3/scopes)', () => {
     expect(s.requests.every((r) => r.method === 'GET' && r.url === '/v3/scopes')).toBe(true);
     expect(s.requests).toHaveLength(3);
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(Object.fromEntries(list.map((p) => [p.ref, p.health]))).toEqual({
+    expect(Object.fromEntries(list.map((p) => [p.id, p.health]))).toEqual({
       'acme/email/good': 'healthy',
       'acme/email/narrow': 'unhealthy',
       'acme/email/revoked': 'unhealthy',
@@ -387,7 +387,7 @@ describe('sendgrid personalization batches', () => {
     const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Code for {{first_name}}', '--concurrency', '2', '--json'], { timeoutMs: 90_000 });
     expectExit(r, 0, 'send batch of 2,500 rows via sendgrid');
     const { summary, rows } = parseBatchOutput(r);
-    expect(summary).toMatchObject({ rows: n, sent: n, failed: 0, fallback: 0, byProvider: { 'acme/email/sendgrid': n } });
+    expect(summary).toMatchObject({ rowCount: n, sentCount: n, failedCount: 0, fallbackCount: 0, byProvider: [{ provider: 'acme/email/sendgrid', sentCount: n }] });
     const reqs = sends(s);
     // Prism checked each request against the spec and answered 202 to every one (a violation answers 4xx).
     expect(ids.size).toBe(reqs.length);
@@ -484,7 +484,7 @@ describe('sendgrid personalization batches', () => {
       }
       return handler(req);
     }, ['ana@example.com,Ana', 'bo@example.com,Bo', 'cai@example.com,Cai'], 0);
-    expect(summary).toMatchObject({ sent: 3, fallback: 0, byProvider: { 'acme/email/sendgrid': 3 } });
+    expect(summary).toMatchObject({ sentCount: 3, fallbackCount: 0, byProvider: [{ provider: 'acme/email/sendgrid', sentCount: 3 }] });
     expect(sends(s)).toHaveLength(2);
     expect(sends(s)[0]!.body).toBe(sends(s)[1]!.body.replace(/-sb[0-9a-f]{8}/g, /-sb[0-9a-f]{8}/.exec(sends(s)[0]!.body)![0]));
     expect(sends(s)[1]!.at).toBeGreaterThanOrEqual(resetAt * 1000 - 20);
@@ -500,7 +500,7 @@ describe('sendgrid personalization batches', () => {
       ['ana@example.com,Ana', 'bo@example.com,Bo', 'bad@example.com,Bad', 'di@example.com,Di'],
       3,
     );
-    expect(summary).toMatchObject({ rows: 4, sent: 3, failed: 1, fallback: 0 });
+    expect(summary).toMatchObject({ rowCount: 4, sentCount: 3, failedCount: 1, fallbackCount: 0 });
     const bad = rows.find((x) => x.recipient === 'bad@example.com')!;
     expect(bad).toMatchObject({ state: 'failed', provider: 'acme/email/sendgrid', fallback: false, messageId: null });
     expect(bad.error).toMatch(/^recipient: SendGrid refused the recipient \(400\).*personalizations\.2\.to\.0\.email/);

@@ -91,7 +91,7 @@ describe('ses adapter', () => {
     expect(s.signed).toHaveLength(0);
     expect(await readOutbox(outbox)).toHaveLength(1);
     const list = parseJson<ProviderListRow[]>(await ws.run(['provider', 'list', '--json']));
-    expect(list.find((p) => p.ref === 'acme/email/ses')).toMatchObject({ health: 'unhealthy', healthDetail: expect.stringContaining('SignatureDoesNotMatch') });
+    expect(list.find((p) => p.id === 'acme/email/ses')).toMatchObject({ health: 'unhealthy', healthDetail: expect.stringContaining('SignatureDoesNotMatch') });
   });
 
   test('throttled (TooManyRequestsException) then accepted: same provider, no fallback', async () => {
@@ -126,7 +126,7 @@ describe('ses adapter', () => {
     const r = await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'nobody@example.com', '--json']);
     expectExit(r, 1, 'send test to a rejected recipient');
     const out = parseJson<SendTestJson>(r);
-    expect(out).toMatchObject({ status: 'failed', provider: 'acme/email/ses', fallback: false, error: { kind: 'recipient' } });
+    expect(out).toMatchObject({ status: 'failed', provider: 'acme/email/ses', fallback: false, errorKind: 'recipient' });
     expect(sendEmails(s)).toHaveLength(1);
     expect(await readOutbox(outbox)).toHaveLength(0);
   });

@@ -89,17 +89,30 @@ export function normId(id: unknown): string {
   return String(id ?? '').trim().replace(/^<|>$/g, '');
 }
 
-export interface BatchSummary {
-  batchId: string;
+/** Row counts by state and per provider, as the summary and `batch show` give them (README: JSON output). */
+export interface BatchCountsJson {
   status: string;
-  rows: number;
-  sent: number;
-  failed: number;
-  skipped: number;
-  unknown: number;
-  byProvider: Record<string, number>;
-  fallback: number;
+  rowCount: number;
+  pendingCount: number;
+  sentCount: number;
+  failedCount: number;
+  skippedCount: number;
+  unknownCount: number;
+  fallbackCount: number;
+  byProvider: Array<{ provider: string; sentCount: number }>;
+}
+
+/** The `send batch --json` summary line. */
+export interface BatchSummary extends BatchCountsJson {
+  batchId: string;
   elapsedMs: number;
+  alreadyComplete: boolean;
+  resumed: boolean;
+}
+
+/** `byProvider` as a map of provider ref → sent count, for comparisons. */
+export function sentBy(b: { byProvider: Array<{ provider: string; sentCount: number }> }): Record<string, number> {
+  return Object.fromEntries(b.byProvider.map((p) => [p.provider, p.sentCount]));
 }
 
 export interface BatchItem {
@@ -112,18 +125,12 @@ export interface BatchItem {
   error: string | null;
 }
 
-export interface BatchDetail {
+/** `batch show --json`. */
+export interface BatchDetail extends BatchCountsJson {
   id: string;
   tenantId: string;
   channel: string;
-  status: string;
-  rows: number;
-  pending: number;
-  sent: number;
-  failed: number;
-  skipped: number;
-  unknown: number;
-  items?: BatchItem[];
+  items: BatchItem[] | null;
 }
 
 /**
@@ -179,19 +186,22 @@ export async function outboxWorkspace(tenants: string[] = ['acme']): Promise<{ w
   return { ws, out };
 }
 
-/** `send test --json`: the dispatch result with every attempt. */
+/** `send test --json`: the dispatch result with every attempt (README: JSON output). */
 export interface SendTestJson {
+  recipient: string;
   status: string;
-  provider?: string;
-  messageId?: string;
+  provider: string | null;
+  messageId: string | null;
   fallback: boolean;
-  attempts: Array<{ provider: string; attempt: number; status: string; errorKind?: string }>;
-  error?: { kind: string; message: string };
+  attempts: Array<{ provider: string; attempt: number; status: string; messageId: string | null; error: string | null; errorKind: string | null }>;
+  error: string | null;
+  errorKind: string | null;
+  errorCode: string | null;
 }
 
-/** `provider list --json` rows (the fields health checks need). */
+/** `provider list --json` rows (the fields health checks need); `id` is the ref. */
 export interface ProviderListRow {
-  ref: string;
+  id: string;
   health: string;
   healthDetail: string | null;
 }

@@ -1,6 +1,6 @@
 // Output: tables drawn by cli-table3 on a terminal, tab-separated lines elsewhere; colour only on a terminal.
-import { describe, expect, it } from 'vitest';
-import { Output, type OutputOptions } from '../../src/cli/output.js';
+import { describe, expect, it, test } from 'vitest';
+import { formatTime, Output, stamp, type OutputOptions } from '../../src/cli/output.js';
 
 const tty = { write: () => true, isTTY: true };
 const pipe = { write: () => true, isTTY: false };
@@ -42,5 +42,56 @@ describe('Output.table', () => {
     expect((await Output.create(tty, tty, opts(true))).table(['ID'], [['a']])).toMatch(ANSI);
     expect((await Output.create(tty, tty, opts(false))).table(['ID'], [['a']])).not.toMatch(ANSI);
     expect((await Output.create(pipe, tty, opts(true))).c.red('x')).toBe('x');
+  });
+});
+
+describe('times and status lines', () => {
+  const withTz = <T>(tz: string, fn: () => T): T => {
+    const old = process.env.TZ;
+    process.env.TZ = tz;
+    try {
+      return fn();
+    } finally {
+      if (old === undefined) delete process.env.TZ;
+      else process.env.TZ = old;
+    }
+  };
+
+  test('table times: local with the zone offset (TZ), or UTC with --utc; seconds on request; null for none', () => {
+    withTz('America/New_York', () => {
+      expect(formatTime('2026-12-02T14:30:05.123Z')).toBe('2026-12-02 09:30 -05:00');
+      expect(formatTime('2026-07-02T14:30:05Z')).toBe('2026-07-02 10:30 -04:00');
+      expect(formatTime('2026-12-02T14:30:05Z', true, true)).toBe('2026-12-02 14:30:05 +00:00');
+    });
+    withTz('Asia/Kolkata', () => expect(formatTime('2026-12-02T23:50:00Z')).toBe('2026-12-03 05:20 +05:30'));
+    expect(formatTime(null)).toBeNull();
+    expect(formatTime('not a time')).toBeNull();
+  });
+
+  test('status lines and warnings are dated ISO 8601 without a terminal, plain on one; --quiet silences both', () => {
+    const lines: string[] = [];
+    const sink = (isTTY: boolean) => ({ write: (t: string) => lines.push(t), isTTY });
+    withTz('America/New_York', () => {
+      const o = new Output(pipe, sink(false), opts(false));
+      o.status('sending: 1/2 done');
+      o.warn('sender domain not authenticated');
+      o.warn('sender domain not authenticated'); // once per run
+      new Output(pipe, sink(true), opts(false)).status('on a terminal');
+      new Output(pipe, sink(false), { ...opts(false), quiet: true }).warn('quiet');
+      new Output(pipe, sink(false), { ...opts(false), utc: true }).status('utc');
+    });
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-0[45]:00 sending: 1\/2 done\n$/);
+    expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-0[45]:00 warning: sender domain not authenticated\n$/);
+    expect(lines[2]).toBe('on a terminal\n');
+    expect(lines[3]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ utc\n$/);
+    expect(stamp(new Date('2026-12-02T14:30:05Z'), true)).toBe('2026-12-02T14:30:05Z');
+  });
+
+  test('an empty list: the header line alone on stdout, the note on stderr', () => {
+    const err: string[] = [];
+    const o = new Output(pipe, { write: (t: string) => err.push(t), isTTY: true }, opts(false));
+    expect(o.list(['ID', 'NAME'], [], 'No tenants yet.')).toBe('ID\tNAME');
+    expect(err).toEqual(['No tenants yet.\n']);
   });
 });

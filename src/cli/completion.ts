@@ -1,0 +1,121 @@
+/**
+ * Shell completion for bash, zsh and fish (`switchboard completion <shell>` prints the script to source), built
+ * with `@bomb.sh/tab` from the commander tree itself, so commands and flags cannot drift from the CLI. The script
+ * calls back `switchboard complete -- <words>`, which answers with candidates, one `value<TAB>description` a line
+ * and a `:<directive>` line (tab's protocol, as Cobra's). Ids come from the store, opened read-only and never
+ * created: tenant ids (`--tenant`, `tenant show <id>` …), provider refs (`--provider`, `provider show <ref>` …)
+ * and batch ids (`--batch`, `batch show <id>` …). No provider SDK is loaded (the adapters are imported only to send).
+ */
+import os from 'node:os';
+import type { Command } from 'commander';
+import type { Io } from './context.js';
+import { openStoreReadOnly, resolveStorePath, type Db } from '../store/db.js';
+import { systemClock, CHANNELS, type CoreContext } from '../core/context.js';
+import { listTenants } from '../core/tenants.js';
+import { listProviders } from '../core/providers.js';
+import { listBatches } from '../core/batches.js';
+import { KINDS } from '../providers/registry.js';
+import { examples } from './command.js';
+
+/** Adds a candidate: its value and a description. */
+type Complete = (value: string, description: string) => void;
+
+/** Candidates from the store, each list read on first use; empty when there is no store yet. */
+class StoreCandidates {
+  private db?: Db | null;
+
+  constructor(
+    private readonly file: string,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  private read<T>(fn: (ctx: CoreContext) => T[]): T[] {
+    if (this.db === undefined) this.db = openStoreReadOnly(this.file);
+    if (!this.db) return [];
+    try {
+      return fn({ db: this.db, storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` });
+    } catch {
+      return []; // a store of an older schema, or locked: no candidates rather than an error in the shell
+    }
+  }
+
+  tenants(complete: Complete): void {
+    for (const t of this.read(listTenants)) complete(t.id, t.name);
+  }
+
+  providers(complete: Complete): void {
+    for (const p of this.read((ctx) => listProviders(ctx))) complete(p.ref, `${p.kind}${p.enabled ? '' : ' (disabled)'}`);
+  }
+
+  batches(complete: Complete): void {
+    for (const b of this.read((ctx) => listBatches(ctx, { limit: 200 }))) complete(b.id, `${b.tenantId} ${b.channel} ${b.status}`);
+  }
+
+  close(): void {
+    this.db?.close();
+  }
+}
+
+/**
+ * The store a completion request reads: `--store <path>` (or `--store=<path>`) among the words being completed,
+ * else `SWITCHBOARD_STORE`, else the default path.
+ */
+function storeOf(words: string[], env: NodeJS.ProcessEnv): string {
+  let flag: string | undefined;
+  words.forEach((w, i) => {
+    if (w === '--store' && words[i + 1]) flag = words[i + 1];
+    else if (w.startsWith('--store=')) flag = w.slice('--store='.length);
+  });
+  return resolveStorePath(flag, env);
+}
+
+/**
+ * Adds `completion <shell>` (prints the script for bash, zsh, fish or powershell) and the hidden `complete`
+ * (answers the script) to `program`, which must hold every command already. `argv` is the command line (for
+ * `--store`).
+ */
+export async function addCompletion(program: Command, io: Io, argv: string[]): Promise<void> {
+  const { default: tab } = await import('@bomb.sh/tab/commander');
+  const root = tab(program, { completionCommandName: 'completion' });
+  const command = program.commands.find((c) => c.name() === 'completion');
+  if (command) {
+    command.description('print the shell completion script for bash, zsh, fish or powershell (commands, flags, tenant ids, provider refs, batch ids)');
+    examples(command, [
+      "echo 'source <(switchboard completion bash)' >> ~/.bashrc",
+      "echo 'source <(switchboard completion zsh)' >> ~/.zshrc",
+      'switchboard completion fish > ~/.config/fish/completions/switchboard.fish',
+    ]);
+  }
+  const store = new StoreCandidates(storeOf(argv.slice(argv.indexOf('--') + 1), io.env), io.env);
+  process.once('exit', () => store.close());
+  const sources: Record<string, (complete: Complete) => void> = {
+    tenant: (c) => store.tenants(c),
+    provider: (c) => store.providers(c),
+    batch: (c) => store.batches(c),
+    channel: (c) => CHANNELS.forEach((ch) => c(ch, '')),
+    kind: (c) => [...KINDS.values()].forEach((k) => c(k.kind, k.summary)),
+  };
+  /** Positional arguments by command: what each names. */
+  const positional: Record<string, string> = {
+    'tenant show': 'tenant',
+    'tenant update': 'tenant',
+    'tenant remove': 'tenant',
+    'provider show': 'provider',
+    'provider update': 'provider',
+    'provider remove': 'provider',
+    'provider verify': 'provider',
+    'provider kinds': 'kind',
+    'batch show': 'batch',
+    'batch resume': 'batch',
+    'batch cancel': 'batch',
+    'batch export': 'batch',
+  };
+  for (const [path, cmd] of root.commands) {
+    for (const [name, option] of cmd.options) {
+      if (!option.isBoolean && sources[name]) option.handler = sources[name];
+    }
+    const what = positional[path];
+    const arg = what ? [...cmd.arguments.values()][0] : undefined;
+    if (arg && what) arg.handler = sources[what];
+  }
+}
