@@ -14,7 +14,7 @@ import { csvWriter } from '../core/csv.js';
 import { OperationFailed } from '../errors.js';
 import { deliveryCounts } from '../core/events.js';
 import { confirmOrYes } from './prompt.js';
-import { batchJson, batchRowJson, countsJson } from './json.js';
+import { batchJson, batchRowJson, countsJson, deliveryCountsJson } from './json.js';
 
 /** Registers the `batch` commands. */
 export function registerBatch(program: Command, io: Io): void {
@@ -54,7 +54,7 @@ export function registerBatch(program: Command, io: Io): void {
           const delivery = deliveryCounts(ctx, b.id);
           const items = opts.items ? batchItems(ctx, b.id) : undefined;
           const tracked = Object.entries(delivery).filter(([, n]) => n > 0);
-          cli.out.result({ ...batchJson(b), deliveryCounts: delivery, items: items ? items.map(batchRowJson) : null }, () =>
+          cli.out.result({ ...batchJson(b), deliveryCounts: deliveryCountsJson(delivery), items: items ? items.map(batchRowJson) : null }, () =>
             [
               cli.out.fields([
                 ['batch', b.id],

@@ -9,14 +9,20 @@
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HookReply, HookRequest, Webhooks } from '../core/webhooks.js';
 
-/** One line of the request log. `route` never holds a query or an unsubscribe token. */
+/**
+ * One line of the request log, in the JSON vocabulary (`events serve --json` prints it as is). `route` never
+ * holds a query or an unsubscribe token.
+ */
 export interface RequestLog {
-  at: string;
+  /** When the answer was sent, ISO 8601 UTC. */
+  answeredAt: string;
   method: string;
   route: string;
-  status: number;
+  /** The HTTP status of the answer. */
+  statusCode: number;
   tenantId: string | null;
-  ms: number;
+  /** Time from the request's arrival to its answer, in ms (0.1 ms steps). */
+  elapsedMs: number;
   result: string;
 }
 
@@ -31,7 +37,7 @@ export interface ServerOptions {
   requestTimeoutMs: number;
   webhooks: Webhooks;
   log(entry: RequestLog): void;
-  /** The current time (the log's `at`). */
+  /** The current time (the log's `answeredAt`). */
   now(): Date;
 }
 
@@ -111,12 +117,12 @@ export async function startEventsServer(o: ServerOptions): Promise<RunningServer
   app.addHook('onResponse', async (req, reply) => {
     const out = outcomes.get(req) ?? { tenantId: null, result: '' };
     o.log({
-      at: o.now().toISOString(),
+      answeredAt: o.now().toISOString(),
       method: req.method,
       route: logRoute(req.url),
-      status: reply.statusCode,
+      statusCode: reply.statusCode,
       tenantId: out.tenantId,
-      ms: Math.round(reply.elapsedTime * 10) / 10,
+      elapsedMs: Math.round(reply.elapsedTime * 10) / 10,
       result: out.result,
     });
   });

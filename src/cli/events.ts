@@ -10,10 +10,14 @@ import type { Io } from './context.js';
 import { action, examples, intFlag } from './command.js';
 import { parseDuration, parseSince } from '../core/time.js';
 import { checkPublicUrl, publicUrl, setPublicUrl } from '../core/tracking.js';
-import { listEvents, messageTimeline, type EventEntry } from '../core/events.js';
+import { listEvents, messageTimeline } from '../core/events.js';
 import { EVENT_TYPES, type EventType } from '../providers/webhooks/types.js';
 import { requireKey } from '../core/vault.js';
 import { OperationFailed, UsageError } from '../errors.js';
+import { stamp } from './output.js';
+import { eventJson, messageJson } from './json.js';
+import type { ImportResult } from '../core/webhooks.js';
+import type { RequestLog } from './events-server.js';
 
 /** Default `--listen`. */
 const DEFAULT_LISTEN = '127.0.0.1:8787';
@@ -44,16 +48,41 @@ function defaultCertCache(env: NodeJS.ProcessEnv): string {
   return path.join(env.XDG_CACHE_HOME || path.join(env.HOME || os.homedir(), '.cache'), 'switchboard', 'sns-certs');
 }
 
-const time = (iso: string | null) => (iso ? iso.replace('T', ' ').slice(0, 19) : null);
+/** `events import --json`: `{provider, file, bodyCount, storedCount, duplicateCount, suppressedCount, liftedCount, settledCount}`. */
+function importJson(r: ImportResult, file: string) {
+  return {
+    provider: r.provider,
+    file,
+    bodyCount: r.bodies,
+    storedCount: r.stored,
+    duplicateCount: r.duplicates,
+    suppressedCount: r.suppressed,
+    liftedCount: r.lifted,
+    settledCount: r.settled,
+  };
+}
+
+/**
+ * One request-log line of `events serve` on stdout: tab-separated, starting with an ISO 8601 time stamp (local
+ * with its offset, or UTC with `--utc`), then method, route, HTTP status, tenant, time taken and result.
+ */
+function requestLine(e: RequestLog, utc: boolean): string {
+  return `${stamp(new Date(e.answeredAt), utc)}\t${e.method}\t${e.route}\t${e.statusCode}\t${e.tenantId ?? '-'}\t${e.elapsedMs}ms\t${e.result}\n`;
+}
 
 /** Registers `events` and `message`. */
 export function registerEvents(program: Command, io: Io): void {
   const events = program.command('events').description('delivery status: receive provider webhooks, import and list events');
+  examples(events, [
+    'switchboard events serve --public-url https://hooks.example.com',
+    'switchboard events list --tenant acme-dental --type bounced --since 7d',
+    'switchboard events import --provider acme-dental/email/sendgrid events.json',
+  ]);
 
   examples(
     events
       .command('serve')
-      .description('receive provider webhooks (SendGrid, Twilio, Meta WhatsApp, SES via SNS) and one-click unsubscribes; one log line per request on stdout; stops cleanly on SIGTERM')
+      .description('receive provider webhooks (SendGrid, Twilio, Meta WhatsApp, SES via SNS) and one-click unsubscribes; one dated log line per request on stdout (JSON Lines with --json); stops cleanly on SIGTERM')
       .option('--listen <host:port>', 'address to listen on (put a TLS proxy in front)', DEFAULT_LISTEN)
       .option('--public-url <url>', 'the https URL providers and recipients reach this server under; stored, so later sends carry callback and unsubscribe URLs')
       .option('--body-limit <size>', 'largest request body (413 above it)', '5mb')
@@ -86,7 +115,7 @@ export function registerEvents(program: Command, io: Io): void {
               now: () => ctx.clock.now(),
               log: (e) => {
                 if (cli.out.opts.json) cli.out.jsonLine(e);
-                else cli.io.stdout.write(`${e.at}\t${e.method}\t${e.route}\t${e.status}\t${e.tenantId ?? '-'}\t${e.ms}ms\t${e.result}\n`);
+                else cli.io.stdout.write(requestLine(e, cli.out.opts.utc === true));
               },
             });
           } catch (err) {
@@ -126,7 +155,7 @@ export function registerEvents(program: Command, io: Io): void {
           }
           const { importEvents } = await import('../core/webhooks.js');
           const r = importEvents(cli.core(), opts.provider, text, file!);
-          cli.out.result(r, () => `Imported ${r.stored} events for ${r.provider} (${r.duplicates} stored before; ${r.suppressed} suppressed, ${r.lifted} lifted, ${r.settled} unknown rows settled)`);
+          cli.out.result(importJson(r, path.resolve(file!)), () => `Imported ${r.stored} events for ${r.provider} (${r.duplicates} stored before; ${r.suppressed} suppressed, ${r.lifted} lifted, ${r.settled} unknown rows settled)`);
         }),
       ),
     ['switchboard events import --provider acme-dental/email/sendgrid events.json', 'switchboard events import --provider acme-dental/sms/twilio callbacks.txt --json'],
@@ -154,7 +183,13 @@ export function registerEvents(program: Command, io: Io): void {
             since: opts.since === undefined ? undefined : parseSince(opts.since, ctx.clock.now(), '--since'),
             limit: intFlag(opts.limit, '--limit', 1, 1_000_000),
           });
-          cli.out.result(list, () => (list.length === 0 ? 'No events.' : eventTable(cli.out.table.bind(cli.out), list)));
+          cli.out.result(list.map(eventJson), () =>
+            cli.out.list(
+              ['RECEIVED', 'TENANT', 'PROVIDER', 'EVENT', 'RECIPIENT', 'MESSAGE ID', 'BATCH/ROW', 'DETAIL'],
+              list.map((e) => [cli.out.time(e.receivedAt, true), e.tenantId, e.provider, e.type, e.recipient, e.messageId, e.batchId ? `${e.batchId}/${e.row}` : null, e.detail]),
+              'No events.',
+            ),
+          );
         }),
       ),
     ['switchboard events list --tenant acme-dental --type bounced --since 7d', 'switchboard events list --batch b-20261123-1a2b3c4d --json'],
@@ -179,6 +214,7 @@ export function registerEvents(program: Command, io: Io): void {
   );
 
   const message = program.command('message').description('one message and its delivery timeline');
+  examples(message, ['switchboard message show 4711', 'switchboard message show W5ur2mBnQZ6Jj8Sd9A3xLg --to pat@example.com --json']);
   examples(
     message
       .command('show <id>')
@@ -187,7 +223,7 @@ export function registerEvents(program: Command, io: Io): void {
       .action(
         action<{ to?: string }>(io, (cli, [id], opts) => {
           const t = messageTimeline(cli.core(), id!, opts.to);
-          cli.out.result(t, () =>
+          cli.out.result(messageJson(t), () =>
             [
               cli.out.fields([
                 ['message', t.id],
@@ -197,25 +233,18 @@ export function registerEvents(program: Command, io: Io): void {
                 ['to', t.recipient],
                 ['message id', t.messageId],
                 ['batch/row', t.batchId ? `${t.batchId}/${t.row}` : null],
-                ['sent', time(t.sentAt)],
-                ['status', `${t.status}${t.statusAt ? ` (${time(t.statusAt)})` : ''}`],
+                ['sent', cli.out.time(t.sentAt, true)],
+                ['status', `${t.status}${t.statusAt ? ` (${cli.out.time(t.statusAt, true)})` : ''}`],
               ]),
               ...(t.attempts.length > 1 || t.attempts.some((a) => a.status === 'failed')
-                ? ['', cli.out.table(['ATTEMPT', 'TIME', 'PROVIDER', 'STATUS', 'MESSAGE ID / ERROR'], t.attempts.map((a) => [a.attempt, time(a.at), a.provider + (a.fallback ? ' (fallback)' : ''), a.status, a.error ?? a.messageId]))]
+                ? ['', cli.out.table(['ATTEMPT', 'TIME', 'PROVIDER', 'STATUS', 'MESSAGE ID / ERROR'], t.attempts.map((a) => [a.attempt, cli.out.time(a.createdAt, true), a.provider + (a.fallback ? ' (fallback)' : ''), a.status, a.error === null ? a.messageId : `${a.errorKind}: ${a.error}`]))]
                 : []),
               '',
-              t.events.length === 0 ? 'No events yet.' : cli.out.table(['TIME', 'EVENT', 'PROVIDER EVENT', 'DETAIL'], t.events.map((e) => [time(e.occurredAt ?? e.receivedAt), e.type, e.providerType, e.detail])),
+              t.events.length === 0 ? 'No events yet.' : cli.out.table(['TIME', 'EVENT', 'PROVIDER EVENT', 'DETAIL'], t.events.map((e) => [cli.out.time(e.occurredAt ?? e.receivedAt, true), e.type, e.providerType, e.detail])),
             ].join('\n'),
           );
         }),
       ),
     ['switchboard message show 4711', 'switchboard message show W5ur2mBnQZ6Jj8Sd9A3xLg --to pat@example.com --json'],
-  );
-}
-
-function eventTable(table: (head: string[], rows: unknown[][]) => string, list: EventEntry[]): string {
-  return table(
-    ['RECEIVED', 'TENANT', 'PROVIDER', 'EVENT', 'RECIPIENT', 'MESSAGE ID', 'BATCH/ROW', 'DETAIL'],
-    list.map((e) => [time(e.receivedAt), e.tenantId, e.provider, e.type, e.recipient, e.messageId, e.batchId ? `${e.batchId}/${e.row}` : null, e.detail]),
   );
 }

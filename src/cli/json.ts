@@ -6,7 +6,7 @@
  * always `provider`, its ref string; timestamps are ISO 8601 UTC named `…At`; durations `…Ms`; a count is a number
  * named `…Count` and a plural name is always an array; lists are arrays, never maps keyed by an id; an absent value
  * is `null`, never a missing key; an error is `error` (one line) with `errorKind` and `errorCode` beside it.
- * `test/e2e/json-schema.test.ts` checks every command against `test/schemas/<noun>-<verb>.schema.json`.
+ * `test/e2e/operator-ux.test.ts` checks every command against `test/schemas/<noun>-<verb>.schema.json`.
  */
 import type { Tenant } from '../core/tenants.js';
 import type { ProviderConfig } from '../core/providers.js';
@@ -16,6 +16,7 @@ import type { StoredTemplate } from '../core/template-store.js';
 import type { Suppression } from '../core/suppressions.js';
 import type { AttemptRecord } from '../core/dispatch.js';
 import type { DnsRecord } from '../providers/domain-auth.js';
+import { DELIVERY_STATUSES, UNSUBSCRIBE_LINK, type AttemptEntry, type DeliveryStatus, type EventEntry, type MessageTimeline } from '../core/events.js';
 
 /** `undefined` → `null`: JSON never drops a key. */
 export const orNull = <T>(v: T | undefined): T | null => (v === undefined ? null : v);
@@ -139,5 +140,83 @@ export function attemptJson(a: AttemptRecord & { errorCode?: string }) {
     error: orNull(a.error),
     errorKind: orNull(a.errorKind),
     errorCode: orNull(a.errorCode),
+  };
+}
+
+/**
+ * Messages of a batch per delivery status, every status in {@link DELIVERY_STATUSES} order (zeros too):
+ * `[{status, messageCount}]`.
+ */
+export function deliveryCountsJson(counts: Readonly<Record<DeliveryStatus, number>>) {
+  return DELIVERY_STATUSES.map((status) => ({ status, messageCount: counts[status] }));
+}
+
+/** The provider of an event: its config's ref, or `null` for a one-click unsubscribe (no provider sent it). */
+const eventProvider = (p: string): string | null => (p === UNSUBSCRIBE_LINK ? null : p);
+
+/**
+ * A delivery event (`events list`, `message show`): `{id, receivedAt, occurredAt, tenantId, channel, provider,
+ * type, providerType, recipient, messageId, batchId, row, detail, payload}`. `type` is switchboard's (`delivered`,
+ * `bounced`, ...), `providerType` the provider's own word; `payload` is the provider's event object as received
+ * (its own field names, outside this vocabulary).
+ */
+export function eventJson(e: EventEntry) {
+  return {
+    id: e.id,
+    receivedAt: e.receivedAt,
+    occurredAt: e.occurredAt,
+    tenantId: e.tenantId,
+    channel: e.channel,
+    provider: eventProvider(e.provider),
+    type: e.type,
+    providerType: e.providerType,
+    recipient: e.recipient,
+    messageId: e.messageId,
+    batchId: e.batchId,
+    row: e.row,
+    detail: e.detail,
+    payload: e.payload,
+  };
+}
+
+/**
+ * One attempt in a message's timeline: a send attempt (as {@link attemptJson}) with its message-log `id`,
+ * `createdAt` and `fallback`.
+ */
+export function messageAttemptJson(a: AttemptEntry) {
+  return {
+    id: a.id,
+    createdAt: a.createdAt,
+    attempt: a.attempt,
+    provider: a.provider,
+    status: a.status,
+    messageId: a.messageId,
+    error: a.error,
+    errorKind: a.errorKind,
+    errorCode: a.errorCode,
+    fallback: a.fallback,
+  };
+}
+
+/**
+ * A message and its delivery timeline (`message show`): `{id, tenantId, channel, provider, recipient, messageId,
+ * batchId, row, sentAt, status, statusAt, attempts: [attempt], events: [event]}`; `id` is the accepted attempt's
+ * id in the message log (`null` for a message known only from events).
+ */
+export function messageJson(t: MessageTimeline) {
+  return {
+    id: t.id,
+    tenantId: t.tenantId,
+    channel: t.channel,
+    provider: eventProvider(t.provider),
+    recipient: t.recipient,
+    messageId: t.messageId,
+    batchId: t.batchId,
+    row: t.row,
+    sentAt: t.sentAt,
+    status: t.status,
+    statusAt: t.statusAt,
+    attempts: t.attempts.map(messageAttemptJson),
+    events: t.events.map(eventJson),
   };
 }

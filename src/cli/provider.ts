@@ -46,9 +46,10 @@ export function kindJson(spec: KindSpec) {
       values: s.values ? [...s.values] : null,
       min: s.min ?? null,
       max: s.max ?? null,
+      advanced: s.advanced === true,
       description: s.doc,
     })),
-    secrets: Object.entries(spec.secrets).map(([name, s]) => ({ name, required: s.required, description: s.doc })),
+    secrets: Object.entries(spec.secrets).map(([name, s]) => ({ name, required: s.required, advanced: s.advanced === true, description: s.doc })),
     canVerify: spec.verifies !== undefined,
     verifies: spec.verifies ?? null,
     canBatch: spec.batchSize !== undefined,
@@ -416,6 +417,8 @@ export function registerProvider(program: Command, io: Io): void {
           if (specs[0] === undefined) throw new NotFoundError(`no provider kind ${name} (kinds: ${[...KINDS.keys()].join(', ')})`);
           const kinds = (specs as KindSpec[]).map(kindJson);
           const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+          // `advanced`: not asked for by the interactive `provider add` (delivery-event and tuning options).
+          const need = (x: { required: boolean; advanced: boolean }) => (x.required ? 'yes' : x.advanced ? 'no (advanced)' : 'no');
           cli.out.result(kinds, () => {
             if (name === undefined) {
               return cli.out.table(
@@ -436,10 +439,10 @@ export function registerProvider(program: Command, io: Io): void {
               '',
               cli.out.table(
                 ['SETTING', 'REQUIRED', 'DEFAULT', 'MEANING'],
-                k.settings.map((x) => [x.name, yesNo(x.required), x.default, x.values ? `${x.description} (${x.values.join(' | ')})` : x.description]),
+                k.settings.map((x) => [x.name, need(x), x.default, x.values ? `${x.description} (${x.values.join(' | ')})` : x.description]),
               ),
               '',
-              cli.out.table(['SECRET', 'REQUIRED', 'MEANING'], k.secrets.map((x) => [x.name, yesNo(x.required), x.description])),
+              cli.out.table(['SECRET', 'REQUIRED', 'MEANING'], k.secrets.map((x) => [x.name, need(x), x.description])),
             ].join('\n');
           });
         }),

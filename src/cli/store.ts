@@ -9,6 +9,7 @@ import { backupStore, vacuumStore } from '../store/db.js';
 /** Registers the `store` commands. */
 export function registerStore(program: Command, io: Io): void {
   const store = program.command('store').description('back up and compact the store file');
+  examples(store, ['switchboard store backup --out /var/backups/switchboard-$(date +%F).db', 'switchboard store vacuum']);
 
   examples(
     store
@@ -21,7 +22,7 @@ export function registerStore(program: Command, io: Io): void {
           const out = required(opts.out, '--out', 'the backup file to write');
           const ctx = cli.core();
           const r = await backupStore(ctx.db, cli.storePath, out, opts.force === true);
-          const data = { store: cli.storePath, file: r.file, bytes: r.bytes, pages: r.pages, completedAt: new Date().toISOString() };
+          const data = { storePath: cli.storePath, file: r.file, byteCount: r.bytes, pageCount: r.pages, completedAt: ctx.clock.now().toISOString() };
           cli.out.result(data, () => `Backed up ${cli.storePath} to ${r.file} (${r.bytes} bytes, mode 0600). It needs the same master key to open its secrets.`);
         }),
       ),
@@ -36,7 +37,7 @@ export function registerStore(program: Command, io: Io): void {
         action(io, (cli) => {
           const ctx = cli.core();
           const r = vacuumStore(ctx.db, cli.storePath);
-          cli.out.result({ store: cli.storePath, ...r }, () => `Vacuumed ${cli.storePath}: ${r.bytesBefore} → ${r.bytesAfter} bytes`);
+          cli.out.result({ storePath: cli.storePath, beforeByteCount: r.bytesBefore, afterByteCount: r.bytesAfter }, () => `Vacuumed ${cli.storePath}: ${r.bytesBefore} → ${r.bytesAfter} bytes`);
         }),
       ),
     ['switchboard store vacuum'],

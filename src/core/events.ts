@@ -34,6 +34,12 @@ const RANK: Record<DeliveryStatus, number> = {
 const DELIVERED: ReadonlySet<string> = new Set(['delivered', 'opened', 'clicked', 'read']);
 const BOUNCED: ReadonlySet<string> = new Set(['bounced', 'dropped', 'undelivered', 'failed']);
 
+/**
+ * The source of one-click unsubscribe events and suppressions (no provider config sent them): the `provider` of
+ * their events, the `source` of their suppressions.
+ */
+export const UNSUBSCRIBE_LINK = 'unsubscribe-link';
+
 /** Soft-bounce policy defaults (settings `softBounceLimit`, `softBounceWindowDays`, `softBounceSuppressDays`). */
 export const SOFT_BOUNCE_DEFAULTS = { limit: 3, windowDays: 7, suppressDays: 30 } as const;
 
@@ -273,16 +279,20 @@ export function deliveryCounts(ctx: CoreContext, batchId: string): Record<Delive
   return Object.fromEntries(DELIVERY_STATUSES.map((s) => [s, got[s] ?? 0])) as Record<DeliveryStatus, number>;
 }
 
-/** One attempt of a message, for its timeline. */
+/** One attempt of a message, for its timeline: its entry in the message log (`log list`). */
 export interface AttemptEntry {
+  /** The attempt's id in the message log. */
   id: number;
-  at: string;
+  createdAt: string;
   provider: string;
   status: 'sent' | 'failed';
   messageId: string | null;
   attempt: number;
   fallback: boolean;
+  /** The provider's error (one line), its kind (`auth`, `rate`, `transient`, ...) and code; null when sent. */
   error: string | null;
+  errorKind: string | null;
+  errorCode: string | null;
 }
 
 /** A message and what happened to it: `message show`. */
@@ -306,13 +316,15 @@ export interface MessageTimeline {
 
 const attemptEntry = (m: MessageRow): AttemptEntry => ({
   id: m.id,
-  at: m.createdAt,
+  createdAt: m.createdAt,
   provider: m.provider,
   status: m.status,
   messageId: m.messageId,
   attempt: m.attempt,
   fallback: m.fallback === 1,
-  error: m.error === null ? null : `${m.errorKind}: ${m.error}`,
+  error: m.error,
+  errorKind: m.errorKind,
+  errorCode: m.errorCode,
 });
 
 /**

@@ -15,7 +15,7 @@ import type { CoreContext } from './context.js';
 import { audit } from './audit.js';
 import { configSecrets, getProvider, listProviders, type ProviderConfig } from './providers.js';
 import type { ActiveKey } from './vault.js';
-import { ingestEvents, type EventSource, type IngestResult } from './events.js';
+import { ingestEvents, UNSUBSCRIBE_LINK, type EventSource, type IngestResult } from './events.js';
 import { unsubscribeKey, verifyUnsubscribeToken } from './unsubscribe.js';
 import { getTenant } from './tenants.js';
 import { NotFoundError, UsageError } from '../errors.js';
@@ -360,7 +360,7 @@ export class Webhooks {
       if (!oneClick(req)) return page(400, 'Unsubscribe', 'The request did not ask to unsubscribe (List-Unsubscribe=One-Click).', target.tenantId, 'rejected: no List-Unsubscribe=One-Click');
       const row = prepared(this.ctx.db, 'SELECT message_id AS messageId FROM batch_items WHERE batch_id = ? AND row_no = ?').get(target.batchId, target.rowNo) as { messageId: string | null };
       const now = this.ctx.clock.now();
-      const r = this.ingest({ ref: 'unsubscribe-link', kind: 'unsubscribe', tenantId: target.tenantId, channel: target.channel, settings: {}, settles: false }, [
+      const r = this.ingest({ ref: UNSUBSCRIBE_LINK, kind: 'unsubscribe', tenantId: target.tenantId, channel: target.channel, settings: {}, settles: false }, [
         {
           key: `unsubscribe:${target.batchId}/${target.rowNo}:${now.toISOString()}`,
           type: 'unsubscribed',

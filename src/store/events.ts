@@ -332,6 +332,7 @@ export interface MessageRow {
   messageId: string | null;
   errorKind: string | null;
   error: string | null;
+  errorCode: string | null;
   fallback: number;
   attempt: number;
   batchId: string | null;
@@ -339,4 +340,4 @@ export interface MessageRow {
 }
 
 const MESSAGE_COLUMNS = `id, created_at AS createdAt, tenant_id AS tenantId, channel, provider, provider_kind AS providerKind, recipient, status,
-  message_id AS messageId, error_kind AS errorKind, error, fallback, attempt, batch_id AS batchId, row_no AS rowNo`;
+  message_id AS messageId, error_kind AS errorKind, error, error_code AS errorCode, fallback, attempt, batch_id AS batchId, row_no AS rowNo`;

@@ -131,8 +131,9 @@ describe('a bulk send, then its events', () => {
     const human = expectExit(await ws.run(['message', 'show', messageId, '--to', 'cat@example.com']), 0, 'message show (text)').stdout;
     expect(human).toMatch(/status\s+complained/);
 
-    const detail = parseJson<BatchDetail & { deliveryCounts: Record<string, number> }>(expectExit(await ws.run(['batch', 'show', batchId, '--json']), 0, 'batch show'));
-    expect(detail.deliveryCounts).toMatchObject({ delivered: 1, bounced: 1, complained: 1, opened: 1, accepted: 0 });
+    const detail = parseJson<{ deliveryCounts: Array<{ status: string; messageCount: number }> }>(expectExit(await ws.run(['batch', 'show', batchId, '--json']), 0, 'batch show'));
+    const counts = Object.fromEntries(detail.deliveryCounts.map((c) => [c.status, c.messageCount]));
+    expect(counts).toMatchObject({ delivered: 1, bounced: 1, complained: 1, opened: 1, accepted: 0 });
 
     const sup = parseJson<Array<{ address: string; reason: string; source: string; expiresAt: null }>>(await ws.run(['suppress', 'list', '--tenant', 'acme', '--json']));
     expect(sup.map((s) => [s.address, s.source, s.expiresAt])).toEqual([
@@ -144,24 +145,26 @@ describe('a bulk send, then its events', () => {
     const bounced = parseJson<Array<{ recipient: string; batchId: string; row: number }>>(await ws.run(['events', 'list', '--batch', batchId, '--type', 'bounced', '--json']));
     expect(bounced.map((e) => [e.recipient, e.row])).toEqual([['bob@example.com', 2]]);
 
-    const report = parseJson<{ rows: Array<{ key: string; sent: number; delivered: number; bounced: number; complained: number; deliveredRate: number; bounceRate: number; complaintRate: number }> }>(
+    const report = parseJson<{ groups: Array<{ key: string; sentCount: number; deliveredCount: number; bouncedCount: number; complainedCount: number; deliveredRate: number; bounceRate: number; complaintRate: number }> }>(
       await ws.run(['report', '--json']),
     );
-    expect(report.rows.find((r) => r.key === 'acme')).toMatchObject({ sent: 4, delivered: 3, bounced: 1, complained: 1, deliveredRate: 0.75, bounceRate: 0.25, complaintRate: 0.25 });
+    expect(report.groups.find((r) => r.key === 'acme')).toMatchObject({
+      sentCount: 4, deliveredCount: 3, bouncedCount: 1, complainedCount: 1, deliveredRate: 0.75, bounceRate: 0.25, complaintRate: 0.25,
+    });
 
     const again = expectExit(await ws.run([...batchLine(ws.file('first.csv', 'email,name\nana@example.com,Ana\nbob@example.com,Bob\ncat@example.com,Cat\ndan@example.com,Dan\n')), '--new-batch', '--json']), 0, 'next batch');
     const { summary, rows } = parseBatchOutput(again);
-    expect(summary).toMatchObject({ sent: 2, skipped: 2 });
+    expect(summary).toMatchObject({ sentCount: 2, skippedCount: 2 });
     expect(rows.filter((r) => r.state === 'skipped').map((r) => r.recipient).sort()).toEqual(['bob@example.com', 'cat@example.com']);
   });
 
   test('events import of the same events (and one more) is idempotent', async () => {
     const r = byEmail('dan@example.com');
     const file = ws.file('events.jsonl', [sgEvent('click', 'dan@example.com', r.messageId, { ...r.p.custom_args, url: 'https://acme.test/x', sg_event_id: 'import-1' })].map((e) => JSON.stringify(e)).join('\n') + '\n');
-    const first = parseJson<{ stored: number; duplicates: number }>(expectExit(await ws.run(['events', 'import', '--provider', 'acme/email/sendgrid', file, '--json']), 0, 'events import'));
-    expect(first).toMatchObject({ stored: 1, duplicates: 0 });
-    const second = parseJson<{ stored: number; duplicates: number }>(expectExit(await ws.run(['events', 'import', '--provider', 'acme/email/sendgrid', file, '--json']), 0, 'events import again'));
-    expect(second).toMatchObject({ stored: 0, duplicates: 1 });
+    const first = parseJson<{ storedCount: number; duplicateCount: number }>(expectExit(await ws.run(['events', 'import', '--provider', 'acme/email/sendgrid', file, '--json']), 0, 'events import'));
+    expect(first).toMatchObject({ storedCount: 1, duplicateCount: 0 });
+    const second = parseJson<{ storedCount: number; duplicateCount: number }>(expectExit(await ws.run(['events', 'import', '--provider', 'acme/email/sendgrid', file, '--json']), 0, 'events import again'));
+    expect(second).toMatchObject({ storedCount: 0, duplicateCount: 1 });
     const bad = expectExit(await ws.run(['events', 'import', '--provider', 'acme/email/sendgrid', ws.file('bad.jsonl', '{"email":\n')]), 2, 'events import of a broken file');
     expect(bad.stderr).toMatch(/bad\.jsonl line 1/);
   });
@@ -200,13 +203,13 @@ describe('a bulk send, then its events', () => {
     hang = undefined;
     const rerun = expectExit(await ws.run([...batchLine(csv), '--json']), 3, 'the same line after the crash');
     const id = parseBatchOutput(rerun).summary.batchId;
-    expect(parseBatchOutput(rerun).summary).toMatchObject({ unknown: 3, sent: 0 });
+    expect(parseBatchOutput(rerun).summary).toMatchObject({ unknownCount: 3, sentCount: 0 });
 
     const crashId = 'CrashReqXMessageId0001';
     const r = await postEvents(held.personalizations.map((p) => sgEvent('processed', p.to[0]!.email, crashId, p.custom_args)));
     expect(r).toMatchObject({ stored: 3, settled: 3 });
     const after = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', id, '--items', '--json']), 0, 'batch show'));
-    expect(after).toMatchObject({ sent: 3, unknown: 0 });
+    expect(after).toMatchObject({ sentCount: 3, unknownCount: 0 });
     expect(after.items!.map((i) => [i.state, i.messageId, i.provider])).toEqual(Array(3).fill(['sent', crashId, 'acme/email/sendgrid']));
     const audit = parseJson<Array<{ action: string; target: string }>>(await ws.run(['audit', 'list', '--json']));
     expect(audit.filter((a) => a.action === 'batch.row.settle').map((a) => a.target)).toEqual([1, 2, 3].map((n) => `${id}/${n}`));

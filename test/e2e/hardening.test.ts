@@ -185,7 +185,8 @@ describe('provider configs are authenticated as a whole', () => {
 
   test('a store from before MACs is upgraded on first open with the key (audited); removing the marker later does not re-open that door', async () => {
     const store = tampered('old', (db) => {
-      // Make it look as an earlier switchboard left it: schema 3, no mac column or marker, v1 sealed blobs.
+      // Make it look as an earlier switchboard left it: schema 3, no mac column or marker, v1 sealed blobs, and
+      // none of what later migrations add (issue 13's delivery-status tables and suppressions.expires_at).
       const rows = db.prepare('SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs').all() as Array<{ id: number; tenant_id: string; channel: string; name: string; key_id: number }>;
       const key = Buffer.from(ws.key, 'base64');
       for (const r of rows) {
@@ -328,8 +329,8 @@ describe('doctor finds real trouble', () => {
       expect(list.stdout).toMatch(/acme\/sms\/twilio\t.*authToken=MISSING/);
       expect(list.stderr).toMatch(/acme\/sms\/twilio is missing secret authToken/);
       expect(expectExit(await ws.run(['provider', 'show', 'acme/sms/twilio'], { env: env2 }), 0, 'show').stdout).toMatch(/secret authToken\s+MISSING/);
-      const listed = parseJson<Array<{ ref: string; missingSecrets: string[] }>>(await ws.run(['provider', 'list', '--json'], { env: env2 }));
-      expect(listed.map((p) => [p.ref, p.missingSecrets])).toEqual([
+      const listed = parseJson<Array<{ id: string; missingSecrets: string[] }>>(await ws.run(['provider', 'list', '--json'], { env: env2 }));
+      expect(listed.map((p) => [p.id, p.missingSecrets])).toEqual([
         ['system/email/outbox', []],
         ['acme/sms/twilio', ['authToken']],
       ]);
@@ -416,9 +417,9 @@ describe('the store file', () => {
     try {
       inProcess(ws, (ctx) => addTenantCore(ctx, 'acme', 'Acme'));
       const out = path.join(ws.dir, 'backups', 'sb-backup.db');
-      const r = parseJson<{ store: string; file: string; bytes: number; completedAt: string }>(expectExit(await ws.run(['store', 'backup', '--out', out, '--json']), 0, 'store backup'));
-      expect(r).toMatchObject({ store: ws.store, file: out });
-      expect(r.bytes).toBe(fs.statSync(out).size);
+      const r = parseJson<{ storePath: string; file: string; byteCount: number; completedAt: string }>(expectExit(await ws.run(['store', 'backup', '--out', out, '--json']), 0, 'store backup'));
+      expect(r).toMatchObject({ storePath: ws.store, file: out });
+      expect(r.byteCount).toBe(fs.statSync(out).size);
       expect(fs.statSync(out).mode & 0o777).toBe(0o600);
       expect(fs.readdirSync(path.dirname(out)).filter((f) => f.includes('.tmp-'))).toEqual([]);
       expect(withDb(out, (db) => db.prepare('SELECT id FROM tenants').all())).toEqual([{ id: 'acme' }]);
@@ -426,9 +427,9 @@ describe('the store file', () => {
       expect(again.exitCode, show(again)).toBe(2);
       expect(again.stderr).toMatch(/already exists.*--force/);
       expectExit(await ws.run(['store', 'backup', '--out', out, '--force']), 0, 'store backup --force');
-      const v = parseJson<{ bytesBefore: number; bytesAfter: number }>(expectExit(await ws.run(['store', 'vacuum', '--json']), 0, 'store vacuum'));
-      expect(v.bytesAfter).toBeGreaterThan(0);
-      expect(v.bytesAfter).toBeLessThanOrEqual(v.bytesBefore);
+      const v = parseJson<{ beforeByteCount: number; afterByteCount: number }>(expectExit(await ws.run(['store', 'vacuum', '--json']), 0, 'store vacuum'));
+      expect(v.afterByteCount).toBeGreaterThan(0);
+      expect(v.afterByteCount).toBeLessThanOrEqual(v.beforeByteCount);
     } finally {
       ws.cleanup();
     }

@@ -15,6 +15,7 @@ import { baseEnv, binPath, makeWorkspace, parseJson, parseJsonLines, repoRoot, r
 import { dumpStore, expectExit } from '../helpers/setup.js';
 import { startSesIdentities, type SesServer } from '../helpers/ses-identities.js';
 import { startTty } from '../helpers/tty.js';
+import { sgEvent, startServe } from '../helpers/events.js';
 
 const schemaDir = path.join(repoRoot, 'test', 'schemas');
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
@@ -28,7 +29,8 @@ const REF = /^[a-z][a-z0-9-]*\/(email|sms|whatsapp)\/[a-z0-9_-]+$/;
 /**
  * The README's vocabulary rules, checked on any JSON value whatever its command: `…At` is ISO 8601 UTC or null;
  * `provider` is a ref or null; no `ref`, `providerRef`, `at`; a number never has a plural name (counts are
- * `…Count`, durations `…Ms`); a `…Count` is a whole number.
+ * `…Count`, durations `…Ms`); a `…Count` is a whole number. An event's `payload` is the provider's own object,
+ * in the provider's words, and is not checked.
  */
 function vocabularyProblems(value: unknown, where = '$'): string[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => vocabularyProblems(v, `${where}[${i}]`));
@@ -36,6 +38,7 @@ function vocabularyProblems(value: unknown, where = '$'): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(value)) {
     const at = `${where}.${k}`;
+    if (k === 'payload') continue;
     if (['ref', 'providerRef', 'at', 'to'].includes(k)) out.push(`${at}: not in the vocabulary`);
     if (/At$/.test(k) && !(v === null || (typeof v === 'string' && TIME.test(v)))) out.push(`${at}: ${JSON.stringify(v)} is not an ISO 8601 UTC time`);
     if (k === 'provider' && !(v === null || (typeof v === 'string' && REF.test(v)))) out.push(`${at}: ${JSON.stringify(v)} is not a provider ref`);
@@ -232,6 +235,75 @@ describe('--json: one vocabulary, a JSON Schema per command', () => {
     }
   });
 
+  test('delivery events (import, list, message timeline, batch delivery counts, report rates), public URL, events serve, store care', async () => {
+    // A batch through cron-care's outbox, then SendGrid events for it imported through cron-care's SendGrid config
+    // (the correlation fields a SendGrid send carries): ana delivered, bo bounced.
+    const lines = parseJsonLines<{ type: string; batchId?: string; recipient?: string; messageId?: string; row?: number }>(
+      expectExit(await ws.run(['send', 'batch', '--tenant', 'cron-care', '--csv', `${ws.dir}/people.csv`, '--template-file', `${ws.dir}/hello.txt`, '--subject', 'Events {{name}}', '--new-batch', '--json']), 0, 'send batch'),
+    );
+    const b = lines.at(-1)!.batchId!;
+    const ev = (event: string, email: string, extra: Record<string, unknown> = {}) => {
+      const r = lines.find((l) => l.recipient === email)!;
+      return sgEvent(event, email, r.messageId!, { sb_tenant: 'cron-care', sb_batch: b, sb_row: String(r.row), ...extra });
+    };
+    const file = ws.file('events.json', JSON.stringify([ev('delivered', 'ana@example.com'), ev('bounce', 'bo@example.com', { type: 'bounce', status: '5.1.1', reason: '550 5.1.1 unknown' })]));
+    const imported = await json('events-import', ['events', 'import', '--provider', 'cron-care/email/sendgrid', file]);
+    expect(imported).toMatchObject({ provider: 'cron-care/email/sendgrid', bodyCount: 1, storedCount: 2, duplicateCount: 0, suppressedCount: 1 });
+    const [events, batch, report, sup, logged] = (await Promise.all([
+      json('events-list', ['events', 'list', '--tenant', 'cron-care']),
+      json('batch-show', ['batch', 'show', b]),
+      json('report', ['report', '--since', '1d', '--tenant', 'cron-care']),
+      json('suppress-list', ['suppress', 'list', '--tenant', 'cron-care']),
+      json('log-list', ['log', 'list', '--batch', b]),
+    ])) as unknown as [
+      Array<{ type: string; provider: string; batchId: string }>,
+      { deliveryCounts: Array<{ status: string; messageCount: number }> },
+      { total: { deliveredCount: number; bouncedCount: number; deliveredRate: number; bounceRate: number } },
+      Array<{ address: string; source: string; expiresAt: string | null }>,
+      Array<{ id: number; recipient: string }>,
+    ];
+    expect(events.map((e) => [e.type, e.provider, e.batchId]).sort()).toEqual([['bounced', 'cron-care/email/sendgrid', b], ['delivered', 'cron-care/email/sendgrid', b]]);
+    expect(batch.deliveryCounts.filter((c) => c.messageCount > 0)).toEqual([{ status: 'delivered', messageCount: 1 }, { status: 'bounced', messageCount: 1 }]);
+    expect(report.total).toMatchObject({ deliveredCount: 1, bouncedCount: 1 });
+    expect(sup).toEqual([expect.objectContaining({ address: 'bo@example.com', source: 'cron-care/email/sendgrid', expiresAt: null })]);
+    const ana = logged.find((e) => e.recipient === 'ana@example.com')!;
+    const timeline = (await json('message-show', ['message', 'show', String(ana.id)])) as { id: number; status: string; attempts: unknown[]; events: Array<{ type: string }> };
+    expect(timeline).toMatchObject({ id: ana.id, status: 'delivered' });
+    expect(timeline.attempts).toHaveLength(1);
+    expect(timeline.events.map((e) => e.type)).toEqual(['delivered']);
+
+    // The public URL: set, shown, removed (so the sends of later tests carry none).
+    expect(await json('events-public-url', ['events', 'public-url', 'https://hooks.example.com'])).toEqual({ publicUrl: 'https://hooks.example.com', source: 'store' });
+    expect(await json('events-public-url', ['events', 'public-url', '--unset'])).toEqual({ publicUrl: null, source: null });
+
+    // events serve --json: one JSON Lines record per request; the text log's lines start with a time stamp.
+    for (const asJson of [true, false]) {
+      const serve = await startServe(ws, asJson ? ['--json'] : []);
+      try {
+        for (const route of ['/healthz', '/hooks/nobody/email/x', '/unsubscribe/not-a-token']) await fetch(`${serve.url}${route}`);
+      } finally {
+        expect((await serve.stop('SIGTERM')).exitCode, serve.stderr()).toBe(0);
+      }
+      const logLines = serve.log().trim().split('\n');
+      expect(logLines).toHaveLength(3);
+      if (asJson) {
+        covered.add('events-serve');
+        for (const l of logLines) checkJson('events-serve', JSON.parse(l), 'events serve --json');
+      } else {
+        for (const l of logLines) expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z)\tGET\t\/\S*\t\d{3}\t/);
+      }
+      // Its status lines on stderr (no terminal) are dated too.
+      for (const l of serve.stderr().trim().split('\n')) expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z) /);
+    }
+
+    const backup = (await json('store-backup', ['store', 'backup', '--out', path.join(ws.dir, 'backup.db')])) as { byteCount: number; file: string };
+    expect(fs.statSync(backup.file).size).toBe(backup.byteCount);
+    await json('store-vacuum', ['store', 'vacuum']);
+    // doctor --deep: integrity_check, key-file mode, config MACs and required secrets among its checks.
+    const doctor = await ws.run(['doctor', '--deep', '--json']);
+    checkJson('doctor', parseJson(doctor), 'doctor --deep --json');
+  });
+
   test('every schema in test/schemas/ was used by a command above', () => {
     const schemas = fs.readdirSync(schemaDir).filter((n) => n !== 'defs.schema.json').map((n) => n.replace('.schema.json', ''));
     expect(schemas.filter((s) => !covered.has(s))).toEqual([]);
@@ -261,6 +333,7 @@ describe('text output', () => {
       ['report', '--since', '30d', '--by', 'provider'],
       ['log', 'list'],
       ['audit', 'list'],
+      ['events', 'list'],
     ];
     const results = await Promise.all(lists.map((args) => ws.run(args)));
     results.forEach((r, i) => expect(piped(r, lists[i]!.join(' ')).length, lists[i]!.join(' ')).toBeGreaterThan(1));
@@ -269,11 +342,15 @@ describe('text output', () => {
     expect(route.stdout).not.toMatch(/fallback to system defaults/);
     expect(route.stderr).toMatch(/fallback to system defaults: on/);
     // Empty lists: the header alone on stdout, the note (if any) on stderr.
+    // (A store must exist: no command but the creating ones makes one.)
     const empty = makeWorkspace();
     try {
-      const runs = await Promise.all([['tenant', 'list'], ['batch', 'list'], ['report']].map((args) => empty.run(args)));
+      expectExit(await empty.run(['tenant', 'add', 'gone', '--name', 'Gone']), 0, 'tenant add');
+      expectExit(await empty.run(['tenant', 'remove', 'gone', '--yes']), 0, 'tenant remove');
+      const runs = await Promise.all([['tenant', 'list'], ['batch', 'list'], ['report'], ['events', 'list']].map((args) => empty.run(args)));
       for (const r of runs) expect(piped(r, 'an empty list'), r.stdout).toHaveLength(1);
       expect(runs[0]!.stderr).toMatch(/No tenants yet/);
+      expect(runs[3]!.stderr).toMatch(/No events/);
     } finally {
       empty.cleanup();
     }

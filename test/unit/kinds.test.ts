@@ -29,7 +29,10 @@ describe('provider kinds', () => {
     expect(twilio.settings.map((s) => s.name)).toEqual(Object.keys(settingSpecs(KINDS.get('twilio')!)));
     expect(twilio.settings.find((s) => s.name === 'accountSid')).toMatchObject({ required: true, default: null });
     expect(twilio.settings.find((s) => s.name === 'pricePerSegment')).toMatchObject({ type: 'decimal', required: false });
-    expect(twilio.secrets).toEqual([{ name: 'authToken', required: true, description: 'auth token of the account' }]);
+    expect(twilio.secrets).toEqual([{ name: 'authToken', required: true, advanced: false, description: expect.stringMatching(/^auth token of the account/) }]);
+    // Delivery-event settings and secrets are marked advanced (the interactive `provider add` does not ask for them).
+    expect(twilio.settings.find((s) => s.name === 'softBounceLimit')).toMatchObject({ advanced: true, required: false });
+    expect(kinds.find((k) => k.kind === 'meta-whatsapp')!.secrets.filter((x) => x.advanced).map((x) => x.name)).toEqual(['appSecret', 'webhookVerifyToken']);
     expect(kinds.find((k) => k.kind === 'smtp')!.settings.find((s) => s.name === 'tls')).toMatchObject({ default: 'starttls', values: ['starttls', 'tls', 'none'] });
     expect(kinds.filter((k) => k.canAuthenticateDomains).map((k) => k.kind)).toEqual(['sendgrid', 'ses']);
     expect(kinds.filter((k) => k.canBatch).map((k) => k.kind)).toEqual(['sendgrid']);
