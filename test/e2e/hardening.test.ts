@@ -199,7 +199,9 @@ describe('provider configs are authenticated as a whole', () => {
         db.prepare('UPDATE provider_configs SET sealed_secrets = ? WHERE id = ?').run(Buffer.concat([Buffer.from([1]), iv, c.getAuthTag(), body]), r.id);
       }
       db.exec(`ALTER TABLE provider_configs DROP COLUMN mac; DELETE FROM meta WHERE key = 'config_macs';
-               DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; PRAGMA user_version = 3;`);
+               DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;
+               DROP TABLE events; DROP TABLE deliveries; DROP TABLE soft_bounces; DROP INDEX messages_message_id;
+               ALTER TABLE suppressions DROP COLUMN expires_at; PRAGMA user_version = 3;`);
     });
     const env = { SWITCHBOARD_STORE: store };
     expect(parseJson<{ status: string }>(expectExit(await send(store), 0, 'first send on the old store')).status).toBe('sent');
