@@ -8,6 +8,8 @@ import type { CliContext } from './context.js';
 import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batches.js';
 import { Interrupted, PartialFailure } from '../errors.js';
 import { batchRowJson, byProviderJson, countsJson } from './json.js';
+import { sentSegmentCount } from '../core/batch/preview.js';
+import { dryRunText, previewJson } from './preview.js';
 
 /** Interval of progress lines when stderr is not a terminal, in ms. */
 const PROGRESS_EVERY_MS = 5_000;
@@ -109,7 +111,9 @@ export async function runWithProgress(
     process.off('SIGTERM', onSignal);
     if (drawn) cli.io.stderr.write('\r\x1b[2K');
   }
-  present(cli, summary);
+  // sms and whatsapp text: the segments the batch's sent rows took (a dry run: the rows that would be sent).
+  const segments = summary.preview ? (summary.preview.segments?.segmentCount ?? null) : summary.batchId ? sentSegmentCount(cli.core(), summary.batchId) : null;
+  present(cli, summary, segments);
   if (controller.signal.aborted && summary.pending > 0) {
     throw new Interrupted(`interrupted: ${summary.pending} rows not sent yet; continue with: switchboard batch resume ${summary.batchId}`);
   }
@@ -120,7 +124,7 @@ export async function runWithProgress(
 }
 
 /** The `--json` summary line in the README's vocabulary (`…Count`, `byProvider` as an array). */
-function summaryJson(s: BatchSummary) {
+function summaryJson(s: BatchSummary, segmentCount: number | null) {
   return {
     type: 'summary',
     batchId: s.batchId,
@@ -132,23 +136,19 @@ function summaryJson(s: BatchSummary) {
     elapsedMs: s.elapsedMs,
     alreadyComplete: s.alreadyComplete,
     resumed: s.resumed,
-    sample: s.sample ? { recipient: s.sample.to, subject: s.sample.subject ?? null, text: s.sample.text, html: s.sample.html ?? null } : null,
+    segmentCount,
+    preview: s.preview ? previewJson(s.preview) : null,
   };
 }
 
-function present(cli: CliContext, s: BatchSummary): void {
+function present(cli: CliContext, s: BatchSummary, segmentCount: number | null): void {
   if (cli.out.opts.json) {
-    cli.out.jsonLine(summaryJson(s));
+    cli.out.jsonLine(summaryJson(s, segmentCount));
     return;
   }
-  if (s.status === 'dry-run') {
-    const sample = s.sample;
-    cli.out.result(s, () =>
-      [
-        `Dry run: ${s.rows} rows valid; nothing was sent or stored.`,
-        ...(sample ? ['', `First message (to ${sample.to}):`, ...(sample.subject !== undefined ? [`Subject: ${sample.subject}`] : []), '', sample.text.trim()] : []),
-      ].join('\n'),
-    );
+  if (s.preview) {
+    const preview = s.preview;
+    cli.out.result(s, () => dryRunText(s.rows, preview));
     return;
   }
   const head = s.alreadyComplete
@@ -165,6 +165,7 @@ function present(cli: CliContext, s: BatchSummary): void {
         ['unknown', s.unknown],
         ['pending', s.pending],
         ['fallback', s.fallback],
+        ...(segmentCount !== null ? [['segments', segmentCount] as [string, unknown]] : []),
         ...Object.entries(s.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
       ]),
     ].join('\n'),

@@ -17,6 +17,9 @@ import { resolveRoute } from '../core/providers.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
 import { sendTracking } from '../core/tracking.js';
 import { attemptJson } from './json.js';
+import { priceFlag } from './preview.js';
+import type { PreviewOptions } from '../core/batch/preview.js';
+import type { Channel } from '../core/context.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -128,7 +131,10 @@ export function registerSend(program: Command, io: Io): void {
       .option('--default-region <CC>', 'country for phone numbers without +country code, e.g. GB')
       .option('--encoding <label>', 'the CSV\'s encoding, e.g. windows-1252, latin1, utf-16le (default utf-8; invalid bytes stop the run naming line and column)')
       .option('--template-encoding <label>', 'the --template-file\'s encoding (default utf-8, checked strictly)')
-      .option('--dry-run', 'validate and render every row; send and store nothing')
+      .option('--dry-run', 'validate and render every row, count rows that would be skipped (suppressed) and, for sms/whatsapp, segments; send and store nothing')
+      .option('--row <line>', 'with --dry-run: also show the row on this CSV file line, as errors name lines (repeatable)', collect)
+      .option('--price-per-segment <amount>', 'with --dry-run, sms/whatsapp: price of one segment for the estimated cost (default: the route\'s pricePerSegment setting)')
+      .option('--currency <code>', 'ISO 4217 code of --price-per-segment, e.g. USD')
       .option('--concurrency <n>', 'messages in flight at once', '4')
       .option('--rate <n>', 'most messages per second to each provider, in any one-second window (lowers a provider\'s own rate setting)')
       .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
@@ -149,6 +155,9 @@ export function registerSend(program: Command, io: Io): void {
           encoding?: string;
           templateEncoding?: string;
           dryRun?: boolean;
+          row?: string[];
+          pricePerSegment?: string;
+          currency?: string;
           concurrency: string;
           rate?: string;
           idempotencyKey?: string;
@@ -164,6 +173,7 @@ export function registerSend(program: Command, io: Io): void {
           if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
+          const preview = previewFlags(opts, channel);
           const ctx = cli.core();
           // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
           const first = resolveRoute(ctx, tenantId, channel).entries.slice(0, 1).map((e) => e.config.ref);
@@ -184,6 +194,7 @@ export function registerSend(program: Command, io: Io): void {
                 encoding: opts.encoding,
                 templateEncoding: opts.templateEncoding,
                 dryRun: opts.dryRun,
+                preview,
                 concurrency,
                 rate,
                 idempotencyKey: opts.idempotencyKey,
@@ -199,7 +210,23 @@ export function registerSend(program: Command, io: Io): void {
     [
       'switchboard send batch --tenant acme-dental --channel email --csv patients.csv --template-file reminder.html --subject "Your appointment, {{first_name}}"',
       'switchboard send batch --tenant acme-dental --channel sms --csv patients.csv --template reminder-sms --default-region GB --rate 10',
+      'switchboard send batch --tenant acme-dental --channel sms --csv patients.csv --template reminder-sms --dry-run --row 12 --row 40 --price-per-segment 0.0079 --currency USD',
       'switchboard --json --quiet send batch --tenant acme-dental --csv patients.csv --template-file reminder.html --subject "Hi" --idempotency-key reminders-2026-11-23',
     ],
   );
+}
+
+/**
+ * The dry-run flags: `--row` lines (whole numbers from 2, the first data line) and the price.
+ * @throws UsageError naming the flag: given without --dry-run, a price for e-mail, a bad number.
+ */
+function previewFlags(opts: { dryRun?: boolean; row?: string[]; pricePerSegment?: string; currency?: string }, channel: Channel): PreviewOptions | undefined {
+  const given = [opts.row ? '--row' : '', opts.pricePerSegment !== undefined ? '--price-per-segment' : '', opts.currency !== undefined ? '--currency' : ''].filter(Boolean);
+  if (!opts.dryRun) {
+    if (given.length) throw new UsageError(`${given[0]} applies to --dry-run only`);
+    return undefined;
+  }
+  if (channel === 'email' && (opts.pricePerSegment !== undefined || opts.currency !== undefined)) throw new UsageError(`${given.at(-1)} applies to sms and whatsapp only`);
+  const price = priceFlag(opts.pricePerSegment, opts.currency);
+  return { lines: (opts.row ?? []).map((l) => intFlag(l, '--row', 2, Number.MAX_SAFE_INTEGER)!), price, currency: opts.currency?.toUpperCase() };
 }

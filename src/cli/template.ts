@@ -10,36 +10,9 @@ import { addTemplate, getTemplate, listTemplates, previewTemplate, removeTemplat
 import { phoneBody, readTemplateFile } from '../core/templates.js';
 import { confirmOrYes } from './prompt.js';
 import { templateJson } from './json.js';
-import { UsageError } from '../errors.js';
-import { resolveRoute } from '../core/providers.js';
-import { messageSegments, priceFromSettings, showCharacter, type MessageSegments, type SegmentPrice } from '../core/segments.js';
-import type { CoreContext } from '../core/context.js';
-
-/**
- * The price per segment for a preview: `--price-per-segment` (with `--currency`), else the first provider of the
- * tenant's route for the channel that has a `pricePerSegment` setting; null when neither gives one.
- * @throws UsageError naming the flag.
- */
-function previewPrice(ctx: CoreContext, tenantId: string, channel: 'sms' | 'whatsapp', flag: string | undefined, currency: string | undefined): SegmentPrice | null {
-  if (currency !== undefined && !/^[A-Za-z]{3}$/.test(currency)) throw new UsageError(`--currency ${currency}: expected an ISO 4217 code such as USD`);
-  if (flag !== undefined) {
-    const n = Number(flag);
-    if (!/^\d+(\.\d*)?$|^\.\d+$/.test(flag.trim()) || !Number.isFinite(n)) throw new UsageError(`--price-per-segment ${flag}: expected a number such as 0.0079`);
-    return { pricePerSegment: n, currency: currency?.toUpperCase() ?? null };
-  }
-  for (const e of resolveRoute(ctx, tenantId, channel).entries) {
-    const p = priceFromSettings(e.config.settings);
-    if (p) return currency ? { ...p, currency: currency.toUpperCase() } : p;
-  }
-  return null;
-}
-
-/** One line on how a message goes over SMS: encoding, segments, length, what forced UCS-2, estimated cost. */
-export function segmentsText(s: MessageSegments): string {
-  const why = s.nonGsmCharacters.length ? `; not in GSM-7: ${s.nonGsmCharacters.map(showCharacter).join(' ')}` : '';
-  const cost = s.estimatedCost !== null ? `; estimated cost ${s.estimatedCost}${s.currency ? ` ${s.currency}` : ''}` : '';
-  return `${s.encoding}, ${s.segmentCount} segment${s.segmentCount === 1 ? '' : 's'} (${s.characterCount} ${s.encoding === 'GSM-7' ? 'septets' : 'UTF-16 units'}${why})${cost}`;
-}
+import { messageSegments } from '../core/segments.js';
+import { routePrice } from '../core/batch/preview.js';
+import { priceFlag, segmentsText, withCurrency } from './preview.js';
 
 /** Registers the `template` commands. */
 export function registerTemplate(program: Command, io: Io): void {
@@ -146,7 +119,8 @@ export function registerTemplate(program: Command, io: Io): void {
           const channel = opts.channel !== undefined ? channelFlag(opts.channel) : t.subject !== null || t.html !== null ? 'email' : 'sms';
           const p = await previewTemplate(ctx, tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
           const email = channel === 'email';
-          const sms = email ? null : messageSegments(phoneBody(p), previewPrice(ctx, tenantId, channel, opts.pricePerSegment, opts.currency));
+          const price = priceFlag(opts.pricePerSegment, opts.currency);
+          const sms = email ? null : messageSegments(phoneBody(p), price !== undefined ? price : withCurrency(routePrice(ctx, tenantId, channel), opts.currency));
           const data = {
             tenantId,
             template: t.name,

@@ -22,6 +22,7 @@ import { GroupCommit } from '../store/group-commit.js';
 import { prepared } from '../store/db.js';
 import { addTask } from './limiter.js';
 import { batchTracker } from './tracking.js';
+import { previewBatch, type BatchPreview, type PreviewOptions } from './batch/preview.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
@@ -58,6 +59,8 @@ export interface BatchRequest {
   /** The template file's encoding, a WHATWG label (`--template-encoding`; default UTF-8). */
   templateEncoding?: string;
   dryRun?: boolean;
+  /** Dry run only: the rows to show and the price per segment (./batch/preview.ts). */
+  preview?: PreviewOptions;
   /** Messages in flight at once (default 4). */
   concurrency?: number;
   /** Most requests per second to each provider for this run (lowers a provider's own `rate`). */
@@ -123,8 +126,8 @@ export interface BatchSummary extends BatchCounts {
   alreadyComplete: boolean;
   /** True when this run continued an earlier, unfinished run. */
   resumed: boolean;
-  /** Dry run only: the first row rendered. */
-  sample?: { to: string } & Rendered;
+  /** Dry run only: the rows shown, skipped rows by reason, segment totals (./batch/preview.ts). */
+  preview?: BatchPreview;
 }
 
 /** A stored batch as listed by `batch list` / `batch show`. */
@@ -284,9 +287,11 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
     );
   }
   if (req.dryRun) {
+    const preview = await previewBatch(ctx, req, template, v.recipientKey);
     return {
       ...emptyCounts(v.rows),
-      pending: v.rows,
+      pending: v.rows - preview.skipped,
+      skipped: preview.skipped,
       batchId: null,
       status: 'dry-run',
       idempotencyKey: null,
@@ -295,7 +300,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
       elapsedMs: ctx.clock.now().getTime() - started,
       alreadyComplete: false,
       resumed: false,
-      sample: v.sample,
+      preview,
     };
   }
 

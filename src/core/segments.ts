@@ -40,6 +40,69 @@ export function segmentInfo(text: string): SegmentInfo {
   };
 }
 
+/** Cached results per text shape: cleared when full, so memory stays bounded whatever the input. */
+const MAX_CACHED = 20_000;
+
+/**
+ * {@link segmentInfo} for many messages (a bulk send's dry run), fast. The library takes 0.3-0.6 ms a message
+ * (it splits graphemes with `grapheme-splitter`), minutes for 200,000 rows; but its result depends only on
+ * the text's shape, so each text is reduced to a shape key and the library runs once per distinct shape.
+ *
+ * The key replaces a printable ASCII character that is in GSM-7 by `a` (basic) or `{` (extension; two
+ * septets) when both its neighbours are ASCII as well; everything else stays as it is. Between two ASCII
+ * characters there is always a grapheme break (Unicode UAX #29; CR LF, which the library splits anyway, is
+ * the one pair that joins), so the replaced characters are single-character graphemes of the same GSM-7 class
+ * and size before and after: encoding, segments, length and the non-GSM graphemes come out the same. Rows
+ * that differ only in the letters of a name share a key; a free-text column of unique lengths does not.
+ */
+export class SegmentCounter {
+  private readonly cache = new Map<string, SegmentInfo>();
+  /** Per ASCII code: 1 basic GSM-7, 2 extension, 0 not GSM-7 or not printable (kept in keys). */
+  private static classes: Uint8Array | undefined;
+
+  /** Encoding, segments, length and non-GSM characters of `text`, as {@link segmentInfo} gives them. */
+  info(text: string): SegmentInfo {
+    const key = this.key(text);
+    let info = this.cache.get(key);
+    if (!info) {
+      info = segmentInfo(key);
+      if (this.cache.size >= MAX_CACHED) this.cache.clear();
+      this.cache.set(key, info);
+    }
+    return info;
+  }
+
+  private key(text: string): string {
+    const cls = SegmentCounter.asciiClasses();
+    let out = '';
+    let from = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      const k = c < 128 ? cls[c]! : 0;
+      if (k === 0 || (i > 0 && text.charCodeAt(i - 1) >= 128) || (i + 1 < text.length && text.charCodeAt(i + 1) >= 128)) continue;
+      const to = k === 1 ? 'a' : '{';
+      if (text[i] === to) continue;
+      out += text.slice(from, i) + to;
+      from = i + 1;
+    }
+    return from === 0 ? text : out + text.slice(from);
+  }
+
+  /** The GSM-7 class of each printable ASCII character, as the library itself counts it (computed once). */
+  private static asciiClasses(): Uint8Array {
+    if (!this.classes) {
+      const cls = new Uint8Array(128);
+      // Printable ASCII, and LF / CR / form feed (GSM-7 has them; the library splits CR LF itself).
+      for (const c of [10, 12, 13, ...Array.from({ length: 95 }, (_, k) => k + 32)]) {
+        const m = new SegmentedMessage(String.fromCharCode(c));
+        if (m.encodingName === 'GSM-7') cls[c] = m.numberOfCharacters === 1 ? 1 : 2;
+      }
+      this.classes = cls;
+    }
+    return this.classes;
+  }
+}
+
 /** A price per segment, from a provider config's `pricePerSegment` and `currency` settings or a flag. */
 export interface SegmentPrice {
   /** Price of one segment in `currency` (e.g. 0.0079). */

@@ -1,0 +1,177 @@
+/**
+ * Previews of a bulk send (issue 12): what `send batch --dry-run` shows after every row validated. It reads the
+ * CSV once more and, for every row, renders the message, looks the recipient up in the tenant's suppressions
+ * (a suppressed row would be skipped, as the real send skips it) and, for sms and whatsapp text, counts its
+ * encoding and segments (./../segments.ts). It keeps the rows asked for (`--row <line>`, and the first row), the
+ * skipped rows by reason and the segment totals; nothing is written. Also the segment total of a stored batch's
+ * sent rows, for the summary of a real send.
+ */
+import type { CoreContext, Channel } from '../context.js';
+import { openCsv } from '../csv.js';
+import { normaliseRecipient } from '../address.js';
+import { compileTemplate, phoneBody, type CompiledTemplate, type TemplateSource } from '../templates.js';
+import { suppressionReasons } from '../suppressions.js';
+import { resolveRoute } from '../providers.js';
+import { estimateCost, priceFromSettings, SegmentCounter, SegmentTally, type MessageSegments, type SegmentPrice, type SegmentTotals } from '../segments.js';
+import { UsageError } from '../../errors.js';
+
+/** Rows whose suppressions are looked up in one query. */
+const LOOKUP_CHUNK = 500;
+
+/** What a dry run should show besides the counts. */
+export interface PreviewOptions {
+  /** CSV file lines of the rows to show (`--row`), besides the first row. */
+  lines?: readonly number[];
+  /**
+   * The price per segment for the estimated cost (`--price-per-segment`); undefined: the first provider of the
+   * route that has a `pricePerSegment` setting; null: no cost.
+   */
+  price?: SegmentPrice | null;
+  /** ISO 4217 code that overrides the route setting's `currency` (`--currency` without `--price-per-segment`). */
+  currency?: string;
+}
+
+/** One row as a dry run shows it. */
+export interface PreviewMessage {
+  /** Data row, from 1. */
+  row: number;
+  /** File line where the row starts (as validation errors name rows). */
+  line: number;
+  /** The recipient as it would be sent to (E.164 for phones). */
+  recipient: string;
+  /** E-mail only; null for sms and whatsapp. */
+  subject: string | null;
+  /** The text: the e-mail text part, or the sms / whatsapp body. */
+  text: string;
+  html: string | null;
+  /** Why the row would be skipped (`suppressed: <reason>`, as the ledger would say), or null. */
+  skipReason: string | null;
+  /** sms and whatsapp text: encoding, segments and estimated cost; null for e-mail and whatsapp templates. */
+  segments: MessageSegments | null;
+}
+
+/** What a dry run found over all rows. */
+export interface BatchPreview {
+  channel: Channel;
+  /** The rows shown, in CSV order: the first row and every `--row`. */
+  messages: PreviewMessage[];
+  /** Rows that would be skipped, by reason (`suppressed: unsubscribe` → 3). */
+  skippedByReason: Record<string, number>;
+  /** Rows that would be skipped, all reasons. */
+  skipped: number;
+  /** Segment totals of the rows that would be sent (sms and whatsapp text), else null. */
+  segments: SegmentTotals | null;
+}
+
+/** Whether a channel's messages are counted in SMS segments: sms, and whatsapp free-form text (not an approved template). */
+export function countsSegments(channel: Channel, source: TemplateSource): boolean {
+  return channel === 'sms' || (channel === 'whatsapp' && !source.whatsappTemplate);
+}
+
+/**
+ * The price per segment the tenant's route gives: the first provider of the route for `channel` with a
+ * `pricePerSegment` setting (and its `currency`); null when none has one.
+ * @throws NotFoundError for an unknown tenant.
+ */
+export function routePrice(ctx: CoreContext, tenantId: string, channel: Channel): SegmentPrice | null {
+  for (const e of resolveRoute(ctx, tenantId, channel).entries) {
+    const p = priceFromSettings(e.config.settings);
+    if (p) return p;
+  }
+  return null;
+}
+
+/**
+ * Pass 2 of a dry run, after every row validated: renders every row, applies the tenant's suppressions and
+ * counts segments. Memory stays bounded (the shown rows, the first 50 UCS-2 rows, a bounded segment cache).
+ * @param recipientKey the CSV column holding the recipient (as validation found it).
+ * @throws UsageError naming `--row` for a line that is not where a data row starts; naming `--csv` if the file
+ *   changed since it was validated (a row no longer valid).
+ */
+export async function previewBatch(
+  ctx: CoreContext,
+  req: { tenantId: string; channel: Channel; csvPath: string; encoding?: string; defaultRegion?: string; preview?: PreviewOptions },
+  template: CompiledTemplate,
+  recipientKey: string,
+): Promise<BatchPreview> {
+  const { tenantId, channel } = req;
+  const want = new Set(req.preview?.lines ?? []);
+  const segmented = countsSegments(channel, template.source);
+  const opts = req.preview ?? {};
+  const base = !segmented ? null : opts.price !== undefined ? opts.price : routePrice(ctx, tenantId, channel);
+  const price = base && opts.currency ? { ...base, currency: opts.currency } : base;
+  const counter = new SegmentCounter();
+  const tally = new SegmentTally();
+  const messages: PreviewMessage[] = [];
+  const skippedByReason: Record<string, number> = {};
+  let skipped = 0;
+  const lines = { first: 0, last: 0 };
+
+  type Pending = { row: number; line: number; to: string; record: Record<string, string> };
+  let chunk: Pending[] = [];
+  const flush = () => {
+    const reasons = suppressionReasons(ctx, tenantId, channel, chunk.map((p) => p.to));
+    chunk.forEach((p, k) => {
+      const reason = reasons[k];
+      const skip = reason == null ? null : `suppressed: ${reason}`;
+      if (skip) {
+        skipped++;
+        skippedByReason[skip] = (skippedByReason[skip] ?? 0) + 1;
+      }
+      const show = p.row === 1 || want.has(p.line);
+      if (!show && (skip || !segmented)) return;
+      const r = template.render(p.record);
+      const text = channel === 'email' ? r.text : phoneBody(r);
+      const info = segmented ? counter.info(text) : null;
+      if (info && !skip) tally.add(p.row, p.line, info);
+      if (!show) return;
+      messages.push({
+        row: p.row,
+        line: p.line,
+        recipient: p.to,
+        subject: channel === 'email' ? (r.subject ?? '') : null,
+        text,
+        html: channel === 'email' ? (r.html ?? null) : null,
+        skipReason: skip,
+        segments: info && { ...info, estimatedCost: estimateCost(info.segmentCount, price), currency: price?.currency ?? null },
+      });
+    });
+    chunk = [];
+  };
+
+  const csv = await openCsv(req.csvPath, req.encoding);
+  for await (const { row, line, record } of csv.rows) {
+    lines.first ||= line;
+    lines.last = line;
+    const raw = record[recipientKey] ?? '';
+    const r = normaliseRecipient(channel, raw, req.defaultRegion);
+    if ('error' in r) throw new UsageError(`--csv ${req.csvPath} changed while it was being read (line ${line}); run again`);
+    chunk.push({ row, line, to: r.to, record });
+    if (chunk.length >= LOOKUP_CHUNK) flush();
+  }
+  flush();
+  const missing = [...want].filter((l) => !messages.some((m) => m.line === l));
+  if (missing.length > 0) {
+    throw new UsageError(`--row ${missing[0]}: no data row starts on line ${missing[0]} of --csv ${req.csvPath} (data rows are on lines ${lines.first}-${lines.last}; line 1 is the header)`);
+  }
+  return { channel, messages, skippedByReason, skipped, segments: segmented ? tally.totals(price) : null };
+}
+
+/**
+ * Segments of a stored batch's sent rows, re-rendered from the ledger (each row's values and the batch's
+ * template as stored): the segment total of a real send's summary. Null for e-mail and whatsapp templates, or
+ * an unknown batch.
+ */
+export function sentSegmentCount(ctx: CoreContext, batchId: string): number | null {
+  const b = ctx.db.prepare('SELECT channel, template FROM batches WHERE id = ?').get(batchId) as { channel: Channel; template: string } | undefined;
+  if (!b) return null;
+  const source = JSON.parse(b.template) as TemplateSource;
+  if (!countsSegments(b.channel, source)) return null;
+  const template = compileTemplate(source);
+  const counter = new SegmentCounter();
+  let total = 0;
+  const rows = ctx.db.prepare("SELECT vars FROM batch_items WHERE batch_id = ? AND state = 'sent'").pluck().iterate(batchId) as Iterable<string>;
+  // (A row that was sent rendered then; the same template and values render the same now.)
+  for (const vars of rows) total += counter.info(phoneBody(template.render(JSON.parse(vars) as Record<string, string>))).segmentCount;
+  return total;
+}
