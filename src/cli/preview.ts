@@ -28,7 +28,7 @@ export function withCurrency(price: SegmentPrice | null, currency: string | unde
 export function segmentsText(s: MessageSegments): string {
   const why = s.nonGsmCharacters.length ? `; not in GSM-7: ${s.nonGsmCharacters.map(showCharacter).join(' ')}` : '';
   const cost = s.estimatedCost !== null ? `; estimated cost ${s.estimatedCost}${s.currency ? ` ${s.currency}` : ''}` : '';
-  return `${s.encoding}, ${plural(s.segmentCount, 'segment')} (${s.characterCount} ${s.encoding === 'GSM-7' ? 'septets' : 'UTF-16 units'}${why})${cost}`;
+  return `${s.encoding}, ${plural(s.segmentCount, 'segment')} (${s.characterCount} ${s.encoding === 'GSM-7' ? 'septets' : 'characters'}${why})${cost}`;
 }
 
 function plural(n: number, word: string): string {
@@ -70,7 +70,7 @@ export function dryRunText(rows: number, p: BatchPreview): string {
 function messageText(channel: string, m: PreviewMessage): string[] {
   return [
     '',
-    `Row ${m.row} (line ${m.line}) to ${m.recipient}${m.skipReason ? `: would be skipped (${m.skipReason})` : ''}`,
+    `Row ${m.row} (line ${m.line}) to ${m.recipient}${m.skipReason ? `, would be skipped (${m.skipReason})` : ''}:`,
     // Only e-mail has a subject; an sms or whatsapp message is its text alone.
     ...(m.subject !== null ? [`Subject: ${m.subject}`] : []),
     '',

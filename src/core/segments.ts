@@ -23,7 +23,7 @@ export interface SegmentInfo {
   encoding: SmsEncoding;
   /** Segments (SMS parts) the carrier bills; 1 for an empty body. */
   segmentCount: number;
-  /** Length as the encoding counts it: GSM-7 septets (an extension character counts 2), or UTF-16 code units. */
+  /** Length as the library counts it: GSM-7 septets (an extension character counts 2), or UCS-2 characters (graphemes: an emoji is one). */
   characterCount: number;
   /** The characters that are not in GSM-7, each once in order of first appearance: why a message is UCS-2. */
   nonGsmCharacters: string[];
