@@ -35,7 +35,7 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** A dry run's preview in the JSON vocabulary: `messages`, `skippedByReason` as an array, `sms` totals or null. */
+/** A dry run's preview in the JSON vocabulary: `messages` and `skippedByReason` as arrays (the segment totals are the summary's `sms`). */
 export function previewJson(p: BatchPreview) {
   return {
     messages: p.messages.map((m) => ({
@@ -51,7 +51,6 @@ export function previewJson(p: BatchPreview) {
     skippedByReason: Object.entries(p.skippedByReason)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([reason, rowCount]) => ({ reason, rowCount })),
-    sms: p.segments,
   };
 }
 
@@ -89,4 +88,12 @@ function totalsText(t: SegmentTotals | null): string[] {
     lines.push(`Not GSM-7, sent as UCS-2: ${[...shown, ...more].join(', ')}`);
   }
   return lines;
+}
+
+/** A real send's summary fields for its sent rows' segments: the total, the UCS-2 messages, the estimated cost. */
+export function segmentFields(t: SegmentTotals): Array<[string, unknown]> {
+  return [
+    ['segments', `${t.segmentCount} (${t.ucs2Count} of ${plural(t.messageCount, 'message')} UCS-2)`],
+    ...(t.estimatedCost !== null ? [['estimated cost', `${t.estimatedCost}${t.currency ? ` ${t.currency}` : ''}`] as [string, unknown]] : []),
+  ];
 }

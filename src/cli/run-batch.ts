@@ -8,8 +8,9 @@ import type { CliContext } from './context.js';
 import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batches.js';
 import { Interrupted, PartialFailure } from '../errors.js';
 import { batchRowJson, byProviderJson, countsJson } from './json.js';
-import { sentSegmentCount } from '../core/batch/preview.js';
-import { dryRunText, previewJson } from './preview.js';
+import { sentSegments } from '../core/batch/preview.js';
+import type { SegmentTotals } from '../core/segments.js';
+import { dryRunText, previewJson, segmentFields } from './preview.js';
 
 /** Interval of progress lines when stderr is not a terminal, in ms. */
 const PROGRESS_EVERY_MS = 5_000;
@@ -112,8 +113,8 @@ export async function runWithProgress(
     if (drawn) cli.io.stderr.write('\r\x1b[2K');
   }
   // sms and whatsapp text: the segments the batch's sent rows took (a dry run: the rows that would be sent).
-  const segments = summary.preview ? (summary.preview.segments?.segmentCount ?? null) : summary.batchId ? sentSegmentCount(cli.core(), summary.batchId) : null;
-  present(cli, summary, segments);
+  const sms = summary.preview ? summary.preview.segments : summary.batchId ? sentSegments(cli.core(), summary.batchId) : null;
+  present(cli, summary, sms);
   if (controller.signal.aborted && summary.pending > 0) {
     throw new Interrupted(`interrupted: ${summary.pending} rows not sent yet; continue with: switchboard batch resume ${summary.batchId}`);
   }
@@ -124,7 +125,7 @@ export async function runWithProgress(
 }
 
 /** The `--json` summary line in the README's vocabulary (`…Count`, `byProvider` as an array). */
-function summaryJson(s: BatchSummary, segmentCount: number | null) {
+function summaryJson(s: BatchSummary, sms: SegmentTotals | null) {
   return {
     type: 'summary',
     batchId: s.batchId,
@@ -136,14 +137,14 @@ function summaryJson(s: BatchSummary, segmentCount: number | null) {
     elapsedMs: s.elapsedMs,
     alreadyComplete: s.alreadyComplete,
     resumed: s.resumed,
-    segmentCount,
+    sms,
     preview: s.preview ? previewJson(s.preview) : null,
   };
 }
 
-function present(cli: CliContext, s: BatchSummary, segmentCount: number | null): void {
+function present(cli: CliContext, s: BatchSummary, sms: SegmentTotals | null): void {
   if (cli.out.opts.json) {
-    cli.out.jsonLine(summaryJson(s, segmentCount));
+    cli.out.jsonLine(summaryJson(s, sms));
     return;
   }
   if (s.preview) {
@@ -165,7 +166,7 @@ function present(cli: CliContext, s: BatchSummary, segmentCount: number | null):
         ['unknown', s.unknown],
         ['pending', s.pending],
         ['fallback', s.fallback],
-        ...(segmentCount !== null ? [['segments', segmentCount] as [string, unknown]] : []),
+        ...(sms ? segmentFields(sms) : []),
         ...Object.entries(s.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
       ]),
     ].join('\n'),

@@ -158,20 +158,20 @@ export async function previewBatch(
 }
 
 /**
- * Segments of a stored batch's sent rows, re-rendered from the ledger (each row's values and the batch's
- * template as stored): the segment total of a real send's summary. Null for e-mail and whatsapp templates, or
- * an unknown batch.
+ * Segment totals of a stored batch's sent rows, re-rendered from the ledger (each row's values and the batch's
+ * template as stored), with the estimated cost at the route's price: what a real send's summary shows. Null for
+ * e-mail and whatsapp templates, or an unknown batch.
  */
-export function sentSegmentCount(ctx: CoreContext, batchId: string): number | null {
-  const b = ctx.db.prepare('SELECT channel, template FROM batches WHERE id = ?').get(batchId) as { channel: Channel; template: string } | undefined;
+export function sentSegments(ctx: CoreContext, batchId: string): SegmentTotals | null {
+  const b = ctx.db.prepare('SELECT tenant_id, channel, template FROM batches WHERE id = ?').get(batchId) as { tenant_id: string; channel: Channel; template: string } | undefined;
   if (!b) return null;
   const source = JSON.parse(b.template) as TemplateSource;
   if (!countsSegments(b.channel, source)) return null;
   const template = compileTemplate(source);
   const counter = new SegmentCounter();
-  let total = 0;
-  const rows = ctx.db.prepare("SELECT vars FROM batch_items WHERE batch_id = ? AND state = 'sent'").pluck().iterate(batchId) as Iterable<string>;
+  const tally = new SegmentTally();
+  const rows = ctx.db.prepare("SELECT row_no, line_no, vars FROM batch_items WHERE batch_id = ? AND state = 'sent' ORDER BY row_no").iterate(batchId) as Iterable<{ row_no: number; line_no: number; vars: string }>;
   // (A row that was sent rendered then; the same template and values render the same now.)
-  for (const vars of rows) total += counter.info(phoneBody(template.render(JSON.parse(vars) as Record<string, string>))).segmentCount;
-  return total;
+  for (const r of rows) tally.add(r.row_no, r.line_no, counter.info(phoneBody(template.render(JSON.parse(r.vars) as Record<string, string>))));
+  return tally.totals(routePrice(ctx, b.tenant_id, b.channel));
 }
