@@ -22,7 +22,7 @@ import { GroupCommit } from '../store/group-commit.js';
 import { prepared } from '../store/db.js';
 import { addTask } from './limiter.js';
 import { batchTracker } from './tracking.js';
-import { previewBatch, type BatchPreview, type PreviewOptions } from './batch/preview.js';
+import { BatchPreviewer, type BatchPreview, type PreviewOptions } from './batch/preview.js';
 
 /** Row states of the ledger. */
 export type ItemState = 'pending' | 'sending' | 'sent' | 'failed' | 'skipped' | 'unknown';
@@ -223,9 +223,9 @@ interface Validation {
  * Pass 1: stream the CSV and check every row without writing anything: the recipient, and a value for every
  * variable the template needs. Rendering is checked on the first row (what can fail there — a missing helper
  * or partial — fails for every row), or on every row with `renderAll` (`--dry-run`). A row that still fails
- * to render when it is sent is recorded `failed` with the reason.
+ * to render when it is sent is recorded `failed` with the reason. A dry run's `preview` gets every rendered row.
  */
-async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined, renderAll: boolean, encoding?: string): Promise<Validation> {
+async function validate(csvPath: string, channel: Channel, template: CompiledTemplate, region: string | undefined, renderAll: boolean, encoding?: string, preview?: BatchPreviewer): Promise<Validation> {
   const csv = await openCsv(csvPath, encoding);
   const want = recipientColumn(channel);
   const recipientKey = csv.columns.find((c) => c.toLowerCase() === want);
@@ -245,7 +245,7 @@ async function validate(csvPath: string, channel: Channel, template: CompiledTem
     errorCount++;
     if (errors.length < MAX_REPORTED_ERRORS) errors.push(msg);
   };
-  for await (const { line, record } of csv.rows) {
+  for await (const { row, line, record } of csv.rows) {
     rows++;
     const raw = (record[recipientKey] ?? '').trim();
     const r = raw ? normaliseRecipient(channel, raw, region) : { error: 'is empty' };
@@ -257,6 +257,7 @@ async function validate(csvPath: string, channel: Channel, template: CompiledTem
     try {
       const rendered = template.render(record);
       sample ??= { to, ...rendered };
+      preview?.add(row, line, to, rendered);
     } catch (err) {
       fail(`line ${line}: template does not render: ${(err as Error).message.split('\n')[0]}`);
     }
@@ -278,7 +279,8 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   const concurrency = req.concurrency ?? 4;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError('--concurrency must be a whole number from 1 to 1000');
   const template = compileTemplate(templateSource(req));
-  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false, req.encoding);
+  const preview = req.dryRun ? new BatchPreviewer(ctx, req, template) : undefined;
+  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false, req.encoding, preview);
   if (v.errorCount > 0) {
     const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
     throw new UsageError(
@@ -286,12 +288,12 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
       [...v.errors, ...more],
     );
   }
-  if (req.dryRun) {
-    const preview = await previewBatch(ctx, req, template, v.recipientKey);
+  if (preview) {
+    const p = preview.finish();
     return {
       ...emptyCounts(v.rows),
-      pending: v.rows - preview.skipped,
-      skipped: preview.skipped,
+      pending: v.rows - p.skipped,
+      skipped: p.skipped,
       batchId: null,
       status: 'dry-run',
       idempotencyKey: null,
@@ -300,7 +302,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
       elapsedMs: ctx.clock.now().getTime() - started,
       alreadyComplete: false,
       resumed: false,
-      preview,
+      preview: p,
     };
   }
 

@@ -1,15 +1,13 @@
 /**
- * Previews of a bulk send (issue 12): what `send batch --dry-run` shows after every row validated. It reads the
- * CSV once more and, for every row, renders the message, looks the recipient up in the tenant's suppressions
- * (a suppressed row would be skipped, as the real send skips it) and, for sms and whatsapp text, counts its
- * encoding and segments (./../segments.ts). It keeps the rows asked for (`--row <line>`, and the first row), the
- * skipped rows by reason and the segment totals; nothing is written. Also the segment total of a stored batch's
- * sent rows, for the summary of a real send.
+ * Previews of a bulk send (issue 12): what `send batch --dry-run` shows. The validation pass, which reads and
+ * renders every row, hands each row to a {@link BatchPreviewer}: it looks the recipient up in the tenant's
+ * suppressions (a suppressed row would be skipped, as the real send skips it) and, for sms and whatsapp text,
+ * counts the encoding and segments (../segments.ts). It keeps the rows asked for (`--row <line>`, and the first
+ * row), the skipped rows by reason and the segment totals; nothing is written. Also the segment totals of a
+ * stored batch's sent rows, for the summary of a real send.
  */
 import type { CoreContext, Channel } from '../context.js';
-import { openCsv } from '../csv.js';
-import { normaliseRecipient } from '../address.js';
-import { compileTemplate, phoneBody, type CompiledTemplate, type TemplateSource } from '../templates.js';
+import { compileTemplate, phoneBody, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
 import { suppressionReasons } from '../suppressions.js';
 import { resolveRoute } from '../providers.js';
 import { estimateCost, priceFromSettings, SegmentCounter, SegmentTally, type MessageSegments, type SegmentPrice, type SegmentTotals } from '../segments.js';
@@ -81,80 +79,97 @@ export function routePrice(ctx: CoreContext, tenantId: string, channel: Channel)
   return null;
 }
 
-/**
- * Pass 2 of a dry run, after every row validated: renders every row, applies the tenant's suppressions and
- * counts segments. Memory stays bounded (the shown rows, the first 50 UCS-2 rows, a bounded segment cache).
- * @param recipientKey the CSV column holding the recipient (as validation found it).
- * @throws UsageError naming `--row` for a line that is not where a data row starts; naming `--csv` if the file
- *   changed since it was validated (a row no longer valid).
- */
-export async function previewBatch(
-  ctx: CoreContext,
-  req: { tenantId: string; channel: Channel; csvPath: string; encoding?: string; defaultRegion?: string; preview?: PreviewOptions },
-  template: CompiledTemplate,
-  recipientKey: string,
-): Promise<BatchPreview> {
-  const { tenantId, channel } = req;
-  const want = new Set(req.preview?.lines ?? []);
-  const segmented = countsSegments(channel, template.source);
-  const opts = req.preview ?? {};
-  const base = !segmented ? null : opts.price !== undefined ? opts.price : routePrice(ctx, tenantId, channel);
-  const price = base && opts.currency ? { ...base, currency: opts.currency } : base;
-  const counter = new SegmentCounter();
-  const tally = new SegmentTally();
-  const messages: PreviewMessage[] = [];
-  const skippedByReason: Record<string, number> = {};
-  let skipped = 0;
-  const lines = { first: 0, last: 0 };
+/** What a dry run previews: the batch request's fields it reads. */
+export interface PreviewRequest {
+  tenantId: string;
+  channel: Channel;
+  csvPath: string;
+  preview?: PreviewOptions;
+}
 
-  type Pending = { row: number; line: number; to: string; record: Record<string, string> };
-  let chunk: Pending[] = [];
-  const flush = () => {
-    const reasons = suppressionReasons(ctx, tenantId, channel, chunk.map((p) => p.to));
-    chunk.forEach((p, k) => {
+/**
+ * A dry run's preview, fed row by row by the validation pass (which reads, checks and renders every row once):
+ * applies the tenant's suppressions (looked up 500 rows a query), counts segments of sms and whatsapp text, and
+ * keeps the rows to show. Memory stays bounded (the shown rows, the first 50 UCS-2 rows, a bounded segment
+ * cache, one chunk of rows).
+ */
+export class BatchPreviewer {
+  private readonly want: Set<number>;
+  private readonly segmented: boolean;
+  private readonly price: SegmentPrice | null;
+  private readonly counter = new SegmentCounter();
+  private readonly tally = new SegmentTally();
+  private readonly messages: PreviewMessage[] = [];
+  private readonly skippedByReason: Record<string, number> = {};
+  private skipped = 0;
+  private chunk: Array<{ row: number; line: number; to: string; rendered: Rendered }> = [];
+  private lines = { first: 0, last: 0 };
+
+  /** @throws NotFoundError for an unknown tenant (the route is read for the price). */
+  constructor(
+    private readonly ctx: CoreContext,
+    private readonly req: PreviewRequest,
+    template: CompiledTemplate,
+  ) {
+    const opts = req.preview ?? {};
+    this.want = new Set(opts.lines ?? []);
+    this.segmented = countsSegments(req.channel, template.source);
+    const base = !this.segmented ? null : opts.price !== undefined ? opts.price : routePrice(ctx, req.tenantId, req.channel);
+    this.price = base && opts.currency ? { ...base, currency: opts.currency } : base;
+  }
+
+  /** One row, as validation read it: data row, file line, normalised recipient, rendered content. */
+  add(row: number, line: number, to: string, rendered: Rendered): void {
+    this.lines.first ||= line;
+    this.lines.last = line;
+    this.chunk.push({ row, line, to, rendered });
+    if (this.chunk.length >= LOOKUP_CHUNK) this.flush();
+  }
+
+  /**
+   * The preview, once every row was added.
+   * @throws UsageError naming `--row` for a line that is not where a data row starts.
+   */
+  finish(): BatchPreview {
+    this.flush();
+    const missing = [...this.want].filter((l) => !this.messages.some((m) => m.line === l));
+    if (missing.length > 0) {
+      throw new UsageError(
+        `--row ${missing[0]}: no data row starts on line ${missing[0]} of --csv ${this.req.csvPath} (data rows are on lines ${this.lines.first}-${this.lines.last}; line 1 is the header)`,
+      );
+    }
+    const { channel } = this.req;
+    return { channel, messages: this.messages, skippedByReason: this.skippedByReason, skipped: this.skipped, segments: this.segmented ? this.tally.totals(this.price) : null };
+  }
+
+  private flush(): void {
+    const { channel } = this.req;
+    const reasons = suppressionReasons(this.ctx, this.req.tenantId, channel, this.chunk.map((p) => p.to));
+    this.chunk.forEach((p, k) => {
       const reason = reasons[k];
       const skip = reason == null ? null : `suppressed: ${reason}`;
       if (skip) {
-        skipped++;
-        skippedByReason[skip] = (skippedByReason[skip] ?? 0) + 1;
+        this.skipped++;
+        this.skippedByReason[skip] = (this.skippedByReason[skip] ?? 0) + 1;
       }
-      const show = p.row === 1 || want.has(p.line);
-      if (!show && (skip || !segmented)) return;
-      const r = template.render(p.record);
-      const text = channel === 'email' ? r.text : phoneBody(r);
-      const info = segmented ? counter.info(text) : null;
-      if (info && !skip) tally.add(p.row, p.line, info);
+      const show = p.row === 1 || this.want.has(p.line);
+      const text = channel === 'email' ? p.rendered.text : phoneBody(p.rendered);
+      const info = this.segmented && (show || !skip) ? this.counter.info(text) : null;
+      if (info && !skip) this.tally.add(p.row, p.line, info);
       if (!show) return;
-      messages.push({
+      this.messages.push({
         row: p.row,
         line: p.line,
         recipient: p.to,
-        subject: channel === 'email' ? (r.subject ?? '') : null,
+        subject: channel === 'email' ? (p.rendered.subject ?? '') : null,
         text,
-        html: channel === 'email' ? (r.html ?? null) : null,
+        html: channel === 'email' ? (p.rendered.html ?? null) : null,
         skipReason: skip,
-        segments: info && { ...info, estimatedCost: estimateCost(info.segmentCount, price), currency: price?.currency ?? null },
+        segments: info && { ...info, estimatedCost: estimateCost(info.segmentCount, this.price), currency: this.price?.currency ?? null },
       });
     });
-    chunk = [];
-  };
-
-  const csv = await openCsv(req.csvPath, req.encoding);
-  for await (const { row, line, record } of csv.rows) {
-    lines.first ||= line;
-    lines.last = line;
-    const raw = record[recipientKey] ?? '';
-    const r = normaliseRecipient(channel, raw, req.defaultRegion);
-    if ('error' in r) throw new UsageError(`--csv ${req.csvPath} changed while it was being read (line ${line}); run again`);
-    chunk.push({ row, line, to: r.to, record });
-    if (chunk.length >= LOOKUP_CHUNK) flush();
+    this.chunk = [];
   }
-  flush();
-  const missing = [...want].filter((l) => !messages.some((m) => m.line === l));
-  if (missing.length > 0) {
-    throw new UsageError(`--row ${missing[0]}: no data row starts on line ${missing[0]} of --csv ${req.csvPath} (data rows are on lines ${lines.first}-${lines.last}; line 1 is the header)`);
-  }
-  return { channel, messages, skippedByReason, skipped, segments: segmented ? tally.totals(price) : null };
 }
 
 /**
