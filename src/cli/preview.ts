@@ -35,30 +35,22 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
+/** Skipped rows by reason, in order of reason: `[["suppressed: bounce", 2], …]`. */
+function byReason(p: BatchPreview): Array<[string, number]> {
+  return Object.entries(p.skippedByReason).sort(([a], [b]) => a.localeCompare(b));
+}
+
 /** A dry run's preview in the JSON vocabulary: `messages` and `skippedByReason` as arrays (the segment totals are the summary's `sms`). */
 export function previewJson(p: BatchPreview) {
   return {
-    messages: p.messages.map((m) => ({
-      row: m.row,
-      line: m.line,
-      recipient: m.recipient,
-      subject: m.subject,
-      text: m.text,
-      html: m.html,
-      skipReason: m.skipReason,
-      sms: m.segments,
-    })),
-    skippedByReason: Object.entries(p.skippedByReason)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([reason, rowCount]) => ({ reason, rowCount })),
+    messages: p.messages.map(({ segments, ...m }) => ({ ...m, sms: segments })),
+    skippedByReason: byReason(p).map(([reason, rowCount]) => ({ reason, rowCount })),
   };
 }
 
 /** The text of a dry run: the counts, each shown row, and (sms, whatsapp) the segment totals and UCS-2 rows. */
 export function dryRunText(rows: number, p: BatchPreview): string {
-  const reasons = Object.entries(p.skippedByReason)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([r, n]) => `${n} ${r}`);
+  const reasons = byReason(p).map(([r, n]) => `${n} ${r}`);
   const head =
     `Dry run: ${plural(rows, 'row')} valid, ${rows - p.skipped} would be sent` +
     (p.skipped ? `, ${p.skipped} skipped (${reasons.join(', ')})` : '') +

@@ -254,13 +254,14 @@ async function validate(csvPath: string, channel: Channel, template: CompiledTem
     const empty = template.required.filter((v) => v !== recipientKey && !(record[v] ?? '').trim());
     if (empty.length) fail(`line ${line}: ${empty.map((v) => `column "${v}"`).join(', ')} empty (the template uses ${empty.map((v) => `{{${v}}}`).join(', ')})`);
     if (sample && !renderAll) continue;
+    let rendered: Rendered | undefined;
     try {
-      const rendered = template.render(record);
+      rendered = template.render(record);
       sample ??= { to, ...rendered };
-      preview?.add(row, line, to, rendered);
     } catch (err) {
       fail(`line ${line}: template does not render: ${(err as Error).message.split('\n')[0]}`);
     }
+    if (rendered) preview?.add(row, line, to, rendered);
   }
   if (rows === 0) throw new UsageError(`--csv ${csvPath} has a header but no data rows`);
   return { rows, hash: csv.hash(), recipientKey, errors, errorCount, sample };
