@@ -131,13 +131,16 @@ export class Output {
     return new Output(stdout, stderr, opts, new Chalk({ level: 1 }));
   }
 
-  /** Prints a result: `data` as JSON with `--json`, else the text `human()` returns (skipped if empty). */
+  /**
+   * Prints a result: `data` as JSON with `--json`, else the text `human()` returns (skipped if empty), with
+   * control characters from data escaped ({@link escapeCell}; a rendered preview, a name in a confirmation).
+   */
   result(data: unknown, human: () => string): void {
     if (this.opts.json) {
       this.stdout.write(JSON.stringify(data, null, 2) + '\n');
       return;
     }
-    const text = human();
+    const text = escapeCell(human(), this.c !== NO_STYLES);
     if (text) this.stdout.write(text.endsWith('\n') ? text : text + '\n');
   }
 
