@@ -10,7 +10,7 @@ import { confirmOrYes } from './prompt.js';
 import { action, examples } from './command.js';
 import { encodeKey, fingerprint, generateKey, writeKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainProbe, keychainSet } from '../crypto/keychain.js';
-import { bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey } from '../core/vault.js';
+import { assertKeyLost, bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey } from '../core/vault.js';
 import { KeyError, UsageError } from '../errors.js';
 import { storeId } from '../store/db.js';
 import { listProviders } from '../core/providers.js';
@@ -239,6 +239,7 @@ export function registerKey(program: Command, io: Io): void {
         action<NewKeyFlags & { yes?: boolean }>(io, async (cli, _args, opts) => {
           const ctx = cli.core();
           const refs = listProviders(ctx).filter((p) => p.keyId !== null).map((p) => p.ref);
+          assertKeyLost(ctx); // before asking: with a working key there is nothing to confirm
           await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`);
           storeNewKey(cli, ctx, opts, (_fp, newKey) => {
             const r = resetLostKey(ctx, newKey);

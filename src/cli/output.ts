@@ -62,6 +62,22 @@ export function escapeControls(text: string): string {
 /** A table cell on a tab-separated line: tabs and line breaks become spaces, so each row stays one line. */
 const tsvCell = (cell: string): string => cell.replace(/[\t\r\n]+/g, ' ');
 
+// eslint-disable-next-line no-control-regex -- a colour (SGR) sequence, as chalk writes them
+const SGR = /(\x1b\[[0-9;]*m)/;
+
+/**
+ * {@link escapeControls} for a value shown in a table or `key: value` lines. With `keepColour` (colour is on),
+ * colour sequences (`ESC [ … m`, which only style text) are kept so cells switchboard colours stay coloured;
+ * every other control character (cursor moves, screen clears, window titles, bells) is escaped.
+ */
+export function escapeCell(text: string, keepColour: boolean): string {
+  if (!keepColour) return escapeControls(text);
+  return text
+    .split(SGR)
+    .map((part, i) => (i % 2 === 1 ? part : escapeControls(part)))
+    .join('');
+}
+
 const pad2 = (n: number): string => String(n).padStart(2, '0');
 
 /**
@@ -115,13 +131,16 @@ export class Output {
     return new Output(stdout, stderr, opts, new Chalk({ level: 1 }));
   }
 
-  /** Prints a result: `data` as JSON with `--json`, else the text `human()` returns (skipped if empty). */
+  /**
+   * Prints a result: `data` as JSON with `--json`, else the text `human()` returns (skipped if empty), with
+   * control characters from data escaped ({@link escapeCell}; a rendered preview, a name in a confirmation).
+   */
   result(data: unknown, human: () => string): void {
     if (this.opts.json) {
       this.stdout.write(JSON.stringify(data, null, 2) + '\n');
       return;
     }
-    const text = human();
+    const text = escapeCell(human(), this.c !== NO_STYLES);
     if (text) this.stdout.write(text.endsWith('\n') ? text : text + '\n');
   }
 
@@ -131,20 +150,21 @@ export class Output {
   }
 
   /**
-   * A table with a header row. Cells are converted with String(); null/undefined show as `-`.
+   * A table with a header row. Cells are converted with String(); null/undefined show as `-`; control
+   * characters from data are escaped ({@link escapeCell}), so a value cannot drive the terminal.
    * On a terminal: a cli-table3 table (loaded only then), header in bold when colour is on. Otherwise (a pipe,
    * a file, cron, CI): one tab-separated line per row, the header line first, no colour.
    */
   table(head: string[], rows: unknown[][]): string {
     const cells = rows.map((r) => r.map((v) => (v === null || v === undefined ? '-' : String(v))));
-    if (!this.stdout.isTTY) return [head, ...cells].map((r) => r.map(tsvCell).join('\t')).join('\n');
+    if (!this.stdout.isTTY) return [head, ...cells].map((r) => r.map((cell) => escapeControls(tsvCell(cell))).join('\t')).join('\n');
     const Table = createRequire(import.meta.url)('cli-table3') as typeof TableType;
     const t = new Table({
       head: head.map((h) => this.c.bold(h)),
       style: { head: [], border: [] },
       chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     });
-    for (const r of cells) t.push(r);
+    for (const r of cells) t.push(r.map((cell) => escapeCell(cell, this.c !== NO_STYLES)));
     return t.toString();
   }
 
@@ -173,10 +193,10 @@ export class Output {
     return this.stderr.isTTY ? '' : `${stamp(new Date(), this.opts.utc === true)} `;
   }
 
-  /** `key: value` lines, aligned. */
+  /** `key: value` lines, aligned; control characters in values escaped ({@link escapeCell}). */
   fields(pairs: Array<[string, unknown]>): string {
     const width = Math.max(...pairs.map(([k]) => k.length));
-    return pairs.map(([k, v]) => `${this.c.dim(k.padEnd(width))}  ${v === null || v === undefined ? '-' : String(v)}`).join('\n');
+    return pairs.map(([k, v]) => `${this.c.dim(k.padEnd(width))}  ${v === null || v === undefined ? '-' : escapeCell(String(v), this.c !== NO_STYLES)}`).join('\n');
   }
 
   /**

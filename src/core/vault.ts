@@ -370,15 +370,11 @@ export interface KeyResetResult {
 }
 
 /**
- * For a lost master key ("I lost my key"): drops every sealed secret (nothing can open them without the key),
- * retires the lost key version, records `newKey` (its fingerprint) as the store's new key and re-MACs every
- * provider config with it, in one transaction. Tenants, settings, routes, batches and logs are kept. The caller
- * stores the new key (like `key init`). The old MACs cannot be checked without the lost key: the settings as they
- * are now are taken as they stand (each dropped config is audited; check them with `provider list`).
- * @throws UsageError if the key the environment provides still matches the store (use `key rotate` instead).
+ * Refuses a `key reset` while a key source still gives the store's current key (nothing is lost then).
+ * A malformed or unreadable key counts as lost. Run it before asking for confirmation.
+ * @throws UsageError naming the source and `key rotate`.
  */
-export function resetLostKey(ctx: CoreContext, newKey: Buffer): KeyResetResult {
-  const newFingerprint = fingerprint(newKey);
+export function assertKeyLost(ctx: CoreContext): void {
   let found: MasterKey | null = null;
   try {
     found = lookupMasterKey(ctx).master;
@@ -389,6 +385,20 @@ export function resetLostKey(ctx: CoreContext, newKey: Buffer): KeyResetResult {
   if (found && current && fingerprint(found.key) === current.fingerprint) {
     throw new UsageError(`the key from ${describeSource(found)} opens this store (key #${current.id}); nothing is lost: use \`switchboard key rotate\` to replace it`);
   }
+}
+
+/**
+ * For a lost master key ("I lost my key"): drops every sealed secret (nothing can open them without the key),
+ * retires the lost key version, records `newKey` (its fingerprint) as the store's new key and re-MACs every
+ * provider config with it, in one transaction. Tenants, settings, routes, batches and logs are kept. The caller
+ * stores the new key (like `key init`). The old MACs cannot be checked without the lost key: the settings as they
+ * are now are taken as they stand (each dropped config is audited; check them with `provider list`).
+ * @throws UsageError if the key the environment provides still matches the store (use `key rotate` instead).
+ */
+export function resetLostKey(ctx: CoreContext, newKey: Buffer): KeyResetResult {
+  const newFingerprint = fingerprint(newKey);
+  assertKeyLost(ctx);
+  const current = keyVersions(ctx).find((v) => v.retiredAt === null);
   let newKeyId = 0;
   const dropped: string[] = [];
   ctx.db.transaction(() => {

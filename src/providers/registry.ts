@@ -87,7 +87,7 @@ const smtp: KindSpec = {
       default: 'starttls',
       doc: 'starttls: upgrade with STARTTLS (required); tls: implicit TLS; none: plain text',
     },
-    user: { type: 'string', doc: 'AUTH user name (AUTH is used when a password secret is set)' },
+    user: { type: 'string', doc: 'AUTH user name; with it the password secret is required (sends fail, before connecting, without it); without it, no AUTH' },
     from: { type: 'email', required: true, doc: 'sender address' },
     fromName: { type: 'string', doc: 'sender display name' },
     ca: { type: 'path', doc: 'PEM file of a CA to trust (for servers with a private or self-signed certificate)' },
@@ -96,7 +96,7 @@ const smtp: KindSpec = {
   },
   secrets: { password: { required: false, doc: 'AUTH password' } },
   neededSecrets: (settings) => (settings.user ? ['password'] : []),
-  verifies: 'connects (TLS as set) and authenticates with AUTH when a password is set',
+  verifies: 'connects (TLS as set) and authenticates with AUTH when a user is set',
   create: async (config) => (await import('./smtp.js')).createSmtpProvider(config),
 };
 

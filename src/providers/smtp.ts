@@ -74,12 +74,17 @@ function connectNoDelay(host: string, port: number, timeoutMs: number, callback:
   });
 }
 
-/** Builds an SMTP adapter from a decrypted config. Reads the `ca` file once, here. */
+/**
+ * Builds an SMTP adapter from a decrypted config. Reads the `ca` file once, here.
+ * @throws ProviderError `config` when a `user` is set but the `password` secret is not (e.g. dropped by
+ *   `key reset`): the config says to log in, so it is never tried without AUTH.
+ */
 export function createSmtpProvider(config: AdapterConfig): EmailProvider {
   const s = config.settings;
   const tls = String(s.tls ?? 'starttls');
   const timeout = Number(s.timeout ?? 30_000);
   const password = config.secrets.password;
+  if (s.user && password === undefined) throw new ProviderError('config', `${config.ref}: secret password is not set`);
   const host = String(s.host);
   const port = Number(s.port ?? DEFAULT_PORT[tls] ?? 587);
   const transport = nodemailer.createTransport({

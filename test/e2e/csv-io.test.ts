@@ -109,6 +109,32 @@ describe('input encodings, any header, escaped control characters', () => {
     expect(r.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
   });
 
+  test('control characters from data (a tenant name, a CSV value in a dry-run preview, a bounce reason from a remote server) are escaped on stdout too; --json keeps the value', async () => {
+    const evil = 'Evil\x1b[2J\x1b]0;pwned\x07Name';
+    const added = expectExit(await ws.run(['tenant', 'add', 'esc', '--name', evil]), 0, 'tenant add').stdout;
+    const preview = expectExit(await batch(ws.file('esc-data.csv', `email,name\npat@example.com,"A\x1b]0;pwned\x07B"\n`), ws.file('hi.txt', 'Hi {{name}}\n'), ['--dry-run']), 0, 'dry run').stdout;
+    expect(preview).toContain('Hi A\\x1b]0;pwned\\x07B');
+    expect(added).toContain('Evil\\x1b[2J');
+    expectExit(await ws.run(['provider', 'add', '--tenant', 'esc', '--channel', 'email', '--kind', 'sendgrid', '--set', 'from=noreply@esc.test', '--secret-env', 'apiKey=K'], { env: { K: 'SG.escape-test-key-0000000000' } }), 0, 'provider add');
+    const events = ws.file('bounce.json', JSON.stringify([{ email: 'pat@example.com', event: 'bounce', type: 'bounce', reason: '550 \x1b[2Jgone\r', timestamp: 1796600000, sg_event_id: 'esc-1', sg_message_id: 'm1.x' }]));
+    expectExit(await ws.run(['events', 'import', '--provider', 'esc/email/sendgrid', events]), 0, 'events import');
+    const outputs = [
+      added,
+      preview,
+      expectExit(await ws.run(['tenant', 'list']), 0, 'tenant list').stdout,
+      expectExit(await ws.run(['tenant', 'show', 'esc']), 0, 'tenant show').stdout,
+      expectExit(await ws.run(['events', 'list', '--tenant', 'esc']), 0, 'events list').stdout,
+      expectExit(await ws.run(['suppress', 'list', '--tenant', 'esc']), 0, 'suppress list').stdout,
+    ];
+    for (const out of outputs) expect(out).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/); // eslint-disable-line no-control-regex -- raw control characters are what must not appear
+    expect(outputs[2]).toContain('Evil\\x1b[2J\\x1b]0;pwned\\x07Name');
+    expect(outputs[3]).toContain('Evil\\x1b[2J\\x1b]0;pwned\\x07Name');
+    expect(outputs[4]).toContain('550 \\x1b[2Jgone');
+    expect(outputs[5]).toContain('\\x1b[2Jgone');
+    const json = JSON.parse(expectExit(await ws.run(['tenant', 'show', 'esc', '--json']), 0, 'tenant show --json').stdout) as { name: string };
+    expect(json.name).toBe(evil);
+  });
+
   test('an unknown encoding label is a usage error naming the flag', async () => {
     const r = await ws.run(['suppress', 'import', '--tenant', 'acme', '--csv', ws.file('a.csv', 'email\na@example.com\n'), '--encoding', 'klingon']);
     expect(r.exitCode, show(r)).toBe(2);

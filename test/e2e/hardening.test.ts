@@ -342,6 +342,30 @@ describe('doctor finds real trouble', () => {
       ws.cleanup();
     }
   });
+
+  test('an smtp config with a user but no password (e.g. after key reset) neither sends nor verifies without AUTH: config error, no connection', async () => {
+    const ws = makeWorkspace();
+    const smtp = await startSmtpServer({ users: { mailer: 'the-real-password' } });
+    try {
+      inProcess(ws, (ctx) => {
+        addTenantCore(ctx, 'acme', 'Acme');
+        addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'smtp', settings: { host: smtp.host, port: String(smtp.port), tls: 'none', user: 'mailer', from: 'noreply@acme.test' }, secrets: {} });
+      });
+      const r = await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'pat@example.com', '--no-fallback', '--json']);
+      expect(r.exitCode, show(r)).toBe(1);
+      const sent = parseJson<{ status: string; attempts: Array<{ errorKind: string; error: string }> }>(r);
+      expect(sent.status).toBe('failed');
+      expect(sent.attempts.map((a) => a.errorKind)).toEqual(['config']);
+      expect(sent.attempts[0]?.error).toMatch(/acme\/email\/smtp: secret password is not set/);
+      const v = await ws.run(['provider', 'verify', 'acme/email/smtp']);
+      expect(v.exitCode, show(v)).toBe(1);
+      expect(v.stdout + v.stderr).toMatch(/secret password is not set/);
+      expect(smtp.connections).toBe(0);
+    } finally {
+      await smtp.close();
+      ws.cleanup();
+    }
+  });
 });
 
 describe('the store file', () => {

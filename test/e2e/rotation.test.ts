@@ -183,6 +183,11 @@ describe('key reset (I lost my key)', () => {
     expect(refused.stderr).toMatch(/key rotate/);
     expect(dumpStore(ws.store)).toBe(dump);
     expect(fs.existsSync(`${keyFile}.other`)).toBe(false);
+    // Without --yes too: told at once that nothing is lost, not asked to confirm dropping every secret first.
+    const notLost = await ws.run(['key', 'reset', '--file', `${keyFile}.other`], { env });
+    expect(notLost.exitCode, show(notLost)).toBe(2);
+    expect(notLost.stderr).toMatch(/opens this store.*key rotate/);
+    expect(notLost.stderr).not.toMatch(/--yes/);
     const noYes = await ws.run(['key', 'reset'], { env: { SWITCHBOARD_MASTER_KEY: undefined } });
     expect(noYes.exitCode, show(noYes)).toBe(2);
     expect(noYes.stderr).toMatch(/--yes/);
