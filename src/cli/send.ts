@@ -1,23 +1,21 @@
 /**
  * `switchboard send test|batch`: both go through the one dispatch path.
+ * Only what a test send needs is imported here; the bulk runner, stored templates, sender-domain checks and the
+ * dry-run preview are imported where they are used (issue 15: an e-mail test send loads no CSV parser, template
+ * engine or phone metadata).
  */
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, channelFlag, collect, examples, intFlag, required, retryFlags } from './command.js';
-import { runWithProgress } from './run-batch.js';
 import { Dispatcher } from '../core/dispatch.js';
-import { runBatch } from '../core/batches.js';
-import { getTemplate, storedSource } from '../core/template-store.js';
 import { OperationFailed, UsageError } from '../errors.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion, normaliseRecipient } from '../core/address.js';
 import type { OutboundMessage } from '../providers/types.js';
 import { resolveRoute } from '../core/providers.js';
-import { unverifiedSenderDomains } from '../core/domains.js';
 import { sendTracking } from '../core/tracking.js';
 import { attemptJson } from './json.js';
-import { priceFlag } from './preview.js';
 import type { PreviewOptions } from '../core/batch/preview.js';
 import type { Channel } from '../core/context.js';
 
@@ -59,6 +57,7 @@ export function registerSend(program: Command, io: Io): void {
           async (cli, _args, opts) => {
             const tenantId = required(opts.tenant, '--tenant');
             const channel = channelFlag(opts.channel);
+            // (core/address.ts loads the phone-number metadata only when it checks a phone number.)
             const recipient = normaliseRecipient(channel, required(opts.to, '--to', 'the recipient'), checkRegion(opts.defaultRegion));
             if ('error' in recipient) throw new UsageError(`--to ${recipient.error}`);
             const to = recipient.to;
@@ -173,7 +172,13 @@ export function registerSend(program: Command, io: Io): void {
           if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
-          const preview = previewFlags(opts, channel);
+          const preview = await previewFlags(opts, channel);
+          const [{ runWithProgress }, { runBatch }, { getTemplate, storedSource }, { unverifiedSenderDomains }] = await Promise.all([
+            import('./run-batch.js'),
+            import('../core/batches.js'),
+            import('../core/template-store.js'),
+            import('../core/domains.js'),
+          ]);
           const ctx = cli.core();
           // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
           const first = resolveRoute(ctx, tenantId, channel).entries.slice(0, 1).map((e) => e.config.ref);
@@ -220,13 +225,14 @@ export function registerSend(program: Command, io: Io): void {
  * The dry-run flags: `--row` lines (whole numbers from 2, the first data line) and the price.
  * @throws UsageError naming the flag: given without --dry-run, a price for e-mail, a bad number.
  */
-function previewFlags(opts: { dryRun?: boolean; row?: string[]; pricePerSegment?: string; currency?: string }, channel: Channel): PreviewOptions | undefined {
+async function previewFlags(opts: { dryRun?: boolean; row?: string[]; pricePerSegment?: string; currency?: string }, channel: Channel): Promise<PreviewOptions | undefined> {
   const given = [opts.row ? '--row' : '', opts.pricePerSegment !== undefined ? '--price-per-segment' : '', opts.currency !== undefined ? '--currency' : ''].filter(Boolean);
   if (!opts.dryRun) {
     if (given.length) throw new UsageError(`${given[0]} applies to --dry-run only`);
     return undefined;
   }
   if (channel === 'email' && (opts.pricePerSegment !== undefined || opts.currency !== undefined)) throw new UsageError(`${given.at(-1)} applies to sms and whatsapp only`);
+  const { priceFlag } = await import('./preview.js');
   const price = priceFlag(opts.pricePerSegment, opts.currency);
   return { lines: (opts.row ?? []).map((l) => intFlag(l, '--row', 2, Number.MAX_SAFE_INTEGER)!), price, currency: opts.currency?.toUpperCase() };
 }

@@ -1,9 +1,19 @@
 /**
  * Recipient address checks shared by commands and bulk sends.
+ * libphonenumber-js (full metadata, ~90 files) is required on first phone-number use, not at import: an e-mail
+ * send and commands that only name a tenant load none of it (issue 15, DESIGN §8 start-up).
  */
-import { isSupportedCountry, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import { createRequire } from 'node:module';
+import type * as PhoneLib from 'libphonenumber-js/max';
 import { UsageError } from '../errors.js';
-import { isEmailAddress } from './email-address.js';
+import { isEmailAddress, normaliseEmail } from './email-address.js';
+
+let phoneLib: typeof PhoneLib | undefined;
+/** libphonenumber-js/max (its CommonJS build), loaded once on first use. */
+function phone(): typeof PhoneLib {
+  phoneLib ??= createRequire(import.meta.url)('libphonenumber-js/max') as typeof PhoneLib;
+  return phoneLib;
+}
 
 export { isEmailAddress };
 
@@ -15,7 +25,7 @@ export { isEmailAddress };
 export function toE164(raw: string, defaultRegion?: string): string | null {
   const text = raw.trim().replace(/^whatsapp:/i, '');
   if (!text) return null;
-  const parsed = parsePhoneNumberFromString(text, defaultRegion as CountryCode | undefined);
+  const parsed = phone().parsePhoneNumberFromString(text, defaultRegion as PhoneLib.CountryCode | undefined);
   return parsed && parsed.isValid() ? parsed.number : null;
 }
 
@@ -23,7 +33,7 @@ export function toE164(raw: string, defaultRegion?: string): string | null {
 export function checkRegion(region: string | undefined): string | undefined {
   if (region === undefined) return undefined;
   const r = region.toUpperCase();
-  if (!isSupportedCountry(r)) throw new UsageError(`--default-region ${region} is not a country code such as US, GB or DE`);
+  if (!phone().isSupportedCountry(r)) throw new UsageError(`--default-region ${region} is not a country code such as US, GB or DE`);
   return r;
 }
 
@@ -32,8 +42,8 @@ export function checkRegion(region: string | undefined): string | undefined {
  * @returns the normalised address, or an error text naming what is wrong.
  */
 export function normaliseRecipient(channel: 'email' | 'sms' | 'whatsapp', raw: string, defaultRegion?: string): { to: string } | { error: string } {
+  if (channel === 'email') return normaliseEmail(raw);
   const value = raw.trim();
-  if (channel === 'email') return isEmailAddress(value) ? { to: value } : { error: `"${value}" is not a valid e-mail address` };
   const e164 = toE164(value, defaultRegion);
   if (e164) return { to: e164 };
   return {

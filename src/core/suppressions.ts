@@ -7,7 +7,6 @@ import type { CoreContext, Channel } from './context.js';
 import { audit } from './audit.js';
 import { normaliseRecipient } from './address.js';
 import { UsageError } from '../errors.js';
-import { openCsv } from './csv.js';
 import { prepared } from '../store/db.js';
 
 /** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
@@ -126,7 +125,8 @@ export async function importSuppressions(
 ): Promise<ImportResult> {
   const want = opts.column ?? (opts.channel === 'email' ? 'email' : 'phone');
   const open = async () => {
-    const csv = await openCsv(opts.csvPath, opts.encoding);
+    // The CSV parser is loaded here, not at import: the send path imports this module (opt-outs) but reads no CSV.
+    const csv = await (await import('./csv.js')).openCsv(opts.csvPath, opts.encoding);
     const col = csv.columns.find((c) => c.toLowerCase() === want.toLowerCase());
     if (!col) throw new UsageError(`--csv ${opts.csvPath} line 1: no "${want}" column (columns: ${csv.columns.join(', ')}); name it with --column`);
     const reasonCol = csv.columns.find((c) => c.toLowerCase() === 'reason');

@@ -6,11 +6,28 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import Handlebars from 'handlebars';
-import { convert } from 'html-to-text';
+import { createRequire } from 'node:module';
+import type HandlebarsNs from 'handlebars';
+import type * as HtmlToText from 'html-to-text';
 import { UsageError } from '../errors.js';
 import { decodeStrict, encodingName } from './encoding.js';
 import type { OutboundMessage } from '../providers/types.js';
+
+// Both libraries are required on first use (their CommonJS builds), not at import (issue 15): Handlebars when a
+// template is compiled, html-to-text only when an HTML body needs a derived text part.
+const requireLib = createRequire(import.meta.url);
+let handlebarsLib: typeof HandlebarsNs | undefined;
+/** Handlebars, loaded once on first use. */
+function handlebars(): typeof HandlebarsNs {
+  handlebarsLib ??= requireLib('handlebars') as typeof HandlebarsNs;
+  return handlebarsLib;
+}
+let htmlToTextLib: typeof HtmlToText | undefined;
+/** html-to-text's `convert` (HTML → plain text, lines wrapped at 78), loaded once on first use. */
+function htmlToText(html: string): string {
+  htmlToTextLib ??= requireLib('html-to-text') as typeof HtmlToText;
+  return htmlToTextLib.convert(html, { wordwrap: 78 });
+}
 
 /** An approved WhatsApp template: its name, language, and the CSV columns for body parameters {{1}}, {{2}}, …. */
 export interface WhatsAppTemplateRef {
@@ -107,7 +124,7 @@ export function composeMessage(channel: 'email' | 'sms' | 'whatsapp', to: string
  * `valueOf`): row values are looked up as the row's own properties, so such a column renders as any other.
  * See https://handlebarsjs.com/api-reference/runtime-options.html#options-to-control-prototype-access.
  */
-const RUNTIME: Handlebars.RuntimeOptions = { allowProtoPropertiesByDefault: false, allowProtoMethodsByDefault: false };
+const RUNTIME: HandlebarsNs.RuntimeOptions = { allowProtoPropertiesByDefault: false, allowProtoMethodsByDefault: false };
 
 /** Compiles template sources. @throws UsageError on a Handlebars syntax error. */
 export function compileTemplate(source: TemplateSource): CompiledTemplate {
@@ -119,9 +136,9 @@ export function compileTemplate(source: TemplateSource): CompiledTemplate {
   collect(bodyAst, used, false);
   collect(textAst, used, false);
   for (const p of source.whatsappTemplate?.params ?? []) used.set(p, true);
-  const subject = subjectAst && Handlebars.compile(subjectAst, { noEscape: true });
-  const body = bodyAst && Handlebars.compile(bodyAst, { noEscape: !source.html });
-  const textPart = textAst && Handlebars.compile(textAst, { noEscape: true });
+  const subject = subjectAst && handlebars().compile(subjectAst, { noEscape: true });
+  const body = bodyAst && handlebars().compile(bodyAst, { noEscape: !source.html });
+  const textPart = textAst && handlebars().compile(textAst, { noEscape: true });
   const wa = source.whatsappTemplate;
   // (`text` joins the hash only when set, so hashes of file templates, and their derived batch keys, stay as they were.)
   const hash = createHash('sha256')
@@ -139,7 +156,7 @@ export function compileTemplate(source: TemplateSource): CompiledTemplate {
         const rendered = body(vars, RUNTIME);
         if (source.html) {
           out.html = rendered;
-          out.text = textPart ? textPart(vars, RUNTIME) : convert(rendered, { wordwrap: 78 });
+          out.text = textPart ? textPart(vars, RUNTIME) : htmlToText(rendered);
         } else {
           out.text = rendered;
         }
@@ -155,7 +172,7 @@ export function compileTemplate(source: TemplateSource): CompiledTemplate {
 
 function parse(text: string, flag: string): hbs.AST.Program {
   try {
-    return Handlebars.parse(text);
+    return handlebars().parse(text);
   } catch (err) {
     throw new UsageError(`${flag}: template does not parse: ${(err as Error).message.split('\n')[0]}`);
   }

@@ -47,11 +47,11 @@ function sb(args) {
   return r.stdout;
 }
 
-/** Runs switchboard under /usr/bin/time; resolves with its summary, wall ms and peak RSS (MB). */
+/** Runs switchboard under /usr/bin/time; resolves with its summary, wall ms, CPU ms (user + system) and peak RSS (MB). */
 function timed(args) {
   return new Promise((resolve, reject) => {
     const node = [process.execPath, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), '--import', noopHook];
-    const child = spawn('/usr/bin/time', ['-f', 'RSS_KB=%M', ...node, bin, '--json', '--quiet', ...args], { env });
+    const child = spawn('/usr/bin/time', ['-f', 'RSS_KB=%M CPU_S=%U+%S', ...node, bin, '--json', '--quiet', ...args], { env });
     let out = '';
     let err = '';
     const t0 = performance.now();
@@ -68,7 +68,8 @@ function timed(args) {
         const b = JSON.parse(sb(['batch', 'show', summary.batchId, '--json']));
         sendMs = Date.parse(b.finishedAt) - Date.parse(b.startedAt);
       }
-      resolve({ summary, ms, sendMs, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
+      const [, user, sys] = /CPU_S=([\d.]+)\+([\d.]+)/.exec(err);
+      resolve({ summary, ms, sendMs, cpuMs: (Number(user) + Number(sys)) * 1000, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
     });
   });
 }
@@ -113,10 +114,10 @@ const tpl = path.join(dir, 't.txt');
 fs.writeFileSync(tpl, 'Hello {{name}}, your code is {{code}}.\n');
 sb(['tenant', 'add', 'bench', '--name', 'Bench']);
 const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', '--new-batch', ...extra];
-const perMsg = (r, n) => `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg (send phase ${(r.sendMs / n).toFixed(3)})`;
+const perMsg = (r, n) => `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg (send phase ${(r.sendMs / n).toFixed(3)}; CPU ${(r.cpuMs / n).toFixed(3)})`;
 /** Messages per second over the whole run (validation, storing the rows, sending) and over the send phase. */
 const msgPerSec = (r, unit = 'msg/s') =>
-  `${(r.summary.sent / (r.summary.elapsedMs / 1000)).toFixed(0)} ${unit} (send phase ${(r.summary.sent / (r.sendMs / 1000)).toFixed(0)})`;
+  `${(r.summary.sentCount / (r.summary.elapsedMs / 1000)).toFixed(0)} ${unit} (send phase ${(r.summary.sentCount / (r.sendMs / 1000)).toFixed(0)})`;
 
 /** Sliding one-second maximum and mean rate of arrival times (ms). */
 function windowStats(arrivals, rate) {
@@ -137,7 +138,7 @@ if (want('noop') || want('memory')) {
   const sizes = want('memory') ? (quick ? [5_000, 25_000] : [20_000, 100_000, 1_000_000]) : [quick ? 5_000 : 20_000];
   for (const n of sizes) {
     const r = await timed(send(csv(`noop${n}.csv`, n), ['--concurrency', '16']));
-    rows.push([`no-op adapter (tool overhead), per message, concurrency 16`, n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
+    rows.push([`no-op adapter (tool overhead), per message, concurrency 16`, n, r.summary.sentCount, msgPerSec(r), perMsg(r, n), r.rssMb]);
   }
   sb(['provider', 'remove', 'bench/email/noop', '--yes']);
 }
@@ -146,7 +147,7 @@ if (want('noop50')) {
   const n = quick ? 2_000 : 5_000;
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'bench-noop', '--name', 'noop50', '--set', 'latency=50']);
   const r = await timed(send(csv('noop50.csv', n), ['--concurrency', '16']));
-  rows.push([`no-op adapter answering after 50 ms, per message, concurrency 16`, n, r.summary.sent, `${msgPerSec(r)} (concurrency/latency = 320)`, perMsg(r, n), r.rssMb]);
+  rows.push([`no-op adapter answering after 50 ms, per message, concurrency 16`, n, r.summary.sentCount, `${msgPerSec(r)} (concurrency/latency = 320)`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', 'bench/email/noop50', '--yes']);
 }
 
@@ -154,7 +155,7 @@ if (want('outbox')) {
   const n = quick ? 5_000 : 20_000;
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'outbox', '--name', 'outbox', '--set', `dir=${path.join(dir, 'outbox')}`]);
   const r = await timed(send(csv('outbox.csv', n), ['--concurrency', '16']));
-  rows.push(['outbox (a file per message), per message, concurrency 16', n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
+  rows.push(['outbox (a file per message), per message, concurrency 16', n, r.summary.sentCount, msgPerSec(r), perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', 'bench/email/outbox', '--yes']);
 }
 
@@ -167,7 +168,7 @@ for (const [name, latency, n, conc] of [
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', `sink${latency}`, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
   const r = await timed(send(csv(`smtp${latency}.csv`, n), ['--concurrency', String(conc)]));
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
-  rows.push([`smtp sink ${latency} ms, per message, concurrency ${conc}`, n, r.summary.sent, `${msgPerSec(r)}${expect}`, perMsg(r, n), r.rssMb]);
+  rows.push([`smtp sink ${latency} ms, per message, concurrency ${conc}`, n, r.summary.sentCount, `${msgPerSec(r)}${expect}`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', `bench/email/sink${latency}`, '--yes']);
   await s.close();
 }
@@ -190,7 +191,7 @@ for (const [name, latency] of [
   const n = rate * secs;
   const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', '16', '--rate', String(rate)]));
   const { max, mean } = windowStats(s.arrivals, rate);
-  rows.push([`--rate ${rate} for ${secs} s (smtp sink ${latency} ms)`, n, r.summary.sent, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
+  rows.push([`--rate ${rate} for ${secs} s (smtp sink ${latency} ms)`, n, r.summary.sentCount, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
   await s.close();
 }
@@ -230,12 +231,12 @@ for (const [label, latency, n, conc, extra] of !want('sendgrid') ? [] : [
   const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', String(conc), '--new-batch']));
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
   const thr = extra.length ? msgPerSec(r) : `${msgPerSec(r, 'recipients/s')} in ${s.seen.requests} requests`;
-  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sent, `${thr}${expect}`, perMsg(r, n), r.rssMb]);
+  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sentCount, `${thr}${expect}`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
   await s.close();
 }
 
-console.log('| run | rows | sent | throughput: whole run (send phase) | time per message: whole run (send phase) | peak RSS |');
+console.log('| run | rows | sent | throughput: whole run (send phase) | time per message: whole run (send phase; CPU of the whole run) | peak RSS |');
 console.log('| --- | ---: | ---: | --- | ---: | ---: |');
 for (const [name, n, sent, thr, per, rss] of rows) console.log(`| ${name} | ${n.toLocaleString('en')} | ${sent.toLocaleString('en')} | ${thr} | ${per} | ${rss.toFixed(0)} MB |`);
 fs.rmSync(dir, { recursive: true, force: true });
