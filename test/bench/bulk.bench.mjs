@@ -19,13 +19,11 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
-import { SMTPServer } from 'smtp-server';
+import { root, smtpSink, writeCsv } from './lib.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 // The unbundled entry, so that the --import hook's kind is in the registry the CLI uses (see that file).
 const bin = path.join(root, 'test', 'bench', 'switchboard-unbundled.mjs');
 const quick = process.env.BENCH_QUICK === '1';
@@ -74,40 +72,7 @@ function timed(args) {
   });
 }
 
-function csv(name, rows) {
-  const file = path.join(dir, name);
-  const fd = fs.openSync(file, 'w');
-  fs.writeSync(fd, 'email,name,code\n');
-  let buf = '';
-  for (let i = 1; i <= rows; i++) {
-    buf += `user${i}@example.com,User ${i},C-${i}\n`;
-    if (buf.length > 1 << 20) {
-      fs.writeSync(fd, buf);
-      buf = '';
-    }
-  }
-  fs.writeSync(fd, buf);
-  fs.closeSync(fd);
-  return file;
-}
-
-/** A plain SMTP sink on 127.0.0.1 that answers DATA after `latencyMs` and records the arrival times. */
-async function sink(latencyMs) {
-  const arrivals = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, _session, cb) {
-      arrivals.push(performance.now());
-      stream.on('data', () => {});
-      stream.on('end', () => setTimeout(() => cb(null, 'OK'), latencyMs));
-    },
-  });
-  server.on('error', () => {});
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { port: server.server.address().port, arrivals, close: () => new Promise((r) => server.close(r)) };
-}
+const csv = (name, rows) => writeCsv(dir, name, rows);
 
 const rows = [];
 const tpl = path.join(dir, 't.txt');
@@ -164,7 +129,7 @@ for (const [name, latency, n, conc] of [
   ['smtp50', 50, quick ? 1_000 : 5_000, 16],
 ]) {
   if (!want(name)) continue;
-  const s = await sink(latency);
+  const s = await smtpSink(latency);
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', `sink${latency}`, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
   const r = await timed(send(csv(`smtp${latency}.csv`, n), ['--concurrency', String(conc)]));
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
@@ -186,7 +151,7 @@ for (const [name, latency] of [
   if (!want(name)) continue;
   const secs = quick ? 6 : 20;
   const rate = 200;
-  const s = await sink(latency);
+  const s = await smtpSink(latency);
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', name, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
   const n = rate * secs;
   const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', '16', '--rate', String(rate)]));

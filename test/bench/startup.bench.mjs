@@ -10,9 +10,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addTenants, median, root } from './lib.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const runs = Number(process.argv[2] ?? 30);
 const TENANTS = 1000;
 const TARGET = 1.5;
@@ -21,13 +20,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-startup-'));
 const store = path.join(dir, 'switchboard.db');
 try {
   // The store is made once, through the product's own core functions.
-  const { openStore } = await import(path.join(root, 'dist/store/db.js'));
-  const { addTenant } = await import(path.join(root, 'dist/core/tenants.js'));
-  const { systemClock } = await import(path.join(root, 'dist/core/context.js'));
-  const db = openStore(store);
-  const ctx = { db, storePath: store, clock: systemClock, env: {}, actor: 'bench' };
-  for (let i = 1; i <= TENANTS; i++) addTenant(ctx, `tenant-${String(i).padStart(4, '0')}`, `Tenant ${i}`);
-  db.close();
+  await addTenants(store, TENANTS);
 
   const env = { PATH: process.env.PATH, HOME: dir, SWITCHBOARD_STORE: store, SWITCHBOARD_MASTER_KEY: randomBytes(32).toString('base64'), NO_COLOR: '1' };
   const commands = {
@@ -48,10 +41,6 @@ try {
   for (let i = 0; i < 3; i++) for (const c of Object.values(commands)) time(c);
   const samples = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
   for (let i = 0; i < runs; i++) for (const [k, c] of Object.entries(commands)) samples[k].push(time(c).ms);
-  const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   const base = median(samples['node -e ""']);
   const cli = median(samples['switchboard tenant list']);
   const ratio = cli / base;
