@@ -1,4 +1,5 @@
-// e2e: commands that send nothing load no provider SDK (DESIGN §5, §8). Every module the binary loads is
+// e2e: commands that send nothing load no provider SDK (DESIGN §5, §8), and a test send loads only what it
+// uses (issue 15). Every module the binary loads is
 // recorded by a preload (test/helpers/trace-modules.mjs: ES modules via a resolve hook, CommonJS via
 // require.cache); a verify of the same configs must show the SDKs, proving the trace can see them.
 import fs from 'node:fs';
@@ -6,18 +7,24 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, repoRoot, type Workspace } from '../helpers/cli.js';
-import { addSystemOutbox, addTenant, expectExit } from '../helpers/setup.js';
+import { addSmtpProvider, addSystemOutbox, addTenant, expectExit } from '../helpers/setup.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
+import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 
 const PRELOAD = path.join(repoRoot, 'test', 'helpers', 'trace-modules.mjs');
 /** Provider SDKs, the HTTP framework of `events serve`, and the heavy libraries only sending needs. */
 const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer|fastify|starkbank-ecdsa)\//;
 const SEND_ONLY = /node_modules\/(handlebars|html-to-text|csv-parse|libphonenumber-js|p-queue)\//;
+/** The bulk runner's chunks of the bundle (src/core/batches.ts, src/cli/run-batch.ts) and stored templates. */
+const BULK_CHUNKS = /\/dist\/bundle\/(batches|run-batch|template-store|csv)-\w+\.js$/;
+/** E-mail libraries: nodemailer, the address syntax check (validator), HTML to text. */
+const EMAIL_LIBS = /node_modules\/(nodemailer|validator|html-to-text)\//;
 /** Libraries only a terminal (colour, drawn tables) or an address check needs. */
 const TERMINAL_ONLY = /node_modules\/(chalk|cli-table3|validator)\//;
 
 let ws: Workspace;
 let stub: HttpStub;
+let smtp: TestSmtpServer;
 let n = 0;
 
 /** Runs the binary with the module trace on; returns the loaded module paths. */
@@ -39,9 +46,17 @@ beforeAll(async () => {
     });
   expectExit(await add('sendgrid', ['from=a@acme.test', `endpoint=${stub.url}`], 'apiKey'), 0, 'add sendgrid');
   expectExit(await add('ses', ['from=a@acme.test', 'region=eu-west-1', 'accessKeyId=test', `endpoint=${stub.url}`], 'secretAccessKey'), 0, 'add ses');
+  // A tenant whose e-mail goes over SMTP (STARTTLS, AUTH) to a real smtp-server; sms and whatsapp to outboxes.
+  smtp = await startSmtpServer({ users: { mailer: 'pw-startup' } });
+  await addTenant(ws, 'mailer', 'Mailer');
+  await addSmtpProvider(ws, smtp, { tenant: 'mailer', user: 'mailer', password: 'pw-startup' });
+  for (const channel of ['sms', 'whatsapp']) {
+    expectExit(await ws.run(['provider', 'add', '--system', '--channel', channel, '--kind', 'outbox', '--set', `dir=${path.join(ws.dir, channel)}`]), 0, `add ${channel} outbox`);
+  }
 });
 afterAll(async () => {
   await stub?.close();
+  await smtp?.close();
   ws?.cleanup();
 });
 
@@ -102,5 +117,29 @@ describe('start-up: commands that send nothing', () => {
   test('the trace does see SDKs when a command uses them (provider verify)', async () => {
     expect((await loaded(['provider', 'verify', 'acme/email/sendgrid'])).some((m) => /node_modules\/@sendgrid\//.test(m))).toBe(true);
     expect((await loaded(['provider', 'verify', 'acme/email/ses'], 1)).some((m) => /node_modules\/@aws-sdk\//.test(m))).toBe(true);
+  });
+});
+
+describe('start-up: send test loads what it uses', () => {
+  test('e-mail over SMTP: nodemailer, but no phone metadata, CSV parser, bulk runner, Handlebars or html-to-text', async () => {
+    const before = smtp.messages.length;
+    const modules = await loaded(['--json', 'send', 'test', '--tenant', 'mailer', '--channel', 'email', '--to', 'patient@example.com']);
+    expect(smtp.messages.length, 'the SMTP server received the message').toBe(before + 1);
+    expect(modules.some((m) => /node_modules\/nodemailer\//.test(m)), 'the trace saw nodemailer').toBe(true);
+    expect(modules.filter((m) => SEND_ONLY.test(m) && !/\/p-queue\//.test(m))).toEqual([]);
+    expect(modules.filter((m) => BULK_CHUNKS.test(m))).toEqual([]);
+  });
+
+  test.each([
+    ['sms', ['--to', '+14155552671']],
+    ['whatsapp', ['--to', '+14155552671']],
+    ['sms', ['--to', '(415) 555-2671', '--default-region', 'US']],
+  ])('%s: phone metadata, but no e-mail library, CSV parser, bulk runner or template engine (%j)', async (channel, to) => {
+    const modules = await loaded(['--json', 'send', 'test', '--tenant', 'acme', '--channel', channel, ...to]);
+    expect(modules.some((m) => /node_modules\/libphonenumber-js\//.test(m)), 'the trace saw the phone metadata').toBe(true);
+    expect(fs.readdirSync(path.join(ws.dir, channel)).some((f) => f.endsWith('.json')), 'the outbox got the message').toBe(true);
+    expect(modules.filter((m) => EMAIL_LIBS.test(m))).toEqual([]);
+    expect(modules.filter((m) => /node_modules\/(handlebars|csv-parse)\//.test(m))).toEqual([]);
+    expect(modules.filter((m) => BULK_CHUNKS.test(m))).toEqual([]);
   });
 });
