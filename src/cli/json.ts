@@ -16,7 +16,8 @@ import type { StoredTemplate } from '../core/template-store.js';
 import type { Suppression } from '../core/suppressions.js';
 import type { AttemptRecord } from '../core/dispatch.js';
 import type { DnsRecord } from '../providers/domain-auth.js';
-import { DELIVERY_STATUSES, UNSUBSCRIBE_LINK, type AttemptEntry, type DeliveryStatus, type EventEntry, type MessageTimeline } from '../core/events.js';
+import type { AttemptEntry, EventEntry, MessageTimeline } from '../core/events.js';
+import { DELIVERY_STATUSES, UNSUBSCRIBE_LINK, type DeliveryStatus } from '../core/delivery-status.js';
 
 /** `undefined` → `null`: JSON never drops a key. */
 export const orNull = <T>(v: T | undefined): T | null => (v === undefined ? null : v);

@@ -19,10 +19,9 @@ import { NotFoundError, UsageError } from '../errors.js';
 import type { EventType, ProviderEvent } from '../providers/webhooks/types.js';
 import type { SettingValue } from '../providers/types.js';
 
-/** Delivery statuses of a message, in switchboard's words (a subset of {@link EventType}). */
-export const DELIVERY_STATUSES = ['accepted', 'deferred', 'delivered', 'bounced', 'dropped', 'undelivered', 'failed', 'opened', 'clicked', 'read', 'complained', 'unsubscribed'] as const;
-/** One of {@link DELIVERY_STATUSES}. */
-export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+import { DELIVERY_STATUSES, UNSUBSCRIBE_LINK, type DeliveryStatus } from './delivery-status.js';
+
+export { DELIVERY_STATUSES, UNSUBSCRIBE_LINK, type DeliveryStatus };
 
 /**
  * Rank of each status: a message's status moves to an event's only when the event's rank is at least the
@@ -34,11 +33,6 @@ const RANK: Record<DeliveryStatus, number> = {
 const DELIVERED: ReadonlySet<string> = new Set(['delivered', 'opened', 'clicked', 'read']);
 const BOUNCED: ReadonlySet<string> = new Set(['bounced', 'dropped', 'undelivered', 'failed']);
 
-/**
- * The source of one-click unsubscribe events and suppressions (no provider config sent them): the `provider` of
- * their events, the `source` of their suppressions.
- */
-export const UNSUBSCRIBE_LINK = 'unsubscribe-link';
 
 /** Soft-bounce policy defaults (settings `softBounceLimit`, `softBounceWindowDays`, `softBounceSuppressDays`). */
 export const SOFT_BOUNCE_DEFAULTS = { limit: 3, windowDays: 7, suppressDays: 30 } as const;

@@ -84,14 +84,14 @@ export async function addTenants(storePath, count) {
 
 /**
  * Runs `cmd args` under /usr/bin/time (asynchronously, so an in-process sink keeps answering) and resolves with
- * wall ms (spawn to exit), CPU ms (user + system of the child, 10 ms resolution) and its output.
+ * wall ms (spawn to exit; run in the repository root), CPU ms (user + system of the child, 10 ms resolution) and its output.
  * @throws if the child exits non-zero, with its stderr.
  */
 export function timeChild(cmd, args, env) {
   return new Promise((resolve, reject) => {
     const timeFile = path.join(os.tmpdir(), `sb-bench-time-${process.pid}-${randomBytes(4).toString('hex')}`);
     const t0 = performance.now();
-    const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%U %S', cmd, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%U %S', cmd, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = [];
     let err = '';
     child.stdout.on('data', (d) => out.push(d));
