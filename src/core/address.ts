@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import type * as PhoneLib from 'libphonenumber-js/max';
 import { UsageError } from '../errors.js';
-import { isEmailAddress, normaliseEmail } from './email-address.js';
+import { isEmailAddress } from './email-address.js';
 
 let phoneLib: typeof PhoneLib | undefined;
 /** libphonenumber-js/max (its CommonJS build), loaded once on first use. */
@@ -42,8 +42,8 @@ export function checkRegion(region: string | undefined): string | undefined {
  * @returns the normalised address, or an error text naming what is wrong.
  */
 export function normaliseRecipient(channel: 'email' | 'sms' | 'whatsapp', raw: string, defaultRegion?: string): { to: string } | { error: string } {
-  if (channel === 'email') return normaliseEmail(raw);
   const value = raw.trim();
+  if (channel === 'email') return isEmailAddress(value) ? { to: value } : { error: `"${value}" is not a valid e-mail address` };
   const e164 = toE164(value, defaultRegion);
   if (e164) return { to: e164 };
   return {

@@ -16,12 +16,3 @@ export function isEmailAddress(address: string): boolean {
   isEmail ??= (createRequire(import.meta.url)('validator/lib/isEmail.js') as typeof isEmailModule).default;
   return isEmail(address, { require_tld: true, allow_display_name: false, allow_ip_domain: false });
 }
-
-/**
- * Checks an e-mail recipient as given (trimmed), for commands and bulk rows alike.
- * @returns the address, or an error text quoting it.
- */
-export function normaliseEmail(raw: string): { to: string } | { error: string } {
-  const value = raw.trim();
-  return isEmailAddress(value) ? { to: value } : { error: `"${value}" is not a valid e-mail address` };
-}
