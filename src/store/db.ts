@@ -8,12 +8,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
 import { migrations } from './migrations.js';
 import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
 
+/**
+ * better-sqlite3, required as the CommonJS package it is: an ES `import` of it goes through Node's
+ * ES-module/CommonJS bridge, which scans its source for export names first (about 5 ms of every command,
+ * issue 15 start-up).
+ */
+const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+
 /** An open store: the database handle plus facts about the file. */
-export type Db = Database.Database;
+export type Db = BetterSqlite3.Database;
 
 /** How long (ms) a writer waits for another process's write lock before giving up. */
 export const BUSY_TIMEOUT_MS = 10_000;
@@ -27,7 +34,7 @@ export const SCHEMA_VERSION = migrations.length;
  * search through a dozen candidate paths (1-2 ms of every command, DESIGN §8 start-up). When the addon is
  * elsewhere (a debug build), no option: the driver searches as usual.
  */
-function driverOptions(): Database.Options {
+function driverOptions(): BetterSqlite3.Options {
   try {
     return { nativeBinding: createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node') };
   } catch {
@@ -143,13 +150,13 @@ function migrate(db: Db): void {
   run.immediate();
 }
 
-const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+const statements = new WeakMap<Db, Map<string, BetterSqlite3.Statement>>();
 
 /**
  * The prepared statement for `sql` on this store handle, prepared on first use and reused after (preparing
  * costs more than running a small statement; a bulk send runs the same few statements for every row).
  */
-export function prepared(db: Db, sql: string): Database.Statement {
+export function prepared(db: Db, sql: string): BetterSqlite3.Statement {
   let map = statements.get(db);
   if (!map) statements.set(db, (map = new Map()));
   let stmt = map.get(sql);
