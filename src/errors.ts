@@ -3,8 +3,9 @@
  * (the only place that turns errors into exit codes and one-line messages).
  *
  * Exit codes (DESIGN §2): 0 ok, 1 operation failed, 2 usage error or unusable input,
- * 3 bulk send finished with some rows failed, 4 store locked or batch already running,
- * 5 master key missing or wrong, 130 interrupted.
+ * 3 bulk send finished with some rows failed or unknown, 4 store locked, batch being sent by another process or
+ * its lease taken over, 5 master key missing or wrong, 75 bulk send paused (no provider of the route could take
+ * messages; EX_TEMPFAIL of sysexits.h: try again later), 130 interrupted.
  */
 
 /** Base class: `exitCode` is the process exit code the CLI uses for this error. */
@@ -46,6 +47,20 @@ export class PartialFailure extends SwitchboardError {
   constructor(
     message: string,
     readonly result: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A bulk send paused: no provider of the route could take messages (each one's circuit open), so the rows not
+ * sent stay `pending` for the same command or `batch resume`. Exit 75 (EX_TEMPFAIL: try again later).
+ */
+export class Paused extends SwitchboardError {
+  override readonly exitCode = 75;
+  constructor(
+    message: string,
+    readonly result?: unknown,
   ) {
     super(message);
   }

@@ -7,7 +7,7 @@ import type { Io } from './context.js';
 import { action, channelFlag, collect, examples, intFlag, required, retryFlags } from './command.js';
 import { runWithProgress } from './run-batch.js';
 import { Dispatcher } from '../core/dispatch.js';
-import { runBatch } from '../core/batches.js';
+import { runBatch } from '../core/batch/runner.js';
 import { getTemplate, storedSource } from '../core/template-store.js';
 import { OperationFailed, UsageError } from '../errors.js';
 import { getTenant } from '../core/tenants.js';
@@ -17,6 +17,7 @@ import { resolveRoute } from '../core/providers.js';
 import { unverifiedSenderDomains } from '../core/domains.js';
 import { sendTracking } from '../core/tracking.js';
 import { attemptJson } from './json.js';
+import { parseDuration } from '../core/time.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -131,8 +132,10 @@ export function registerSend(program: Command, io: Io): void {
       .option('--dry-run', 'validate and render every row; send and store nothing')
       .option('--concurrency <n>', 'messages in flight at once', '4')
       .option('--rate <n>', 'most messages per second to each provider, in any one-second window (lowers a provider\'s own rate setting)')
-      .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
+      .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it, forever (default: derived from tenant, channel, CSV and template, remembered for --dedupe-window)')
+      .option('--dedupe-window <duration>', 'how long a derived key finds a finished batch of the same input, e.g. 36h; 0: never (default 24h)')
       .option('--new-batch', 'send again even if the same input was sent before')
+      .option('--dedupe-recipients', 'send once per recipient: later rows with the same recipient are skipped ("duplicate of line N")')
       .option('--retry-unknown', 'when resuming, resend rows whose outcome is unknown after a crash')
       .action(
         action<{
@@ -152,7 +155,9 @@ export function registerSend(program: Command, io: Io): void {
           concurrency: string;
           rate?: string;
           idempotencyKey?: string;
+          dedupeWindow?: string;
           newBatch?: boolean;
+          dedupeRecipients?: boolean;
           retryUnknown?: boolean;
         }>(io, async (cli, _args, opts) => {
           const tenantId = required(opts.tenant, '--tenant');
@@ -164,6 +169,8 @@ export function registerSend(program: Command, io: Io): void {
           if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
+          const dedupeWindowMs = opts.dedupeWindow === undefined ? undefined : opts.dedupeWindow.trim() === '0' ? 0 : parseDuration(opts.dedupeWindow, '--dedupe-window');
+          if (dedupeWindowMs !== undefined && opts.idempotencyKey !== undefined) throw new UsageError('--dedupe-window applies to the derived key; an --idempotency-key never expires');
           const ctx = cli.core();
           // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
           const first = resolveRoute(ctx, tenantId, channel).entries.slice(0, 1).map((e) => e.config.ref);
@@ -184,12 +191,11 @@ export function registerSend(program: Command, io: Io): void {
                 encoding: opts.encoding,
                 templateEncoding: opts.templateEncoding,
                 dryRun: opts.dryRun,
-                concurrency,
-                rate,
                 idempotencyKey: opts.idempotencyKey,
+                dedupeWindowMs,
                 newBatch: opts.newBatch,
-                retryUnknown: opts.retryUnknown,
-                retry: retryFlags(cli),
+                dedupeRecipients: opts.dedupeRecipients,
+                run: { concurrency, rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) },
               },
               hooks,
             ),

@@ -138,7 +138,8 @@ describe('leases and signals', () => {
     expectExit(await ws.run(batchLine(csv, tpl)), 0, 'first run');
     const n = (await readOutbox(out)).length;
     const second = expectExit(await ws.run(batchLine(csv, tpl)), 0, 'second run');
-    expect(second.stdout).toMatch(/already sent/);
+    expect(second.stdout).toMatch(/already finished/);
+    expect(second.stderr).toMatch(/already finished at .*To send again, add --new-batch/);
     expect((await readOutbox(out)).length).toBe(n);
   });
 
