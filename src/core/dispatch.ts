@@ -43,7 +43,10 @@ export interface RetryPolicy {
 /** Default retry policy: 3 attempts, 500 ms doubling, capped at 60 s. */
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, baseDelayMs: 500, maxDelayMs: 60_000 };
 
-/** Consecutive transient (or rate-limited) failures of one provider that open its circuit for the run. */
+/**
+ * Consecutive transient (or rate-limited) failures of one provider that open its circuit for the run (or
+ * `maxAttempts`, when that is larger, so one message can use all its attempts).
+ */
 export const CIRCUIT_THRESHOLD = 3;
 
 /** How to build the chain for a dispatcher. */
@@ -345,7 +348,7 @@ export class Dispatcher {
     if (e.kind === 'auth' || e.kind === 'config') {
       this.markUnhealthy(step.entry.config, e);
       step.openReason = e.message;
-    } else if (++step.failures >= CIRCUIT_THRESHOLD) {
+    } else if (++step.failures >= Math.max(CIRCUIT_THRESHOLD, this.opts.retry.maxAttempts)) {
       step.openReason = e.message;
     }
     if (step.openReason !== undefined && this.chain.every((s) => s.openReason !== undefined)) this.down.abort();

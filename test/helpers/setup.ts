@@ -121,6 +121,7 @@ export function sentBy(b: { byProvider: Array<{ provider: string; sentCount: num
 
 export interface BatchItem {
   row: number;
+  line: number;
   recipient: string;
   state: string;
   provider: string | null;

@@ -45,6 +45,8 @@ export interface StartSmtpOptions {
   users: Record<string, string>;
   /** Recipients (lower-cased) answered with `550 5.1.1 mailbox unavailable` at RCPT TO. */
   rejectRecipients?: Set<string>;
+  /** Listen on this port (default: a free one), e.g. to bring back a server that was down. */
+  port?: number;
   /** Delay (ms) before answering the n-th MAIL FROM (n counts from 0 over the server's life); default none. */
   mailFromDelayMs?: (n: number) => number;
 }
@@ -172,7 +174,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });
