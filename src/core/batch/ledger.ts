@@ -305,10 +305,11 @@ export interface DuplicateRecipient {
 export function duplicateRecipients(ctx: CoreContext, batchId: string): DuplicateRecipient[] {
   const groups = ctx.db
     .prepare(
-      `SELECT min(recipient) AS recipient, group_concat(row_no || ':' || line_no) AS rows FROM batch_items
-       WHERE batch_id = ? GROUP BY lower(recipient) HAVING count(*) > 1 ORDER BY min(row_no)`,
+      `WITH g AS (SELECT min(row_no) AS first_row, group_concat(row_no || ':' || line_no) AS rows FROM batch_items
+                  WHERE batch_id = ? GROUP BY lower(recipient) HAVING count(*) > 1)
+       SELECT (SELECT recipient FROM batch_items WHERE batch_id = ? AND row_no = g.first_row) AS recipient, rows FROM g ORDER BY first_row`,
     )
-    .all(batchId) as Array<{ recipient: string; rows: string }>;
+    .all(batchId, batchId) as Array<{ recipient: string; rows: string }>;
   return groups.map((g) => {
     const rows = g.rows
       .split(',')
