@@ -63,6 +63,8 @@ export interface TestSmtpServer {
   connections: number;
   /** Recipients refused at RCPT TO. */
   rejected: string[];
+  /** Recipients (lower-cased) accepted at RCPT TO, in order: a request reached the server for each. */
+  rcptTo: string[];
   /** When each DATA command arrived (performance.now(), ms), in order: the moment a message reached the server. */
   dataAt: number[];
   close(): Promise<void>;
@@ -103,6 +105,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
   const { cert, key } = await makeCert();
   const messages: ReceivedMessage[] = [];
   const rejected: string[] = [];
+  const rcptTo: string[] = [];
   const dataAt: number[] = [];
   const state = { authFailures: 0, mailFroms: 0, connections: 0 };
   const pending = new Set<Promise<void>>();
@@ -142,6 +145,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
         callback(Object.assign(new Error('5.1.1 mailbox unavailable'), { responseCode: 550 }));
         return;
       }
+      rcptTo.push(address.address.toLowerCase());
       callback();
     },
     onData(stream, session, callback) {
@@ -190,6 +194,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
     cert,
     messages,
     rejected,
+    rcptTo,
     dataAt,
     get authFailures() {
       return state.authFailures;
