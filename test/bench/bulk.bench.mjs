@@ -12,6 +12,8 @@
 //  sendgrid  the sendgrid adapter against a local SendGrid-like server (node:http, 202 + X-Message-Id):
 //          personalization batches (100,000 and 1,000,000 rows: peak RSS against input size), and one request
 //          per row (`batchSize=1`, 100,000 rows) at 0 ms and at 50 ms latency
+//  outage  an SMTP provider whose port refuses connections, and a SendGrid-like server answering 503: the time
+//          from the send phase's start (the first request) to exit 75 (paused), with every row left pending
 // "whole run" is the command's own elapsed time: validating the CSV, storing its rows, and sending them.
 // Env: BENCH_QUICK=1 runs smaller sizes; BENCH_ONLY=noop,rate,sendgrid runs only those cases.
 import { spawnSync, spawn } from 'node:child_process';
@@ -23,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
+import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,8 +50,11 @@ function sb(args) {
   return r.stdout;
 }
 
-/** Runs switchboard under /usr/bin/time; resolves with its summary, wall ms and peak RSS (MB). */
-function timed(args) {
+/**
+ * Runs switchboard under /usr/bin/time; resolves with its summary, wall ms, peak RSS (MB), the send phase (ms)
+ * and, for a paused run (`exitCode` 75 expected), the time from the send phase's start to the process's exit.
+ */
+function timed(args, exitCode = 0) {
   return new Promise((resolve, reject) => {
     const node = [process.execPath, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), '--import', noopHook];
     const child = spawn('/usr/bin/time', ['-f', 'RSS_KB=%M', ...node, bin, '--json', '--quiet', ...args], { env });
@@ -60,15 +66,18 @@ function timed(args) {
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {
       const ms = performance.now() - t0;
-      if (code !== 0) return reject(new Error(`exit ${code}: ${err}`));
+      const exitedAt = Date.now();
+      if (code !== exitCode) return reject(new Error(`exit ${code}: ${err}`));
       const lines = out.trim().split('\n');
       const summary = JSON.parse(lines[lines.length - 1]);
       let sendMs;
+      let toExitMs;
       if (summary.batchId) {
         const b = JSON.parse(sb(['batch', 'show', summary.batchId, '--json']));
         sendMs = Date.parse(b.finishedAt) - Date.parse(b.startedAt);
+        toExitMs = exitedAt - Date.parse(b.startedAt);
       }
-      resolve({ summary, ms, sendMs, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
+      resolve({ summary, ms, sendMs, toExitMs, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
     });
   });
 }
@@ -116,7 +125,7 @@ const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv
 const perMsg = (r, n) => `${(r.summary.elapsedMs / n).toFixed(3)} ms/msg (send phase ${(r.sendMs / n).toFixed(3)})`;
 /** Messages per second over the whole run (validation, storing the rows, sending) and over the send phase. */
 const msgPerSec = (r, unit = 'msg/s') =>
-  `${(r.summary.sent / (r.summary.elapsedMs / 1000)).toFixed(0)} ${unit} (send phase ${(r.summary.sent / (r.sendMs / 1000)).toFixed(0)})`;
+  `${(r.summary.sentCount / (r.summary.elapsedMs / 1000)).toFixed(0)} ${unit} (send phase ${(r.summary.sentCount / (r.sendMs / 1000)).toFixed(0)})`;
 
 /** Sliding one-second maximum and mean rate of arrival times (ms). */
 function windowStats(arrivals, rate) {
@@ -137,7 +146,7 @@ if (want('noop') || want('memory')) {
   const sizes = want('memory') ? (quick ? [5_000, 25_000] : [20_000, 100_000, 1_000_000]) : [quick ? 5_000 : 20_000];
   for (const n of sizes) {
     const r = await timed(send(csv(`noop${n}.csv`, n), ['--concurrency', '16']));
-    rows.push([`no-op adapter (tool overhead), per message, concurrency 16`, n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
+    rows.push([`no-op adapter (tool overhead), per message, concurrency 16`, n, r.summary.sentCount, msgPerSec(r), perMsg(r, n), r.rssMb]);
   }
   sb(['provider', 'remove', 'bench/email/noop', '--yes']);
 }
@@ -146,7 +155,7 @@ if (want('noop50')) {
   const n = quick ? 2_000 : 5_000;
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'bench-noop', '--name', 'noop50', '--set', 'latency=50']);
   const r = await timed(send(csv('noop50.csv', n), ['--concurrency', '16']));
-  rows.push([`no-op adapter answering after 50 ms, per message, concurrency 16`, n, r.summary.sent, `${msgPerSec(r)} (concurrency/latency = 320)`, perMsg(r, n), r.rssMb]);
+  rows.push([`no-op adapter answering after 50 ms, per message, concurrency 16`, n, r.summary.sentCount, `${msgPerSec(r)} (concurrency/latency = 320)`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', 'bench/email/noop50', '--yes']);
 }
 
@@ -154,7 +163,7 @@ if (want('outbox')) {
   const n = quick ? 5_000 : 20_000;
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'outbox', '--name', 'outbox', '--set', `dir=${path.join(dir, 'outbox')}`]);
   const r = await timed(send(csv('outbox.csv', n), ['--concurrency', '16']));
-  rows.push(['outbox (a file per message), per message, concurrency 16', n, r.summary.sent, msgPerSec(r), perMsg(r, n), r.rssMb]);
+  rows.push(['outbox (a file per message), per message, concurrency 16', n, r.summary.sentCount, msgPerSec(r), perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', 'bench/email/outbox', '--yes']);
 }
 
@@ -167,7 +176,7 @@ for (const [name, latency, n, conc] of [
   sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', `sink${latency}`, '--set', 'host=127.0.0.1', '--set', `port=${s.port}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
   const r = await timed(send(csv(`smtp${latency}.csv`, n), ['--concurrency', String(conc)]));
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
-  rows.push([`smtp sink ${latency} ms, per message, concurrency ${conc}`, n, r.summary.sent, `${msgPerSec(r)}${expect}`, perMsg(r, n), r.rssMb]);
+  rows.push([`smtp sink ${latency} ms, per message, concurrency ${conc}`, n, r.summary.sentCount, `${msgPerSec(r)}${expect}`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', `bench/email/sink${latency}`, '--yes']);
   await s.close();
 }
@@ -190,13 +199,13 @@ for (const [name, latency] of [
   const n = rate * secs;
   const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', '16', '--rate', String(rate)]));
   const { max, mean } = windowStats(s.arrivals, rate);
-  rows.push([`--rate ${rate} for ${secs} s (smtp sink ${latency} ms)`, n, r.summary.sent, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
+  rows.push([`--rate ${rate} for ${secs} s (smtp sink ${latency} ms)`, n, r.summary.sentCount, `max ${max} in any 1 s window; mean ${mean.toFixed(1)} msg/s (${(((mean - rate) / rate) * 100).toFixed(1)} %)`, '-', r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
   await s.close();
 }
 
 // 5. sendgrid: a local server speaking the mail send wire format (202, X-Message-Id), answering after `latencyMs`.
-async function sendGridLike(latencyMs) {
+async function sendGridLike(latencyMs, status = 202) {
   const seen = { requests: 0, personalizations: 0 };
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -206,6 +215,11 @@ async function sendGridLike(latencyMs) {
       seen.requests++;
       seen.personalizations += body.personalizations.length;
       setTimeout(() => {
+        if (status !== 202) {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ errors: [{ message: 'service unavailable', field: null, help: null }] }));
+          return;
+        }
         res.writeHead(202, { 'X-Message-Id': `bench-${seen.requests}` });
         res.end();
       }, latencyMs);
@@ -230,8 +244,32 @@ for (const [label, latency, n, conc, extra] of !want('sendgrid') ? [] : [
   const r = await timed(send(csv(`${name}.csv`, n), ['--concurrency', String(conc), '--new-batch']));
   const expect = latency ? ` (concurrency/latency = ${(conc / (latency / 1000)).toFixed(0)})` : '';
   const thr = extra.length ? msgPerSec(r) : `${msgPerSec(r, 'recipients/s')} in ${s.seen.requests} requests`;
-  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sent, `${thr}${expect}`, perMsg(r, n), r.rssMb]);
+  rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sentCount, `${thr}${expect}`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
+  await s.close();
+}
+
+// outage: how long a dead route costs before the run pauses (exit 75), for 10,000 rows
+if (want('outage')) {
+  const n = quick ? 2_000 : 10_000;
+  const refused = await new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const port = probe.address().port;
+      probe.close(() => resolve(port));
+    });
+  });
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', 'down', '--set', 'host=127.0.0.1', '--set', `port=${refused}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
+  const r = await timed(send(csv('outage.csv', n), ['--concurrency', '16']), 75);
+  rows.push([`outage: SMTP port refusing connections, concurrency 16 → paused (exit 75), ${r.summary.pendingCount} rows pending`, n, r.summary.sentCount, `${r.toExitMs} ms from the first request to exit 75 (whole run ${r.ms.toFixed(0)} ms)`, '-', r.rssMb]);
+  sb(['provider', 'remove', 'bench/email/down', '--yes']);
+  const s = await sendGridLike(0, 503);
+  spawnSync(process.execPath, [bin, 'provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'sendgrid', '--name', 'sg503', '--set', 'from=bench@example.com', '--set', `endpoint=${s.url}`, '--secret-env', 'apiKey=SG_BENCH'], {
+    env: { ...env, SG_BENCH: `SG.${randomBytes(11).toString('hex')}.${randomBytes(22).toString('hex')}` },
+  });
+  const g = await timed(send(csv('outage-sg.csv', n), ['--concurrency', '4']), 75);
+  rows.push([`outage: sendgrid-like server answering 503, batches, concurrency 4 → paused (exit 75), ${g.summary.pendingCount} rows pending`, n, g.summary.sentCount, `${g.toExitMs} ms from the first request to exit 75 in ${s.seen.requests} requests (whole run ${g.ms.toFixed(0)} ms)`, '-', g.rssMb]);
+  sb(['provider', 'remove', 'bench/email/sg503', '--yes']);
   await s.close();
 }
 
