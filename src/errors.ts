@@ -28,6 +28,40 @@ export class UsageError extends SwitchboardError {
   }
 }
 
+/** Input fields core code names in its errors; the CLI says which flag gives each ({@link FieldError.withFlags}). */
+export type InputField = 'csv' | 'subject' | 'template file' | 'stored template' | 'template name' | 'template lang' | 'idempotency key' | 'concurrency';
+
+/** How core code words each {@link InputField} when no CLI is involved. */
+const FIELD_WORDS: Record<InputField, string> = {
+  csv: 'CSV file',
+  subject: 'subject',
+  'template file': 'template file',
+  'stored template': 'stored template',
+  'template name': 'WhatsApp template name',
+  'template lang': 'WhatsApp template language',
+  'idempotency key': 'idempotency key',
+  concurrency: 'concurrency',
+};
+
+/**
+ * A usage error about input fields, worded by core code in terms of fields ("CSV file … line 1: no recipient
+ * column", "subject is required"). `text` writes the message given a name for each field: the message is that
+ * text with the fields' own words; {@link withFlags} gives the same text with the CLI's flag names. Exit 2.
+ */
+export class FieldError extends UsageError {
+  constructor(
+    private readonly text: (name: (field: InputField) => string) => string,
+    details: string[] = [],
+  ) {
+    super(text((f) => FIELD_WORDS[f]), details);
+  }
+
+  /** The same error with each field named by its flag (e.g. `csv` → `--csv`). */
+  withFlags(flags: Record<InputField, string>): UsageError {
+    return new UsageError(this.text((f) => flags[f]), this.details);
+  }
+}
+
 /** A named thing (tenant, provider, batch) does not exist. Exit 2 (the argument was wrong). */
 export class NotFoundError extends UsageError {}
 

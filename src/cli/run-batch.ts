@@ -7,7 +7,7 @@
 import os from 'node:os';
 import type { CliContext } from './context.js';
 import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batch/types.js';
-import { Interrupted, LockedError, PartialFailure, Paused } from '../errors.js';
+import { FieldError, Interrupted, LockedError, PartialFailure, Paused, type InputField } from '../errors.js';
 import { batchRowJson, byProviderJson, countsJson } from './json.js';
 
 /** Interval of progress lines when stderr is not a terminal, in ms. */
@@ -30,8 +30,21 @@ export function ownerAlive(owner: string): boolean {
   }
 }
 
+/** The flag of each input field core errors name (see {@link FieldError}). */
+const FLAGS: Record<InputField, string> = {
+  csv: '--csv',
+  subject: '--subject',
+  'template file': '--template-file',
+  'stored template': '--template',
+  'template name': '--template-name',
+  'template lang': '--template-lang',
+  'idempotency key': '--idempotency-key',
+  concurrency: '--concurrency',
+};
+
 /**
- * Runs a batch function with signal handling and progress, then presents the summary.
+ * Runs a batch function with signal handling and progress, then presents the summary. Errors naming input
+ * fields are given with the flags instead.
  * @throws Interrupted (exit 130) after a signal; PartialFailure (exit 3) if rows failed or are unknown.
  */
 export async function runWithProgress(
@@ -107,6 +120,8 @@ export async function runWithProgress(
   let summary: BatchSummary;
   try {
     summary = await run(hooks);
+  } catch (err) {
+    throw err instanceof FieldError ? err.withFlags(FLAGS) : err;
   } finally {
     writeEvents();
     clearInterval(ticker);

@@ -15,7 +15,7 @@ import { normaliseRecipient } from '../address.js';
 import type { CoreContext } from '../context.js';
 import { Dispatcher, type DispatchResult } from '../dispatch.js';
 import type { EmailMessage, OutboundMessage } from '../../providers/types.js';
-import { UsageError } from '../../errors.js';
+import { FieldError, UsageError } from '../../errors.js';
 import { openCsv } from '../csv.js';
 import { compileTemplate, composeMessage, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
 import { getTenant } from '../tenants.js';
@@ -59,7 +59,7 @@ export const STOP_WAIT_MS = 10_000;
 /** Checks the run options. @throws UsageError naming the field. */
 function checkRunOptions(opts: RunOptions): number {
   const concurrency = opts.concurrency ?? 4;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new UsageError('concurrency must be a whole number from 1 to 1000');
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new FieldError((f) => `${f('concurrency')} must be a whole number from 1 to 1000`);
   return concurrency;
 }
 
@@ -67,7 +67,7 @@ function checkRunOptions(opts: RunOptions): number {
  * Runs `send batch`: validates every row, stores the batch (or finds the same one from an earlier run), then
  * sends its pending rows.
  * @returns the summary; its `status` (and `leaseLost`) is what the caller maps to an exit code.
- * @throws UsageError (bad options or input: nothing stored, nothing sent), KeyError (no/wrong key, before
+ * @throws FieldError (bad options or input, naming the field: nothing stored, nothing sent), KeyError (no/wrong key, before
  *   anything is written), LockedError (another process works this batch), NotFoundError (tenant).
  */
 export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: BatchRunHooks): Promise<BatchSummary> {
@@ -78,7 +78,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false, req.encoding);
   if (v.errorCount > 0) {
     const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
-    throw new UsageError(`--csv ${req.csvPath}: ${v.errorCount} problem${v.errorCount > 1 ? 's' : ''} in ${v.rows} rows; nothing was sent`, [...v.errors, ...more]);
+    throw new FieldError((f) => `${f('csv')} ${req.csvPath}: ${v.errorCount} problem${v.errorCount > 1 ? 's' : ''} in ${v.rows} rows; nothing was sent`, [...v.errors, ...more]);
   }
   if (req.dryRun) {
     return { ...dryRunSummary(v.rows, ctx.clock.now().getTime() - started), sample: v.sample };
@@ -176,7 +176,7 @@ function findBatch(ctx: CoreContext, req: BatchRequest, v: Validation, templateH
   if (req.idempotencyKey) {
     const existing = findByKey(ctx, req.idempotencyKey);
     if (existing && (existing.input_hash !== v.hash || existing.template_hash !== templateHash)) {
-      throw new UsageError(`--idempotency-key ${req.idempotencyKey} was used for batch ${existing.id} with a different CSV or template; use another key`);
+      throw new FieldError((f) => `${f('idempotency key')} ${req.idempotencyKey} was used for batch ${existing.id} with a different CSV or template; use another key`);
     }
     if (existing && req.newBatch) return { key: `${req.idempotencyKey}+${suffix()}`, derivedKey: null, keyExpiresAt: null };
     return { existing, key: req.idempotencyKey, derivedKey: null, keyExpiresAt: null };
@@ -228,7 +228,7 @@ async function load(
     },
     owner,
   );
-  const changed = () => new UsageError(`--csv ${req.csvPath} changed while it was being read; nothing was sent, run again`);
+  const changed = () => new FieldError((f) => `${f('csv')} ${req.csvPath} changed while it was being read; nothing was sent, run again`);
   let chunk: NewItem[] = [];
   let total = 0;
   for await (const { row, line, record } of csv.rows) {

@@ -4,7 +4,7 @@
  */
 import { normaliseRecipient } from '../address.js';
 import type { Channel } from '../context.js';
-import { UsageError } from '../../errors.js';
+import { FieldError } from '../../errors.js';
 import { openCsv } from '../csv.js';
 import { isHtmlTemplate, readTemplateFile, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
 import type { BatchRequest } from './types.js';
@@ -13,28 +13,28 @@ import type { BatchRequest } from './types.js';
 const MAX_REPORTED_ERRORS = 50;
 
 /**
- * Checks the template flags for the channel and reads the body file.
- * @throws UsageError naming the flag that is missing or does not apply.
+ * Checks the template fields for the channel and reads the body file.
+ * @throws FieldError naming the field that is missing or does not apply.
  */
 export function templateSource(req: BatchRequest): TemplateSource {
   const { channel, templatePath, subject, whatsappTemplate } = req;
   if (req.stored) {
-    if (templatePath || subject !== undefined || whatsappTemplate) throw new UsageError('--template takes the subject and body from the stored template: leave out --template-file, --subject and --template-name');
-    if (channel !== 'email' && req.stored.source.html) throw new UsageError(`--template ${req.stored.name} has an HTML body; ${channel} messages are plain text`);
+    if (templatePath || subject !== undefined || whatsappTemplate) throw new FieldError((f) => `${f('stored template')} gives the subject and body: leave out ${f('template file')}, ${f('subject')} and ${f('template name')}`);
+    if (channel !== 'email' && req.stored.source.html) throw new FieldError((f) => `${f('stored template')} ${req.stored!.name} has an HTML body; ${channel} messages are plain text`);
     return channel === 'email' ? req.stored.source : { ...req.stored.source, subject: undefined };
   }
-  if (channel !== 'email' && subject !== undefined) throw new UsageError(`--subject applies to e-mail only, not ${channel}`);
-  if (channel !== 'whatsapp' && whatsappTemplate) throw new UsageError(`--template-name applies to whatsapp only, not ${channel}`);
+  if (channel !== 'email' && subject !== undefined) throw new FieldError((f) => `${f('subject')} applies to e-mail only, not ${channel}`);
+  if (channel !== 'whatsapp' && whatsappTemplate) throw new FieldError((f) => `${f('template name')} applies to whatsapp only, not ${channel}`);
   if (channel === 'email' && (subject === undefined || subject.trim() === '')) {
-    throw new UsageError('--subject is required for e-mail (a Handlebars template, e.g. "Hello {{name}}")');
+    throw new FieldError((f) => `${f('subject')} is required for e-mail (a Handlebars template, e.g. "Hello {{name}}")`);
   }
   if (channel === 'whatsapp' && whatsappTemplate) {
-    if (templatePath) throw new UsageError('give either --template-file (free-form text) or --template-name (an approved template), not both');
+    if (templatePath) throw new FieldError((f) => `give either ${f('template file')} (free-form text) or ${f('template name')} (an approved template), not both`);
     return { html: false, whatsappTemplate };
   }
-  if (!templatePath) throw new UsageError(`--template-file is required${channel === 'whatsapp' ? ' (or --template-name with --template-lang)' : ''}`);
+  if (!templatePath) throw new FieldError((f) => `${f('template file')} is required${channel === 'whatsapp' ? ` (or ${f('template name')} with ${f('template lang')})` : ''}`);
   const html = isHtmlTemplate(templatePath);
-  if (html && channel !== 'email') throw new UsageError(`--template-file ${templatePath}: ${channel} messages are plain text; use a .txt template`);
+  if (html && channel !== 'email') throw new FieldError((f) => `${f('template file')} ${templatePath}: ${channel} messages are plain text; use a .txt template`);
   return { subject, body: readTemplateFile(templatePath, { encoding: req.templateEncoding }), html };
 }
 
@@ -63,12 +63,13 @@ export async function validate(csvPath: string, channel: Channel, template: Comp
   const csv = await openCsv(csvPath, encoding);
   const want = recipientColumn(channel);
   const recipientKey = csv.columns.find((c) => c.toLowerCase() === want);
-  if (!recipientKey) throw new UsageError(`--csv ${csvPath} line 1: no "${want}" column (columns: ${csv.columns.join(', ')})`);
+  if (!recipientKey) throw new FieldError((f) => `${f('csv')} ${csvPath} line 1: no recipient column "${want}" (columns: ${csv.columns.join(', ')})`);
   const missing = template.required.concat(template.optional).filter((v) => !csv.columns.includes(v));
   const missingRequired = missing.filter((v) => template.required.includes(v));
   if (missingRequired.length > 0) {
-    throw new UsageError(
-      `template variable${missingRequired.length > 1 ? 's' : ''} ${missingRequired.map((v) => `{{${v}}}`).join(', ')} ha${missingRequired.length > 1 ? 've' : 's'} no column in --csv ${csvPath} (columns: ${csv.columns.join(', ')}); nothing was sent`,
+    throw new FieldError(
+      (f) =>
+        `template variable${missingRequired.length > 1 ? 's' : ''} ${missingRequired.map((v) => `{{${v}}}`).join(', ')} ha${missingRequired.length > 1 ? 've' : 's'} no column in ${f('csv')} ${csvPath} (columns: ${csv.columns.join(', ')}); nothing was sent`,
     );
   }
   const errors: string[] = [];
@@ -95,7 +96,7 @@ export async function validate(csvPath: string, channel: Channel, template: Comp
       fail(`line ${line}: template does not render: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  if (rows === 0) throw new UsageError(`--csv ${csvPath} has a header but no data rows`);
+  if (rows === 0) throw new FieldError((f) => `${f('csv')} ${csvPath} has a header but no data rows`);
   return { rows, hash: csv.hash(), recipientKey, errors, errorCount, sample };
 }
 
