@@ -42,6 +42,14 @@ function rowsCsv(ws: Workspace, name: string, n: number, prefix: string): string
   return ws.file(name, ['email,name', ...Array.from({ length: n }, (_, i) => `${prefix}${i + 1}@example.com,${prefix.toUpperCase()}${i + 1}`)].join('\n') + '\n');
 }
 
+/** A workspace whose route is the system outbox, a CSV of `n` rows and a text template. */
+async function outboxSetup(name: string, n: number, prefix: string): Promise<{ ws: Workspace; out: string; csv: string; tpl: string }> {
+  const ws = await workspace();
+  const out = `${ws.dir}/outbox`;
+  await addSystemOutbox(ws, out);
+  return { ws, out, csv: rowsCsv(ws, name, n, prefix), tpl: ws.file('t.txt', 'Hello {{name}}\n') };
+}
+
 function batchLine(csv: string, tpl: string, extra: string[] = []): string[] {
   return ['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi {{name}}', ...extra];
 }
@@ -256,11 +264,7 @@ describe('signals, exit codes, retries', () => {
 
 describe('idempotency window', () => {
   test('derived key: within 24 h already finished; after, a new batch; an explicit key never expires; --dedupe-window 0 turns it off', async () => {
-    const ws = await workspace();
-    const out = `${ws.dir}/outbox`;
-    await addSystemOutbox(ws, out);
-    const csv = rowsCsv(ws, 'w.csv', 2, 'w');
-    const tpl = ws.file('t.txt', 'Hello {{name}}\n');
+    const { ws, out, csv, tpl } = await outboxSetup('w.csv', 2, 'w');
     const at = (iso: string) => ({ env: { SWITCHBOARD_NOW: iso } });
     const first = parseBatchOutput(expectExit(await ws.run(batchLine(csv, tpl, ['--json']), at('2026-03-02T07:00:00Z')), 0, 'first')).summary;
     const within = parseBatchOutput(expectExit(await ws.run(batchLine(csv, tpl, ['--json']), at('2026-03-03T06:59:00Z')), 0, 'within 24 h')).summary;
@@ -293,11 +297,7 @@ describe('idempotency window', () => {
 
 describe('busy store and lost lease', () => {
   test('a lock held by another connection past the busy timeout during a batch: the batch completes', async () => {
-    const ws = await workspace();
-    const out = `${ws.dir}/outbox`;
-    await addSystemOutbox(ws, out);
-    const csv = rowsCsv(ws, 'busy.csv', 60, 'b');
-    const tpl = ws.file('t.txt', 'Hello {{name}}\n');
+    const { ws, out, csv, tpl } = await outboxSetup('busy.csv', 60, 'b');
     const child = execWithEnv(ws, batchLine(csv, tpl, ['--rate', '30']), { SWITCHBOARD_BUSY_TIMEOUT_MS: '150' });
     const t0 = Date.now();
     while ((await readOutbox(out)).length < 5 && Date.now() - t0 < 20_000) await sleep(20);
@@ -315,11 +315,7 @@ describe('busy store and lost lease', () => {
   });
 
   test('a run whose lease is taken over stops sending at once and exits 4; it does not report the batch as its own', async () => {
-    const ws = await workspace();
-    const out = `${ws.dir}/outbox`;
-    await addSystemOutbox(ws, out);
-    const csv = rowsCsv(ws, 'lease.csv', 100, 'l');
-    const tpl = ws.file('t.txt', 'Hello {{name}}\n');
+    const { ws, out, csv, tpl } = await outboxSetup('lease.csv', 100, 'l');
     const child = spawnCli(ws, batchLine(csv, tpl, ['--rate', '20']));
     const t0 = Date.now();
     while ((await readOutbox(out)).length < 3 && Date.now() - t0 < 20_000) await sleep(20);
