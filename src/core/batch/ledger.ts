@@ -298,25 +298,12 @@ export interface DuplicateRecipient {
   later: Array<{ row: number; line: number }>;
 }
 
-/**
- * Recipients on more than one row of a batch (e-mail addresses compared without case), in order of their
- * first line. One grouped scan of the batch's rows.
- */
-export function duplicateRecipients(ctx: CoreContext, batchId: string): DuplicateRecipient[] {
-  const groups = ctx.db
-    .prepare(
-      `WITH g AS (SELECT min(row_no) AS first_row, group_concat(row_no || ':' || line_no) AS rows FROM batch_items
-                  WHERE batch_id = ? GROUP BY lower(recipient) HAVING count(*) > 1)
-       SELECT (SELECT recipient FROM batch_items WHERE batch_id = ? AND row_no = g.first_row) AS recipient, rows FROM g ORDER BY first_row`,
-    )
-    .all(batchId, batchId) as Array<{ recipient: string; rows: string }>;
-  return groups.map((g) => {
-    const rows = g.rows
-      .split(',')
-      .map((p) => p.split(':').map(Number) as [number, number])
-      .sort((a, b) => a[0] - b[0]);
-    return { recipient: g.recipient, firstLine: rows[0]![1], later: rows.slice(1).map(([row, line]) => ({ row, line })) };
-  });
+/** Line and recipient of chosen rows of a batch. */
+export function rowRecipients(ctx: CoreContext, batchId: string, rows: readonly number[]): Map<number, { line: number; recipient: string }> {
+  const got = ctx.db
+    .prepare('SELECT row_no, line_no, recipient FROM batch_items WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?))')
+    .all(batchId, JSON.stringify(rows)) as Array<{ row_no: number; line_no: number; recipient: string }>;
+  return new Map(got.map((r) => [r.row_no, { line: r.line_no, recipient: r.recipient }]));
 }
 
 /** Marks the later rows of each duplicate recipient `skipped` ("duplicate of line N"), in one transaction. */

@@ -24,13 +24,13 @@ import { GroupCommit } from '../../store/group-commit.js';
 import { addTask } from '../limiter.js';
 import { batchTracker } from '../tracking.js';
 import { templateSource, validate, type Validation } from './validate.js';
+import { RepeatFinder, exactRepeats } from './repeats.js';
 import {
   LEASE_MS,
   RunLedger,
   acquireLease,
   batchStats,
   deleteBatch,
-  duplicateRecipients,
   emptyStats,
   endRun,
   findByDerivedKey,
@@ -43,6 +43,7 @@ import {
   markReady,
   newBatchId,
   renewLease,
+  rowRecipients,
   skipDuplicates,
   type NewItem,
   type Outcome,
@@ -231,6 +232,7 @@ async function load(
   const changed = () => new FieldError((f) => `${f('csv')} ${req.csvPath} changed while it was being read; nothing was sent, run again`);
   let chunk: NewItem[] = [];
   let total = 0;
+  const repeats = new RepeatFinder();
   for await (const { row, line, record } of csv.rows) {
     // Pass 1 checked every address, and the hash compared below proves these are the same bytes: an e-mail
     // address needs only its trim again; a phone number its E.164 form.
@@ -238,6 +240,7 @@ async function load(
     const r = req.channel === 'email' ? { to: raw.trim() } : normaliseRecipient(req.channel, raw, req.defaultRegion);
     if ('error' in r) throw changed();
     chunk.push([row, line, r.to, JSON.stringify(record), 'pending', null]);
+    repeats.add(row, r.to);
     total++;
     if (chunk.length >= LOAD_CHUNK) {
       insertItems(ctx, id, chunk);
@@ -249,7 +252,8 @@ async function load(
     deleteBatch(ctx, id);
     throw changed();
   }
-  const dups = duplicateRecipients(ctx, id);
+  const groups = repeats.candidates();
+  const dups = groups.length === 0 ? [] : exactRepeats(groups, rowRecipients(ctx, id, groups.flat()));
   if (req.dedupeRecipients) skipDuplicates(ctx, id, dups);
   markReady(ctx, id, total);
   const count = dups.reduce((n, d) => n + d.later.length, 0);
