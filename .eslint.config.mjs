@@ -28,6 +28,7 @@ export default tseslint.config(
         'error',
         { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: 'use ctx.clock.now()' },
         { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'use ctx.clock.now()' },
+        { selector: "CallExpression[callee.object.name='Math'][callee.property.name='random']", message: 'use ctx.clock.random()' },
       ],
     },
   },

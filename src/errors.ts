@@ -3,8 +3,9 @@
  * (the only place that turns errors into exit codes and one-line messages).
  *
  * Exit codes (DESIGN §2): 0 ok, 1 operation failed, 2 usage error or unusable input,
- * 3 bulk send finished with some rows failed, 4 store locked or batch already running,
- * 5 master key missing or wrong, 130 interrupted.
+ * 3 bulk send finished with some rows failed or unknown, 4 store locked, batch being sent by another process or
+ * its lease taken over, 5 master key missing or wrong, 75 bulk send paused (no provider of the route could take
+ * messages; EX_TEMPFAIL of sysexits.h: try again later), 130 interrupted.
  */
 
 /** Base class: `exitCode` is the process exit code the CLI uses for this error. */
@@ -27,6 +28,40 @@ export class UsageError extends SwitchboardError {
   }
 }
 
+/** Input fields core code names in its errors; the CLI says which flag gives each ({@link FieldError.withFlags}). */
+export type InputField = 'csv' | 'subject' | 'template file' | 'stored template' | 'template name' | 'template lang' | 'idempotency key' | 'concurrency';
+
+/** How core code words each {@link InputField} when no CLI is involved. */
+const FIELD_WORDS: Record<InputField, string> = {
+  csv: 'CSV file',
+  subject: 'subject',
+  'template file': 'template file',
+  'stored template': 'stored template',
+  'template name': 'WhatsApp template name',
+  'template lang': 'WhatsApp template language',
+  'idempotency key': 'idempotency key',
+  concurrency: 'concurrency',
+};
+
+/**
+ * A usage error about input fields, worded by core code in terms of fields ("CSV file … line 1: no recipient
+ * column", "subject is required"). `text` writes the message given a name for each field: the message is that
+ * text with the fields' own words; {@link withFlags} gives the same text with the CLI's flag names. Exit 2.
+ */
+export class FieldError extends UsageError {
+  constructor(
+    private readonly text: (name: (field: InputField) => string) => string,
+    details: string[] = [],
+  ) {
+    super(text((f) => FIELD_WORDS[f]), details);
+  }
+
+  /** The same error with each field named by its flag (e.g. `csv` → `--csv`). */
+  withFlags(flags: Record<InputField, string>): UsageError {
+    return new UsageError(this.text((f) => flags[f]), this.details);
+  }
+}
+
 /** A named thing (tenant, provider, batch) does not exist. Exit 2 (the argument was wrong). */
 export class NotFoundError extends UsageError {}
 
@@ -46,6 +81,20 @@ export class PartialFailure extends SwitchboardError {
   constructor(
     message: string,
     readonly result: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A bulk send paused: no provider of the route could take messages (each one's circuit open), so the rows not
+ * sent stay `pending` for the same command or `batch resume`. Exit 75 (EX_TEMPFAIL: try again later).
+ */
+export class Paused extends SwitchboardError {
+  override readonly exitCode = 75;
+  constructor(
+    message: string,
+    readonly result?: unknown,
   ) {
     super(message);
   }

@@ -1,5 +1,5 @@
 /**
- * `switchboard batch list|show|resume|cancel|export`.
+ * `switchboard batch list|show|resume|retry|cancel|export`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,16 +9,19 @@ import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, examples, intFlag, required, retryFlags } from './command.js';
 import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
-import { batchItems, cancelBatch, exportBatch, getBatch, listBatches, resumeBatch } from '../core/batches.js';
+import { batchItems, exportBatch, getBatch, listBatches } from '../core/batch/queries.js';
+import { resumeBatch } from '../core/batch/runner.js';
+import { cancelBatch, retryBatch, retryCount } from '../core/batch/manage.js';
+import type { ErrorClass } from '../core/batch/types.js';
 import { csvWriter } from '../core/csv.js';
-import { OperationFailed } from '../errors.js';
+import { OperationFailed, UsageError } from '../errors.js';
 import { deliveryCounts } from '../core/events.js';
 import { confirmOrYes } from './prompt.js';
 import { batchJson, batchRowJson, countsJson, deliveryCountsJson } from './json.js';
 
 /** Registers the `batch` commands. */
 export function registerBatch(program: Command, io: Io): void {
-  const batch = program.command('batch').description('inspect, resume, cancel and export bulk sends');
+  const batch = program.command('batch').description('inspect, resume, retry, cancel and export bulk sends');
   examples(batch, ['switchboard batch list', 'switchboard batch show b-20261123-1a2b3c4d --items', 'switchboard batch resume b-20261123-1a2b3c4d']);
 
   examples(
@@ -61,7 +64,9 @@ export function registerBatch(program: Command, io: Io): void {
                 ['tenant', b.tenantId],
                 ['channel', b.channel],
                 ['status', b.status],
+                ...(b.pausedReason ? ([['paused', `${cli.out.time(b.pausedAt, true)}: ${b.pausedReason}`]] as Array<[string, unknown]>) : []),
                 ['idempotency key', b.idempotencyKey],
+                ['key expires', b.keyExpiresAt ? cli.out.time(b.keyExpiresAt, true) : 'never'],
                 ['csv', b.inputPath],
                 ['template', b.templatePath],
                 ['rows', b.rows],
@@ -97,7 +102,7 @@ export function registerBatch(program: Command, io: Io): void {
   examples(
     batch
       .command('resume <id>')
-      .description("send a batch's pending rows; rows left 'sending' by a crash become 'unknown' and are resent only with --retry-unknown")
+      .description("send a batch's pending rows (a paused or interrupted batch continues); rows left 'sending' by a crash become 'unknown' and are resent only with --retry-unknown")
       .option('--concurrency <n>', 'messages in flight at once', '4')
       .option('--rate <n>', 'most messages per second to each provider, in any one-second window')
       .option('--retry-unknown', 'resend rows whose outcome is unknown')
@@ -111,6 +116,38 @@ export function registerBatch(program: Command, io: Io): void {
         }),
       ),
     ['switchboard batch resume b-20261123-1a2b3c4d', 'switchboard batch resume b-20261123-1a2b3c4d --retry-unknown --rate 50'],
+  );
+
+  examples(
+    batch
+      .command('retry <id>')
+      .description(
+        "put chosen rows back to 'pending' for `batch resume` to send: --failed, --unknown (neither: both), optionally only --error-class recipient|auth|config|transient|render. Audited. Asks on a terminal; needs --yes without one",
+      )
+      .option('--failed', "rows that failed")
+      .option('--unknown', "rows whose outcome is unknown (left 'sending' by a crash)")
+      .option('--error-class <class>', 'only rows that failed with this class of error: recipient, auth, config, transient or render')
+      .option('-y, --yes', 'do not ask for confirmation')
+      .action(
+        action<{ failed?: boolean; unknown?: boolean; errorClass?: string; yes?: boolean }>(io, async (cli, [id], opts) => {
+          const classes = ['recipient', 'auth', 'config', 'transient', 'render'];
+          if (opts.errorClass !== undefined && !classes.includes(opts.errorClass)) throw new UsageError(`--error-class ${opts.errorClass}: expected one of ${classes.join(', ')}`);
+          const both = !opts.failed && !opts.unknown;
+          const sel = { failed: both || opts.failed === true, unknown: both || opts.unknown === true, errorClass: opts.errorClass as ErrorClass | undefined };
+          const ctx = cli.core();
+          const b = getBatch(ctx, id!);
+          const n = retryCount(ctx, b.id, sel);
+          const what = [sel.failed ? 'failed' : '', sel.unknown ? 'unknown' : ''].filter(Boolean).join(' or ') + (sel.errorClass ? ` (${sel.errorClass} errors)` : '');
+          if (n > 0) await confirmOrYes(cli, opts.yes, `Put ${n} ${what} rows of batch ${b.id} back to pending (\`batch resume\` sends them)?`);
+          const r = n > 0 ? retryBatch(ctx, b.id, sel, { owner: leaseOwner(), ownerAlive }) : { batchId: b.id, retried: 0, counts: b };
+          cli.out.result({ batchId: r.batchId, retriedCount: r.retried, ...countsJson(r.counts) }, () =>
+            r.retried > 0
+              ? `Batch ${r.batchId}: ${r.retried} ${what} rows are pending again; send them with: switchboard batch resume ${r.batchId}`
+              : `Batch ${r.batchId}: no ${what} rows; nothing changed`,
+          );
+        }),
+      ),
+    ['switchboard batch retry b-20261123-1a2b3c4d --unknown', 'switchboard batch retry b-20261123-1a2b3c4d --failed --error-class transient --yes'],
   );
 
   examples(

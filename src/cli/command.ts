@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { CliContext, type Io } from './context.js';
 import { UsageError } from '../errors.js';
-import { mapSqliteError } from '../store/db.js';
+import { isBusy, mapSqliteError } from '../store/db.js';
 import { parseDuration } from '../core/time.js';
 import { asChannel, type Channel } from '../core/context.js';
 import type { RetryPolicy } from '../core/dispatch.js';
@@ -24,7 +24,9 @@ export function action<O>(io: Io, fn: (cli: CliContext, args: string[], opts: O)
       await fn(cli, args, opts);
     } catch (err) {
       // A damaged store surfaces wherever a page is read: say so once, naming the store and the way to a diagnosis.
-      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CORRUPT')) throw mapSqliteError(err, cli.storePath);
+      // A lock held past the busy timeout: exit 4 naming the store.
+      const code = String((err as { code?: unknown }).code);
+      if (code.startsWith('SQLITE_CORRUPT') || isBusy(err)) throw mapSqliteError(err, cli.storePath);
       throw err;
     } finally {
       cli.close();

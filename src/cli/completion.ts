@@ -13,7 +13,7 @@ import { openStoreReadOnly, resolveStorePath, type Db } from '../store/db.js';
 import { systemClock, CHANNELS, type CoreContext } from '../core/context.js';
 import { listTenants } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
-import { listBatches } from '../core/batches.js';
+import { listBatches } from '../core/batch/queries.js';
 import { KINDS } from '../providers/registry.js';
 import { examples } from './command.js';
 

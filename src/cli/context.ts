@@ -5,7 +5,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { openStore, resolveStorePath, mapSqliteError, type Db } from '../store/db.js';
-import { systemClock, type CoreContext } from '../core/context.js';
+import { shiftedClock, systemClock, type Clock, type CoreContext } from '../core/context.js';
 import { UsageError } from '../errors.js';
 import { Output, type Stream } from './output.js';
 
@@ -83,10 +83,26 @@ export class CliContext {
     return {
       db: this.db,
       storePath: this.storePath,
-      clock: systemClock,
+      clock: this.clock(),
       env: this.io.env,
       actor: `${this.io.env.USER || os.userInfo().username || 'unknown'}@${os.hostname()}`,
     };
+  }
+
+  private shifted?: Clock;
+
+  /**
+   * The clock: the real one, or with `SWITCHBOARD_NOW` (a test hook: an ISO 8601 time) the real one shifted
+   * to start at that time.
+   * @throws UsageError if `SWITCHBOARD_NOW` is not a time.
+   */
+  private clock(): Clock {
+    const now = this.io.env.SWITCHBOARD_NOW;
+    if (!now) return systemClock;
+    const t = Date.parse(now);
+    if (Number.isNaN(t)) throw new UsageError(`SWITCHBOARD_NOW ${now}: expected an ISO 8601 time (a test hook)`);
+    this.shifted ??= shiftedClock(new Date(t));
+    return this.shifted;
   }
 
   /** Closes the store if it was opened. */

@@ -10,7 +10,7 @@
  */
 import type { Tenant } from '../core/tenants.js';
 import type { ProviderConfig } from '../core/providers.js';
-import type { BatchCounts, BatchInfo, RowEvent } from '../core/batches.js';
+import type { BatchCounts, BatchInfo, RowEvent } from '../core/batch/types.js';
 import type { Domain } from '../core/domains.js';
 import type { StoredTemplate } from '../core/template-store.js';
 import type { Suppression } from '../core/suppressions.js';
@@ -81,6 +81,7 @@ export function batchJson(b: BatchInfo) {
     channel: b.channel,
     status: b.status,
     idempotencyKey: b.idempotencyKey,
+    keyExpiresAt: b.keyExpiresAt,
     inputPath: b.inputPath,
     templatePath: b.templatePath,
     ...countsJson(b),
@@ -91,6 +92,8 @@ export function batchJson(b: BatchInfo) {
     createdAt: b.createdAt,
     startedAt: b.startedAt,
     finishedAt: b.finishedAt,
+    pausedReason: b.pausedReason,
+    pausedAt: b.pausedAt,
   };
 }
 

@@ -1,12 +1,13 @@
 /**
- * What `send batch` and `batch resume` share: signal handling (SIGINT/SIGTERM stop taking rows, in-flight
- * rows finish and are recorded, exit 130 with the resume command), progress on stderr (a live line on a
- * TTY, a line every 5 s otherwise), and the summary with its exit code (3 if rows failed).
+ * What `send batch` and `batch resume` share: signal handling (SIGINT/SIGTERM: no request starts after it,
+ * requests on the wire finish and are recorded, exit 130 with the resume command), progress on stderr (a live
+ * line on a TTY, a line every 5 s otherwise), and the summary with its exit code: the batch's state at the end
+ * (see {@link exitFor}).
  */
 import os from 'node:os';
 import type { CliContext } from './context.js';
-import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batches.js';
-import { Interrupted, PartialFailure } from '../errors.js';
+import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batch/types.js';
+import { FieldError, Interrupted, LockedError, PartialFailure, Paused, type InputField } from '../errors.js';
 import { batchRowJson, byProviderJson, countsJson } from './json.js';
 import { sentSegments } from '../core/batch/preview.js';
 import type { SegmentTotals } from '../core/segments.js';
@@ -32,8 +33,21 @@ export function ownerAlive(owner: string): boolean {
   }
 }
 
+/** The flag of each input field core errors name (see {@link FieldError}). */
+const FLAGS: Record<InputField, string> = {
+  csv: '--csv',
+  subject: '--subject',
+  'template file': '--template-file',
+  'stored template': '--template',
+  'template name': '--template-name',
+  'template lang': '--template-lang',
+  'idempotency key': '--idempotency-key',
+  concurrency: '--concurrency',
+};
+
 /**
- * Runs a batch function with signal handling and progress, then presents the summary.
+ * Runs a batch function with signal handling and progress, then presents the summary. Errors naming input
+ * fields are given with the flags instead.
  * @throws Interrupted (exit 130) after a signal; PartialFailure (exit 3) if rows failed or are unknown.
  */
 export async function runWithProgress(
@@ -49,7 +63,7 @@ export async function runWithProgress(
       cli.io.stderr.write(`\n${sig} again: exiting now; rows in flight are left 'sending' and become 'unknown' on resume\n`);
       process.exit(130);
     }
-    cli.out.info(`\n${sig}: finishing the messages in flight, then stopping (press Ctrl-C again to stop at once)`);
+    cli.out.info(`\n${sig}: no new requests; finishing the ones on the wire (at most 10 s), then stopping (press Ctrl-C again to stop at once)`);
     controller.abort();
   };
   process.on('SIGINT', onSignal);
@@ -84,6 +98,10 @@ export async function runWithProgress(
     owner: leaseOwner(),
     ownerAlive,
     signal: controller.signal,
+    onWarning(message, details) {
+      cli.out.warn(message);
+      for (const d of details) cli.out.info(`  ${d}`);
+    },
     onRow(event, counts) {
       if (cli.out.opts.json) {
         if (!events) setImmediate(writeEvents);
@@ -105,6 +123,8 @@ export async function runWithProgress(
   let summary: BatchSummary;
   try {
     summary = await run(hooks);
+  } catch (err) {
+    throw err instanceof FieldError ? err.withFlags(FLAGS) : err;
   } finally {
     writeEvents();
     clearInterval(ticker);
@@ -115,13 +135,35 @@ export async function runWithProgress(
   // sms and whatsapp text: the segments the batch's sent rows took (a dry run: the rows that would be sent).
   const sms = summary.preview ? summary.preview.segments : summary.batchId ? sentSegments(cli.core(), summary.batchId) : null;
   present(cli, summary, sms);
-  if (controller.signal.aborted && summary.pending > 0) {
-    throw new Interrupted(`interrupted: ${summary.pending} rows not sent yet; continue with: switchboard batch resume ${summary.batchId}`);
+  const error = exitFor(summary, controller.signal.aborted);
+  if (error) throw error;
+}
+
+/**
+ * The exit of a run: the batch's state at the end, for a fresh run and a re-run alike. Lease taken over → 4;
+ * interrupted by a signal → 130; paused → 75; some rows failed or unknown → 3; else (every row sent or
+ * skipped, a cancelled batch included) → 0 (no error). Each error names the batch and the command that
+ * continues or inspects it.
+ */
+export function exitFor(s: BatchSummary, signalled: boolean): Error | undefined {
+  const id = s.batchId;
+  if (s.leaseLost) {
+    return new LockedError(`batch ${id}: another process took over its lease while this run was stopped; this run stopped sending (see \`switchboard batch show ${id}\`)`);
   }
-  if (summary.failed + summary.unknown > 0) {
-    const parts = [summary.failed ? `${summary.failed} failed` : '', summary.unknown ? `${summary.unknown} with unknown outcome (see --retry-unknown)` : ''].filter(Boolean);
-    throw new PartialFailure(`batch ${summary.batchId}: ${parts.join(', ')}; see \`switchboard batch show ${summary.batchId} --items\``, summary);
+  if (s.status === 'interrupted' || (signalled && s.status !== 'done' && s.status !== 'cancelled')) {
+    return new Interrupted(`interrupted: ${s.pending} rows not sent yet; continue with: switchboard batch resume ${id}`, s);
   }
+  if (s.status === 'paused') {
+    return new Paused(
+      `batch ${id} paused: no provider could take messages (${s.pausedReason ?? 'unknown reason'}); ${s.pending} rows left pending; continue with: switchboard batch resume ${id} (or run the same command again)`,
+      s,
+    );
+  }
+  if (s.failed + s.unknown > 0) {
+    const parts = [s.failed ? `${s.failed} failed` : '', s.unknown ? `${s.unknown} with unknown outcome (see \`batch retry ${id} --unknown\`)` : ''].filter(Boolean);
+    return new PartialFailure(`batch ${id}: ${parts.join(', ')}; see \`switchboard batch show ${id} --items\``, s);
+  }
+  return undefined;
 }
 
 /** The `--json` summary line in the README's vocabulary (`…Count`, `byProvider` as an array). */
@@ -135,14 +177,30 @@ function summaryJson(s: BatchSummary, sms: SegmentTotals | null) {
     fallbackCount: s.fallback,
     byProvider: byProviderJson(s.byProvider),
     elapsedMs: s.elapsedMs,
-    alreadyComplete: s.alreadyComplete,
+    alreadyFinished: s.alreadyFinished,
     resumed: s.resumed,
+    pausedReason: s.pausedReason,
+    pausedAt: s.pausedAt,
+    duplicateRecipientCount: s.duplicateRecipients,
     sms,
     preview: s.preview ? previewJson(s.preview) : null,
   };
 }
 
+/**
+ * The stderr note of a run that found its batch finished: which batch, when it ran, its counts, and how to send
+ * again. A cancelled batch is said to be cancelled.
+ */
+function alreadyFinishedNote(s: BatchSummary): string {
+  const when = s.status === 'cancelled' ? `was cancelled at ${s.finishedAt}` : `already finished at ${s.finishedAt ?? s.createdAt} (created ${s.createdAt})`;
+  return (
+    `batch ${s.batchId} (same input; idempotency key ${s.idempotencyKey}) ${when}: ${s.sent} sent, ${s.failed} failed, ${s.skipped} skipped, ${s.unknown} unknown; ` +
+    'nothing was sent now. To send again, add --new-batch'
+  );
+}
+
 function present(cli: CliContext, s: BatchSummary, sms: SegmentTotals | null): void {
+  if (s.alreadyFinished) cli.out.info(alreadyFinishedNote(s));
   if (cli.out.opts.json) {
     cli.out.jsonLine(summaryJson(s, sms));
     return;
@@ -152,8 +210,8 @@ function present(cli: CliContext, s: BatchSummary, sms: SegmentTotals | null): v
     cli.out.result(s, () => dryRunText(s.rows, preview));
     return;
   }
-  const head = s.alreadyComplete
-    ? `Batch ${s.batchId} was already sent (same tenant, channel, CSV and template); nothing sent now. Use --new-batch to send again.`
+  const head = s.alreadyFinished
+    ? `Batch ${s.batchId} ${s.status === 'cancelled' ? 'was cancelled' : 'already finished'}; nothing sent now.`
     : `Batch ${s.batchId} ${s.status === 'done' ? 'finished' : s.status}${s.resumed ? ' (resumed)' : ''} in ${(s.elapsedMs / 1000).toFixed(1)} s`;
   cli.out.result(s, () =>
     [

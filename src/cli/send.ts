@@ -18,6 +18,7 @@ import { sendTracking } from '../core/tracking.js';
 import { attemptJson } from './json.js';
 import type { PreviewOptions } from '../core/batch/preview.js';
 import type { Channel } from '../core/context.js';
+import { parseDuration } from '../core/time.js';
 
 /** Registers the `send` commands. */
 export function registerSend(program: Command, io: Io): void {
@@ -136,8 +137,10 @@ export function registerSend(program: Command, io: Io): void {
       .option('--currency <code>', 'ISO 4217 code of --price-per-segment, e.g. USD')
       .option('--concurrency <n>', 'messages in flight at once', '4')
       .option('--rate <n>', 'most messages per second to each provider, in any one-second window (lowers a provider\'s own rate setting)')
-      .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it (default: derived from tenant, channel, CSV and template)')
+      .option('--idempotency-key <key>', 'name this batch; the same key again resumes or reports it, forever (default: derived from tenant, channel, CSV and template, remembered for --dedupe-window)')
+      .option('--dedupe-window <duration>', 'how long a derived key finds a finished batch of the same input, e.g. 36h; 0: never (default 24h)')
       .option('--new-batch', 'send again even if the same input was sent before')
+      .option('--dedupe-recipients', 'send once per recipient: later rows with the same recipient are skipped ("duplicate of line N")')
       .option('--retry-unknown', 'when resuming, resend rows whose outcome is unknown after a crash')
       .action(
         action<{
@@ -160,7 +163,9 @@ export function registerSend(program: Command, io: Io): void {
           concurrency: string;
           rate?: string;
           idempotencyKey?: string;
+          dedupeWindow?: string;
           newBatch?: boolean;
+          dedupeRecipients?: boolean;
           retryUnknown?: boolean;
         }>(io, async (cli, _args, opts) => {
           const tenantId = required(opts.tenant, '--tenant');
@@ -172,10 +177,12 @@ export function registerSend(program: Command, io: Io): void {
           if (opts.idempotencyKey !== undefined && !/^[\w.:@/+-]{1,200}$/.test(opts.idempotencyKey)) {
             throw new UsageError('--idempotency-key: use 1-200 letters, digits and . _ : @ / + -');
           }
+          const dedupeWindowMs = opts.dedupeWindow === undefined ? undefined : opts.dedupeWindow.trim() === '0' ? 0 : parseDuration(opts.dedupeWindow, '--dedupe-window');
+          if (dedupeWindowMs !== undefined && opts.idempotencyKey !== undefined) throw new UsageError('--dedupe-window applies to the derived key; an --idempotency-key never expires');
           const preview = await previewFlags(opts, channel);
           const [{ runWithProgress }, { runBatch }, { getTemplate, storedSource }, { unverifiedSenderDomains }] = await Promise.all([
             import('./run-batch.js'),
-            import('../core/batches.js'),
+            import('../core/batch/runner.js'),
             import('../core/template-store.js'),
             import('../core/domains.js'),
           ]);
@@ -200,12 +207,11 @@ export function registerSend(program: Command, io: Io): void {
                 templateEncoding: opts.templateEncoding,
                 dryRun: opts.dryRun,
                 preview,
-                concurrency,
-                rate,
                 idempotencyKey: opts.idempotencyKey,
+                dedupeWindowMs,
                 newBatch: opts.newBatch,
-                retryUnknown: opts.retryUnknown,
-                retry: retryFlags(cli),
+                dedupeRecipients: opts.dedupeRecipients,
+                run: { concurrency, rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) },
               },
               hooks,
             ),

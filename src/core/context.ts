@@ -5,10 +5,14 @@
  */
 import type { Db } from '../store/db.js';
 
-/** Time source. `sleep` resolves after `ms` milliseconds, or early (without throwing) when `signal` aborts. */
+/**
+ * Time and randomness source. `sleep` resolves after `ms` milliseconds, or early (without throwing) when
+ * `signal` aborts. `random` returns a number in [0, 1) (backoff jitter).
+ */
 export interface Clock {
   now(): Date;
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  random(): number;
 }
 
 /** Shared dependencies of core services. */
@@ -27,6 +31,8 @@ export interface CoreContext {
 export const systemClock: Clock = {
   // eslint-disable-next-line no-restricted-syntax -- the one place the real time enters core code
   now: () => new Date(),
+  // eslint-disable-next-line no-restricted-syntax -- the one place randomness for jitter enters core code
+  random: () => Math.random(),
   sleep: (ms, signal) =>
     new Promise((resolve) => {
       if (signal?.aborted) return resolve();
@@ -39,6 +45,15 @@ export const systemClock: Clock = {
       signal?.addEventListener('abort', done, { once: true });
     }),
 };
+
+/**
+ * The real clock shifted so that it read `start` when this was called (the `SWITCHBOARD_NOW` test hook):
+ * time still passes, sleeps are real.
+ */
+export function shiftedClock(start: Date): Clock {
+  const offset = start.getTime() - systemClock.now().getTime();
+  return { now: () => new Date(systemClock.now().getTime() + offset), sleep: systemClock.sleep, random: systemClock.random };
+}
 
 /** The channels switchboard sends on. */
 export const CHANNELS = ['email', 'sms', 'whatsapp'] as const;

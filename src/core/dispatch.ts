@@ -1,8 +1,14 @@
 /**
- * The one send path (DESIGN §1, §5): `Dispatcher.send(message)` walks the tenant's route, calling adapters,
- * retrying transient and rate-limited failures with exponential backoff and jitter, falling back on
- * auth/config/transient failures, never on recipient failures (an opt-out adds a suppression for the
- * tenant), and recording every attempt in `messages`.
+ * The one send path (DESIGN §1, §5): `Dispatcher.send(message)` and `Dispatcher.sendMany(messages)` walk the
+ * tenant's route through one loop ({@link Dispatcher.tryProvider}), calling adapters, retrying transient and
+ * rate-limited failures with exponential backoff and jitter (time and randomness from the injected clock),
+ * falling back on auth/config/transient failures, never on recipient failures (an opt-out adds a suppression
+ * for the tenant), and recording every attempt in `messages`.
+ *
+ * Circuit breaker: a provider's circuit opens for the rest of the run after an auth or config failure, or after
+ * {@link CIRCUIT_THRESHOLD} consecutive transient or rate-limited failures. Once every provider of the route is
+ * open, {@link Dispatcher.unavailable} says why, waits in backoff end at once, and nothing more is tried: the
+ * bulk-send runner pauses the batch.
  * A test send, every row of a bulk send, and anything later all go through here.
  */
 import type { CoreContext, Channel } from './context.js';
@@ -22,7 +28,6 @@ import {
   type OutboundMessage,
   type Provider,
   type ProviderErrorKind,
-  type SendResult,
 } from '../providers/types.js';
 
 /** Retry bounds for one provider before moving to the next. Delays in ms. */
@@ -37,6 +42,12 @@ export interface RetryPolicy {
 
 /** Default retry policy: 3 attempts, 500 ms doubling, capped at 60 s. */
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, baseDelayMs: 500, maxDelayMs: 60_000 };
+
+/**
+ * Consecutive transient (or rate-limited) failures of one provider that open its circuit for the run (or
+ * `maxAttempts`, when that is larger, so one message can use all its attempts).
+ */
+export const CIRCUIT_THRESHOLD = 3;
 
 /** How to build the chain for a dispatcher. */
 export interface DispatchOptions {
@@ -53,7 +64,7 @@ export interface DispatchOptions {
    * a provider's own `rate` setting.
    */
   rate?: number;
-  /** Aborts backoff waits (not in-flight requests). */
+  /** Once aborted, no request starts (requests on the wire finish) and backoff waits end. */
   signal?: AbortSignal;
   /**
    * Where attempt records go: queued on this group commit (committed with the row outcomes of the same turn)
@@ -72,7 +83,11 @@ export interface AttemptRecord {
   error?: string;
 }
 
-/** Outcome of one message. `fallback` is true when a provider other than the first in the chain took it. */
+/**
+ * Outcome of one message. `fallback` is true when a provider other than the first in the chain took it.
+ * A `failed` result with an error other than `recipient` means no provider took it for a reason not the
+ * recipient's (or no request started: `started` false); the message may be sent again later.
+ */
 export interface DispatchResult {
   status: 'sent' | 'failed';
   provider?: string;
@@ -80,6 +95,8 @@ export interface DispatchResult {
   fallback: boolean;
   attempts: AttemptRecord[];
   error?: { kind: ProviderErrorKind; message: string; code?: string };
+  /** Whether a request for it started (false: the gate refused, the run was stopped, or every circuit was open). */
+  started: boolean;
 }
 
 /** Where a message comes from, recorded with each attempt. */
@@ -87,6 +104,13 @@ export interface DispatchOrigin {
   batchId?: string;
   rowNo?: number;
 }
+
+/**
+ * Called once, in the provider's rate/concurrency slot, just before the first request for a message (or a
+ * batched request's messages) leaves: the bulk-send runner commits its rows `sending` there. Resolves false
+ * to stop the request (e.g. the run lost its lease); the messages then come back not started.
+ */
+export type SendGate = () => Promise<boolean>;
 
 /** One attempt to record: the config that took it, for which recipient and row, and how it ended. */
 interface AttemptRow {
@@ -104,7 +128,32 @@ interface Step {
   adapter?: Promise<Provider>;
   /** Every request to this provider runs in here: its concurrency and rate (see {@link RequestLimiter}). */
   limiter: RequestLimiter;
+  /** Consecutive transient failures (reset by a success). */
+  failures: number;
+  /** Why the circuit is open (`connection refused`, `401 …`), or undefined while closed. */
+  openReason?: string;
 }
+
+/** A gate that runs its function once, for every caller that passes through it. */
+class OnceGate {
+  private result?: Promise<boolean>;
+  constructor(private readonly fn?: SendGate) {}
+  pass(): Promise<boolean> {
+    this.result ??= this.fn ? this.fn() : Promise.resolve(true);
+    return this.result;
+  }
+  get passed(): boolean {
+    return this.result !== undefined;
+  }
+}
+
+/** What one provider did with a request, after its retries (see {@link Dispatcher.tryProvider}). */
+type StepOutcome<T> =
+  | { ok: true; value: T; attempt: number }
+  | { ok: false; error: ProviderError; attempt: number }
+  | { ok: false; notStarted: true };
+
+const NOT_STARTED = Symbol('not started');
 
 /** The smaller of two optional limits. */
 function minLimit(a: number | undefined, b: number | undefined): number | undefined {
@@ -117,22 +166,29 @@ function numberSetting(v: unknown): number | undefined {
   return typeof v === 'number' && v > 0 ? v : undefined;
 }
 
+function asProviderError(err: unknown, kind: string): ProviderError {
+  return err instanceof ProviderError ? err : new ProviderError('transient', `${kind} adapter failed: ${(err as Error).message}`, { cause: err });
+}
+
 /**
  * Sends messages for one tenant and channel through its route. Open with {@link Dispatcher.open}, which
  * decrypts every config in the chain first, so a missing or wrong key fails before anything is written.
  */
 export class Dispatcher {
-  /** Config ids whose circuit is open for the rest of this run (auth/config failure). */
-  private readonly open = new Set<number>();
   /** The health last written per config id this run (written again only when it changes). */
   private readonly healthWritten = new Map<number, ProviderConfig['health']>();
+  /** Aborted once every circuit is open (ends backoff waits at once), or by the caller's signal. */
+  private readonly down = new AbortController();
+  private readonly waits: AbortSignal;
   private constructor(
     private readonly ctx: CoreContext,
     readonly tenantId: string,
     readonly channel: Channel,
-    readonly chain: readonly Step[],
-    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; rate?: number; journal?: GroupCommit },
-  ) {}
+    private readonly chain: readonly Step[],
+    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; journal?: GroupCommit },
+  ) {
+    this.waits = opts.signal ? AbortSignal.any([opts.signal, this.down.signal]) : this.down.signal;
+  }
 
   /**
    * Resolves the chain and opens its secrets.
@@ -165,78 +221,137 @@ export class Dispatcher {
       entry,
       secrets: configSecrets(ctx, key, entry.config),
       limiter: new RequestLimiter(
-        {
-          rate: minLimit(numberSetting(entry.config.settings.rate), options.rate),
-          concurrency: numberSetting(entry.config.settings.concurrency),
-        },
+        { rate: minLimit(numberSetting(entry.config.settings.rate), options.rate), concurrency: numberSetting(entry.config.settings.concurrency) },
         ctx.clock,
+        options.signal,
       ),
+      failures: 0,
     }));
     return new Dispatcher(ctx, tenantId, channel, chain, {
       retry: { ...DEFAULT_RETRY, ...options.retry },
       maxConcurrency: options.maxConcurrency ?? 1,
       signal: options.signal,
-      rate: options.rate,
       journal: options.journal,
     });
   }
 
-  /** Refs of the chain, in order. */
-  get refs(): string[] {
-    return this.chain.map((s) => s.entry.config.ref);
+  /**
+   * Why no provider of the route can take messages any more in this run (`ref: reason; ref: reason`, in
+   * route order), or null while one can.
+   */
+  get unavailable(): string | null {
+    if (!this.chain.every((s) => s.openReason !== undefined)) return null;
+    return this.chain.map((s) => `${s.entry.config.ref}: ${s.openReason}`).join('; ');
   }
 
   /**
-   * Sends one message (of this dispatcher's channel) through the chain. Never throws for provider failures:
-   * they are in the result.
+   * Sends one message (of this dispatcher's channel) through the chain, from provider `startAt` on. Never
+   * throws for provider failures: they are in the result. `gate` runs once, in the first provider's slot,
+   * before the first request leaves (see {@link SendGate}).
    */
-  async send(message: OutboundMessage, origin: DispatchOrigin = {}, startAt = 0): Promise<DispatchResult> {
-    const attempts: AttemptRecord[] = [];
-    let last: ProviderError | undefined;
+  async send(message: OutboundMessage, origin: DispatchOrigin = {}, gate?: SendGate): Promise<DispatchResult> {
+    return this.sendFrom(0, message, origin, new OnceGate(gate), []);
+  }
+
+  /** {@link send} from provider `startAt` on; `last` is the error that brought it there, if any. */
+  private async sendFrom(startAt: number, message: OutboundMessage, origin: DispatchOrigin, gate: OnceGate, attempts: AttemptRecord[], last?: ProviderError): Promise<DispatchResult> {
     for (let i = startAt; i < this.chain.length; i++) {
       const step = this.chain[i]!;
       const config = step.entry.config;
-      if (this.open.has(config.id)) continue;
-      for (let attempt = 1; ; attempt++) {
-        let adapter: Provider;
-        try {
-          adapter = await this.adapter(step);
-        } catch (err) {
-          last = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
-          this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome: { error: last } }]);
-          attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: last.kind, error: last.message });
-          if (last.kind === 'auth' || last.kind === 'config') this.open.add(config.id);
-          this.markUnhealthy(config, last);
-          break;
-        }
-        try {
-          const res = await this.request(step, () => sendThrough(adapter, message));
-          this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome: { messageId: res.messageId } }]);
-          attempts.push({ provider: config.ref, attempt, status: 'sent', messageId: res.messageId });
-          this.markHealthy(config);
-          return { status: 'sent', provider: config.ref, messageId: res.messageId, fallback: i > 0, attempts };
-        } catch (err) {
-          const e =
-            err instanceof ProviderError ? err : new ProviderError('transient', `${config.kind} adapter failed: ${(err as Error).message}`, { cause: err });
-          last = e;
-          this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome: { error: e } }]);
-          attempts.push({ provider: config.ref, attempt, status: 'failed', errorKind: e.kind, error: e.message });
-          if (e.kind === 'recipient') {
-            if (e.details.optOut) this.suppressOptOut(config, message.to, e);
-            return { status: 'failed', provider: config.ref, fallback: i > 0, attempts, error: errorOf(e) };
-          }
-          if (e.kind === 'auth' || e.kind === 'config') {
-            this.open.add(config.id);
-            this.markUnhealthy(config, e);
-            break;
-          }
-          if (attempt >= this.opts.retry.maxAttempts || this.opts.signal?.aborted) break;
-          await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.opts.signal);
-        }
+      const record = (attempt: number, outcome: AttemptRow['outcome']) => {
+        this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome }]);
+        attempts.push(outcome.error
+          ? { provider: config.ref, attempt, status: 'failed', errorKind: outcome.error.kind, error: outcome.error.message }
+          : { provider: config.ref, attempt, status: 'sent', messageId: outcome.messageId });
+      };
+      const out = await this.tryProvider(i, (adapter) => sendThrough(adapter, message), gate, record);
+      if ('notStarted' in out) return { status: 'failed', fallback: false, attempts, error: this.stopError(last), started: attempts.length > 0 };
+      if (out.ok) {
+        record(out.attempt, { messageId: out.value.messageId });
+        return { status: 'sent', provider: config.ref, messageId: out.value.messageId, fallback: i > 0, attempts, started: true };
+      }
+      last = out.error;
+      if (out.error.kind === 'recipient') {
+        if (out.error.details.optOut) this.suppressOptOut(config, message.to, out.error);
+        return { status: 'failed', provider: config.ref, fallback: i > 0, attempts, error: errorOf(out.error), started: true };
       }
     }
-    const error = last ? errorOf(last) : { kind: 'config' as const, message: 'every provider in the route is disabled for this run (auth or configuration failures)' };
-    return { status: 'failed', fallback: false, attempts, error };
+    return { status: 'failed', fallback: false, attempts, error: this.stopError(last), started: attempts.length > 0 };
+  }
+
+  /** The error of a message no provider took: the last one seen, else why nothing was tried. */
+  private stopError(last: ProviderError | undefined): NonNullable<DispatchResult['error']> {
+    if (last) return errorOf(last);
+    if (this.opts.signal?.aborted) return { kind: 'transient', message: 'not sent: the run was stopped' };
+    return { kind: 'transient', message: `no provider of the route can take messages now (${this.unavailable ?? 'circuits open'})` };
+  }
+
+  /**
+   * The one retry loop: sends a request through provider `i` with its retries. Skips a provider whose circuit
+   * is open; opens it after an auth/config failure or {@link CIRCUIT_THRESHOLD} consecutive transient ones;
+   * stops retrying once the circuit is open or the run is stopped. `record` is told of every failed attempt
+   * (the caller records a success with what it returned).
+   */
+  private async tryProvider<T>(
+    i: number,
+    request: (adapter: Provider) => Promise<T>,
+    gate: OnceGate,
+    record: (attempt: number, outcome: AttemptRow['outcome']) => void,
+  ): Promise<StepOutcome<T>> {
+    const step = this.chain[i]!;
+    const config = step.entry.config;
+    for (let attempt = 1; ; attempt++) {
+      if (step.openReason !== undefined) return { ok: false, error: new ProviderError('transient', `circuit open: ${step.openReason}`), attempt };
+      let adapter: Provider;
+      try {
+        adapter = await this.adapter(step);
+      } catch (err) {
+        const e = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
+        record(attempt, { error: e });
+        this.fail(step, e);
+        return { ok: false, error: e, attempt };
+      }
+      let value: T | typeof NOT_STARTED;
+      try {
+        value = await step.limiter.run<T | typeof NOT_STARTED>(
+          async () => {
+            // In the slot: nothing starts after a stop, or once the circuit opened while this request waited.
+            if (this.opts.signal?.aborted || step.openReason !== undefined) return NOT_STARTED;
+            if (!(await gate.pass())) return NOT_STARTED;
+            return request(adapter);
+          },
+          () => NOT_STARTED,
+        );
+      } catch (err) {
+        const e = asProviderError(err, config.kind);
+        record(attempt, { error: e });
+        if (e.kind === 'recipient') return { ok: false, error: e, attempt };
+        this.fail(step, e);
+        if (step.openReason !== undefined || attempt >= this.opts.retry.maxAttempts || this.waits.aborted) return { ok: false, error: e, attempt };
+        await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.waits);
+        if (this.opts.signal?.aborted) return { ok: false, error: e, attempt };
+        continue;
+      }
+      if (value === NOT_STARTED) {
+        if (step.openReason !== undefined && !this.opts.signal?.aborted) continue; // loops once more to report the open circuit
+        return { ok: false, notStarted: true };
+      }
+      step.failures = 0;
+      this.markHealthy(config);
+      return { ok: true, value, attempt };
+    }
+  }
+
+  /** Counts a failure against a provider's circuit; opens it (and marks auth/config unhealthy) when due. */
+  private fail(step: Step, e: ProviderError): void {
+    if (e.kind === 'recipient' || step.openReason !== undefined) return;
+    if (e.kind === 'auth' || e.kind === 'config') {
+      this.markUnhealthy(step.entry.config, e);
+      step.openReason = e.message;
+    } else if (++step.failures >= Math.max(CIRCUIT_THRESHOLD, this.opts.retry.maxAttempts)) {
+      step.openReason = e.message;
+    }
+    if (step.openReason !== undefined && this.chain.every((s) => s.openReason !== undefined)) this.down.abort();
   }
 
   /**
@@ -244,7 +359,7 @@ export class Dispatcher {
    * of the first usable provider of the chain if its adapter can `sendMany`, else 1 (one message per request).
    */
   async batchSize(limit = 1000): Promise<number> {
-    const step = this.chain.find((s) => !this.open.has(s.entry.config.id));
+    const step = this.chain.find((s) => s.openReason === undefined);
     if (!step) return 1;
     try {
       const adapter = await this.adapter(step);
@@ -257,19 +372,23 @@ export class Dispatcher {
 
   /**
    * Sends e-mails in one batched request through the first usable provider of the chain (see
-   * {@link BatchSender}), with the same retry rules as {@link send}. If the request fails as a whole, or the
+   * {@link BatchSender}), with the same retry loop as {@link send}. If the request fails as a whole, or the
    * adapter cannot batch, every message falls back row by row through {@link send} (DESIGN §5): after an
    * auth/config/transient failure from the next provider on, after a recipient failure (one bad address
    * refuses the whole request) from the same provider, so the bad row fails alone. Messages the adapter
    * returns `deferred` (left out of its request) go in a further batched request, or one by one if the adapter
-   * deferred them all.
+   * deferred them all. `gate` runs once for all the messages, before the first request leaves.
    * Never throws for provider failures. @returns one result per message, in order.
    */
-  async sendMany(messages: EmailMessage[], origins: DispatchOrigin[]): Promise<DispatchResult[]> {
-    const i = this.chain.findIndex((s) => !this.open.has(s.entry.config.id));
-    const step = this.chain[i];
-    const rowByRow = (from: number) => Promise.all(messages.map((m, k) => this.send(m, origins[k], from)));
-    if (!step) return rowByRow(this.chain.length);
+  async sendMany(messages: EmailMessage[], origins: DispatchOrigin[], gate?: SendGate): Promise<DispatchResult[]> {
+    return this.sendManyWith(messages, origins, new OnceGate(gate));
+  }
+
+  private async sendManyWith(messages: EmailMessage[], origins: DispatchOrigin[], gate: OnceGate): Promise<DispatchResult[]> {
+    const i = this.chain.findIndex((s) => s.openReason === undefined);
+    const rowByRow = (from: number, last?: ProviderError) => Promise.all(messages.map((m, k) => this.sendFrom(from, m, origins[k] ?? {}, gate, [], last)));
+    if (i < 0) return rowByRow(this.chain.length);
+    const step = this.chain[i]!;
     const config = step.entry.config;
     let adapter: Provider;
     try {
@@ -279,59 +398,47 @@ export class Dispatcher {
     }
     if (adapter.channel !== 'email' || !adapter.sendMany) return rowByRow(i);
     const many = adapter.sendMany.bind(adapter);
-    for (let attempt = 1; ; attempt++) {
-      let results: BatchItemResult[];
-      try {
-        results = await this.request(step, () => many(messages));
-        if (results.length !== messages.length) {
-          throw new ProviderError('transient', `${config.kind} returned ${results.length} results for ${messages.length} messages`);
-        }
-      } catch (err) {
-        const e = err instanceof ProviderError ? err : new ProviderError('transient', `${config.kind} adapter failed: ${(err as Error).message}`, { cause: err });
-        this.record(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: { error: e } })));
-        if (e.kind === 'recipient') return rowByRow(i);
-        if (e.kind === 'auth' || e.kind === 'config') {
-          this.open.add(config.id);
-          this.markUnhealthy(config, e);
-          return rowByRow(i + 1);
-        }
-        if (attempt >= this.opts.retry.maxAttempts || this.opts.signal?.aborted) return rowByRow(i + 1);
-        await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.opts.signal);
-        continue;
-      }
-      // Messages the adapter left out of the request go in a further one (fewer each time), or one by one.
-      const deferred = results.flatMap((r, k) => ('deferred' in r ? [k] : []));
-      const later =
-        deferred.length === 0
+    const out = await this.tryProvider(
+      i,
+      async () => {
+        const results = await many(messages);
+        if (results.length !== messages.length) throw new ProviderError('transient', `${config.kind} returned ${results.length} results for ${messages.length} messages`);
+        return results;
+      },
+      gate,
+      (attempt, outcome) => {
+        if (outcome.error) this.record(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome })));
+      },
+    );
+    if ('notStarted' in out) return messages.map(() => ({ status: 'failed', fallback: false, attempts: [], error: this.stopError(undefined), started: false }));
+    if (!out.ok) return out.error.kind === 'recipient' ? rowByRow(i) : rowByRow(i + 1, out.error);
+    const { value: results, attempt } = out;
+    // Messages the adapter left out of the request go in a further one (fewer each time), or one by one.
+    const deferred = results.flatMap((r, k) => ('deferred' in r ? [k] : []));
+    const later =
+      deferred.length === 0
+        ? []
+        : deferred.length < messages.length
+          ? this.sendManyWith(deferred.map((k) => messages[k]!), deferred.map((k) => origins[k] ?? {}), gate)
+          : Promise.all(deferred.map((k) => this.sendFrom(i, messages[k]!, origins[k] ?? {}, gate, [])));
+    if (deferred.length === messages.length) return later;
+    this.record(
+      results.flatMap((r: BatchItemResult, k) =>
+        'deferred' in r
           ? []
-          : deferred.length < messages.length
-            ? this.sendMany(deferred.map((k) => messages[k]!), deferred.map((k) => origins[k] ?? {}))
-            : Promise.all(deferred.map((k) => this.send(messages[k]!, origins[k], i)));
-      if (deferred.length === messages.length) return later;
-      this.markHealthy(config);
-      this.record(
-        results.flatMap((r, k) =>
-          'deferred' in r
-            ? []
-            : [{ config, recipient: messages[k]!.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: r.ok ? { messageId: r.messageId } : { error: r.error } }],
-        ),
-      );
-      const rest = await later;
-      return results.map((r, k): DispatchResult => {
-        if ('deferred' in r) return rest[deferred.indexOf(k)]!;
-        const a: AttemptRecord = r.ok
-          ? { provider: config.ref, attempt, status: 'sent', messageId: r.messageId }
-          : { provider: config.ref, attempt, status: 'failed', errorKind: r.error.kind, error: r.error.message };
-        if (r.ok) return { status: 'sent', provider: config.ref, messageId: r.messageId, fallback: i > 0, attempts: [a] };
-        if (r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
-        return { status: 'failed', provider: config.ref, fallback: i > 0, attempts: [a], error: errorOf(r.error) };
-      });
-    }
-  }
-
-  /** Runs one request to a provider inside its limiter (concurrency, rate, 429 pause). */
-  private request<T extends SendResult | BatchItemResult[]>(step: Step, fn: () => Promise<T>): Promise<T> {
-    return step.limiter.run(fn);
+          : [{ config, recipient: messages[k]!.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: r.ok ? { messageId: r.messageId } : { error: r.error } }],
+      ),
+    );
+    const rest = await later;
+    return results.map((r, k): DispatchResult => {
+      if ('deferred' in r) return rest[deferred.indexOf(k)]!;
+      const a: AttemptRecord = r.ok
+        ? { provider: config.ref, attempt, status: 'sent', messageId: r.messageId }
+        : { provider: config.ref, attempt, status: 'failed', errorKind: r.error.kind, error: r.error.message };
+      if (r.ok) return { status: 'sent', provider: config.ref, messageId: r.messageId, fallback: i > 0, attempts: [a], started: true };
+      if (r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
+      return { status: 'failed', provider: config.ref, fallback: i > 0, attempts: [a], error: errorOf(r.error), started: true };
+    });
   }
 
   private suppressOptOut(config: ProviderConfig, address: string, e: ProviderError): void {
@@ -362,9 +469,9 @@ export class Dispatcher {
   }
 
   /**
-   * Backoff before attempt `attempt + 1`, in ms: Retry-After when given, else base·2^(n-1) with ±50 % jitter.
-   * A rate-limited answer (429) also pauses the provider's limiter for that long, so every other request to
-   * it waits too: a 429 slows the whole run, not just the one message.
+   * Backoff before attempt `attempt + 1`, in ms: Retry-After when given, else base·2^(n-1) with ±50 % jitter
+   * (from the clock's `random`). A rate-limited answer (429) also pauses the provider's limiter for that long,
+   * so every other request to it waits too: a 429 slows the whole run, not just the one message.
    */
   private backoff(attempt: number, e: ProviderError, step: Step): number {
     const { baseDelayMs, maxDelayMs } = this.opts.retry;
@@ -374,7 +481,7 @@ export class Dispatcher {
       return wait;
     }
     const exp = baseDelayMs * 2 ** (attempt - 1);
-    return Math.min(maxDelayMs, Math.round(exp * (0.5 + Math.random())));
+    return Math.min(maxDelayMs, Math.round(exp * (0.5 + this.ctx.clock.random())));
   }
 
   /**

@@ -61,8 +61,8 @@ export class RequestLimiter {
   /** Finish times (epoch ms) of recent requests, oldest first, from index `head` on. */
   private finished: number[] = [];
   private head = 0;
-  /** Requests waiting for a slot, in order. */
-  private readonly waiting: Array<() => void> = [];
+  /** Requests waiting for a slot, in order: each is told whether it was admitted. */
+  private readonly waiting: Array<(admitted: boolean) => void> = [];
   /** Epoch ms until which nothing starts (a provider's Retry-After). */
   private pausedUntil = 0;
   private timerAt = Number.POSITIVE_INFINITY;
@@ -70,15 +70,25 @@ export class RequestLimiter {
   constructor(
     limits: RequestLimits,
     private readonly clock: Pick<Clock, 'now' | 'sleep'>,
+    private readonly signal?: AbortSignal,
   ) {
     this.rate = limits.rate;
     this.queue = new PQueue({ concurrency: limits.concurrency ?? Number.POSITIVE_INFINITY });
+    // After an abort nothing waiting starts (p-queue's own waiting tasks see the signal in admit()).
+    signal?.addEventListener('abort', () => this.waiting.splice(0).forEach((tell) => tell(false)), { once: true });
   }
 
-  /** Runs `fn` when a slot is free; resolves or rejects as `fn` does. */
-  run<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` when a slot is free; resolves or rejects as `fn` does. Once `signal` (of the constructor) has
+   * aborted, requests still waiting for a slot do not start: they resolve with `skipped()` instead (without
+   * it, reject with "stopped").
+   */
+  run<T>(fn: () => Promise<T>, skipped?: () => T): Promise<T> {
     return addTask(this.queue, async () => {
-      await this.admit();
+      if (!(await this.admit())) {
+        if (skipped) return skipped();
+        throw new Error('stopped before the request started');
+      }
       try {
         return await fn();
       } finally {
@@ -101,10 +111,12 @@ export class RequestLimiter {
     return this.clock.now().getTime();
   }
 
-  private admit(): Promise<void> {
+  /** Resolves true once the request may start, or false if the signal aborted first. */
+  private admit(): Promise<boolean> {
+    if (this.signal?.aborted) return Promise.resolve(false);
     if (this.waiting.length === 0 && this.free(this.now())) {
       this.inFlight++;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
     return new Promise((resolve) => {
       this.waiting.push(resolve);
@@ -137,7 +149,7 @@ export class RequestLimiter {
     const now = this.now();
     while (this.waiting.length > 0 && this.free(now)) {
       this.inFlight++;
-      this.waiting.shift()!();
+      this.waiting.shift()!(true);
     }
     if (this.waiting.length === 0) return;
     // Room appears when the pause ends or when the oldest finish leaves the window; a request still in

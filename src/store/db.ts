@@ -22,8 +22,32 @@ const Database = createRequire(import.meta.url)('better-sqlite3') as typeof Bett
 /** An open store: the database handle plus facts about the file. */
 export type Db = BetterSqlite3.Database;
 
-/** How long (ms) a writer waits for another process's write lock before giving up. */
-export const BUSY_TIMEOUT_MS = 10_000;
+/**
+ * How long (ms) a writer waits for another process's write lock before giving up: 10 s, or
+ * `SWITCHBOARD_BUSY_TIMEOUT_MS` (a test hook: a lock held past the timeout without waiting that long).
+ */
+export const BUSY_TIMEOUT_MS = Number(process.env.SWITCHBOARD_BUSY_TIMEOUT_MS) > 0 ? Number(process.env.SWITCHBOARD_BUSY_TIMEOUT_MS) : 10_000;
+
+/** Whether an error is SQLite's "database is busy/locked" (another connection held the lock past the timeout). */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+}
+
+/**
+ * Runs a store write, again while it meets a lock held past the busy timeout, up to `attempts` times in all
+ * (each waits {@link BUSY_TIMEOUT_MS}): for writes a bulk send must not lose to a long reader or writer.
+ * `fn` must be a whole transaction (nothing of it kept on failure). @throws the last busy error, or any other.
+ */
+export function retryBusy<T>(fn: () => T, attempts = 30): T {
+  for (let n = 1; ; n++) {
+    try {
+      return fn();
+    } catch (err) {
+      if (!isBusy(err) || n >= attempts) throw err;
+    }
+  }
+}
 
 /** Schema version this build writes (the number of migrations). */
 export const SCHEMA_VERSION = migrations.length;
@@ -168,8 +192,8 @@ export function prepared(db: Db, sql: string): BetterSqlite3.Statement {
 export function mapSqliteError(err: unknown, file: string): Error {
   if (err instanceof SwitchboardError) return err;
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
-    return new LockedError(`store ${file} is locked by another process (waited ${BUSY_TIMEOUT_MS / 1000} s); try again`);
+  if (isBusy(err)) {
+    return new LockedError(`store ${file} is locked by another process (waited ${BUSY_TIMEOUT_MS / 1000} s; a \`send batch\` or \`store vacuum\` may hold it); try again`);
   }
   if (code === 'SQLITE_NOTADB') {
     return new UsageError(`${file} is not a switchboard store (${code})`);

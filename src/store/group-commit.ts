@@ -4,10 +4,12 @@
  * outcome here instead of committing each on its own: with 16 requests in flight, one commit carries the
  * writes of many rows, and the order of writes is kept.
  *
+ * A commit that meets a lock held past the busy timeout is tried again (see `retryBusy`).
+ *
  * The crash guarantee stays with the caller: whoever must know a write is durable before acting (a row is
  * `sending` before its request leaves) awaits {@link GroupCommit.commit}.
  */
-import type { Db } from './db.js';
+import { retryBusy, type Db } from './db.js';
 
 /** Queues synchronous store writes and commits them in one transaction per event-loop turn. */
 export class GroupCommit {
@@ -51,9 +53,12 @@ export class GroupCommit {
     this.writes = [];
     this.waiters = [];
     try {
-      this.db.transaction(() => {
-        for (const w of writes) w();
-      })();
+      // A lock held past the busy timeout (a long reader or writer elsewhere) delays the commit, not fails it.
+      retryBusy(() =>
+        this.db.transaction(() => {
+          for (const w of writes) w();
+        })(),
+      );
     } catch (err) {
       this.failure ??= err;
       for (const w of waiters) w.reject(err);

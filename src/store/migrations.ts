@@ -269,4 +269,17 @@ export const migrations: readonly string[] = [
   ALTER TABLE suppressions ADD COLUMN expires_at TEXT;
   CREATE INDEX messages_message_id ON messages (message_id) WHERE message_id IS NOT NULL;
   `,
+  // 6: the send engine of issue 10. `derived_key`: the key derived from the input (a derived-key batch's
+  // `idempotency_key` may carry a suffix once an earlier batch of the same input left its window);
+  // `key_expires_at`: when that derived key stops finding the finished batch (NULL: an explicit key, never);
+  // `paused_reason`/`paused_at`: why and when a run paused (no provider of the route could take messages);
+  // `batch_items.error_kind`: the error class of a failed row (recipient, render, …) for `batch retry`.
+  `
+  ALTER TABLE batches ADD COLUMN derived_key TEXT;
+  ALTER TABLE batches ADD COLUMN key_expires_at TEXT;
+  ALTER TABLE batches ADD COLUMN paused_reason TEXT;
+  ALTER TABLE batches ADD COLUMN paused_at TEXT;
+  ALTER TABLE batch_items ADD COLUMN error_kind TEXT;
+  CREATE INDEX batches_derived_key ON batches (derived_key, created_at) WHERE derived_key IS NOT NULL;
+  `,
 ];

@@ -12,6 +12,8 @@
 //  sendgrid  the sendgrid adapter against a local SendGrid-like server (node:http, 202 + X-Message-Id):
 //          personalization batches (100,000 and 1,000,000 rows: peak RSS against input size), and one request
 //          per row (`batchSize=1`, 100,000 rows) at 0 ms and at 50 ms latency
+//  outage  an SMTP provider whose port refuses connections, and a SendGrid-like server answering 503: the time
+//          from the send phase's start (the first request) to exit 75 (paused), with every row left pending
 // "whole run" is the command's own elapsed time: validating the CSV, storing its rows, and sending them.
 // Env: BENCH_QUICK=1 runs smaller sizes; BENCH_ONLY=noop,rate,sendgrid runs only those cases.
 import { spawnSync, spawn } from 'node:child_process';
@@ -22,6 +24,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
+import net from 'node:net';
 import { root, smtpSink, writeCsv } from './lib.mjs';
 
 // The unbundled entry, so that the --import hook's kind is in the registry the CLI uses (see that file).
@@ -45,8 +48,11 @@ function sb(args) {
   return r.stdout;
 }
 
-/** Runs switchboard under /usr/bin/time; resolves with its summary, wall ms, CPU ms (user + system) and peak RSS (MB). */
-function timed(args) {
+/**
+ * Runs switchboard under /usr/bin/time; resolves with its summary, wall ms, peak RSS (MB), the send phase (ms)
+ * and, for a paused run (`exitCode` 75 expected), the time from the send phase's start to the process's exit.
+ */
+function timed(args, exitCode = 0) {
   return new Promise((resolve, reject) => {
     const node = [process.execPath, ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), '--import', noopHook];
     const child = spawn('/usr/bin/time', ['-f', 'RSS_KB=%M CPU_S=%U+%S', ...node, bin, '--json', '--quiet', ...args], { env });
@@ -58,16 +64,19 @@ function timed(args) {
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {
       const ms = performance.now() - t0;
-      if (code !== 0) return reject(new Error(`exit ${code}: ${err}`));
+      const exitedAt = Date.now();
+      if (code !== exitCode) return reject(new Error(`exit ${code}: ${err}`));
       const lines = out.trim().split('\n');
       const summary = JSON.parse(lines[lines.length - 1]);
       let sendMs;
+      let toExitMs;
       if (summary.batchId) {
         const b = JSON.parse(sb(['batch', 'show', summary.batchId, '--json']));
         sendMs = Date.parse(b.finishedAt) - Date.parse(b.startedAt);
+        toExitMs = exitedAt - Date.parse(b.startedAt);
       }
       const [, user, sys] = /CPU_S=([\d.]+)\+([\d.]+)/.exec(err);
-      resolve({ summary, ms, sendMs, cpuMs: (Number(user) + Number(sys)) * 1000, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
+      resolve({ summary, ms, sendMs, toExitMs, cpuMs: (Number(user) + Number(sys)) * 1000, rssMb: Number(/RSS_KB=(\d+)/.exec(err)[1]) / 1024 });
     });
   });
 }
@@ -162,7 +171,7 @@ for (const [name, latency] of [
 }
 
 // 5. sendgrid: a local server speaking the mail send wire format (202, X-Message-Id), answering after `latencyMs`.
-async function sendGridLike(latencyMs) {
+async function sendGridLike(latencyMs, status = 202) {
   const seen = { requests: 0, personalizations: 0 };
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -172,6 +181,11 @@ async function sendGridLike(latencyMs) {
       seen.requests++;
       seen.personalizations += body.personalizations.length;
       setTimeout(() => {
+        if (status !== 202) {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ errors: [{ message: 'service unavailable', field: null, help: null }] }));
+          return;
+        }
         res.writeHead(202, { 'X-Message-Id': `bench-${seen.requests}` });
         res.end();
       }, latencyMs);
@@ -198,6 +212,30 @@ for (const [label, latency, n, conc, extra] of !want('sendgrid') ? [] : [
   const thr = extra.length ? msgPerSec(r) : `${msgPerSec(r, 'recipients/s')} in ${s.seen.requests} requests`;
   rows.push([`sendgrid-like server ${latency} ms, ${label}, concurrency ${conc}`, n, r.summary.sentCount, `${thr}${expect}`, perMsg(r, n), r.rssMb]);
   sb(['provider', 'remove', `bench/email/${name}`, '--yes']);
+  await s.close();
+}
+
+// outage: how long a dead route costs before the run pauses (exit 75), for 10,000 rows
+if (want('outage')) {
+  const n = quick ? 2_000 : 10_000;
+  const refused = await new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const port = probe.address().port;
+      probe.close(() => resolve(port));
+    });
+  });
+  sb(['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'smtp', '--name', 'down', '--set', 'host=127.0.0.1', '--set', `port=${refused}`, '--set', 'tls=none', '--set', 'from=bench@example.com']);
+  const r = await timed(send(csv('outage.csv', n), ['--concurrency', '16']), 75);
+  rows.push([`outage: SMTP port refusing connections, concurrency 16 → paused (exit 75), ${r.summary.pendingCount} rows pending`, n, r.summary.sentCount, `${r.toExitMs} ms from the first request to exit 75 (whole run ${r.ms.toFixed(0)} ms)`, '-', r.rssMb]);
+  sb(['provider', 'remove', 'bench/email/down', '--yes']);
+  const s = await sendGridLike(0, 503);
+  spawnSync(process.execPath, [bin, 'provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'sendgrid', '--name', 'sg503', '--set', 'from=bench@example.com', '--set', `endpoint=${s.url}`, '--secret-env', 'apiKey=SG_BENCH'], {
+    env: { ...env, SG_BENCH: `SG.${randomBytes(11).toString('hex')}.${randomBytes(22).toString('hex')}` },
+  });
+  const g = await timed(send(csv('outage-sg.csv', n), ['--concurrency', '4']), 75);
+  rows.push([`outage: sendgrid-like server answering 503, batches, concurrency 4 → paused (exit 75), ${g.summary.pendingCount} rows pending`, n, g.summary.sentCount, `${g.toExitMs} ms from the first request to exit 75 in ${s.seen.requests} requests (whole run ${g.ms.toFixed(0)} ms)`, '-', g.rssMb]);
+  sb(['provider', 'remove', 'bench/email/sg503', '--yes']);
   await s.close();
 }
 

@@ -74,6 +74,18 @@ describe('bad input and key problems', () => {
     await expectNothingSent();
   });
 
+  test('no recipient column, no subject: exit 2; the core names the field, the CLI its flag', async () => {
+    const csv = ws.file('nomail.csv', 'mail,first_name\nana@example.com,Ana\n');
+    const tpl = ws.file('t.txt', TEMPLATE.replace(' your code is {{code}}.', ''));
+    const r = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi']);
+    expect(r.exitCode, show(r)).toBe(2);
+    expect(r.stderr).toContain(`switchboard: --csv ${csv} line 1: no recipient column "email" (columns: mail, first_name)`);
+    const noSubject = await ws.run(['send', 'batch', '--tenant', 'acme', '--csv', ws.file('good.csv', GOOD_CSV), '--template-file', tpl]);
+    expect(noSubject.exitCode, show(noSubject)).toBe(2);
+    expect(noSubject.stderr).toMatch(/^switchboard: --subject is required for e-mail/m);
+    await expectNothingSent();
+  });
+
   test('a subject variable with no CSV column: exit 2, stderr names the variable', async () => {
     const csv = ws.file('good.csv', GOOD_CSV);
     const tpl = ws.file('t.txt', TEMPLATE);

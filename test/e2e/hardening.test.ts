@@ -186,7 +186,8 @@ describe('provider configs are authenticated as a whole', () => {
   test('a store from before MACs is upgraded on first open with the key (audited); removing the marker later does not re-open that door', async () => {
     const store = tampered('old', (db) => {
       // Make it look as an earlier switchboard left it: schema 3, no mac column or marker, v1 sealed blobs, and
-      // none of what later migrations add (issue 13's delivery-status tables and suppressions.expires_at).
+      // none of what later migrations add (issue 13's delivery-status tables and suppressions.expires_at, issue 10's
+      // batch columns).
       const rows = db.prepare('SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs').all() as Array<{ id: number; tenant_id: string; channel: string; name: string; key_id: number }>;
       const key = Buffer.from(ws.key, 'base64');
       for (const r of rows) {
@@ -201,7 +202,10 @@ describe('provider configs are authenticated as a whole', () => {
       db.exec(`ALTER TABLE provider_configs DROP COLUMN mac; DELETE FROM meta WHERE key = 'config_macs';
                DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;
                DROP TABLE events; DROP TABLE deliveries; DROP TABLE soft_bounces; DROP INDEX messages_message_id;
-               ALTER TABLE suppressions DROP COLUMN expires_at; PRAGMA user_version = 3;`);
+               ALTER TABLE suppressions DROP COLUMN expires_at;
+               DROP INDEX batches_derived_key; ALTER TABLE batches DROP COLUMN derived_key; ALTER TABLE batches DROP COLUMN key_expires_at;
+               ALTER TABLE batches DROP COLUMN paused_reason; ALTER TABLE batches DROP COLUMN paused_at; ALTER TABLE batch_items DROP COLUMN error_kind;
+               PRAGMA user_version = 3;`);
     });
     const env = { SWITCHBOARD_STORE: store };
     expect(parseJson<{ status: string }>(expectExit(await send(store), 0, 'first send on the old store')).status).toBe('sent');

@@ -113,7 +113,7 @@ describe('--json: one vocabulary, a JSON Schema per command', () => {
     expect(r.stderr).not.toMatch(/NodeVersionSupportWarning|DeprecationWarning|a\.co\//);
   });
 
-  test('send batch, batch list/show/export/resume/cancel (JSON Lines per record)', async () => {
+  test('send batch, batch list/show/export/resume/retry/cancel (JSON Lines per record)', async () => {
     const lines = (await json('send-batch', ['send', 'batch', '--tenant', 'beta-clinic', '--csv', `${ws.dir}/people.csv`, '--template-file', `${ws.dir}/hello.txt`, '--subject', 'Hi {{name}}'], 0, { lines: true })) as Array<{ type: string; batchId?: string; sentCount?: number }>;
     const summary = lines.at(-1)!;
     expect(summary).toMatchObject({ type: 'summary', sentCount: 2 });
@@ -127,6 +127,7 @@ describe('--json: one vocabulary, a JSON Schema per command', () => {
     expect(withItems.items).toHaveLength(2);
     await json('batch-export', ['batch', 'export', batchId, '--out', `${ws.dir}/export.csv`]);
     await json('send-batch', ['batch', 'resume', batchId], 0, { lines: true });
+    expect(await json('batch-retry', ['batch', 'retry', batchId, '--failed', '--yes'])).toMatchObject({ batchId, retriedCount: 0, sentCount: 2 });
     await json('batch-cancel', ['batch', 'cancel', batchId, '--yes']);
   });
 

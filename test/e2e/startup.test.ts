@@ -82,7 +82,7 @@ describe('start-up: commands that send nothing', () => {
   });
 
   test('batch list loads no provider SDK', async () => {
-    // core/batches.ts (shared by list and send) still imports the CSV parser and template engine statically.
+    // The batch command chunk (list shares it with resume, which runs core/batch/runner.ts) still imports the CSV parser.
     expect((await loaded(['--json', 'batch', 'list'])).filter((m) => SDKS.test(m))).toEqual([]);
   });
 

@@ -106,8 +106,12 @@ export interface BatchCountsJson {
 export interface BatchSummary extends BatchCountsJson {
   batchId: string;
   elapsedMs: number;
-  alreadyComplete: boolean;
+  alreadyFinished: boolean;
   resumed: boolean;
+  status: string;
+  pausedReason: string | null;
+  pausedAt: string | null;
+  duplicateRecipientCount: number;
 }
 
 /** `byProvider` as a map of provider ref → sent count, for comparisons. */
@@ -117,6 +121,7 @@ export function sentBy(b: { byProvider: Array<{ provider: string; sentCount: num
 
 export interface BatchItem {
   row: number;
+  line: number;
   recipient: string;
   state: string;
   provider: string | null;
@@ -130,6 +135,10 @@ export interface BatchDetail extends BatchCountsJson {
   id: string;
   tenantId: string;
   channel: string;
+  status: string;
+  pausedReason: string | null;
+  pausedAt: string | null;
+  keyExpiresAt: string | null;
   items: BatchItem[] | null;
 }
 

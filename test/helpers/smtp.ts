@@ -45,6 +45,8 @@ export interface StartSmtpOptions {
   users: Record<string, string>;
   /** Recipients (lower-cased) answered with `550 5.1.1 mailbox unavailable` at RCPT TO. */
   rejectRecipients?: Set<string>;
+  /** Listen on this port (default: a free one), e.g. to bring back a server that was down. */
+  port?: number;
   /** Delay (ms) before answering the n-th MAIL FROM (n counts from 0 over the server's life); default none. */
   mailFromDelayMs?: (n: number) => number;
 }
@@ -61,6 +63,8 @@ export interface TestSmtpServer {
   connections: number;
   /** Recipients refused at RCPT TO. */
   rejected: string[];
+  /** Recipients (lower-cased) accepted at RCPT TO, in order: a request reached the server for each. */
+  rcptTo: string[];
   /** When each DATA command arrived (performance.now(), ms), in order: the moment a message reached the server. */
   dataAt: number[];
   close(): Promise<void>;
@@ -101,6 +105,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
   const { cert, key } = await makeCert();
   const messages: ReceivedMessage[] = [];
   const rejected: string[] = [];
+  const rcptTo: string[] = [];
   const dataAt: number[] = [];
   const state = { authFailures: 0, mailFroms: 0, connections: 0 };
   const pending = new Set<Promise<void>>();
@@ -140,6 +145,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
         callback(Object.assign(new Error('5.1.1 mailbox unavailable'), { responseCode: 550 }));
         return;
       }
+      rcptTo.push(address.address.toLowerCase());
       callback();
     },
     onData(stream, session, callback) {
@@ -172,7 +178,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });
@@ -188,6 +194,7 @@ export async function startSmtpServer(opts: StartSmtpOptions): Promise<TestSmtpS
     cert,
     messages,
     rejected,
+    rcptTo,
     dataAt,
     get authFailures() {
       return state.authFailures;

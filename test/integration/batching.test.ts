@@ -11,7 +11,9 @@ import { openStore } from '../../src/store/db.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { addProvider } from '../../src/core/providers.js';
-import { batchItems, runBatch, type BatchRunHooks } from '../../src/core/batches.js';
+import { runBatch } from '../../src/core/batch/runner.js';
+import { batchItems } from '../../src/core/batch/queries.js';
+import type { BatchRunHooks } from '../../src/core/batch/types.js';
 import { RequestLimiter } from '../../src/core/limiter.js';
 import { registerKind } from '../../src/providers/registry.js';
 import { ProviderError, type AdapterConfig, type BatchItemResult, type EmailMessage, type EmailProvider } from '../../src/providers/types.js';
@@ -133,7 +135,7 @@ function csv(rows: number): string {
 function request(file: string) {
   const tpl = path.join(dir, 't.html');
   fs.writeFileSync(tpl, '<p>Hi {{name}}</p>');
-  return { tenantId: 'acme', channel: 'email' as const, csvPath: file, templatePath: tpl, subject: 'Hi {{name}}', retry, concurrency: 2 };
+  return { tenantId: 'acme', channel: 'email' as const, csvPath: file, templatePath: tpl, subject: 'Hi {{name}}', run: { retry, concurrency: 2 } };
 }
 
 describe('provider batching (sendMany)', () => {
@@ -155,7 +157,7 @@ describe('provider batching (sendMany)', () => {
 
   it('a batched request that keeps failing falls back row by row to the next provider', async () => {
     srv.script.push({ status: 503 }, { status: 503 });
-    const s = await runBatch(ctx, { ...request(csv(30)), concurrency: 1 }, hooks);
+    const s = await runBatch(ctx, { ...request(csv(30)), run: { retry, concurrency: 1 } }, hooks);
     expect(s).toMatchObject({ rows: 30, sent: 30, failed: 0, fallback: 30, byProvider: { 'system/email/outbox': 30 } });
     expect(srv.requests).toHaveLength(0);
     const failed = ctx.db.prepare("SELECT count(*) AS n FROM messages WHERE status = 'failed' AND provider = 'acme/email/bulk'").get() as { n: number };

@@ -18,7 +18,7 @@ import type { ProviderEvent } from '../../src/providers/webhooks/types.js';
 let dir: string;
 let ctx: CoreContext;
 let now = new Date('2026-12-01T12:00:00.000Z');
-const clock: Clock = { now: () => now, sleep: async () => {} };
+const clock: Clock = { now: () => now, sleep: async () => {}, random: () => 0.5 };
 const DAY = 86_400_000;
 
 const source = (tenantId: string | null, extra: Partial<EventSource> = {}): EventSource => ({ ref: `${tenantId ?? 'system'}/email/sg`, kind: 'sendgrid', tenantId, channel: 'email', settings: {}, ...extra });

@@ -12,6 +12,7 @@ import { suppressionReasons } from '../suppressions.js';
 import { resolveRoute } from '../providers.js';
 import { estimateCost, priceFromSettings, SegmentCounter, SegmentTally, type MessageSegments, type SegmentPrice, type SegmentTotals } from '../segments.js';
 import { UsageError } from '../../errors.js';
+import { findBatchRow, iterateSentValues } from './ledger.js';
 
 /** Rows whose suppressions are looked up in one query. */
 const LOOKUP_CHUNK = 500;
@@ -178,14 +179,14 @@ export class BatchPreviewer {
  * e-mail and whatsapp templates, or an unknown batch.
  */
 export function sentSegments(ctx: CoreContext, batchId: string): SegmentTotals | null {
-  const b = ctx.db.prepare('SELECT tenant_id, channel, template FROM batches WHERE id = ?').get(batchId) as { tenant_id: string; channel: Channel; template: string } | undefined;
+  const b = findBatchRow(ctx, batchId);
   if (!b) return null;
   const source = JSON.parse(b.template) as TemplateSource;
   if (!countsSegments(b.channel, source)) return null;
   const template = compileTemplate(source);
   const counter = new SegmentCounter();
   const tally = new SegmentTally();
-  const rows = ctx.db.prepare("SELECT row_no, line_no, vars FROM batch_items WHERE batch_id = ? AND state = 'sent' ORDER BY row_no").iterate(batchId) as Iterable<{ row_no: number; line_no: number; vars: string }>;
+  const rows = iterateSentValues(ctx, batchId);
   // (A row that was sent rendered then; the same template and values render the same now.)
   for (const r of rows) tally.add(r.row_no, r.line_no, counter.info(phoneBody(template.render(JSON.parse(r.vars) as Record<string, string>))));
   return tally.totals(routePrice(ctx, b.tenant_id, b.channel));

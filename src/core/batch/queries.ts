@@ -1,0 +1,69 @@
+/**
+ * Reading stored batches: `batch list`, `batch show` (with `--items`) and `batch export`.
+ */
+import type { CoreContext } from '../context.js';
+import { batchStats, getBatchRow, itemRows, iterateExport, listBatchRows } from './ledger.js';
+import type { BatchCounts, BatchInfo, BatchRow, RowEvent } from './types.js';
+
+function toInfo(ctx: CoreContext, b: BatchRow): BatchInfo {
+  return {
+    id: b.id,
+    tenantId: b.tenant_id,
+    channel: b.channel,
+    status: b.status,
+    idempotencyKey: b.idempotency_key,
+    keyExpiresAt: b.key_expires_at,
+    inputPath: b.input_path,
+    templatePath: b.template_path,
+    leaseOwner: b.lease_owner,
+    leaseExpiresAt: b.lease_expires_at,
+    createdAt: b.created_at,
+    startedAt: b.started_at,
+    finishedAt: b.finished_at,
+    pausedReason: b.paused_reason,
+    pausedAt: b.paused_at,
+    ...batchStats(ctx, b),
+  };
+}
+
+/** Stored batches, newest first, optionally for one tenant (at most `limit`, default 100). */
+export function listBatches(ctx: CoreContext, filter: { tenantId?: string; limit?: number } = {}): BatchInfo[] {
+  return listBatchRows(ctx, filter).map((b) => toInfo(ctx, b));
+}
+
+/** One batch. @throws NotFoundError. */
+export function getBatch(ctx: CoreContext, id: string): BatchInfo {
+  return toInfo(ctx, getBatchRow(ctx, id));
+}
+
+/** Counts of a batch's rows by state. @throws NotFoundError. */
+export function batchCounts(ctx: CoreContext, id: string): BatchCounts {
+  const { byProvider: _p, fallback: _f, ...counts } = batchStats(ctx, getBatchRow(ctx, id));
+  return counts;
+}
+
+/** A batch's ledger rows in CSV order (for `batch show --items`). @throws NotFoundError. */
+export function batchItems(ctx: CoreContext, id: string): RowEvent[] {
+  getBatchRow(ctx, id);
+  return itemRows(ctx, id);
+}
+
+/** Columns `batch export` adds after the input columns. */
+export const EXPORT_COLUMNS = ['state', 'provider', 'message_id', 'error'] as const;
+
+/**
+ * Every input row of a batch, in CSV order: its input columns (as read from the CSV), then `state`,
+ * `provider`, `message_id` and `error`. Rows are read lazily from the store, so memory stays flat.
+ * @throws NotFoundError.
+ */
+export function exportBatch(ctx: CoreContext, batchId: string): { columns: string[]; rows: Iterable<string[]> } {
+  const b = getBatchRow(ctx, batchId);
+  const input = JSON.parse(b.columns) as string[];
+  function* rows(): Iterable<string[]> {
+    for (const r of iterateExport(ctx, batchId)) {
+      const vars = JSON.parse(r.vars) as Record<string, string>;
+      yield [...input.map((c) => vars[c] ?? ''), r.state, r.provider ?? '', r.message_id ?? '', r.error ?? ''];
+    }
+  }
+  return { columns: [...input, ...EXPORT_COLUMNS], rows: rows() };
+}

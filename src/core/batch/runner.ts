@@ -1,0 +1,503 @@
+/**
+ * The bulk-send runner (DESIGN §6): `send batch` and `batch resume`, top to bottom.
+ *
+ * 1. Validate the CSV ({@link validate}); a dry run stops here.
+ * 2. Find the batch of the same input (idempotency key) or store a new one ({@link load}).
+ * 3. Take the lease and work the pending rows ({@link work}): for each request, the provider's rate/concurrency
+ *    slot first, then its rows are committed `sending` (the dispatcher's gate), then the request leaves; the
+ *    outcome is recorded after. A row is `failed` only for a recipient or render error; any other failure hands
+ *    it back to `pending`. When no provider of the route can take messages, the run stops taking rows and the
+ *    batch is `paused` with the reason; a signal stops it (`interrupted`); a lost lease stops it at once.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import PQueue from 'p-queue';
+import { normaliseRecipient } from '../address.js';
+import type { CoreContext } from '../context.js';
+import { Dispatcher, type DispatchResult } from '../dispatch.js';
+import type { EmailMessage, OutboundMessage } from '../../providers/types.js';
+import { FieldError, UsageError } from '../../errors.js';
+import { openCsv } from '../csv.js';
+import { compileTemplate, composeMessage, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
+import { getTenant } from '../tenants.js';
+import { suppressionReasons } from '../suppressions.js';
+import { GroupCommit } from '../../store/group-commit.js';
+import { addTask } from '../limiter.js';
+import { batchTracker } from '../tracking.js';
+import { templateSource, validate, type Validation } from './validate.js';
+import { RepeatFinder, exactRepeats } from './repeats.js';
+import { BatchPreviewer } from './preview.js';
+import {
+  LEASE_MS,
+  RunLedger,
+  acquireLease,
+  batchStats,
+  deleteBatch,
+  emptyStats,
+  endRun,
+  findByDerivedKey,
+  findByKey,
+  getBatchRow,
+  insertBatch,
+  insertItems,
+  leaseHeldByOther,
+  liveStats,
+  markReady,
+  newBatchId,
+  renewLease,
+  rowRecipients,
+  skipDuplicates,
+  type NewItem,
+  type Outcome,
+} from './ledger.js';
+import { DEFAULT_DEDUPE_WINDOW_MS, type BatchCounts, type BatchRequest, type BatchRow, type BatchRunHooks, type BatchSummary, type ItemRow, type RunOptions } from './types.js';
+
+/** Rows written per transaction while loading a CSV into the ledger. */
+const LOAD_CHUNK = 1000;
+/** Most rows per batched provider request (SendGrid: 1000 personalizations per request). */
+export const MAX_GROUP = 1000;
+/** How long a stopped run waits for requests on the wire before it records what it has and ends, in ms. */
+export const STOP_WAIT_MS = 10_000;
+
+/** Checks the run options. @throws UsageError naming the field. */
+function checkRunOptions(opts: RunOptions): number {
+  const concurrency = opts.concurrency ?? 4;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) throw new FieldError((f) => `${f('concurrency')} must be a whole number from 1 to 1000`);
+  return concurrency;
+}
+
+/**
+ * Runs `send batch`: validates every row, stores the batch (or finds the same one from an earlier run), then
+ * sends its pending rows.
+ * @returns the summary; its `status` (and `leaseLost`) is what the caller maps to an exit code.
+ * @throws FieldError (bad options or input, naming the field: nothing stored, nothing sent), KeyError (no/wrong key, before
+ *   anything is written), LockedError (another process works this batch), NotFoundError (tenant).
+ */
+export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: BatchRunHooks): Promise<BatchSummary> {
+  const started = ctx.clock.now().getTime();
+  getTenant(ctx, req.tenantId);
+  const concurrency = checkRunOptions(req.run ?? {});
+  const template = compileTemplate(templateSource(req));
+  const preview = req.dryRun ? new BatchPreviewer(ctx, req, template) : undefined;
+  const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false, req.encoding, preview);
+  if (v.errorCount > 0) {
+    const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
+    throw new FieldError((f) => `${f('csv')} ${req.csvPath}: ${v.errorCount} problem${v.errorCount > 1 ? 's' : ''} in ${v.rows} rows; nothing was sent`, [...v.errors, ...more]);
+  }
+  if (preview) {
+    const p = preview.finish();
+    return { ...dryRunSummary(v.rows, p.skipped, ctx.clock.now().getTime() - started), preview: p };
+  }
+
+  // Opens every secret of the route: a missing or wrong key fails here, before anything is written.
+  const run = openRun(ctx, req.tenantId, req.channel, req.run ?? {}, concurrency, hooks);
+  try {
+    const found = findBatch(ctx, req, v, template.hash);
+    let existing = found.existing;
+    if (existing?.status === 'loading' && !leaseHeldByOther(ctx, existing, hooks)) {
+      // A run died while storing the rows: nothing was sent, start the load again.
+      deleteBatch(ctx, existing.id);
+      existing = undefined;
+    }
+    if (existing) {
+      const stats = batchStats(ctx, existing);
+      const unknownToRetry = req.run?.retryUnknown === true && stats.unknown > 0;
+      if (existing.status === 'cancelled' || (existing.status === 'done' && stats.pending === 0 && !unknownToRetry)) {
+        return summarize(ctx, existing.id, started, { alreadyFinished: true, resumed: false });
+      }
+      return await work(ctx, { batchId: existing.id, template, resumed: true, started, ...run }, hooks);
+    }
+    const loaded = await load(ctx, req, template, v, found, hooks.owner);
+    if (loaded.duplicates.count > 0) {
+      hooks.onWarning?.(
+        `${loaded.duplicates.count} row${loaded.duplicates.count > 1 ? 's repeat a recipient' : ' repeats a recipient'} of an earlier line${req.dedupeRecipients ? '; sending once per recipient (--dedupe-recipients): the later rows are skipped' : ' (each row is sent; --dedupe-recipients sends once per recipient)'}`,
+        loaded.duplicates.lines,
+      );
+    }
+    return await work(ctx, { batchId: loaded.batchId, template, resumed: false, started, duplicates: loaded.duplicates.count, ...run }, hooks);
+  } finally {
+    await run.dispatcher.close();
+  }
+}
+
+/**
+ * Continues a stored batch (`batch resume`): pending rows are sent; rows left `sending` by a crash become
+ * `unknown` and are resent only with `retryUnknown`.
+ * @throws NotFoundError, LockedError, KeyError, UsageError (loading or cancelled batch).
+ */
+export async function resumeBatch(ctx: CoreContext, batchId: string, opts: RunOptions, hooks: BatchRunHooks): Promise<BatchSummary> {
+  const started = ctx.clock.now().getTime();
+  const batch = getBatchRow(ctx, batchId);
+  if (batch.status === 'loading') throw new UsageError(`batch ${batchId} never finished loading; run the same \`send batch\` again`);
+  if (batch.status === 'cancelled') throw new UsageError(`batch ${batchId} was cancelled; its pending rows were skipped (send them with \`send batch … --new-batch\`)`);
+  const concurrency = checkRunOptions(opts);
+  const template = compileTemplate(JSON.parse(batch.template) as TemplateSource);
+  const run = openRun(ctx, batch.tenant_id, batch.channel, opts, concurrency, hooks);
+  try {
+    return await work(ctx, { batchId, template, resumed: true, started, ...run }, hooks);
+  } finally {
+    await run.dispatcher.close();
+  }
+}
+
+/** What a run needs besides its batch: the dispatcher, the group commit, and its stop switch. */
+interface OpenRun {
+  dispatcher: Dispatcher;
+  journal: GroupCommit;
+  concurrency: number;
+  retryUnknown: boolean;
+  /** Aborts when the caller's signal does, or when the lease is lost. */
+  stop: AbortController;
+}
+
+function openRun(ctx: CoreContext, tenantId: string, channel: BatchRow['channel'], opts: RunOptions, concurrency: number, hooks: BatchRunHooks): OpenRun {
+  const stop = new AbortController();
+  if (hooks.signal) {
+    if (hooks.signal.aborted) stop.abort();
+    else hooks.signal.addEventListener('abort', () => stop.abort(), { once: true });
+  }
+  const journal = new GroupCommit(ctx.db);
+  const dispatcher = Dispatcher.open(ctx, tenantId, channel, { retry: opts.retry, maxConcurrency: concurrency, signal: stop.signal, rate: opts.rate, journal });
+  return { dispatcher, journal, concurrency, retryUnknown: opts.retryUnknown ?? false, stop };
+}
+
+/** The batch an input maps to: an existing one, or the key (and derived key) a new one gets. */
+interface Found {
+  existing?: BatchRow;
+  key: string;
+  derivedKey: string | null;
+  keyExpiresAt: string | null;
+}
+
+/**
+ * Finds the batch of the same input. An explicit key always finds its batch (and must name the same CSV and
+ * template). A derived key finds a batch with rows left to send whatever its age, and a finished one only
+ * within the dedupe window from its creation; past it, the same input starts a new batch.
+ * @throws UsageError when an explicit key names a batch of other input.
+ */
+function findBatch(ctx: CoreContext, req: BatchRequest, v: Validation, templateHash: string): Found {
+  const derived = createHash('sha256').update(`${req.tenantId}|${req.channel}|${v.hash}|${templateHash}`).digest('hex').slice(0, 32);
+  const suffix = () => randomBytes(4).toString('hex');
+  if (req.idempotencyKey) {
+    const existing = findByKey(ctx, req.idempotencyKey);
+    if (existing && (existing.input_hash !== v.hash || existing.template_hash !== templateHash)) {
+      throw new FieldError((f) => `${f('idempotency key')} ${req.idempotencyKey} was used for batch ${existing.id} with a different CSV or template; use another key`);
+    }
+    if (existing && req.newBatch) return { key: `${req.idempotencyKey}+${suffix()}`, derivedKey: null, keyExpiresAt: null };
+    return { existing, key: req.idempotencyKey, derivedKey: null, keyExpiresAt: null };
+  }
+  const now = ctx.clock.now().getTime();
+  const windowMs = req.dedupeWindowMs ?? DEFAULT_DEDUPE_WINDOW_MS;
+  const fresh = () => {
+    const key = findByKey(ctx, derived) ? `${derived}+${suffix()}` : derived;
+    return { key, derivedKey: derived, keyExpiresAt: new Date(now + windowMs).toISOString() };
+  };
+  if (req.newBatch) return fresh();
+  const existing = findByDerivedKey(ctx, derived);
+  if (!existing) return fresh();
+  const finished = existing.status === 'done' || existing.status === 'cancelled';
+  if (finished && now >= Date.parse(existing.created_at) + windowMs) return fresh();
+  return { existing, key: existing.idempotency_key, derivedKey: derived, keyExpiresAt: existing.key_expires_at };
+}
+
+/**
+ * Stores the batch and one ledger row per CSV row (pass 2), in chunked transactions; counts repeated
+ * recipients and, with `dedupeRecipients`, skips the later rows.
+ * @throws UsageError if the CSV changed since it was validated (the partial batch is removed).
+ */
+async function load(
+  ctx: CoreContext,
+  req: BatchRequest,
+  template: CompiledTemplate,
+  v: Validation,
+  found: Found,
+  owner: string,
+): Promise<{ batchId: string; duplicates: { count: number; lines: string[] } }> {
+  const id = newBatchId(ctx);
+  const csv = await openCsv(req.csvPath, req.encoding);
+  insertBatch(
+    ctx,
+    {
+      id,
+      tenantId: req.tenantId,
+      channel: req.channel,
+      key: found.key,
+      derivedKey: found.derivedKey,
+      keyExpiresAt: found.keyExpiresAt,
+      inputPath: req.csvPath,
+      inputHash: v.hash,
+      templatePath: req.stored ? `template:${req.stored.name}` : (req.templatePath ?? ''),
+      templateHash: template.hash,
+      template: JSON.stringify(template.source),
+      columns: csv.columns,
+    },
+    owner,
+  );
+  const changed = () => new FieldError((f) => `${f('csv')} ${req.csvPath} changed while it was being read; nothing was sent, run again`);
+  let chunk: NewItem[] = [];
+  let total = 0;
+  const repeats = new RepeatFinder();
+  for await (const { row, line, record } of csv.rows) {
+    // Pass 1 checked every address, and the hash compared below proves these are the same bytes: an e-mail
+    // address needs only its trim again; a phone number its E.164 form.
+    const raw = record[v.recipientKey] ?? '';
+    const r = req.channel === 'email' ? { to: raw.trim() } : normaliseRecipient(req.channel, raw, req.defaultRegion);
+    if ('error' in r) throw changed();
+    chunk.push([row, line, r.to, JSON.stringify(record), 'pending', null]);
+    repeats.add(row, r.to);
+    total++;
+    if (chunk.length >= LOAD_CHUNK) {
+      insertItems(ctx, id, chunk);
+      chunk = [];
+    }
+  }
+  insertItems(ctx, id, chunk);
+  if (csv.hash() !== v.hash || total !== v.rows) {
+    deleteBatch(ctx, id);
+    throw changed();
+  }
+  const groups = repeats.candidates();
+  const dups = groups.length === 0 ? [] : exactRepeats(groups, rowRecipients(ctx, id, groups.flat()));
+  if (req.dedupeRecipients) skipDuplicates(ctx, id, dups);
+  markReady(ctx, id, total);
+  const count = dups.reduce((n, d) => n + d.later.length, 0);
+  const lines = dups.slice(0, 50).map((d) => `${d.recipient}: line ${d.firstLine}, then line${d.later.length > 1 ? 's' : ''} ${d.later.map((l) => l.line).join(', ')}`);
+  if (dups.length > 50) lines.push(`… and ${dups.length - 50} more recipients`);
+  return { batchId: id, duplicates: { count, lines } };
+}
+
+/** What {@link work} runs with. */
+interface WorkOptions extends OpenRun {
+  batchId: string;
+  template: CompiledTemplate;
+  resumed: boolean;
+  /** Epoch ms when the command started. */
+  started: number;
+  /** Rows repeating an earlier recipient (a fresh batch only). */
+  duplicates?: number;
+}
+
+const NO_OUTCOME = { provider: null, messageId: null, fallback: false, error: null, errorKind: null } as const;
+
+/** What a dispatch result makes of a row: `sent`, `failed` (recipient's fault) or back to `pending` (not its fault). */
+function outcomeOf(result: DispatchResult): Outcome {
+  if (result.status === 'sent') return { ...NO_OUTCOME, state: 'sent', provider: result.provider ?? null, messageId: result.messageId ?? null, fallback: result.fallback };
+  const error = result.error ? `${result.error.kind}: ${result.error.message}` : 'failed';
+  if (result.error?.kind === 'recipient') return { state: 'failed', provider: result.provider ?? null, messageId: null, fallback: result.fallback, error, errorKind: 'recipient' };
+  return { ...NO_OUTCOME, state: 'pending', error };
+}
+
+/**
+ * Works a batch's pending rows under its lease until none is left, the route is down (paused), the run is
+ * stopped (interrupted) or the lease is lost.
+ * @throws LockedError (another live process holds the lease), the store's error.
+ */
+async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Promise<BatchSummary> {
+  const { batchId, dispatcher, journal, template, concurrency, stop } = o;
+  acquireLease(ctx, batchId, hooks, o.retryUnknown);
+  const ledger = new RunLedger(ctx, batchId, hooks.owner);
+  let leaseLost = false;
+  const loseLease = () => {
+    leaseLost = true;
+    stop.abort();
+  };
+  const renew = setInterval(() => {
+    try {
+      if (!renewLease(ctx, batchId, hooks.owner)) loseLease();
+    } catch {
+      // A busy store delays a renewal; the next one comes in LEASE_MS / 3.
+    }
+  }, LEASE_MS / 3);
+  renew.unref();
+
+  const counts: BatchCounts = liveStats(ctx, batchId);
+  // Rows share the batch's one template: group them when the first provider can batch (BatchSender).
+  const groupSize = dispatcher.channel === 'email' ? await dispatcher.batchSize(MAX_GROUP) : 1;
+  const tenantId = dispatcher.tenantId;
+  const channel = dispatcher.channel;
+  const tracker = batchTracker(ctx, tenantId, channel);
+  /** The last error that handed a row back to `pending` (the pause reason when the route is not down as a whole). */
+  let lastError: string | null = null;
+
+  // Every write below goes through the group commit (one transaction per event-loop turn for all rows that
+  // reached that point in the turn); attempt records (Dispatcher) and outcomes of a turn commit together.
+  /**
+   * Records each row's outcome (`outcomes[k]` for `items[k]`): rows with the same outcome in one statement;
+   * rows handed back go to `pending`. Resolves once committed, then tells `onRow` of each finished row.
+   */
+  const report = (items: readonly ItemRow[], outcomes: readonly Outcome[]): Promise<void> =>
+    journal
+      .commit(() => {
+        const byOutcome = new Map<string, { o: Outcome; rows: number[] }>();
+        const back: number[] = [];
+        outcomes.forEach((oc, k) => {
+          if (oc.state === 'pending') {
+            back.push(items[k]!.row_no);
+            return;
+          }
+          const key = `${oc.state}\u0000${oc.provider}\u0000${oc.messageId}\u0000${oc.fallback}\u0000${oc.error}`;
+          const same = byOutcome.get(key);
+          if (same) same.rows.push(items[k]!.row_no);
+          else byOutcome.set(key, { o: oc, rows: [items[k]!.row_no] });
+        });
+        for (const { o: oc, rows } of byOutcome.values()) ledger.finish(rows, oc);
+        if (back.length > 0) ledger.release(back);
+      })
+      .then(() => {
+        items.forEach((item, k) => {
+          const oc = outcomes[k]!;
+          if (oc.state === 'pending') {
+            lastError = oc.error;
+            return;
+          }
+          counts.pending--;
+          counts[oc.state]++;
+          hooks.onRow?.({ row: item.row_no, line: item.line_no, recipient: item.recipient, state: oc.state, provider: oc.provider, messageId: oc.messageId, fallback: oc.fallback, error: oc.error }, counts);
+        });
+      });
+
+  /**
+   * Skips suppressed rows and fails rows that do not render (`done`: their outcomes, resolved once committed);
+   * the other rows come back with their messages. Suppressions are looked up for all rows in one query.
+   */
+  const prepare = (items: readonly ItemRow[]): { done: Array<Promise<void>>; ready: Array<{ item: ItemRow; message: OutboundMessage }> } => {
+    const reasons = suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient));
+    const done: Array<Promise<void>> = [];
+    const ready: Array<{ item: ItemRow; message: OutboundMessage }> = [];
+    items.forEach((item, k) => {
+      const reason = reasons[k];
+      if (reason != null) {
+        done.push(report([item], [{ ...NO_OUTCOME, state: 'skipped', error: `suppressed: ${reason}` }]));
+        return;
+      }
+      let content: Rendered;
+      try {
+        content = template.render(JSON.parse(item.vars) as Record<string, string>);
+      } catch (err) {
+        done.push(report([item], [{ ...NO_OUTCOME, state: 'failed', error: `template does not render: ${(err as Error).message.split('\n')[0]}`, errorKind: 'render' }]));
+        return;
+      }
+      const message = composeMessage(channel, item.recipient, template.source, content, { 'X-Switchboard-Batch': `${batchId}/${item.row_no}` });
+      ready.push({ item, message: { ...message, tracking: tracker.track(batchId, item.row_no, item.recipient) } });
+    });
+    return { done, ready };
+  };
+
+  /**
+   * The dispatcher's gate: in the provider's slot, commits the rows `sending` before their request leaves (a
+   * crash from here on leaves them `sending`, which a resume turns into `unknown`). Claims nothing once the
+   * lease is gone.
+   */
+  const gate = (rows: readonly ItemRow[]) => async (): Promise<boolean> => {
+    let ok = false;
+    await journal.commit(() => {
+      const want = rows.map((r) => r.row_no);
+      const got = ledger.claim(want);
+      ok = got.size === want.length;
+      if (!ok && got.size > 0) ledger.release([...got]);
+    });
+    if (!ok) loseLease();
+    return ok;
+  };
+
+  /** Sends rows: one row per request, or up to `groupSize` rows in one batched request (BatchSender). */
+  const processRows = async (items: ItemRow[]) => {
+    const { done, ready } = prepare(items);
+    if (ready.length > 0) {
+      const origins = ready.map((r) => ({ batchId, rowNo: r.item.row_no }));
+      const open = gate(ready.map((r) => r.item));
+      const results =
+        groupSize > 1
+          ? await dispatcher.sendMany(ready.map((r) => r.message as EmailMessage), origins, open)
+          : [await dispatcher.send(ready[0]!.message, origins[0], open)];
+      done.push(report(ready.map((r) => r.item), results.map(outcomeOf)));
+    }
+    await Promise.all(done);
+  };
+
+  const queue = new PQueue({ concurrency });
+  let failure: unknown;
+  let cursor = 0;
+  const going = () => !stop.signal.aborted && !failure && dispatcher.unavailable === null;
+  try {
+    outer: while (going()) {
+      const items = ledger.page(cursor, Math.max(500, groupSize));
+      if (items.length === 0) break;
+      for (let k = 0; k < items.length; k += groupSize) {
+        if (!going()) break outer;
+        await queue.onSizeLessThan(concurrency * 2);
+        if (!going()) break outer;
+        const group = items.slice(k, k + groupSize);
+        cursor = group[group.length - 1]!.row_no;
+        addTask(queue, () => processRows(group)).catch((err: unknown) => (failure ??= err));
+      }
+    }
+    await settle(ctx, queue, stop.signal);
+  } finally {
+    clearInterval(renew);
+    try {
+      journal.flush();
+    } catch (err) {
+      failure ??= err;
+    }
+    if (!leaseLost) {
+      const left = liveStats(ctx, batchId);
+      const status = left.pending === 0 && left.sending === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
+      const reason = status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined;
+      // (A cancel cannot race this: it needs the lease, which this run holds until this update.)
+      if (!endRun(ctx, batchId, hooks.owner, { status, stats: left, pausedReason: reason })) leaseLost = true;
+    }
+  }
+  if (failure && !leaseLost) throw failure;
+  return { ...summarize(ctx, batchId, o.started, { alreadyFinished: false, resumed: o.resumed }), leaseLost, duplicateRecipients: o.duplicates ?? 0 };
+}
+
+/** Waits for the queue to drain; once `signal` aborts, at most {@link STOP_WAIT_MS} more. */
+async function settle(ctx: CoreContext, queue: PQueue, signal: AbortSignal): Promise<void> {
+  const idle = new AbortController();
+  const stopped = new Promise<void>((resolve) => {
+    const wait = () => void ctx.clock.sleep(STOP_WAIT_MS, idle.signal).then(resolve);
+    if (signal.aborted) wait();
+    else signal.addEventListener('abort', wait, { once: true });
+  });
+  await Promise.race([queue.onIdle(), stopped]);
+  idle.abort();
+}
+
+function dryRunSummary(rows: number, skipped: number, elapsedMs: number): BatchSummary {
+  return {
+    ...emptyStats(rows),
+    pending: rows - skipped,
+    skipped,
+    batchId: null,
+    status: 'dry-run',
+    idempotencyKey: null,
+    elapsedMs,
+    alreadyFinished: false,
+    resumed: false,
+    pausedReason: null,
+    pausedAt: null,
+    createdAt: null,
+    finishedAt: null,
+    leaseLost: false,
+    duplicateRecipients: 0,
+  };
+}
+
+/** The summary of a stored batch as it is now. */
+function summarize(ctx: CoreContext, batchId: string, started: number, flags: { alreadyFinished: boolean; resumed: boolean }): BatchSummary {
+  const b = getBatchRow(ctx, batchId);
+  return {
+    batchId,
+    status: b.status,
+    idempotencyKey: b.idempotency_key,
+    ...batchStats(ctx, b),
+    elapsedMs: ctx.clock.now().getTime() - started,
+    pausedReason: b.paused_reason,
+    pausedAt: b.paused_at,
+    createdAt: b.created_at,
+    finishedAt: b.finished_at,
+    leaseLost: false,
+    duplicateRecipients: 0,
+    ...flags,
+  };
+}
