@@ -135,7 +135,7 @@ export function suppressionJson(s: Suppression) {
 }
 
 /** One send attempt: `{attempt, provider, status, messageId, error, errorKind, errorCode}`. */
-export function attemptJson(a: AttemptRecord & { errorCode?: string }) {
+export function attemptJson(a: AttemptRecord) {
   return {
     attempt: a.attempt,
     provider: a.provider,

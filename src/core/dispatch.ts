@@ -81,6 +81,8 @@ export interface AttemptRecord {
   messageId?: string;
   errorKind?: ProviderErrorKind;
   error?: string;
+  /** The provider's own error code (SMTP reply code such as `535`, HTTP status, API error code), when it gave one. */
+  errorCode?: string;
 }
 
 /**
@@ -261,7 +263,7 @@ export class Dispatcher {
       const record = (attempt: number, outcome: AttemptRow['outcome']) => {
         this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome }]);
         attempts.push(outcome.error
-          ? { provider: config.ref, attempt, status: 'failed', errorKind: outcome.error.kind, error: outcome.error.message }
+          ? failedAttempt(config.ref, attempt, outcome.error)
           : { provider: config.ref, attempt, status: 'sent', messageId: outcome.messageId });
       };
       const out = await this.tryProvider(i, (adapter) => sendThrough(adapter, message), gate, record);
@@ -434,7 +436,7 @@ export class Dispatcher {
       if ('deferred' in r) return rest[deferred.indexOf(k)]!;
       const a: AttemptRecord = r.ok
         ? { provider: config.ref, attempt, status: 'sent', messageId: r.messageId }
-        : { provider: config.ref, attempt, status: 'failed', errorKind: r.error.kind, error: r.error.message };
+        : failedAttempt(config.ref, attempt, r.error);
       if (r.ok) return { status: 'sent', provider: config.ref, messageId: r.messageId, fallback: i > 0, attempts: [a], started: true };
       if (r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
       return { status: 'failed', provider: config.ref, fallback: i > 0, attempts: [a], error: errorOf(r.error), started: true };
@@ -525,4 +527,9 @@ export class Dispatcher {
 
 function errorOf(e: ProviderError): NonNullable<DispatchResult['error']> {
   return { kind: e.kind, message: e.message, ...(e.details.code ? { code: e.details.code } : {}) };
+}
+
+/** The record of a failed attempt through `provider`: the error's kind, one-line message and provider code (if any). */
+function failedAttempt(provider: string, attempt: number, e: ProviderError): AttemptRecord {
+  return { provider, attempt, status: 'failed', errorKind: e.kind, error: e.message, ...(e.details.code ? { errorCode: e.details.code } : {}) };
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, describe as show, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, normId, readOutbox } from '../helpers/setup.js';
+import { checkJson } from '../helpers/schemas.js';
 
 interface SendResult {
   status: 'sent' | 'failed';
@@ -92,6 +93,15 @@ describe('send test', () => {
     expect(res.fallback).toBe(false);
     expect(res.error).toBeTruthy();
     expect(JSON.stringify(res.error)).toMatch(/auth|535|credentials|login/i);
+  });
+
+  test('a 535 from the server is the code of the attempt too, not only of the result', async () => {
+    const r = await sendTest('beta', 'ed@example.com', ['--no-fallback']);
+    expect(r.exitCode, show(r)).toBe(1);
+    const res = checkJson('send-test', parseJson(r), 'send test after 535') as { errorKind: string; errorCode: string; attempts: { status: string; errorKind: string; errorCode: string | null }[] };
+    expect(res).toMatchObject({ errorKind: 'auth', errorCode: '535' });
+    expect(res.attempts).toHaveLength(1); // auth failures open the circuit: no retry against the same server
+    expect(res.attempts[0]).toMatchObject({ status: 'failed', errorKind: 'auth', errorCode: '535' });
   });
 
   test('without --no-fallback the same send falls back to the system outbox', async () => {
