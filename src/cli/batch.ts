@@ -153,15 +153,22 @@ export function registerBatch(program: Command, io: Io): void {
   examples(
     batch
       .command('cancel <id>')
-      .description("stop a batch for good: its pending rows become 'skipped' (cancelled); sent rows stay sent. A batch being sent by a live process is not touched (exit 4). Asks on a terminal; needs --yes without one")
+      .description("stop a batch for good: its pending rows become 'skipped' (cancelled); sent rows stay sent. A batch being sent by a live process is not touched (exit 4); a finished one (done or cancelled) is left as it is (exit 0). Asks on a terminal; needs --yes without one")
       .option('-y, --yes', 'do not ask for confirmation')
       .action(
         action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = cli.core();
           const b = getBatch(ctx, id!);
-          await confirmOrYes(cli, opts.yes, `Cancel batch ${b.id} for good (${b.pending} pending rows will never be sent)?`);
+          // A finished batch has nothing to cancel: no question asked (cancelBatch checks again in its transaction).
+          if (b.status !== 'done' && b.status !== 'cancelled') await confirmOrYes(cli, opts.yes, `Cancel batch ${b.id} for good (${b.pending} pending rows will never be sent)?`);
           const r = cancelBatch(ctx, b.id, { owner: leaseOwner(), ownerAlive });
-          cli.out.result({ batchId: r.batchId, cancelledCount: r.cancelled, ...countsJson(r.counts) }, () => `Cancelled batch ${r.batchId}: ${r.cancelled} pending rows skipped (${r.counts.sent} sent, ${r.counts.failed} failed, ${r.counts.unknown} unknown stay as they are)`);
+          cli.out.result(
+            { batchId: r.batchId, status: r.alreadyFinished ?? 'cancelled', alreadyFinished: r.alreadyFinished !== undefined, cancelledCount: r.cancelled, ...countsJson(r.counts) },
+            () =>
+              r.alreadyFinished
+                ? `batch ${r.batchId} is already ${r.alreadyFinished}; nothing to cancel`
+                : `Cancelled batch ${r.batchId}: ${r.cancelled} pending rows skipped (${r.counts.sent} sent, ${r.counts.failed} failed, ${r.counts.unknown} unknown stay as they are)`,
+          );
         }),
       ),
     ['switchboard batch cancel b-20261123-1a2b3c4d', 'switchboard batch cancel b-20261123-1a2b3c4d --yes   # from a script'],

@@ -98,7 +98,10 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect(stopped.exitCode, String(stopped.stderr)).toBe(130);
     const id = parseJson<Array<{ id: string; status: string }>>(await ws.run(['batch', 'list', '--json']))[0]!;
     expect(id.status).toBe('interrupted');
-    const c = parseJson<{ cancelledCount: number; sentCount: number; skippedCount: number; pendingCount: number }>(expectExit(await ws.run(['batch', 'cancel', id.id, '--yes', '--json']), 0, 'cancel'));
+    const c = parseJson<{ status: string; alreadyFinished: boolean; cancelledCount: number; sentCount: number; skippedCount: number; pendingCount: number }>(
+      expectExit(await ws.run(['batch', 'cancel', id.id, '--yes', '--json']), 0, 'cancel'),
+    );
+    expect(c).toMatchObject({ status: 'cancelled', alreadyFinished: false });
     expect(c.cancelledCount).toBeGreaterThan(0);
     expect(c.pendingCount).toBe(0);
     expect(c.sentCount + c.skippedCount).toBe(300);
@@ -111,7 +114,14 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect(shown.sentCount).toBe(sentK);
     // Neither resume nor the same line sends the cancelled rows.
     expect((await ws.run(['batch', 'resume', id.id])).exitCode).toBe(2);
-    expectExit(await ws.run(line), 0, 'same line after cancel');
+    // The same line reports the batch as cancelled, never as sent; cancelling it again changes nothing.
+    const again = expectExit(await ws.run([...line, '--json']), 0, 'same line after cancel');
+    expect(parseBatchOutput(again).summary).toMatchObject({ batchId: id.id, status: 'cancelled', alreadyFinished: true });
+    expect(again.stderr).toMatch(/was cancelled at/);
+    const twice = expectExit(await ws.run(['batch', 'cancel', id.id, '--yes']), 0, 'cancel again');
+    expect(twice.stdout.trim()).toBe(`batch ${id.id} is already cancelled; nothing to cancel`);
+    const audit = parseJson<Array<{ action: string; target: string }>>(await ws.run(['audit', 'list', '--json']));
+    expect(audit.filter((a) => a.action === 'batch.cancel' && a.target === id.id)).toHaveLength(1);
     expect((await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length).toBe(sentK);
 
     const rep = parseJson<{ groups: Array<{ key: string; sentCount: number; failedCount: number; fallbackRate: number; byProvider: Array<{ provider: string; sentCount: number; failedCount: number }> }> }>(

@@ -284,14 +284,22 @@ describe('idempotency window', () => {
     expect(await readOutbox(out)).toHaveLength(8);
     expectExit(await ws.run(batchLine(csv, tpl, ['--idempotency-key', 'k', '--dedupe-window', '1h'])), 2, '--dedupe-window with a key');
 
-    // A cancelled batch is reported as cancelled, never as sent.
+    // A fully sent batch stays done: `batch cancel` says so in one line, changes nothing and audits nothing.
     const c = rowsCsv(ws, 'c.csv', 1, 'c');
     const cline = batchLine(c, tpl, ['--idempotency-key', 'to-cancel', '--json']);
     const cb = parseBatchOutput(expectExit(await ws.run(cline), 0, 'to cancel')).summary;
-    expectExit(await ws.run(['batch', 'cancel', cb.batchId, '--yes']), 0, 'cancel');
-    const rerun = expectExit(await ws.run(cline), 0, 'cancelled batch again');
-    expect(parseBatchOutput(rerun).summary).toMatchObject({ status: 'cancelled', alreadyFinished: true });
-    expect(rerun.stderr).toMatch(/was cancelled at/);
+    expect(cb.status).toBe('done');
+    const plain = expectExit(await ws.run(['batch', 'cancel', cb.batchId, '--yes']), 0, 'cancel a done batch');
+    expect(plain.stdout.trim()).toBe(`batch ${cb.batchId} is already done; nothing to cancel`);
+    expect(plain.stderr.trim()).toBe('');
+    // Without --yes and without a terminal too: there is nothing to confirm.
+    const asJson = parseJson<Record<string, unknown>>(expectExit(await ws.run(['batch', 'cancel', cb.batchId, '--json']), 0, 'cancel a done batch, --json'));
+    expect(asJson).toMatchObject({ batchId: cb.batchId, status: 'done', alreadyFinished: true, cancelledCount: 0, sentCount: 1, skippedCount: 0 });
+    expect(parseJson<{ status: string }>(await ws.run(['batch', 'show', cb.batchId, '--json'])).status).toBe('done');
+    const audit = parseJson<Array<{ action: string; target: string }>>(await ws.run(['audit', 'list', '--json']));
+    expect(audit.filter((a) => a.action === 'batch.cancel')).toEqual([]);
+    const rerun = expectExit(await ws.run(cline), 0, 'done batch again');
+    expect(parseBatchOutput(rerun).summary).toMatchObject({ status: 'done', alreadyFinished: true });
   });
 });
 

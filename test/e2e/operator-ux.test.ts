@@ -10,7 +10,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { baseEnv, binPath, makeWorkspace, parseJson, parseJsonLines, repoRoot, randomKey, type CliResult, type Workspace } from '../helpers/cli.js';
+import { baseEnv, binPath, makeWorkspace, parseJson, parseJsonLines, repoRoot, randomKey, spawnCli, type CliResult, type Workspace } from '../helpers/cli.js';
 import { dumpStore, expectExit } from '../helpers/setup.js';
 import { startSesIdentities, type SesServer } from '../helpers/ses-identities.js';
 import { startTty } from '../helpers/tty.js';
@@ -382,9 +382,19 @@ describe('destructive verbs without a terminal', () => {
 
 describe('destructive verbs on a terminal', () => {
   test('batch cancel asks; no exits 1 ("nothing changed") and changes nothing; yes cancels', async () => {
-    const b = parseJsonLines<{ batchId: string }>(
-      await ws.run(['send', 'batch', '--tenant', 'cron-care', '--csv', `${ws.dir}/people.csv`, '--template-file', `${ws.dir}/hello.txt`, '--subject', 'Asked', '--json']),
-    ).at(-1)!.batchId;
+    // A batch with a row left to send (a finished one has nothing to cancel): --rate 1, stopped after its first row.
+    const run = spawnCli(ws, ['send', 'batch', '--tenant', 'cron-care', '--csv', `${ws.dir}/people.csv`, '--template-file', `${ws.dir}/hello.txt`, '--subject', 'Asked', '--rate', '1', '--json']);
+    let firstRow = false;
+    run.stdout!.on('data', (d: Buffer) => {
+      if (!firstRow && d.toString().includes('"type":"row"')) {
+        firstRow = true;
+        run.kill('SIGINT');
+      }
+    });
+    const stopped = await run;
+    expect(stopped.exitCode, String(stopped.stderr)).toBe(130);
+    const b = parseJsonLines<{ batchId: string }>({ exitCode: 130, stdout: String(stopped.stdout), stderr: String(stopped.stderr) }).at(-1)!.batchId;
+    expect(parseJson<{ status: string; pendingCount: number }>(await ws.run(['batch', 'show', b, '--json']))).toMatchObject({ status: 'interrupted', pendingCount: 1 });
     const before = dumpStore(ws.store);
     const ask = (answer: string) => {
       const tty = startTty([process.execPath, binPath, 'batch', 'cancel', b], { ...baseEnv(ws.home), ...ws.env }, repoRoot);

@@ -237,12 +237,14 @@ export function iterateSentValues(ctx: CoreContext, batchId: string): Iterable<{
 
 /**
  * Cancels a batch in one transaction: pending rows become `skipped` ("cancelled"), the batch `cancelled`.
+ * A finished batch (`done` or already `cancelled`) is left as it is, unaudited: `finished` is then its status.
  * @returns the rows cancelled and the stats after. @throws LockedError if another live process holds the lease.
  */
-export function cancelRows(ctx: CoreContext, batchId: string, holder: LeaseHolder, audit: (b: BatchRow) => void): { cancelled: number; stats: BatchStats } {
+export function cancelRows(ctx: CoreContext, batchId: string, holder: LeaseHolder, audit: (b: BatchRow) => void): { cancelled: number; stats: BatchStats; finished?: 'done' | 'cancelled' } {
   return ctx.db
     .transaction(() => {
       const b = getBatchRow(ctx, batchId);
+      if (b.status === 'done' || b.status === 'cancelled') return { cancelled: 0, stats: batchStats(ctx, b), finished: b.status };
       if (leaseHeldByOther(ctx, b, holder)) {
         throw new LockedError(`batch ${batchId} is being sent by ${b.lease_owner} (lease until ${b.lease_expires_at}); stop that run first (Ctrl-C or SIGTERM), then cancel`);
       }

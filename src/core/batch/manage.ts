@@ -19,17 +19,19 @@ export interface CancelResult {
   /** Pending rows now `skipped` with error `cancelled`. */
   cancelled: number;
   counts: BatchCounts;
+  /** The batch's status when it was already finished (`done` or `cancelled`) and so left alone; else undefined. */
+  alreadyFinished?: 'done' | 'cancelled';
 }
 
 /**
  * Stops a batch for good: its pending rows become `skipped` (error `cancelled`) and the batch `cancelled`, so
  * neither `batch resume` nor the same `send batch` sends them. Rows already sent, failed or unknown stay as
- * they are.
+ * they are. A batch already `done` or `cancelled` is left alone (no change, no audit): `alreadyFinished` says which.
  * @throws NotFoundError; LockedError (another live process holds the lease: stop it first, e.g. Ctrl-C).
  */
 export function cancelBatch(ctx: CoreContext, batchId: string, holder: LeaseHolder): CancelResult {
-  const { cancelled, stats } = cancelRows(ctx, batchId, holder, (b) => audit(ctx, 'batch.cancel', batchId, b.tenant_id, ['status']));
-  return { batchId, cancelled, counts: countsOf(stats) };
+  const { cancelled, stats, finished } = cancelRows(ctx, batchId, holder, (b) => audit(ctx, 'batch.cancel', batchId, b.tenant_id, ['status']));
+  return { batchId, cancelled, counts: countsOf(stats), ...(finished ? { alreadyFinished: finished } : {}) };
 }
 
 export type { RetrySelection } from './ledger.js';
