@@ -151,7 +151,8 @@ export function exitFor(s: BatchSummary, signalled: boolean): Error | undefined 
     return new LockedError(`batch ${id}: another process took over its lease while this run was stopped; this run stopped sending (see \`switchboard batch show ${id}\`)`);
   }
   if (s.status === 'interrupted' || (signalled && s.status !== 'done' && s.status !== 'cancelled')) {
-    return new Interrupted(`interrupted: ${s.pending} rows not sent yet; continue with: switchboard batch resume ${id}`, s);
+    const unknown = s.unknown > 0 ? `, ${s.unknown} with unknown outcome (no answer before the stop; see \`batch retry ${id} --unknown\`)` : '';
+    return new Interrupted(`interrupted: ${s.pending} rows not sent yet${unknown}; continue with: switchboard batch resume ${id}`, s);
   }
   if (s.status === 'paused') {
     return new Paused(

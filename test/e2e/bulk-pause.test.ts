@@ -204,6 +204,36 @@ describe('signals, exit codes, retries', () => {
     expect(new Set(to).size).toBe(8);
   });
 
+  test('SIGINT while a request never finishes: exit 130 once the 10 s wait for it ends (not at the request timeout); its rows are unknown', async () => {
+    const ws = await workspace();
+    // A SendGrid-like server that reads the request and never answers (the adapter's own timeout is 30 s).
+    const s = await stub(() => new Promise(() => {}));
+    await addSendGrid(ws, 'tenant', s.url, sendGridKey());
+    const csv = rowsCsv(ws, 'hang.csv', 3, 'h');
+    const tpl = ws.file('t.txt', 'Hello {{name}}\n');
+    const child = spawnCli(ws, batchLine(csv, tpl, ['--json']));
+    const t0 = Date.now();
+    while (s.requests.length === 0 && Date.now() - t0 < 20_000) await sleep(20);
+    expect(s.requests, 'the request reached the server').toHaveLength(1);
+    const signalledAt = Date.now();
+    child.kill('SIGINT');
+    const r = await child;
+    const took = Date.now() - signalledAt;
+    expect(r.exitCode, String(r.stderr)).toBe(130);
+    // STOP_WAIT_MS (10 s) for the request on the wire, then the outcome is recorded and the process ends.
+    expect(took, 'waits for the request on the wire').toBeGreaterThanOrEqual(9_500);
+    expect(took, 'but no longer than the 10 s cut-off (plus start-up slack)').toBeLessThan(20_000);
+    const id = /batch resume (\S+)/.exec(String(r.stderr))?.[1];
+    expect(id, String(r.stderr)).toBeDefined();
+    const detail = await show_(ws, id!);
+    expect(detail.status).toBe('interrupted');
+    // The three rows went out in one request whose answer never came: none may count as sent or be sent again
+    // without --retry-unknown.
+    expect(itemsOf(detail).map((i) => [i.state, i.error])).toEqual(Array(3).fill(['unknown', 'no answer before the run was stopped; outcome unknown']));
+    expect(String(r.stderr)).toContain(`3 with unknown outcome (no answer before the stop; see \`batch retry ${id} --unknown\`)`);
+    expect(s.requests).toHaveLength(1);
+  });
+
   test('exit code is the batch state: 3 for a batch with a failed row, on the first run and the re-run alike; batch retry asks, needs --yes, is audited', async () => {
     const ws = await workspace();
     const srv = await startSmtpServer({ users: { mailer: PASSWORD }, rejectRecipients: new Set(['x2@example.com']) });

@@ -175,6 +175,23 @@ export function endRun(ctx: CoreContext, batchId: string, owner: string, end: Ru
   );
 }
 
+/**
+ * Records the rows of requests a stopped run gave up waiting for (still `sending` after its wait for requests on
+ * the wire) as `unknown`: the provider may or may not have taken them. Only while `owner` holds the lease.
+ * @returns how many rows it marked.
+ */
+export function abandonSending(ctx: CoreContext, batchId: string, owner: string): number {
+  const now = ctx.clock.now().toISOString();
+  return retryBusy(
+    () => ctx.db
+      .prepare(
+        `UPDATE batch_items SET state = 'unknown', error = 'no answer before the run was stopped; outcome unknown', updated_at = ?
+         WHERE batch_id = ? AND state = 'sending' AND EXISTS (SELECT 1 FROM batches WHERE id = ? AND lease_owner = ?)`,
+      )
+      .run(now, batchId, batchId, owner).changes,
+  );
+}
+
 /** A batch's stats read from its rows: one scan of them by primary key. */
 export function liveStats(ctx: CoreContext, batchId: string): BatchStats {
   const rows = prepared(

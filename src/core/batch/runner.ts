@@ -29,6 +29,7 @@ import { BatchPreviewer } from './preview.js';
 import {
   LEASE_MS,
   RunLedger,
+  abandonSending,
   acquireLease,
   batchStats,
   deleteBatch,
@@ -440,8 +441,10 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       failure ??= err;
     }
     if (!leaseLost) {
+      // Stopped: requests still unanswered after the wait (STOP_WAIT_MS) are abandoned; their rows are `unknown`.
+      const abandoned = stop.signal.aborted ? abandonSending(ctx, batchId, hooks.owner) : 0;
       const left = liveStats(ctx, batchId);
-      const status = left.pending === 0 && left.sending === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
+      const status = left.pending === 0 && left.sending === 0 && abandoned === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
       const reason = status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined;
       // (A cancel cannot race this: it needs the lease, which this run holds until this update.)
       if (!endRun(ctx, batchId, hooks.owner, { status, stats: left, pausedReason: reason })) leaseLost = true;
