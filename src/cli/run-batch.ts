@@ -15,6 +15,9 @@ import { dryRunText, previewJson, segmentFields } from './preview.js';
 
 /** Interval of progress lines when stderr is not a terminal, in ms. */
 const PROGRESS_EVERY_MS = 5_000;
+/** --json row events: written at least this often (ms) while rows finish, or once this many characters wait. */
+const ROW_EVENTS_EVERY_MS = 100;
+const ROW_EVENTS_BYTES = 64 * 1024;
 
 /** `pid@host` of this process: the batch lease owner. */
 export function leaseOwner(): string {
@@ -60,6 +63,7 @@ export async function runWithProgress(
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals > 1) {
+      writeEvents();
       cli.io.stderr.write(`\n${sig} again: exiting now; rows in flight are left 'sending' and become 'unknown' on resume\n`);
       process.exit(130);
     }
@@ -87,10 +91,14 @@ export async function runWithProgress(
     const filled = c.rows > 0 ? Math.round((done / c.rows) * width) : 0;
     return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${c.rows > 0 ? Math.floor((done / c.rows) * 100) : 0}% ${line(c)}`;
   };
-  // --json: row events are gathered and written once per event-loop turn (one write for many rows, not one
-  // system call per row), before the summary.
+  // --json: row events are gathered and written every ROW_EVENTS_EVERY_MS or once ROW_EVENTS_BYTES are
+  // waiting, and before the summary (one write for hundreds of rows: a write per event-loop turn cost about
+  // 4 % of a fast bulk send's CPU).
   let events = '';
+  let eventsTimer: NodeJS.Timeout | undefined;
   const writeEvents = () => {
+    clearTimeout(eventsTimer);
+    eventsTimer = undefined;
     if (events) cli.io.stdout.write(events);
     events = '';
   };
@@ -104,8 +112,9 @@ export async function runWithProgress(
     },
     onRow(event, counts) {
       if (cli.out.opts.json) {
-        if (!events) setImmediate(writeEvents);
+        if (!events) eventsTimer = setTimeout(writeEvents, ROW_EVENTS_EVERY_MS).unref();
         events += JSON.stringify({ type: 'row', ...batchRowJson(event) }) + '\n';
+        if (events.length >= ROW_EVENTS_BYTES) writeEvents();
       }
       const now = Date.now();
       if (tty && now - lastLine > 100) {

@@ -18,7 +18,7 @@
  * The cost: each of the `rate` slots is busy for the request's latency L plus one second, so a run that is
  * bound by the rate averages rate · 1 s / (1 s + L): −0.5 % at L = 5 ms, −4.8 % at L = 50 ms.
  */
-import PQueue from 'p-queue';
+import type PQueue from 'p-queue';
 import type { Clock } from './context.js';
 
 /** Length of the rate window in ms. */
@@ -51,11 +51,13 @@ export interface RequestLimits {
 
 /**
  * Runs requests to one provider within its concurrency and rate, in the order they were given, and can be
- * paused (after a 429). Concurrency is p-queue's; the rate is counted as described in this module's comment.
+ * paused (after a 429). Both limits are counted here (one waiting list, no task queue per request: a bulk send
+ * passes every row through it, and a test send loads no queue library); the rate as described in this
+ * module's comment.
  */
 export class RequestLimiter {
-  private readonly queue: PQueue;
   private readonly rate: number | undefined;
+  private readonly concurrency: number;
   /** Requests admitted and not finished. */
   private inFlight = 0;
   /** Finish times (epoch ms) of recent requests, oldest first, from index `head` on. */
@@ -73,8 +75,8 @@ export class RequestLimiter {
     private readonly signal?: AbortSignal,
   ) {
     this.rate = limits.rate;
-    this.queue = new PQueue({ concurrency: limits.concurrency ?? Number.POSITIVE_INFINITY });
-    // After an abort nothing waiting starts (p-queue's own waiting tasks see the signal in admit()).
+    this.concurrency = limits.concurrency ?? Number.POSITIVE_INFINITY;
+    // After an abort nothing waiting starts.
     signal?.addEventListener('abort', () => this.waiting.splice(0).forEach((tell) => tell(false)), { once: true });
   }
 
@@ -83,18 +85,16 @@ export class RequestLimiter {
    * aborted, requests still waiting for a slot do not start: they resolve with `skipped()` instead (without
    * it, reject with "stopped").
    */
-  run<T>(fn: () => Promise<T>, skipped?: () => T): Promise<T> {
-    return addTask(this.queue, async () => {
-      if (!(await this.admit())) {
-        if (skipped) return skipped();
-        throw new Error('stopped before the request started');
-      }
-      try {
-        return await fn();
-      } finally {
-        this.release();
-      }
-    });
+  async run<T>(fn: () => Promise<T>, skipped?: () => T): Promise<T> {
+    if (!(await this.admit())) {
+      if (skipped) return skipped();
+      throw new Error('stopped before the request started');
+    }
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
   }
 
   /** Starts nothing for `ms` (a pause already running for longer stays). */
@@ -104,7 +104,7 @@ export class RequestLimiter {
 
   /** Requests given to {@link run} and not finished (waiting or in flight). */
   get pending(): number {
-    return this.queue.size + this.queue.pending;
+    return this.waiting.length + this.inFlight;
   }
 
   private now(): number {
@@ -132,7 +132,7 @@ export class RequestLimiter {
 
   /** Whether a request may start at `now`; drops finish times that left the window. */
   private free(now: number): boolean {
-    if (now < this.pausedUntil) return false;
+    if (now < this.pausedUntil || this.inFlight >= this.concurrency) return false;
     if (this.rate === undefined) return true;
     // A request that finished at c (ms, rounded down) no longer counts once c + 1 ≤ now − WINDOW_MS: its true
     // finish time is then more than a full window before this start, whatever the sub-millisecond parts were.

@@ -58,10 +58,13 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
  */
 export function suppressionReasons(ctx: CoreContext, tenantId: string, channel: Channel, addresses: readonly string[]): Array<string | null> {
   const keys = channel === 'email' ? addresses.map((a) => a.toLowerCase()) : addresses;
+  // One address (every row of a bulk send through a provider that cannot batch) is looked up by itself: the
+  // `json_each` list costs a JSON parse and a temporary table per call.
+  const one = keys.length === 1;
   const rows = prepared(
     ctx.db,
-    'SELECT address, reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address IN (SELECT value FROM json_each(?)) AND (expires_at IS NULL OR expires_at > ?)',
-  ).all(tenantId, channel, JSON.stringify(keys), ctx.clock.now().toISOString()) as Array<{ address: string; reason: string }>;
+    `SELECT address, reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address ${one ? '= ?' : 'IN (SELECT value FROM json_each(?))'} AND (expires_at IS NULL OR expires_at > ?)`,
+  ).all(tenantId, channel, one ? keys[0] : JSON.stringify(keys), ctx.clock.now().toISOString()) as Array<{ address: string; reason: string }>;
   if (rows.length === 0) return keys.map(() => null);
   const byAddress = new Map(rows.map((r) => [r.address, r.reason]));
   return keys.map((k) => byAddress.get(k) ?? null);

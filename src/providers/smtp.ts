@@ -4,6 +4,7 @@
  * Reply codes: RFC 5321 §4.2 (https://www.rfc-editor.org/rfc/rfc5321#section-4.2) and enhanced status codes,
  * RFC 3463 (https://www.rfc-editor.org/rfc/rfc3463).
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import nodemailer from 'nodemailer';
@@ -74,6 +75,33 @@ function connectNoDelay(host: string, port: number, timeoutMs: number, callback:
   });
 }
 
+/** Random bytes handed out from a buffer refilled 4 KiB at a time (one system call for hundreds of messages). */
+class RandomPool {
+  private buf = Buffer.alloc(0);
+  private at = 0;
+  /** `n` fresh random bytes (n ≤ 4096) as lowercase hex. */
+  hex(n: number): string {
+    if (this.at + n > this.buf.length) {
+      this.buf = randomBytes(4096);
+      this.at = 0;
+    }
+    this.at += n;
+    return this.buf.toString('hex', this.at - n, this.at);
+  }
+}
+
+/**
+ * The Message-ID and MIME boundary base nodemailer would make (random, UUID-like; RFC 5322 §3.6.4), drawn from
+ * a {@link RandomPool}: nodemailer's own makes six `randomBytes` calls and parses the addresses once more per
+ * message (about 5 % of the CPU of a bulk send). Left to nodemailer when the message sets its own Message-ID.
+ */
+function messageIdentity(pool: RandomPool, domain: string, headers: Record<string, string> | undefined): { messageId?: string; baseBoundary: string } {
+  const baseBoundary = pool.hex(8);
+  if (headers && Object.keys(headers).some((h) => h.toLowerCase() === 'message-id')) return { baseBoundary };
+  const r = pool.hex(16);
+  return { messageId: `<${r.slice(0, 8)}-${r.slice(8, 12)}-${r.slice(12, 16)}-${r.slice(16, 20)}-${r.slice(20)}@${domain}>`, baseBoundary };
+}
+
 /**
  * Builds an SMTP adapter from a decrypted config. Reads the `ca` file once, here.
  * @throws ProviderError `config` when a `user` is set but the `password` secret is not (e.g. dropped by
@@ -108,18 +136,23 @@ export function createSmtpProvider(config: AdapterConfig): EmailProvider {
   });
   const from = formatFrom(String(s.from), s.fromName === undefined ? undefined : String(s.fromName));
   const mailto = s.unsubscribeMailto === undefined ? undefined : String(s.unsubscribeMailto);
+  // The Message-ID's right part: the sender's domain, as nodemailer takes it.
+  const idDomain = String(s.from).split('@').pop()!.replace(/[>\s]/g, '') || 'localhost';
+  const pool = new RandomPool();
 
   return {
     channel: 'email',
     async send(message: EmailMessage): Promise<SendResult> {
       try {
+        const headers = emailHeaders(message, mailto);
         const info = await transport.sendMail({
+          ...messageIdentity(pool, idDomain, headers),
           from,
           to: message.to,
           subject: message.subject,
           text: message.text,
           html: message.html,
-          headers: emailHeaders(message, mailto),
+          headers,
         });
         if (info.rejected.length > 0) {
           throw new ProviderError('recipient', `recipient rejected: ${oneLine(info.response ?? '')}`);

@@ -19,7 +19,14 @@ export class GroupCommit {
   /** The first failed commit; every later call throws it. */
   private failure: unknown;
 
-  constructor(private readonly db: Db) {}
+  /** One transaction function for every commit (better-sqlite3 builds a new wrapper per `transaction()` call). */
+  private readonly commitAll: (writes: ReadonlyArray<() => void>) => void;
+
+  constructor(db: Db) {
+    this.commitAll = db.transaction((writes: ReadonlyArray<() => void>) => {
+      for (const w of writes) w();
+    });
+  }
 
   /** Queues `write`; resolves once it is committed. @throws (rejects with) the store's error. */
   commit(write: () => void): Promise<void> {
@@ -54,11 +61,7 @@ export class GroupCommit {
     this.waiters = [];
     try {
       // A lock held past the busy timeout (a long reader or writer elsewhere) delays the commit, not fails it.
-      retryBusy(() =>
-        this.db.transaction(() => {
-          for (const w of writes) w();
-        })(),
-      );
+      retryBusy(() => this.commitAll(writes));
     } catch (err) {
       this.failure ??= err;
       for (const w of waiters) w.reject(err);

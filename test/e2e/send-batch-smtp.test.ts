@@ -99,7 +99,8 @@ describe('send batch through a tenant smtp provider', () => {
       expect(m.secure, 'session upgraded with STARTTLS').toBe(true);
       expect(m.user).toBe('mailer');
       expect(m.subject).toBe(`Welcome ${row.first_name} (${row.code})`);
-      expect(m.messageId).not.toBe('');
+      // The adapter's own Message-ID (random, UUID-like, the sender's domain), as nodemailer would make it.
+      expect(m.messageId).toMatch(/^<?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}@acme\.test>?$/);
       // HTML part: variables rendered and HTML-escaped.
       expect(m.html, 'html part').not.toBe(false);
       const html = String(m.html);
@@ -118,6 +119,13 @@ describe('send batch through a tenant smtp provider', () => {
       expect(text).toContain(row.code);
       expect(text).not.toMatch(/<\/?(p|b|code|html|body)>/);
     }
+
+    // Every message has its own Message-ID and MIME boundary.
+    const sent = ROWS.map((row) => byRecipient(srv.messages, row.email)[0]!);
+    expect(new Set(sent.map((m) => m.messageId)).size).toBe(ROWS.length);
+    const boundaries = sent.map((m) => /boundary="?([^";\r\n]+)/i.exec(m.raw.toString('utf8'))?.[1]);
+    expect(boundaries.every(Boolean), 'each message is multipart with a boundary').toBe(true);
+    expect(new Set(boundaries).size).toBe(ROWS.length);
 
     // The ledger agrees with what the server received.
     const detail = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', summary.batchId, '--items', '--json']), 0, 'batch show'));

@@ -363,12 +363,16 @@ export interface Outcome {
 
 /**
  * The statements one run uses on its batch's rows, prepared once. Rows are named by a JSON array of row
- * numbers, so a request's rows (up to 1000) take one statement, not one per row.
+ * numbers, so a request's rows (up to 1000) take one statement, not one per row; a single row (every request
+ * of a provider that cannot batch) is named by its number, which spares SQLite the JSON parse and the
+ * temporary table of `IN (SELECT value FROM json_each(?))` on every row.
  */
 export class RunLedger {
   private readonly pageStmt;
   private readonly claimStmt;
+  private readonly claimOneStmt;
   private readonly finishStmt;
+  private readonly finishOneStmt;
   private readonly releaseStmt;
 
   constructor(
@@ -380,14 +384,14 @@ export class RunLedger {
       "SELECT row_no, line_no, recipient, vars, state FROM batch_items WHERE batch_id = ? AND state = 'pending' AND row_no > ? ORDER BY row_no LIMIT ?",
     );
     // Only while this process holds the lease: a run whose lease was taken over claims nothing.
-    this.claimStmt = ctx.db.prepare(
-      `UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ?
-       WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?)) AND state = 'pending'
-         AND EXISTS (SELECT 1 FROM batches WHERE id = ? AND lease_owner = ?) RETURNING row_no`,
-    );
-    this.finishStmt = ctx.db.prepare(
-      'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, error_kind = ?, updated_at = ? WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?))',
-    );
+    const claim = `UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ?
+       WHERE batch_id = ? AND row_no %s AND state = 'pending'
+         AND EXISTS (SELECT 1 FROM batches WHERE id = ? AND lease_owner = ?)`;
+    this.claimStmt = ctx.db.prepare(`${claim.replace('%s', 'IN (SELECT value FROM json_each(?))')} RETURNING row_no`);
+    this.claimOneStmt = ctx.db.prepare(claim.replace('%s', '= ?'));
+    const finish = 'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, error_kind = ?, updated_at = ? WHERE batch_id = ? AND row_no %s';
+    this.finishStmt = ctx.db.prepare(finish.replace('%s', 'IN (SELECT value FROM json_each(?))'));
+    this.finishOneStmt = ctx.db.prepare(finish.replace('%s', '= ?'));
     this.releaseStmt = ctx.db.prepare(
       "UPDATE batch_items SET state = 'pending', updated_at = ? WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?)) AND state = 'sending'",
     );
@@ -400,13 +404,20 @@ export class RunLedger {
 
   /** Marks pending rows `sending` (run inside a transaction). @returns the row numbers claimed. */
   claim(rows: readonly number[]): Set<number> {
-    const got = this.claimStmt.all(this.ctx.clock.now().toISOString(), this.batchId, JSON.stringify(rows), this.batchId, this.owner) as Array<{ row_no: number }>;
+    const now = this.ctx.clock.now().toISOString();
+    if (rows.length === 1) {
+      const row = rows[0]!;
+      return this.claimOneStmt.run(now, this.batchId, row, this.batchId, this.owner).changes === 1 ? new Set([row]) : new Set();
+    }
+    const got = this.claimStmt.all(now, this.batchId, JSON.stringify(rows), this.batchId, this.owner) as Array<{ row_no: number }>;
     return new Set(got.map((g) => g.row_no));
   }
 
   /** Records one outcome for rows (run inside a transaction). */
   finish(rows: readonly number[], o: Outcome): void {
-    this.finishStmt.run(o.state, o.provider, o.messageId, o.fallback ? 1 : 0, o.error, o.errorKind, this.ctx.clock.now().toISOString(), this.batchId, JSON.stringify(rows));
+    const args = [o.state, o.provider, o.messageId, o.fallback ? 1 : 0, o.error, o.errorKind, this.ctx.clock.now().toISOString(), this.batchId] as const;
+    if (rows.length === 1) this.finishOneStmt.run(...args, rows[0]);
+    else this.finishStmt.run(...args, JSON.stringify(rows));
   }
 
   /** Hands `sending` rows back to `pending`: their request never reached a provider that took it. */

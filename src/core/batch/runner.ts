@@ -328,6 +328,13 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   const report = (items: readonly ItemRow[], outcomes: readonly Outcome[]): Promise<void> =>
     journal
       .commit(() => {
+        if (outcomes.length === 1) {
+          // One row (every request of a provider that cannot batch): nothing to group.
+          const oc = outcomes[0]!;
+          if (oc.state === 'pending') ledger.release([items[0]!.row_no]);
+          else ledger.finish([items[0]!.row_no], oc);
+          return;
+        }
         const byOutcome = new Map<string, { o: Outcome; rows: number[] }>();
         const back: number[] = [];
         outcomes.forEach((oc, k) => {
