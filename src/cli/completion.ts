@@ -25,11 +25,12 @@ class StoreCandidates {
   private db?: Db | null;
 
   constructor(
-    private readonly file: string,
+    private readonly file: string | null,
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
   private read<T>(fn: (ctx: CoreContext) => T[]): T[] {
+    if (this.file === null) return []; // a store given as a URL (refused by every command): no candidates
     if (this.db === undefined) this.db = openStoreReadOnly(this.file);
     if (!this.db) return [];
     try {
@@ -58,15 +59,19 @@ class StoreCandidates {
 
 /**
  * The store a completion request reads: `--store <path>` (or `--store=<path>`) among the words being completed,
- * else `SWITCHBOARD_STORE`, else the default path.
+ * else `SWITCHBOARD_STORE`, else the default path; null when that is not a store path (a URL).
  */
-function storeOf(words: string[], env: NodeJS.ProcessEnv): string {
+function storeOf(words: string[], env: NodeJS.ProcessEnv): string | null {
   let flag: string | undefined;
   words.forEach((w, i) => {
     if (w === '--store' && words[i + 1]) flag = words[i + 1];
     else if (w.startsWith('--store=')) flag = w.slice('--store='.length);
   });
-  return resolveStorePath(flag, env);
+  try {
+    return resolveStorePath(flag, env);
+  } catch {
+    return null; // e.g. a postgres:// URL: the command itself says why when it runs
+  }
 }
 
 /**

@@ -1,7 +1,9 @@
 // e2e: unusable input is refused before anything is sent or stored; a missing or wrong master key
 // stops a send with exit 5 and leaves the store untouched.
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeWorkspace, parseJson, randomKey, describe as show, type Workspace } from '../helpers/cli.js';
+import { makeWorkspace, parseJson, randomKey, repoRoot, runCli, describe as show, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { addSmtpProvider, addTenant, dumpStore, expectExit } from '../helpers/setup.js';
 
@@ -126,5 +128,23 @@ describe('bad input and key problems', () => {
     const status = await ws.run(['key', 'status', '--json']);
     expectExit(status, 0, 'key status');
     expect(parseJson<{ matches: boolean }>(status).matches).toBe(true);
+  });
+
+  test('a postgres:// store is refused before connecting: a password on argv first (never echoed), and no file or folder is made of the URL', async () => {
+    const secret = 'pw-' + randomKey().slice(0, 12);
+    const onArgv = await runCli(['--store', `postgres://sb:${secret}@127.0.0.1:1/sb`, 'tenant', 'list']);
+    expect(onArgv.exitCode, show(onArgv)).toBe(2);
+    expect(onArgv.stderr).toMatch(/--store: a password inside the URL on the command line is visible to every user/);
+    const fromEnv = await runCli(['tenant', 'add', 'acme-pg', '--name', 'PG'], { env: { SWITCHBOARD_STORE: `postgresql://sb:${secret}@127.0.0.1:1/sb` } });
+    expect(fromEnv.exitCode, show(fromEnv)).toBe(2);
+    expect(fromEnv.stderr).toMatch(/SWITCHBOARD_STORE: PostgreSQL stores \(postgresql:\/\/ URLs\) are not built/);
+    const noPassword = await runCli(['--store', 'postgres://127.0.0.1:1/sb', 'tenant', 'list']);
+    expect(noPassword.exitCode, show(noPassword)).toBe(2);
+    for (const r of [onArgv, fromEnv, noPassword]) {
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout + r.stderr).not.toContain(secret);
+    }
+    expect(fs.existsSync(path.join(repoRoot, 'postgres:'))).toBe(false);
+    expect(fs.existsSync(path.join(repoRoot, 'postgresql:'))).toBe(false);
   });
 });
