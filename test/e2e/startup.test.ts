@@ -95,6 +95,13 @@ describe('start-up: commands that send nothing', () => {
     expect(modules.filter((m) => /\/dist\/(cli|core|store)\//.test(m))).toEqual([]);
   });
 
+  test('tenant list loads neither node:crypto nor node:child_process (no secret is sealed, no keychain run)', async () => {
+    const modules = await loaded(['tenant', 'list']);
+    expect(modules.filter((m) => /^builtin:(crypto|child_process)$/.test(m))).toEqual([]);
+    // The trace sees built-ins however they are loaded: a test send checks the config's MAC with node:crypto.
+    expect(await loaded(['send', 'test', '--tenant', 'mailer', '--channel', 'email', '--to', 'x@example.com'])).toContain('builtin:crypto');
+  });
+
   test('tenant list in a pipe loads neither chalk nor cli-table3 nor validator', async () => {
     expect((await loaded(['tenant', 'list'])).filter((m) => TERMINAL_ONLY.test(m))).toEqual([]);
   });
