@@ -6,7 +6,7 @@
  * the key, and a token altered anywhere fails. `key rotate` changes the key: links in mail sent before a
  * rotation stop working (answered 403).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../lazy-node.js';
 import type { CoreContext, Channel } from './context.js';
 import { deriveKey, PURPOSE_UNSUBSCRIBE } from '../crypto/derive.js';
 import { prepared } from '../store/db.js';
@@ -26,7 +26,7 @@ export function unsubscribeKey(masterKey: Buffer): Buffer {
 }
 
 function mac(key: Buffer, t: UnsubscribeTarget): Buffer {
-  return createHmac('sha256', key)
+  return nodeCrypto().createHmac('sha256', key)
     .update(['v1', t.tenantId, t.channel, t.recipient.toLowerCase(), t.batchId, String(t.rowNo)].join('\n'))
     .digest()
     .subarray(0, 16);
@@ -54,5 +54,5 @@ export function verifyUnsubscribeToken(ctx: CoreContext, key: Buffer, token: str
   // token altered anywhere must fail.
   const given = Buffer.from(m[3]!, 'ascii');
   const want = Buffer.from(mac(key, target).toString('base64url'), 'ascii');
-  return given.length === want.length && timingSafeEqual(given, want) ? target : null;
+  return given.length === want.length && nodeCrypto().timingSafeEqual(given, want) ? target : null;
 }

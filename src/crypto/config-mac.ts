@@ -18,7 +18,7 @@
  * where settings values are JSON strings, numbers or booleans and `enabled` is a JSON boolean. The MAC is
  * stored as 64 lower-case hex digits.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../lazy-node.js';
 import { deriveKey, PURPOSE_CONFIG_MAC } from './derive.js';
 
 /** What a provider config's MAC covers. */
@@ -64,11 +64,11 @@ export function canonicalConfig(f: ConfigMacFields): Buffer {
 
 /** The MAC of a config row (64 hex digits) under the key derived from `masterKey`. */
 export function configMac(masterKey: Buffer, f: ConfigMacFields): string {
-  return createHmac('sha256', deriveKey(masterKey, PURPOSE_CONFIG_MAC)).update(canonicalConfig(f)).digest('hex');
+  return nodeCrypto().createHmac('sha256', deriveKey(masterKey, PURPOSE_CONFIG_MAC)).update(canonicalConfig(f)).digest('hex');
 }
 
 /** True when `mac` (as stored; null when missing) is the MAC of `f` under `masterKey`. Compared in constant time. */
 export function configMacValid(masterKey: Buffer, f: ConfigMacFields, mac: string | null): boolean {
   if (mac === null || !/^[0-9a-f]{64}$/.test(mac)) return false;
-  return timingSafeEqual(Buffer.from(configMac(masterKey, f), 'hex'), Buffer.from(mac, 'hex'));
+  return nodeCrypto().timingSafeEqual(Buffer.from(configMac(masterKey, f), 'hex'), Buffer.from(mac, 'hex'));
 }

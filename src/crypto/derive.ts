@@ -16,7 +16,7 @@
  * The derived key changes with the master key, so `key rotate` and `key reset` re-compute whatever was made with
  * the old one.
  */
-import { hkdfSync } from 'node:crypto';
+import { nodeCrypto } from '../lazy-node.js';
 
 /** The HKDF salt shared by every purpose. */
 const SALT = Buffer.from('switchboard', 'utf8');
@@ -36,5 +36,5 @@ export const PURPOSE_UNSUBSCRIBE = 'unsubscribe-token/v1';
  */
 export function deriveKey(masterKey: Buffer, purpose: string): Buffer {
   if (!purpose) throw new Error('deriveKey: a purpose is required');
-  return Buffer.from(hkdfSync('sha256', masterKey, SALT, Buffer.from(purpose, 'utf8'), 32));
+  return Buffer.from(nodeCrypto().hkdfSync('sha256', masterKey, SALT, Buffer.from(purpose, 'utf8'), 32));
 }

@@ -5,7 +5,7 @@
  * The key travels only over the child's stdin/stdout pipes, never argv or the environment.
  */
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { childProcess } from '../lazy-node.js';
 import { fileURLToPath } from 'node:url';
 
 /** Hard limit (ms) for one keychain call, including the child's start-up (~0.1 s). */
@@ -57,7 +57,7 @@ function call(op: 'get' | 'set' | 'delete' | 'probe', account: string, env: Node
     // The library would say the same after loading; answering here saves the child process.
     return { status: 'unavailable', problem: 'no-bus', detail: 'no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)' };
   }
-  const r = spawnSync(process.execPath, [childScript(), op, account], {
+  const r = childProcess().spawnSync(process.execPath, [childScript(), op, account], {
     env,
     input: input ?? '',
     encoding: 'utf8',

@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHmac, randomBytes } from 'node:crypto';
 import { KEY_BYTES } from './seal.js';
 import { KeyError, UsageError } from '../errors.js';
+import { nodeCrypto } from '../lazy-node.js';
 
 /** Where a master key came from. */
 export type KeySourceKind = 'env' | 'file' | 'keychain';
@@ -83,12 +83,12 @@ export function decodeKey(text: string, where: string): Buffer {
 
 /** A new random master key (32 bytes from the CSPRNG). */
 export function generateKey(): Buffer {
-  return randomBytes(KEY_BYTES);
+  return nodeCrypto().randomBytes(KEY_BYTES);
 }
 
 /** The key's public fingerprint: first 16 hex digits of HMAC-SHA256(key, "switchboard key fingerprint v1"). */
 export function fingerprint(key: Buffer): string {
-  return createHmac('sha256', key).update('switchboard key fingerprint v1').digest('hex').slice(0, 16);
+  return nodeCrypto().createHmac('sha256', key).update('switchboard key fingerprint v1').digest('hex').slice(0, 16);
 }
 
 /** Base64 text of a key, as written to key files and `export` lines. */

@@ -10,7 +10,7 @@
  * be passed off as a v1 blob. A store holding one therefore cannot be rolled back, without the key, to rows
  * from before row authentication (see core/config-auth.ts).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../lazy-node.js';
 
 /** Format version written by {@link seal}. */
 export const SEAL_VERSION = 2;
@@ -39,6 +39,7 @@ export function sealVersion(blob: Uint8Array): number {
 
 /** Seals a map of secret name → value with `key` (32 bytes). Returns the blob described above. */
 export function seal(key: Buffer, ctx: SealContext, secrets: Record<string, string>): Buffer {
+  const { randomBytes, createCipheriv } = nodeCrypto();
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(aadFor(ctx, SEAL_VERSION));
@@ -55,7 +56,7 @@ export function unseal(key: Buffer, ctx: SealContext, blob: Buffer): Record<stri
   if (blob.length < 1 + IV_BYTES + TAG_BYTES || (version !== 1 && version !== 2)) throw new Error('integrity');
   const iv = blob.subarray(1, 1 + IV_BYTES);
   const tag = blob.subarray(1 + IV_BYTES, 1 + IV_BYTES + TAG_BYTES);
-  const decipher = createDecipheriv('aes-256-gcm', key, iv);
+  const decipher = nodeCrypto().createDecipheriv('aes-256-gcm', key, iv);
   decipher.setAAD(aadFor(ctx, version));
   decipher.setAuthTag(tag);
   try {

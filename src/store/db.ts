@@ -6,11 +6,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { migrations } from './migrations.js';
 import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
+import { nodeCrypto } from '../lazy-node.js';
 
 /**
  * better-sqlite3, required as the CommonJS package it is: an ES `import` of it goes through Node's
@@ -192,7 +192,7 @@ function migrate(db: Db): void {
       if (i === 0) {
         db.prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)').run(
           'store_id',
-          randomUUID(),
+          nodeCrypto().randomUUID(),
           'created_at',
           new Date().toISOString(),
         );
