@@ -424,22 +424,36 @@ export class Dispatcher {
           ? this.sendManyWith(deferred.map((k) => messages[k]!), deferred.map((k) => origins[k] ?? {}), gate)
           : Promise.all(deferred.map((k) => this.sendFrom(i, messages[k]!, origins[k] ?? {}, gate, [])));
     if (deferred.length === messages.length) return later;
+    // Adapters give the rows of one outcome one result object (BatchItemResult); so do the records and results
+    // made from it here (one per outcome, not per row: fewer objects live while the next requests are packed).
+    // Results are read, never changed.
+    const outcomes = new Map<BatchItemResult, AttemptRow['outcome']>();
+    const outcomeOf = (r: Exclude<BatchItemResult, { deferred: string }>): AttemptRow['outcome'] => {
+      let o = outcomes.get(r);
+      if (!o) outcomes.set(r, (o = r.ok ? { messageId: r.messageId } : { error: r.error }));
+      return o;
+    };
     this.record(
       results.flatMap((r: BatchItemResult, k) =>
-        'deferred' in r
-          ? []
-          : [{ config, recipient: messages[k]!.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: r.ok ? { messageId: r.messageId } : { error: r.error } }],
+        'deferred' in r ? [] : [{ config, recipient: messages[k]!.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: outcomeOf(r) }],
       ),
     );
+    outcomes.clear();
     const rest = await later;
+    const made = new Map<BatchItemResult, DispatchResult>();
     return results.map((r, k): DispatchResult => {
       if ('deferred' in r) return rest[deferred.indexOf(k)]!;
+      if (!r.ok && r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
+      const same = made.get(r);
+      if (same) return same;
       const a: AttemptRecord = r.ok
         ? { provider: config.ref, attempt, status: 'sent', messageId: r.messageId }
         : failedAttempt(config.ref, attempt, r.error);
-      if (r.ok) return { status: 'sent', provider: config.ref, messageId: r.messageId, fallback: i > 0, attempts: [a], started: true };
-      if (r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
-      return { status: 'failed', provider: config.ref, fallback: i > 0, attempts: [a], error: errorOf(r.error), started: true };
+      const d: DispatchResult = r.ok
+        ? { status: 'sent', provider: config.ref, messageId: r.messageId, fallback: i > 0, attempts: [a], started: true }
+        : { status: 'failed', provider: config.ref, fallback: i > 0, attempts: [a], error: errorOf(r.error), started: true };
+      made.set(r, d);
+      return d;
     });
   }
 

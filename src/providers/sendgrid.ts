@@ -114,6 +114,8 @@ export interface MailSendPack {
     content: Array<{ type: 'text/plain' | 'text/html'; value: string }>;
     mail_settings?: { sandbox_mode: { enable: true } };
   };
+  /** `body` serialised: the request's bytes as they go on the wire (JSON, UTF-8). */
+  json: string;
   /** Index (into the messages given) of each personalization, in order. */
   included: number[];
   /** Messages left out of this request, with the reason; they are to be sent in another request. */
@@ -137,7 +139,10 @@ export interface MailSendPack {
 export function packMailSend(messages: readonly EmailMessage[], from: { email: string; name?: string }, sandbox: boolean, tagHex = randomBytes(4).toString('hex')): MailSendPack {
   const deferred: MailSendPack['deferred'] = [];
   const first = messages[0];
-  if (!first) return { body: { from, personalizations: [], content: [] }, included: [], deferred };
+  if (!first) {
+    const empty: MailSendPack['body'] = { from, personalizations: [], content: [] };
+    return { body: empty, json: JSON.stringify(empty), included: [], deferred };
+  }
   const shape = (m: EmailMessage) => `${m.text !== undefined}|${m.html !== undefined}`;
   const candidates: number[] = [];
   messages.forEach((m, k) => {
@@ -197,8 +202,10 @@ export function packMailSend(messages: readonly EmailMessage[], from: { email: s
   });
   body.personalizations = packed.map((p) => p.pers);
   let included = packed.map((p) => p.index);
-  // The whole body is measured once; only a body over the limit is cut, personalization by personalization.
-  if (utf8Bytes(JSON.stringify(body)) > SENDGRID_LIMITS.requestBytes) {
+  // The whole body is serialised once (the string that is posted); only a body over the limit is cut,
+  // personalization by personalization, and serialised again.
+  let json = JSON.stringify(body);
+  if (utf8Bytes(json) > SENDGRID_LIMITS.requestBytes) {
     body.personalizations = [];
     included = [];
     let size = utf8Bytes(JSON.stringify(body));
@@ -212,10 +219,14 @@ export function packMailSend(messages: readonly EmailMessage[], from: { email: s
       body.personalizations.push(pers);
       included.push(index);
     }
+    json = JSON.stringify(body);
   }
   deferred.sort((a, b) => a.index - b.index);
-  return { body, included, deferred };
+  return { body, json, included, deferred };
 }
+
+/** The result of a message that was not packed into the request (every result is then overwritten). */
+const NOT_PACKED: BatchItemResult = { ok: false, deferred: 'not packed' };
 
 /** Personalization indices that the recipient errors of a 400 name (`personalizations.3.to.0.email`, `personalizations[3].to…`). */
 function badPersonalizations(err: unknown): Set<number> | undefined {
@@ -253,9 +264,13 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
   // directly instead of follow-redirects, which keeps a copy of every request body for a replay (measured: 9 %
   // faster per message, and less memory). A 3xx answer is then an error like any other 4xx: `config`.
   setDefault('maxRedirects', 0);
-  /** Posts a mail send body; @returns the `X-Message-Id` (sandbox mode answers 200 without one). @throws what the SDK throws. */
-  const post = async (body: MailSendPack['body']): Promise<string> => {
-    const [response] = await client.request({ method: 'POST', url: '/v3/mail/send', body });
+  // Bodies are posted already serialised (MailSendPack.json, the string packMailSend measured): axios would
+  // otherwise JSON.parse a string body to check it, or serialise an object a second time. The Content-Type
+  // stays the client's default, application/json.
+  setDefault('transformRequest', [(data: unknown) => (data === undefined || typeof data === 'string' ? data : JSON.stringify(data))]);
+  /** Posts a mail send body (its JSON); @returns the `X-Message-Id` (sandbox mode answers 200 without one). @throws what the SDK throws. */
+  const post = async (json: string): Promise<string> => {
+    const [response] = await client.request({ method: 'POST', url: '/v3/mail/send', body: json });
     return header(response.headers as Record<string, unknown>, 'x-message-id') ?? (sandbox ? `sandbox-${randomBytes(8).toString('hex')}` : '');
   };
   const from = { email: String(s.from), ...(s.fromName !== undefined ? { name: String(s.fromName) } : {}) };
@@ -279,21 +294,26 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
      * @throws ProviderError (see {@link classifySendGridError}) when the request fails as a whole.
      */
     async sendMany(messages: EmailMessage[]): Promise<BatchItemResult[]> {
-      const pack = packMailSend(messages.map(withListHeaders), from, sandbox);
-      const results: BatchItemResult[] = messages.map(() => ({ ok: false, deferred: 'not packed' }));
-      for (const d of pack.deferred) results[d.index] = { ok: false, deferred: d.reason };
-      if (pack.included.length === 0) return results;
+      // Only the JSON and the included indices outlive this turn: the packed objects (personalizations,
+      // substitutions, headers) die young instead of being promoted while the request is on the wire.
+      const { json, included, deferred } = packMailSend(messages.map(withListHeaders), from, sandbox);
+      // Results are read, never changed: the rows of one outcome share one object (one per request, not per row).
+      const results: BatchItemResult[] = messages.map(() => NOT_PACKED);
+      for (const d of deferred) results[d.index] = { ok: false, deferred: d.reason };
+      if (included.length === 0) return results;
       try {
-        const id = await post(pack.body);
-        const acceptedAt = new Date();
-        for (const k of pack.included) results[k] = { ok: true, messageId: id, acceptedAt };
+        const id = await post(json);
+        const accepted: BatchItemResult = { ok: true, messageId: id, acceptedAt: new Date() };
+        for (const k of included) results[k] = accepted;
         return results;
       } catch (err) {
         const e = classifySendGridError(err, Date.now());
         const bad = e.kind === 'recipient' ? badPersonalizations(err) : undefined;
-        if (!bad || [...bad].some((p) => p >= pack.included.length)) throw e;
-        pack.included.forEach((k, p) => {
-          results[k] = bad.has(p) ? { ok: false, error: e } : { ok: false, deferred: 'SendGrid refused the request because of another recipient' };
+        if (!bad || [...bad].some((p) => p >= included.length)) throw e;
+        const failed: BatchItemResult = { ok: false, error: e };
+        const refused: BatchItemResult = { ok: false, deferred: 'SendGrid refused the request because of another recipient' };
+        included.forEach((k, p) => {
+          results[k] = bad.has(p) ? failed : refused;
         });
         return results;
       }
@@ -306,7 +326,7 @@ export async function createSendGridProvider(config: AdapterConfig): Promise<Ema
       const pack = packMailSend([withListHeaders(message)], from, sandbox);
       if (pack.included.length === 0) throw new ProviderError('config', `SendGrid cannot take this message: ${pack.deferred[0]?.reason ?? 'not packed'}`);
       try {
-        return { messageId: await post(pack.body), acceptedAt: new Date() };
+        return { messageId: await post(pack.json), acceptedAt: new Date() };
       } catch (err) {
         throw classifySendGridError(err, Date.now());
       }

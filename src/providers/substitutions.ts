@@ -127,14 +127,18 @@ export function factorStrings(strings: readonly string[], maxGapBytes = Number.P
   const r = tokenize(ref, dict);
   const nr = r.ids.length;
   const kept: number[] = [0];
-  const maps: Array<Int32Array | undefined> = [undefined];
-  const toks: Tokens[] = [r];
+  // Per kept string (by its place j in `kept`), where its match of each token i of the first string starts:
+  // starts[j·nr + i], in characters (a match is the same token, so it is as long; unmatched ones are never
+  // read). One array for the call instead of three small ones per string, so nothing of a string outlives its
+  // turn of the loop: a request's worth of strings leaves no per-string objects to be promoted (README bench
+  // section, issue 10).
+  const starts = new Int32Array(nr * strings.length);
+  starts.set(r.offs.subarray(0, nr));
   const matchedBy = new Int32Array(nr);
+  const map = new Int32Array(nr);
   for (let k = 1; k < strings.length; k++) {
     const s = strings[k]!;
     const t = s === ref ? r : tokenize(s, dict);
-    toks.push(t);
-    const map = new Int32Array(nr);
     if (s === ref) for (let i = 0; i < nr; i++) map[i] = i;
     else match(r.ids, t.ids, map);
     // Unmatched characters on either side bound this string's gaps from below.
@@ -146,35 +150,37 @@ export function factorStrings(strings: readonly string[], maxGapBytes = Number.P
       else matchedChars += len;
     }
     const unmatchedOwn = s.length - matchedChars;
-    if (Math.max(unmatchedRef, unmatchedOwn) > maxGapBytes) {
-      maps.push(undefined);
-      continue;
-    }
-    maps.push(map);
+    if (Math.max(unmatchedRef, unmatchedOwn) > maxGapBytes) continue;
+    const base = nr * kept.length;
     kept.push(k);
-    for (let i = 0; i < nr; i++) if (map[i]! >= 0) matchedBy[i]!++;
+    for (let i = 0; i < nr; i++) {
+      const m = map[i]!;
+      if (m < 0) continue;
+      matchedBy[i]!++;
+      starts[base + i] = t.offs[m]!;
+    }
   }
   const others = kept.length - 1;
   // Anchors: tokens of the first string that every kept string matches. Virtual anchors at -1 and nr.
   const anchors: number[] = [-1];
   for (let i = 0; i < nr; i++) if (matchedBy[i] === others) anchors.push(i);
   anchors.push(nr);
-  const pos = (k: number, i: number): number => (i < 0 ? -1 : i >= nr ? toks[k]!.ids.length : k === 0 ? i : maps[k]![i]!);
+  /** Where kept string j's match of anchor i starts / ends, in characters (the virtual anchors: its two ends). */
+  const startOf = (j: number, i: number): number => (i >= nr ? strings[kept[j]!]!.length : starts[j * nr + i]!);
+  const endOf = (j: number, i: number): number => (i < 0 ? 0 : starts[j * nr + i]! + r.offs[i + 1]! - r.offs[i]!);
 
-  // Gaps as character ranges per kept string; literals as ranges of the first string.
+  // Gaps as character ranges per kept string; literals as ranges of the first string. Tokens are never empty,
+  // so two anchors are adjacent tokens in a string exactly when the first ends where the second starts.
   const gapRanges: Array<Array<[number, number]>> = [];
   const litRanges: Array<[number, number]> = [];
   let litStart = 0;
-  for (let j = 1; j < anchors.length; j++) {
-    const p = anchors[j - 1]!;
-    const q = anchors[j]!;
+  for (let a = 1; a < anchors.length; a++) {
+    const p = anchors[a - 1]!;
+    const q = anchors[a]!;
     let empty = q === p + 1;
-    if (empty) for (const k of kept) if (pos(k, q) !== pos(k, p) + 1) empty = false;
+    if (empty) for (let j = 0; j < kept.length; j++) if (startOf(j, q) !== endOf(j, p)) empty = false;
     if (empty) continue;
-    const ranges = kept.map((k): [number, number] => {
-      const offs = toks[k]!.offs;
-      return [offs[pos(k, p) + 1]!, offs[pos(k, q)]!];
-    });
+    const ranges = kept.map((_, j): [number, number] => [endOf(j, p), startOf(j, q)]);
     litRanges.push([litStart, ranges[0]![0]]);
     litStart = ranges[0]![1];
     gapRanges.push(ranges);

@@ -417,7 +417,14 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
         groupSize > 1
           ? await dispatcher.sendMany(ready.map((r) => r.message as EmailMessage), origins, open)
           : [await dispatcher.send(ready[0]!.message, origins[0], open)];
-      done.push(report(ready.map((r) => r.item), results.map(outcomeOf)));
+      // Rows with the same result (one object per request's outcome, see Dispatcher.sendMany) share one Outcome.
+      const outcomes = new Map<DispatchResult, Outcome>();
+      done.push(
+        report(
+          ready.map((r) => r.item),
+          results.map((r) => outcomes.get(r) ?? outcomes.set(r, outcomeOf(r)).get(r)!),
+        ),
+      );
     }
     await Promise.all(done);
   };
