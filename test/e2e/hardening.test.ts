@@ -97,7 +97,7 @@ describe('provider configs are authenticated as a whole', () => {
         ...base,
         kind: 'ses',
         priority: 30,
-        settings: { region: 'eu-west-1', from: 'noreply@acme.test', accessKeyId: 'AKIATAMPERMATRIX0001', endpoint: http.url },
+        settings: { region: 'eu-west-1', from: 'noreply@acme.test', accessKeyId: `AKIA${randomBytes(8).toString('hex').toUpperCase()}`, endpoint: http.url },
         secrets: { secretAccessKey: 'tamper-matrix-aws-secret' },
       });
     });
