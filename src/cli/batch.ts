@@ -122,15 +122,15 @@ export function registerBatch(program: Command, io: Io): void {
     batch
       .command('retry <id>')
       .description(
-        "put chosen rows back to 'pending' for `batch resume` to send: --failed, --unknown (neither: both), optionally only --error-class recipient|auth|config|transient|render. Audited. Asks on a terminal; needs --yes without one",
+        "put chosen rows back to 'pending' for `batch resume` to send: --failed, --unknown (neither: both), optionally only --error-class recipient|render (auth, config and transient errors never fail a row: they pause the batch). Audited. Asks on a terminal; needs --yes without one",
       )
       .option('--failed', "rows that failed")
       .option('--unknown', "rows whose outcome is unknown (left 'sending' by a crash)")
-      .option('--error-class <class>', 'only rows that failed with this class of error: recipient, auth, config, transient or render')
+      .option('--error-class <class>', 'only rows that failed with this class of error: recipient or render (the only errors that fail a row; the others pause the batch with its rows pending)')
       .option('-y, --yes', 'do not ask for confirmation')
       .action(
         action<{ failed?: boolean; unknown?: boolean; errorClass?: string; yes?: boolean }>(io, async (cli, [id], opts) => {
-          const classes = ['recipient', 'auth', 'config', 'transient', 'render'];
+          const classes = ['recipient', 'render'];
           if (opts.errorClass !== undefined && !classes.includes(opts.errorClass)) throw new UsageError(`--error-class ${opts.errorClass}: expected one of ${classes.join(', ')}`);
           const both = !opts.failed && !opts.unknown;
           const sel = { failed: both || opts.failed === true, unknown: both || opts.unknown === true, errorClass: opts.errorClass as ErrorClass | undefined };
@@ -147,7 +147,7 @@ export function registerBatch(program: Command, io: Io): void {
           );
         }),
       ),
-    ['switchboard batch retry b-20261123-1a2b3c4d --unknown', 'switchboard batch retry b-20261123-1a2b3c4d --failed --error-class transient --yes'],
+    ['switchboard batch retry b-20261123-1a2b3c4d --unknown', 'switchboard batch retry b-20261123-1a2b3c4d --failed --error-class recipient --yes'],
   );
 
   examples(

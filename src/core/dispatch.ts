@@ -114,6 +114,14 @@ export interface DispatchOrigin {
  */
 export type SendGate = () => Promise<boolean>;
 
+/**
+ * The gate of a batched send ({@link Dispatcher.sendMany}): called in a provider's slot just before a request
+ * leaves, with the indices (into `messages`) of the rows that request carries and that no earlier request has
+ * claimed: all of a batched request's rows at once, or one row when the messages fall back row by row. Resolves
+ * false to stop the request.
+ */
+export type GroupGate = (indices: readonly number[]) => Promise<boolean>;
+
 /** One attempt to record: the config that took it, for which recipient and row, and how it ended. */
 interface AttemptRow {
   config: ProviderConfig;
@@ -144,8 +152,25 @@ class OnceGate {
     this.result ??= this.fn ? this.fn() : Promise.resolve(true);
     return this.result;
   }
-  get passed(): boolean {
-    return this.result !== undefined;
+}
+
+/**
+ * The claims of one {@link Dispatcher.sendMany} call: each request's gate claims the rows it carries that no
+ * earlier request claimed, so a row is claimed when the first request carrying it leaves, never before (rows
+ * waiting for a slot after a fallback row by row stay unclaimed) and never twice.
+ */
+class RowClaims {
+  private readonly claimed = new Map<number, Promise<boolean>>();
+  constructor(private readonly fn?: GroupGate) {}
+
+  /** The gate of a request carrying rows `ks` (indices into the sendMany messages). */
+  gate(ks: readonly number[]): OnceGate {
+    return new OnceGate(() => {
+      const fresh = ks.filter((k) => !this.claimed.has(k));
+      const claim = fresh.length === 0 || !this.fn ? Promise.resolve(true) : this.fn(fresh);
+      for (const k of fresh) this.claimed.set(k, claim);
+      return Promise.all(ks.map((k) => this.claimed.get(k)!)).then((oks) => oks.every(Boolean));
+    });
   }
 }
 
@@ -379,16 +404,22 @@ export class Dispatcher {
    * auth/config/transient failure from the next provider on, after a recipient failure (one bad address
    * refuses the whole request) from the same provider, so the bad row fails alone. Messages the adapter
    * returns `deferred` (left out of its request) go in a further batched request, or one by one if the adapter
-   * deferred them all. `gate` runs once for all the messages, before the first request leaves.
+   * deferred them all. `gate` claims rows as the requests carrying them leave (see {@link GroupGate}).
    * Never throws for provider failures. @returns one result per message, in order.
    */
-  async sendMany(messages: EmailMessage[], origins: DispatchOrigin[], gate?: SendGate): Promise<DispatchResult[]> {
-    return this.sendManyWith(messages, origins, new OnceGate(gate));
+  async sendMany(messages: EmailMessage[], origins: DispatchOrigin[], gate?: GroupGate): Promise<DispatchResult[]> {
+    return this.sendManyWith(
+      messages,
+      origins,
+      new RowClaims(gate),
+      messages.map((_, k) => k),
+    );
   }
 
-  private async sendManyWith(messages: EmailMessage[], origins: DispatchOrigin[], gate: OnceGate): Promise<DispatchResult[]> {
+  /** `idx`: each message's index in the original sendMany call (what `claims` knows rows by). */
+  private async sendManyWith(messages: EmailMessage[], origins: DispatchOrigin[], claims: RowClaims, idx: readonly number[]): Promise<DispatchResult[]> {
     const i = this.chain.findIndex((s) => s.openReason === undefined);
-    const rowByRow = (from: number, last?: ProviderError) => Promise.all(messages.map((m, k) => this.sendFrom(from, m, origins[k] ?? {}, gate, [], last)));
+    const rowByRow = (from: number, last?: ProviderError) => Promise.all(messages.map((m, k) => this.sendFrom(from, m, origins[k] ?? {}, claims.gate([idx[k]!]), [], last)));
     if (i < 0) return rowByRow(this.chain.length);
     const step = this.chain[i]!;
     const config = step.entry.config;
@@ -407,7 +438,7 @@ export class Dispatcher {
         if (results.length !== messages.length) throw new ProviderError('transient', `${config.kind} returned ${results.length} results for ${messages.length} messages`);
         return results;
       },
-      gate,
+      claims.gate(idx),
       (attempt, outcome) => {
         if (outcome.error) this.record(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome })));
       },
@@ -421,8 +452,13 @@ export class Dispatcher {
       deferred.length === 0
         ? []
         : deferred.length < messages.length
-          ? this.sendManyWith(deferred.map((k) => messages[k]!), deferred.map((k) => origins[k] ?? {}), gate)
-          : Promise.all(deferred.map((k) => this.sendFrom(i, messages[k]!, origins[k] ?? {}, gate, [])));
+          ? this.sendManyWith(
+              deferred.map((k) => messages[k]!),
+              deferred.map((k) => origins[k] ?? {}),
+              claims,
+              deferred.map((k) => idx[k]!),
+            )
+          : Promise.all(deferred.map((k) => this.sendFrom(i, messages[k]!, origins[k] ?? {}, claims.gate([idx[k]!]), [])));
     if (deferred.length === messages.length) return later;
     // Adapters give the rows of one outcome one result object (BatchItemResult); so do the records and results
     // made from it here (one per outcome, not per row: fewer objects live while the next requests are packed).

@@ -31,7 +31,8 @@ export const BUSY_TIMEOUT_MS = Number(process.env.SWITCHBOARD_BUSY_TIMEOUT_MS) >
 /** Whether an error is SQLite's "database is busy/locked" (another connection held the lock past the timeout). */
 export function isBusy(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+  // Also the extended codes (SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY, SQLITE_LOCKED_SHAREDCACHE, …).
+  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED)(_|$)/.test(code);
 }
 
 /**

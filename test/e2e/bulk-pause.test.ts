@@ -255,7 +255,9 @@ describe('signals, exit codes, retries', () => {
     const bad = await ws.run(['batch', 'retry', summary.batchId, '--error-class', 'weather', '--yes']);
     expectExit(bad, 2, 'bad --error-class');
     expect(bad.stderr).toContain('--error-class weather');
-    const none = parseJson<{ retriedCount: number }>(expectExit(await ws.run(['batch', 'retry', summary.batchId, '--failed', '--error-class', 'transient', '--yes', '--json']), 0, 'retry transient'));
+    // Only the classes that fail a row are offered; the row failed for its recipient, so render selects none.
+    expectExit(await ws.run(['batch', 'retry', summary.batchId, '--failed', '--error-class', 'transient', '--yes']), 2, '--error-class transient');
+    const none = parseJson<{ retriedCount: number }>(expectExit(await ws.run(['batch', 'retry', summary.batchId, '--failed', '--error-class', 'render', '--yes', '--json']), 0, 'retry render'));
     expect(none.retriedCount).toBe(0);
     const retried = parseJson<{ retriedCount: number; pendingCount: number }>(
       expectExit(await ws.run(['batch', 'retry', summary.batchId, '--failed', '--error-class', 'recipient', '--yes', '--json']), 0, 'retry'),

@@ -225,6 +225,30 @@ describe('Dispatcher.sendMany: the same loop for a batched request', () => {
     expect(calls.get('a')).toEqual([3]);
   });
 
+  test('rows are claimed as their requests leave: the whole batched request at once, then row by row after a fallback, never twice', async () => {
+    // a batches and answers auth; b (the system default) sends one message per request.
+    route('a', ['auth'], ['ok'], true);
+    addProvider(ctx, { tenantId: null, channel: 'email', kind: 'test-scripted', name: 'b', settings: { script: 'b', batch: 'no' }, secrets: {} });
+    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    const claims: number[][] = [];
+    const gate = async (ks: readonly number[]) => {
+      claims.push([...ks]);
+      return true;
+    };
+    // Group 1: the batched request to a leaves (all 4 claimed), a answers auth, the rows go one by one to b
+    // (already claimed: nothing claimed again).
+    const first = await d.sendMany(many(4), origins(4), gate);
+    expect(first.map((r) => r.provider)).toEqual(Array.from({ length: 4 }, () => 'system/email/b'));
+    expect(claims).toEqual([[0, 1, 2, 3]]);
+    // Group 2: a's circuit is open, b takes the rows one request each: each row is claimed by its own request,
+    // in b's slot (before the fix the first row's request claimed all three).
+    claims.length = 0;
+    const second = await d.sendMany(many(3), origins(3), gate);
+    expect(second.map((r) => r.status)).toEqual(['sent', 'sent', 'sent']);
+    expect(claims.sort()).toEqual([[0], [1], [2]]);
+    expect(calls.get('a')).toEqual([4]);
+  });
+
   test('recipient on the batched request: retried row by row on the same provider', async () => {
     route('a+b', ['recipient', 'ok'], ['ok'], true);
     const d = Dispatcher.open(ctx, 'acme', 'email', { retry });

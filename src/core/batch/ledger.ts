@@ -389,11 +389,14 @@ export class RunLedger {
          AND EXISTS (SELECT 1 FROM batches WHERE id = ? AND lease_owner = ?)`;
     this.claimStmt = ctx.db.prepare(`${claim.replace('%s', 'IN (SELECT value FROM json_each(?))')} RETURNING row_no`);
     this.claimOneStmt = ctx.db.prepare(claim.replace('%s', '= ?'));
-    const finish = 'UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, error_kind = ?, updated_at = ? WHERE batch_id = ? AND row_no %s';
+    // Outcomes and hand-backs too only while this process holds the lease: a run whose lease was taken over
+    // (it was stopped past the lease) never writes rows another run now owns.
+    const held = 'AND EXISTS (SELECT 1 FROM batches WHERE id = ? AND lease_owner = ?)';
+    const finish = `UPDATE batch_items SET state = ?, provider = ?, message_id = ?, fallback = ?, error = ?, error_kind = ?, updated_at = ? WHERE batch_id = ? AND row_no %s ${held}`;
     this.finishStmt = ctx.db.prepare(finish.replace('%s', 'IN (SELECT value FROM json_each(?))'));
     this.finishOneStmt = ctx.db.prepare(finish.replace('%s', '= ?'));
     this.releaseStmt = ctx.db.prepare(
-      "UPDATE batch_items SET state = 'pending', updated_at = ? WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?)) AND state = 'sending'",
+      `UPDATE batch_items SET state = 'pending', updated_at = ? WHERE batch_id = ? AND row_no IN (SELECT value FROM json_each(?)) AND state = 'sending' ${held}`,
     );
   }
 
@@ -413,15 +416,15 @@ export class RunLedger {
     return new Set(got.map((g) => g.row_no));
   }
 
-  /** Records one outcome for rows (run inside a transaction). */
+  /** Records one outcome for rows (run inside a transaction); nothing once the lease is lost. */
   finish(rows: readonly number[], o: Outcome): void {
     const args = [o.state, o.provider, o.messageId, o.fallback ? 1 : 0, o.error, o.errorKind, this.ctx.clock.now().toISOString(), this.batchId] as const;
-    if (rows.length === 1) this.finishOneStmt.run(...args, rows[0]);
-    else this.finishStmt.run(...args, JSON.stringify(rows));
+    if (rows.length === 1) this.finishOneStmt.run(...args, rows[0], this.batchId, this.owner);
+    else this.finishStmt.run(...args, JSON.stringify(rows), this.batchId, this.owner);
   }
 
-  /** Hands `sending` rows back to `pending`: their request never reached a provider that took it. */
+  /** Hands `sending` rows back to `pending`: their request never reached a provider that took it. Nothing once the lease is lost. */
   release(rows: readonly number[]): void {
-    this.releaseStmt.run(this.ctx.clock.now().toISOString(), this.batchId, JSON.stringify(rows));
+    this.releaseStmt.run(this.ctx.clock.now().toISOString(), this.batchId, JSON.stringify(rows), this.batchId, this.owner);
   }
 }

@@ -131,6 +131,11 @@ export async function resumeBatch(ctx: CoreContext, batchId: string, opts: RunOp
   if (batch.status === 'loading') throw new UsageError(`batch ${batchId} never finished loading; run the same \`send batch\` again`);
   if (batch.status === 'cancelled') throw new UsageError(`batch ${batchId} was cancelled; its pending rows were skipped (send them with \`send batch … --new-batch\`)`);
   const concurrency = checkRunOptions(opts);
+  const stats = batchStats(ctx, batch);
+  if (batch.status === 'done' && stats.pending === 0 && !(opts.retryUnknown === true && stats.unknown > 0)) {
+    // Nothing to send: report the batch as it is (its finish time stays the time it finished).
+    return summarize(ctx, batchId, started, { alreadyFinished: true, resumed: false });
+  }
   const template = compileTemplate(JSON.parse(batch.template) as TemplateSource);
   const run = openRun(ctx, batch.tenant_id, batch.channel, opts, concurrency, hooks);
   try {
@@ -391,14 +396,14 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   };
 
   /**
-   * The dispatcher's gate: in the provider's slot, commits the rows `sending` before their request leaves (a
-   * crash from here on leaves them `sending`, which a resume turns into `unknown`). Claims nothing once the
-   * lease is gone.
+   * The dispatcher's gate: in the provider's slot, commits the rows a request carries (`ks`, indices into
+   * `rows`) `sending` before it leaves (a crash from here on leaves them `sending`, which a resume turns into
+   * `unknown`). Claims nothing once the lease is gone.
    */
-  const gate = (rows: readonly ItemRow[]) => async (): Promise<boolean> => {
+  const gate = (rows: readonly ItemRow[]) => async (ks: readonly number[]): Promise<boolean> => {
     let ok = false;
     await journal.commit(() => {
-      const want = rows.map((r) => r.row_no);
+      const want = ks.map((k) => rows[k]!.row_no);
       const got = ledger.claim(want);
       ok = got.size === want.length;
       if (!ok && got.size > 0) ledger.release([...got]);
@@ -416,7 +421,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       const results =
         groupSize > 1
           ? await dispatcher.sendMany(ready.map((r) => r.message as EmailMessage), origins, open)
-          : [await dispatcher.send(ready[0]!.message, origins[0], open)];
+          : [await dispatcher.send(ready[0]!.message, origins[0], () => open([0]))];
       // Rows with the same result (one object per request's outcome, see Dispatcher.sendMany) share one Outcome.
       const outcomes = new Map<DispatchResult, Outcome>();
       done.push(
