@@ -102,11 +102,6 @@ export class RequestLimiter {
     this.pausedUntil = Math.max(this.pausedUntil, this.now() + ms);
   }
 
-  /** Requests given to {@link run} and not finished (waiting or in flight). */
-  get pending(): number {
-    return this.waiting.length + this.inFlight;
-  }
-
   private now(): number {
     return this.clock.now().getTime();
   }
