@@ -57,6 +57,8 @@ const COMMON = [
   'src/providers/registry.ts',
   'src/store/db.ts',
   'src/store/migrations.ts',
+  'src/store/open.ts',
+  'src/store/sql.ts',
   'src/crypto/keys.ts',
   'src/crypto/seal.ts',
   'src/crypto/keychain.ts',

@@ -19,8 +19,8 @@ export function registerAudit(program: Command, io: Io): void {
       .option('--since <when>', 'a duration such as 30d, 12h, 15m, or an ISO 8601 time')
       .option('--limit <n>', 'at most this many (newest), default 1000')
       .action(
-        action<{ tenant?: string; since?: string; limit?: string }>(io, (cli, _args, opts) => {
-          const ctx = cli.core();
+        action<{ tenant?: string; since?: string; limit?: string }>(io, async (cli, _args, opts) => {
+          const ctx = await cli.core();
           const entries = listAudit(ctx, {
             tenantId: opts.tenant,
             since: opts.since ? parseSince(opts.since, ctx.clock.now(), '--since') : undefined,

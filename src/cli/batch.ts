@@ -31,8 +31,8 @@ export function registerBatch(program: Command, io: Io): void {
       .option('--tenant <id>', 'only this tenant\'s')
       .option('--limit <n>', 'at most this many (default 100)')
       .action(
-        action<{ tenant?: string; limit?: string }>(io, (cli, _args, opts) => {
-          const list = listBatches(cli.core(), { tenantId: opts.tenant, limit: intFlag(opts.limit, '--limit', 1, 100_000) });
+        action<{ tenant?: string; limit?: string }>(io, async (cli, _args, opts) => {
+          const list = listBatches(await cli.core(), { tenantId: opts.tenant, limit: intFlag(opts.limit, '--limit', 1, 100_000) });
           cli.out.result(list.map(batchJson), () =>
             cli.out.list(
               ['BATCH', 'TENANT', 'CHANNEL', 'STATUS', 'ROWS', 'SENT', 'FAILED', 'SKIPPED', 'UNKNOWN', 'CREATED'],
@@ -51,8 +51,8 @@ export function registerBatch(program: Command, io: Io): void {
       .description('show a batch and its messages by delivery status (from provider events); with --items, every row with its state, provider and message id')
       .option('--items', 'include every row')
       .action(
-        action<{ items?: boolean }>(io, (cli, [id], opts) => {
-          const ctx = cli.core();
+        action<{ items?: boolean }>(io, async (cli, [id], opts) => {
+          const ctx = await cli.core();
           const b = getBatch(ctx, id!);
           const delivery = deliveryCounts(ctx, b.id);
           const items = opts.items ? batchItems(ctx, b.id) : undefined;
@@ -108,7 +108,7 @@ export function registerBatch(program: Command, io: Io): void {
       .option('--retry-unknown', 'resend rows whose outcome is unknown')
       .action(
         action<{ concurrency: string; rate?: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const rate = intFlag(opts.rate, '--rate', 1, 100_000);
           await runWithProgress(cli, `resuming ${id}`, (hooks) =>
             resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks),
@@ -134,7 +134,7 @@ export function registerBatch(program: Command, io: Io): void {
           if (opts.errorClass !== undefined && !classes.includes(opts.errorClass)) throw new UsageError(`--error-class ${opts.errorClass}: expected one of ${classes.join(', ')}`);
           const both = !opts.failed && !opts.unknown;
           const sel = { failed: both || opts.failed === true, unknown: both || opts.unknown === true, errorClass: opts.errorClass as ErrorClass | undefined };
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const b = getBatch(ctx, id!);
           const n = retryCount(ctx, b.id, sel);
           const what = [sel.failed ? 'failed' : '', sel.unknown ? 'unknown' : ''].filter(Boolean).join(' or ') + (sel.errorClass ? ` (${sel.errorClass} errors)` : '');
@@ -157,7 +157,7 @@ export function registerBatch(program: Command, io: Io): void {
       .option('-y, --yes', 'do not ask for confirmation')
       .action(
         action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const b = getBatch(ctx, id!);
           // A finished batch has nothing to cancel: no question asked (cancelBatch checks again in its transaction).
           if (b.status !== 'done' && b.status !== 'cancelled') await confirmOrYes(cli, opts.yes, `Cancel batch ${b.id} for good (${b.pending} pending rows will never be sent)?`);
@@ -185,7 +185,7 @@ export function registerBatch(program: Command, io: Io): void {
       .action(
         action<{ out?: string; raw?: boolean }>(io, async (cli, [id], opts) => {
           const out = required(opts.out, '--out', 'a file name, or - for stdout');
-          const { columns, rows } = exportBatch(cli.core(), id!);
+          const { columns, rows } = exportBatch(await cli.core(), id!);
           let count = 0;
           const counted = Readable.from(
             (function* () {

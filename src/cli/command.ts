@@ -29,7 +29,7 @@ export function action<O>(io: Io, fn: (cli: CliContext, args: string[], opts: O)
       if (code.startsWith('SQLITE_CORRUPT') || isBusy(err)) throw mapSqliteError(err, cli.storePath);
       throw err;
     } finally {
-      cli.close();
+      await cli.close();
     }
   };
 }

@@ -10,6 +10,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { openStoreReadOnly, resolveStorePath, type Db } from '../store/db.js';
+import { SqliteSql } from '../store/sql.js';
 import { systemClock, CHANNELS, type CoreContext } from '../core/context.js';
 import { listTenants } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
@@ -34,7 +35,7 @@ class StoreCandidates {
     if (this.db === undefined) this.db = openStoreReadOnly(this.file);
     if (!this.db) return [];
     try {
-      return fn({ db: this.db, storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` });
+      return fn({ sql: new SqliteSql(this.db), db: this.db, storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` });
     } catch {
       return []; // a store of an older schema, or locked: no candidates rather than an error in the shell
     }

@@ -4,9 +4,10 @@
  */
 import os from 'node:os';
 import type { Command } from 'commander';
-import { openStore, resolveStorePath, mapSqliteError, type Db } from '../store/db.js';
+import { resolveStorePath } from '../store/db.js';
 import { shiftedClock, systemClock, type Clock, type CoreContext } from '../core/context.js';
 import { UsageError } from '../errors.js';
+import { openSqliteHandle, type StoreHandle } from '../store/open.js';
 import { Output, type Stream } from './output.js';
 
 /** Process-level inputs, injected so commands can be run in-process by tests. */
@@ -36,7 +37,7 @@ export interface GlobalFlags {
 /** What a command's action gets. */
 export class CliContext {
   readonly storePath: string;
-  private db?: Db;
+  private store?: StoreHandle;
 
   constructor(
     readonly io: Io,
@@ -71,17 +72,14 @@ export class CliContext {
    * folder 0700); for every other command a missing store is an error (exit 2, "no store at PATH" and how to
    * create or point at one), so a mistyped `--store` never makes a new empty store.
    */
-  core(opts: { create?: boolean } = {}): CoreContext {
-    if (!this.db) {
-      try {
-        this.db = openStore(this.storePath, { create: opts.create === true });
-      } catch (err) {
-        throw mapSqliteError(err, this.storePath);
-      }
-      this.out.debug(`store: ${this.storePath}`);
+  async core(opts: { create?: boolean } = {}): Promise<CoreContext> {
+    if (!this.store) {
+      this.store = openSqliteHandle(this.storePath, { create: opts.create === true });
+      this.out.debug(`store: ${this.store.location}`);
     }
     return {
-      db: this.db,
+      sql: this.store.sql,
+      db: this.store.db!,
       storePath: this.storePath,
       clock: this.clock(),
       env: this.io.env,
@@ -106,9 +104,10 @@ export class CliContext {
   }
 
   /** Closes the store if it was opened. */
-  close(): void {
-    this.db?.close();
-    this.db = undefined;
+  async close(): Promise<void> {
+    const store = this.store;
+    this.store = undefined;
+    await store?.close();
   }
 
   /** Reads all of stdin as text (for `--secrets-stdin`). @throws UsageError if stdin is a TTY. */

@@ -145,7 +145,7 @@ export function registerDomain(program: Command, io: Io): void {
       .action(
         action<OwnerFlags & { provider?: string; subdomain?: string; dkimSelector?: string; mailFrom?: string }>(io, async (cli, [name], opts) => {
           const owner = ownerFlag(opts, true) as string | null;
-          const d = await addDomain(cli.core(), {
+          const d = await addDomain(await cli.core(), {
             tenantId: owner,
             domain: name!,
             providerRef: opts.provider,
@@ -170,8 +170,8 @@ export function registerDomain(program: Command, io: Io): void {
 
   examples(
     withOwner(domain.command('list').description('list sender domains with status (pending, verified, failed) and last check')).action(
-      action<OwnerFlags>(io, (cli, _args, opts) => {
-        const list = listDomains(cli.core(), ownerFlag(opts));
+      action<OwnerFlags>(io, async (cli, _args, opts) => {
+        const list = listDomains(await cli.core(), ownerFlag(opts));
         cli.out.result(list.map(domainJson), () =>
           cli.out.list(
             ['DOMAIN', 'OWNER', 'PROVIDER', 'STATUS', 'LAST CHECK', 'DETAIL'],
@@ -188,9 +188,9 @@ export function registerDomain(program: Command, io: Io): void {
     withOwner(domain.command('records <domain>').description('the DNS records to publish: a table, JSON, or a BIND zone-file snippet'))
       .option('--format <format>', 'table, json or zone', 'table')
       .action(
-        action<OwnerFlags & { format: string }>(io, (cli, [name], opts) => {
+        action<OwnerFlags & { format: string }>(io, async (cli, [name], opts) => {
           if (!['table', 'json', 'zone'].includes(opts.format)) throw new UsageError(`--format ${opts.format}: expected table, json or zone`);
-          const d: Domain = getDomain(cli.core(), name!, ownerFlag(opts));
+          const d: Domain = getDomain(await cli.core(), name!, ownerFlag(opts));
           if (opts.format === 'zone') {
             cli.io.stdout.write(zoneSnippet(d) + '\n');
             return;
@@ -211,7 +211,7 @@ export function registerDomain(program: Command, io: Io): void {
       .action(
         action<OwnerFlags & { resolver?: string }>(io, async (cli, [name], opts) => {
           const dns = resolverOf(opts.resolver);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const d = getDomain(ctx, name!, ownerFlag(opts));
           const c = await checkDomain(ctx, d.domain, d.tenantId, dns);
           cli.out.result(checkJson(c, d.tenantId), () => presentCheck(cli, c));
@@ -230,7 +230,7 @@ export function registerDomain(program: Command, io: Io): void {
       .action(
         action<OwnerFlags & { wait?: boolean; timeout: string; interval: string; resolver?: string }>(io, async (cli, [name], opts) => {
           const owner = ownerFlag(opts);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const tenantId = getDomain(ctx, name!, owner).tenantId;
           if (!opts.wait) {
             const v = await verifyDomain(ctx, name!, owner);
@@ -286,7 +286,7 @@ export function registerDomain(program: Command, io: Io): void {
       .option('--local', 'remove only the local record; leave the domain at the provider')
       .action(
         action<OwnerFlags & { yes?: boolean; local?: boolean }>(io, async (cli, [name], opts) => {
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const owner = ownerFlag(opts);
           const d = getDomain(ctx, name!, owner);
           const where = opts.local || !d.providerRef ? 'locally' : `at ${d.providerRef} and locally`;

@@ -96,7 +96,7 @@ export function registerEvents(program: Command, io: Io): void {
           const toleranceMs = parseDuration(opts.signatureTolerance, '--signature-tolerance');
           const requestTimeoutMs = parseDuration(opts.requestTimeout, '--request-timeout');
           const given = opts.publicUrl === undefined ? undefined : checkPublicUrl(opts.publicUrl, '--public-url');
-          const base = cli.core();
+          const base = await cli.core();
           const ctx = { ...base, actor: `events-serve:${base.actor}` };
           const key = requireKey(ctx);
           if (given !== undefined) setPublicUrl(ctx, given);
@@ -154,7 +154,7 @@ export function registerEvents(program: Command, io: Io): void {
             throw new UsageError(`${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
           }
           const { importEvents } = await import('../core/webhooks.js');
-          const r = importEvents(cli.core(), opts.provider, text, file!);
+          const r = importEvents(await cli.core(), opts.provider, text, file!);
           cli.out.result(importJson(r, path.resolve(file!)), () => `Imported ${r.stored} events for ${r.provider} (${r.duplicates} stored before; ${r.suppressed} suppressed, ${r.lifted} lifted, ${r.settled} unknown rows settled)`);
         }),
       ),
@@ -172,9 +172,9 @@ export function registerEvents(program: Command, io: Io): void {
       .option('--since <when>', 'a duration such as 24h, or an ISO 8601 time')
       .option('--limit <n>', 'at most this many', '100')
       .action(
-        action<{ tenant?: string; batch?: string; type?: string; provider?: string; since?: string; limit: string }>(io, (cli, _args, opts) => {
+        action<{ tenant?: string; batch?: string; type?: string; provider?: string; since?: string; limit: string }>(io, async (cli, _args, opts) => {
           if (opts.type !== undefined && !(EVENT_TYPES as readonly string[]).includes(opts.type)) throw new UsageError(`--type ${opts.type}: expected one of ${EVENT_TYPES.join(', ')}`);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const list = listEvents(ctx, {
             tenantId: opts.tenant,
             batchId: opts.batch,
@@ -201,9 +201,9 @@ export function registerEvents(program: Command, io: Io): void {
       .description('show, set or (with --unset) remove the stored public URL; SWITCHBOARD_PUBLIC_URL overrides it for one command')
       .option('--unset', 'remove it: later sends carry no callback or unsubscribe URLs')
       .action(
-        action<{ unset?: boolean }>(io, (cli, [url], opts) => {
+        action<{ unset?: boolean }>(io, async (cli, [url], opts) => {
           if (url !== undefined && opts.unset) throw new UsageError('give a URL or --unset, not both');
-          const ctx = cli.core();
+          const ctx = await cli.core();
           if (url !== undefined) setPublicUrl(ctx, checkPublicUrl(url, 'public URL'));
           if (opts.unset) setPublicUrl(ctx, null);
           const p = publicUrl(ctx);
@@ -221,8 +221,8 @@ export function registerEvents(program: Command, io: Io): void {
       .description('a message by its id in the message log (`log list`) or its provider message id: attempts, delivery status and events')
       .option('--to <recipient>', 'the recipient, when one provider message id covers several (a batched SendGrid request)')
       .action(
-        action<{ to?: string }>(io, (cli, [id], opts) => {
-          const t = messageTimeline(cli.core(), id!, opts.to);
+        action<{ to?: string }>(io, async (cli, [id], opts) => {
+          const t = messageTimeline(await cli.core(), id!, opts.to);
           cli.out.result(messageJson(t), () =>
             [
               cli.out.fields([

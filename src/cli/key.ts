@@ -100,8 +100,8 @@ export function registerKey(program: Command, io: Io): void {
       .option('--keychain', `store the key in the OS keychain (Secret Service; service "${KEYCHAIN_SERVICE}", account = the store id)`)
       .option('--force', 'overwrite an existing key file or keychain item')
       .action(
-        action<NewKeyFlags>(io, (cli, _args, opts) => {
-          const ctx = cli.core({ create: true });
+        action<NewKeyFlags>(io, async (cli, _args, opts) => {
+          const ctx = await cli.core({ create: true });
           const current = keyVersions(ctx).find((k) => k.retiredAt === null);
           if (current) {
             throw new KeyError(`this store already has key #${current.id} (fingerprint ${current.fingerprint}); refusing to create another (use \`key rotate\` to replace it)`);
@@ -117,8 +117,8 @@ export function registerKey(program: Command, io: Io): void {
       .command('status')
       .description('say where the master key comes from, whether it matches the store (exit 5 if not), and list key versions')
       .action(
-        action(io, (cli) => {
-          const ctx = cli.core();
+        action(io, async (cli) => {
+          const ctx = await cli.core();
           let found = lookupMasterKey(ctx);
           let current = keyVersions(ctx).find((v) => v.retiredAt === null) ?? null;
           let problem: KeyError | null = null;
@@ -183,8 +183,8 @@ export function registerKey(program: Command, io: Io): void {
       .description('make a new key version, re-seal every secret with it in one transaction, and store it where the old key came from')
       .option('--print-new-key', 'for a key from SWITCHBOARD_MASTER_KEY: print the new export line (required, as switchboard cannot update your environment)')
       .action(
-        action<{ printNewKey?: boolean }>(io, (cli, _args, opts) => {
-          const ctx = cli.core();
+        action<{ printNewKey?: boolean }>(io, async (cli, _args, opts) => {
+          const ctx = await cli.core();
           const started = performance.now();
           const r = rotateKey(ctx, {
             // Printed before the store switches keys, so a crash cannot leave a store whose key was never shown.
@@ -237,7 +237,7 @@ export function registerKey(program: Command, io: Io): void {
       .option('-y, --yes', 'do not ask for confirmation')
       .action(
         action<NewKeyFlags & { yes?: boolean }>(io, async (cli, _args, opts) => {
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const refs = listProviders(ctx).filter((p) => p.keyId !== null).map((p) => p.ref);
           assertKeyLost(ctx); // before asking: with a working key there is nothing to confirm
           await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`);

@@ -133,7 +133,7 @@ function verifyText(cli: CliContext, r: { ok: boolean; ref: string; detail: stri
 export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<void> {
   if (opts.tenant && opts.system) throw new UsageError('give exactly one of --tenant <id> and --system');
   // A system default can be the first thing in a new store; a tenant's config needs the tenant's store.
-  const ctx = cli.core({ create: opts.system === true || (opts.tenant === undefined && cli.interactive) });
+  const ctx = await cli.core({ create: opts.system === true || (opts.tenant === undefined && cli.interactive) });
   const ask = cli.interactive;
   const settings = keyValues('--set', opts.set);
   let tenantId: string | null | undefined = opts.system ? null : opts.tenant;
@@ -252,7 +252,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--set <key=value>', 'a setting, e.g. host=smtp.example.com (repeatable)', collect)
       .option('--secret-env <key=ENV_VAR>', 'read a secret from an environment variable (repeatable)', collect)
       .option('--secrets-stdin', 'read secrets as a JSON object from standard input')
-      .action(action<AddFlags>(io, (cli, _args, opts) => providerAddFlow(cli, opts))),
+      .action(action<AddFlags>(io, async (cli, _args, opts) => providerAddFlow(cli, opts))),
     [
       'SMTP_PASS=… switchboard provider add --tenant acme-dental --channel email --kind smtp --set host=smtp.example.com --set user=acme --set from=noreply@acme.example --secret-env password=SMTP_PASS',
       'switchboard provider add --system --channel email --kind outbox --set dir=/var/spool/switchboard',
@@ -268,8 +268,8 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--system', 'only system defaults')
       .option('--channel <channel>', 'only this channel')
       .action(
-        action<{ tenant?: string; system?: boolean; channel?: string }>(io, (cli, _args, opts) => {
-          const ctx = cli.core();
+        action<{ tenant?: string; system?: boolean; channel?: string }>(io, async (cli, _args, opts) => {
+          const ctx = await cli.core();
           const list = listProviders(ctx, {
             tenantId: opts.system ? null : opts.tenant,
             channel: opts.channel ? channelFlag(opts.channel) : undefined,
@@ -295,8 +295,8 @@ export function registerProvider(program: Command, io: Io): void {
       .command('show <ref>')
       .description('show one provider config (secrets masked); ref is <tenant|system>/<channel>/<name>')
       .action(
-        action(io, (cli, [ref]) => {
-          const p = getProvider(cli.core(), ref!);
+        action(io, async (cli, [ref]) => {
+          const p = getProvider(await cli.core(), ref!);
           cli.out.result(providerJson(p), () => detail(cli, p));
         }),
       ),
@@ -319,7 +319,7 @@ export function registerProvider(program: Command, io: Io): void {
         action<SecretFlags & { set?: string[]; unset?: string[]; priority?: string; enable?: boolean; disable?: boolean; confirm?: boolean }>(io, async (cli, [ref], opts) => {
           if (opts.enable && opts.disable) throw new UsageError('give only one of --enable and --disable');
           const secrets = await gatherSecrets(cli, opts, []);
-          const p = updateProvider(cli.core(), ref!, {
+          const p = updateProvider(await cli.core(), ref!, {
             settings: keyValues('--set', opts.set),
             unset: opts.unset,
             secrets,
@@ -345,7 +345,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('-y, --yes', 'do not ask for confirmation')
       .action(
         action<{ yes?: boolean }>(io, async (cli, [ref], opts) => {
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const p = getProvider(ctx, ref!);
           await confirmOrYes(cli, opts.yes, `Remove provider ${p.ref} and its secrets?`);
           removeProvider(ctx, p.ref);
@@ -362,7 +362,7 @@ export function registerProvider(program: Command, io: Io): void {
       .addHelpText('after', () => `\nWhat each kind checks:\n${verifyingKinds()}\n`)
       .action(
         action(io, async (cli, [ref]) => {
-          const r = await verifyProvider(cli.core(), ref!);
+          const r = await verifyProvider(await cli.core(), ref!);
           cli.out.result({ provider: r.ref, ok: r.ok, detail: r.detail, verifiedAt: r.verifiedAt }, () => verifyText(cli, r));
           if (!r.ok) throw new OperationFailed(`provider ${r.ref} failed verification`);
         }),
@@ -377,8 +377,8 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant')
       .option('--channel <channel>', 'email, sms or whatsapp')
       .action(
-        action<{ tenant?: string; channel?: string }>(io, (cli, _args, opts) => {
-          const route = resolveRoute(cli.core(), required(opts.tenant, '--tenant'), channelFlag(opts.channel));
+        action<{ tenant?: string; channel?: string }>(io, async (cli, _args, opts) => {
+          const route = resolveRoute(await cli.core(), required(opts.tenant, '--tenant'), channelFlag(opts.channel));
           const data = {
             tenantId: route.tenantId,
             channel: route.channel,
@@ -412,7 +412,7 @@ export function registerProvider(program: Command, io: Io): void {
       .command('kinds [kind]')
       .description('list the provider kinds: channels, settings (required, default, meaning), secrets, and whether each verifies, batches and authenticates domains')
       .action(
-        action(io, (cli, [name]) => {
+        action(io, async (cli, [name]) => {
           const specs = name === undefined ? [...KINDS.values()] : [KINDS.get(name)];
           if (specs[0] === undefined) throw new NotFoundError(`no provider kind ${name} (kinds: ${[...KINDS.keys()].join(', ')})`);
           const kinds = (specs as KindSpec[]).map(kindJson);

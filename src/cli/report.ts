@@ -49,9 +49,9 @@ export function registerReport(program: Command, io: Io): void {
       .option('--by <group>', 'tenant, provider or channel', 'tenant')
       .option('--tenant <id>', "only this tenant's")
       .action(
-        action<{ since: string; by: string; tenant?: string }>(io, (cli, _args, opts) => {
+        action<{ since: string; by: string; tenant?: string }>(io, async (cli, _args, opts) => {
           if (!['tenant', 'provider', 'channel'].includes(opts.by)) throw new UsageError(`--by ${opts.by}: expected tenant, provider or channel`);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const r = buildReport(ctx, { since: parseSince(opts.since, ctx.clock.now(), '--since'), by: opts.by as ReportBy, tenantId: opts.tenant });
           cli.out.result(reportJson(r), () => {
             const providers = (p: Record<string, { sent: number; failed: number }>) =>
@@ -90,9 +90,9 @@ export function registerReport(program: Command, io: Io): void {
       .option('--batch <id>', 'only this batch')
       .option('--limit <n>', 'at most this many', '100')
       .action(
-        action<{ tenant?: string; channel?: string; provider?: string; status?: string; since?: string; batch?: string; limit: string }>(io, (cli, _args, opts) => {
+        action<{ tenant?: string; channel?: string; provider?: string; status?: string; since?: string; batch?: string; limit: string }>(io, async (cli, _args, opts) => {
           if (opts.status !== undefined && opts.status !== 'sent' && opts.status !== 'failed') throw new UsageError(`--status ${opts.status}: expected sent or failed`);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const entries = listLog(ctx, {
             tenantId: opts.tenant,
             channel: opts.channel === undefined ? undefined : channelFlag(opts.channel),

@@ -63,7 +63,7 @@ export function registerSend(program: Command, io: Io): void {
             if ('error' in recipient) throw new UsageError(`--to ${recipient.error}`);
             const to = recipient.to;
             if (opts.templateName && channel !== 'whatsapp') throw new UsageError('--template-name applies to whatsapp only');
-            const ctx = cli.core();
+            const ctx = await cli.core();
             const tenant = getTenant(ctx, tenantId);
             const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback, retry: retryFlags(cli) });
             let result;
@@ -186,7 +186,7 @@ export function registerSend(program: Command, io: Io): void {
             import('../core/template-store.js'),
             import('../core/domains.js'),
           ]);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
           const first = resolveRoute(ctx, tenantId, channel).entries.slice(0, 1).map((e) => e.config.ref);
           for (const w of unverifiedSenderDomains(ctx, { refs: first })) cli.out.warn(w.message);

@@ -20,7 +20,7 @@ export function registerStore(program: Command, io: Io): void {
       .action(
         action<{ out?: string; force?: boolean }>(io, async (cli, _args, opts) => {
           const out = required(opts.out, '--out', 'the backup file to write');
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const r = await backupStore(ctx.db, cli.storePath, out, opts.force === true);
           const data = { storePath: cli.storePath, file: r.file, byteCount: r.bytes, pageCount: r.pages, completedAt: ctx.clock.now().toISOString() };
           cli.out.result(data, () => `Backed up ${cli.storePath} to ${r.file} (${r.bytes} bytes, mode 0600). It needs the same master key to open its secrets.`);
@@ -34,8 +34,8 @@ export function registerStore(program: Command, io: Io): void {
       .command('vacuum')
       .description('rebuild the store file without free pages (shrinks it after large removals); holds the write lock while it runs')
       .action(
-        action(io, (cli) => {
-          const ctx = cli.core();
+        action(io, async (cli) => {
+          const ctx = await cli.core();
           const r = vacuumStore(ctx.db, cli.storePath);
           cli.out.result({ storePath: cli.storePath, beforeByteCount: r.bytesBefore, afterByteCount: r.bytesAfter }, () => `Vacuumed ${cli.storePath}: ${r.bytesBefore} → ${r.bytesAfter} bytes`);
         }),

@@ -27,10 +27,10 @@ export function registerSuppress(program: Command, io: Io): void {
       .option('--source <text>', 'where the request came from', 'manual')
       .option('--default-region <CC>', 'country for a phone number without +country code')
       .action(
-        action<{ tenant?: string; channel?: string; reason: string; source: string; defaultRegion?: string }>(io, (cli, [address], opts) => {
+        action<{ tenant?: string; channel?: string; reason: string; source: string; defaultRegion?: string }>(io, async (cli, [address], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!, checkRegion(opts.defaultRegion));
           const added = addSuppression(ctx, { tenantId, channel, address: key, reason: opts.reason, source: opts.source });
@@ -54,9 +54,9 @@ export function registerSuppress(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant')
       .option('--channel <channel>', 'only this channel')
       .action(
-        action<{ tenant?: string; channel?: string }>(io, (cli, _args, opts) => {
+        action<{ tenant?: string; channel?: string }>(io, async (cli, _args, opts) => {
           const tenantId = required(opts.tenant, '--tenant');
-          const ctx = cli.core();
+          const ctx = await cli.core();
           getTenant(ctx, tenantId);
           const list = listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
           const now = ctx.clock.now().toISOString();
@@ -90,7 +90,7 @@ export function registerSuppress(program: Command, io: Io): void {
         action<{ tenant?: string; channel?: string; yes?: boolean }>(io, async (cli, [address], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
-          const ctx = cli.core();
+          const ctx = await cli.core();
           getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!);
           if (listSuppressions(ctx, tenantId, channel, key).length === 0) {
@@ -123,7 +123,7 @@ export function registerSuppress(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
-          const ctx = cli.core();
+          const ctx = await cli.core();
           getTenant(ctx, tenantId);
           const r = await importSuppressions(ctx, {
             tenantId,

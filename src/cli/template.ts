@@ -30,12 +30,12 @@ export function registerTemplate(program: Command, io: Io): void {
       .option('--replace', 'overwrite a template of the same name')
       .option('--encoding <label>', 'the files\' encoding, e.g. windows-1252, latin1, utf-16le (default utf-8, checked strictly)')
       .action(
-        action<{ tenant?: string; subject?: string; htmlFile?: string; textFile?: string; replace?: boolean; encoding?: string }>(io, (cli, [name], opts) => {
+        action<{ tenant?: string; subject?: string; htmlFile?: string; textFile?: string; replace?: boolean; encoding?: string }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const read = (file: string, flag: string) => readTemplateFile(path.resolve(file), { encoding: opts.encoding, flag, encodingFlag: '--encoding' });
           const html = opts.htmlFile === undefined ? undefined : read(opts.htmlFile, '--html-file');
           const text = opts.textFile === undefined ? undefined : read(opts.textFile, '--text-file');
-          const t = addTemplate(cli.core(), {
+          const t = addTemplate(await cli.core(), {
             tenantId,
             name: name!,
             subject: opts.subject,
@@ -58,8 +58,8 @@ export function registerTemplate(program: Command, io: Io): void {
       .description("list a tenant's templates")
       .option('--tenant <id>', 'the tenant')
       .action(
-        action<{ tenant?: string }>(io, (cli, _args, opts) => {
-          const list = listTemplates(cli.core(), required(opts.tenant, '--tenant'));
+        action<{ tenant?: string }>(io, async (cli, _args, opts) => {
+          const list = listTemplates(await cli.core(), required(opts.tenant, '--tenant'));
           cli.out.result(list.map(templateJson), () =>
             cli.out.list(
               ['NAME', 'SUBJECT', 'PARTS', 'VARIABLES', 'UPDATED'],
@@ -78,8 +78,8 @@ export function registerTemplate(program: Command, io: Io): void {
       .description('show a template: its subject, bodies and variables')
       .option('--tenant <id>', 'the tenant')
       .action(
-        action<{ tenant?: string }>(io, (cli, [name], opts) => {
-          const t = getTemplate(cli.core(), required(opts.tenant, '--tenant'), name!);
+        action<{ tenant?: string }>(io, async (cli, [name], opts) => {
+          const t = getTemplate(await cli.core(), required(opts.tenant, '--tenant'), name!);
           cli.out.result(templateJson(t), () =>
             [
               cli.out.fields([
@@ -114,7 +114,7 @@ export function registerTemplate(program: Command, io: Io): void {
         action<{ tenant?: string; csv?: string; row: string; channel?: string; pricePerSegment?: string; currency?: string; encoding?: string }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const t = getTemplate(ctx, tenantId, name!);
           const channel = opts.channel !== undefined ? channelFlag(opts.channel) : t.subject !== null || t.html !== null ? 'email' : 'sms';
           const p = await previewTemplate(ctx, tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
@@ -162,7 +162,7 @@ export function registerTemplate(program: Command, io: Io): void {
       .action(
         action<{ tenant?: string; yes?: boolean }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const t = getTemplate(ctx, tenantId, name!);
           await confirmOrYes(cli, opts.yes, `Remove template ${t.name} of ${tenantId}?`);
           removeTemplate(ctx, tenantId, t.name);

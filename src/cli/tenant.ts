@@ -44,7 +44,7 @@ export function registerTenant(program: Command, io: Io): void {
         action<{ name?: string }>(io, async (cli, [id], opts) => {
           let name = opts.name;
           if (name === undefined && cli.interactive) name = await askInput('Tenant name', { required: true });
-          const t = addTenant(cli.core({ create: true }), id!, required(name, '--name', 'the tenant display name'));
+          const t = addTenant(await cli.core({ create: true }), id!, required(name, '--name', 'the tenant display name'));
           cli.out.result(tenantJson(t, 0), () => `Added tenant ${t.id} (${t.name})`);
           if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await (await import('./provider.js')).providerAddFlow(cli, { tenant: t.id });
         }),
@@ -57,8 +57,8 @@ export function registerTenant(program: Command, io: Io): void {
       .command('list')
       .description('list tenants')
       .action(
-        action(io, (cli) => {
-          const ctx = cli.core();
+        action(io, async (cli) => {
+          const ctx = await cli.core();
           const tenants = listTenants(ctx);
           const counts = new Map<string, number>();
           for (const p of listProviders(ctx)) if (p.tenantId) counts.set(p.tenantId, (counts.get(p.tenantId) ?? 0) + 1);
@@ -81,8 +81,8 @@ export function registerTenant(program: Command, io: Io): void {
       .command('show <id>')
       .description("show a tenant with its providers")
       .action(
-        action(io, (cli, [id]) => {
-          const ctx = cli.core();
+        action(io, async (cli, [id]) => {
+          const ctx = await cli.core();
           const t = getTenant(ctx, id!);
           const providers = listProviders(ctx, { tenantId: t.id });
           cli.out.result({ ...tenantJson(t, providers.length), providers: providers.map(providerJson) }, () =>
@@ -114,8 +114,8 @@ export function registerTenant(program: Command, io: Io): void {
       .option('--name <name>', 'new display name')
       .option('--fallback <channel=on|off>', 'whether system defaults follow the tenant\'s own providers (repeatable)', collect)
       .action(
-        action<{ name?: string; fallback?: string[] }>(io, (cli, [id], opts) => {
-          const ctx = cli.core();
+        action<{ name?: string; fallback?: string[] }>(io, async (cli, [id], opts) => {
+          const ctx = await cli.core();
           const t = updateTenant(ctx, id!, { name: opts.name, fallback: parseFallback(opts.fallback) });
           cli.out.result(tenantJson(t, listProviders(ctx, { tenantId: t.id }).length), () => `Updated tenant ${t.id} (${t.name}; fallback: ${fallbackText(t)})`);
         }),
@@ -130,7 +130,7 @@ export function registerTenant(program: Command, io: Io): void {
       .option('-y, --yes', 'do not ask for confirmation')
       .action(
         action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
-          const ctx = cli.core();
+          const ctx = await cli.core();
           const t = getTenant(ctx, id!);
           await confirmOrYes(cli, opts.yes, `Remove tenant ${t.id} with its providers, secrets and history?`);
           const r = removeTenant(ctx, t.id);

@@ -4,6 +4,7 @@
  * `Date.now()` in core code: everything comes in here, so tests can run core functions with fakes.
  */
 import type { Db } from '../store/db.js';
+import type { Sql } from '../store/sql.js';
 
 /**
  * Time and randomness source. `sleep` resolves after `ms` milliseconds, or early (without throwing) when
@@ -17,8 +18,14 @@ export interface Clock {
 
 /** Shared dependencies of core services. */
 export interface CoreContext {
+  /** The store's executor: repositories in `src/store/` take it; core code holds no SQL (DESIGN §3). */
+  sql: Sql;
+  /**
+   * The better-sqlite3 handle of a SQLite store. Transitional: core code still reading it is being moved onto
+   * repositories over {@link sql}.
+   */
   db: Db;
-  /** Absolute path of the store file. */
+  /** Where the store is, for messages: the absolute path of the store file, or a PostgreSQL URL without password. */
   storePath: string;
   clock: Clock;
   /** Environment used to find the master key (SWITCHBOARD_MASTER_KEY, SWITCHBOARD_KEY_FILE). */

@@ -29,7 +29,7 @@ export interface CheckResult {
 export interface DoctorDeps {
   storePath: string;
   /** Opens (and, if needed, migrates) the store. */
-  open(): CoreContext;
+  open(): Promise<CoreContext>;
   /** Run SQLite's full `integrity_check` (also indexes) instead of `quick_check` (`doctor --deep`). */
   deep?: boolean;
   /** The environment (for the key file's mode, checked before the key is read). */
@@ -47,7 +47,7 @@ function message(err: unknown): string {
  * open), its MAC (changed outside switchboard?), its last verification, and (SendGrid, SES) whether its sender
  * domain is verified. Never throws for a failed check; the caller decides the exit code.
  */
-export function runDoctor(deps: DoctorDeps): CheckResult[] {
+export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const add = (check: string, status: CheckStatus, detail: string, fix: string | null = null) => out.push({ check, status, detail, fix });
   const file = deps.storePath;
@@ -86,7 +86,7 @@ export function runDoctor(deps: DoctorDeps): CheckResult[] {
   }
   let ctx: CoreContext;
   try {
-    ctx = deps.open();
+    ctx = await deps.open();
     ctx.db.exec('BEGIN IMMEDIATE');
     ctx.db.exec('ROLLBACK');
     add('store writable', 'pass', 'took and released the write lock');

@@ -15,6 +15,7 @@ import { dumpStore, expectExit, storeFiles } from '../helpers/setup.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
 import { openStore } from '../../src/store/db.js';
+import { SqliteSql } from '../../src/store/sql.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addProvider } from '../../src/core/providers.js';
 import { addTenant as addTenantCore } from '../../src/core/tenants.js';
@@ -54,7 +55,7 @@ function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
 function inProcess(ws: Workspace, fn: (ctx: CoreContext) => void): void {
   const db = openStore(ws.store);
   try {
-    fn({ db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: ws.key }, actor: 'test@host' });
+    fn({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: ws.key }, actor: 'test@host' });
   } finally {
     db.close();
   }

@@ -9,6 +9,7 @@ import { dumpStore, expectExit } from '../helpers/setup.js';
 import { seedStore } from '../helpers/seed.mjs';
 import { unseal } from '../../src/crypto/seal.js';
 import { openStore } from '../../src/store/db.js';
+import { SqliteSql } from '../../src/store/sql.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { configSecrets, listProviders } from '../../src/core/providers.js';
 import { requireKey, rotateKey } from '../../src/core/vault.js';
@@ -34,7 +35,7 @@ function rows(store: string): Row[] {
 /** Opens every secret in the store with the key `env` names, in-process; returns ref → password. */
 function openAll(store: string, env: NodeJS.ProcessEnv): Map<string, string> {
   const db = openStore(store);
-  const ctx: CoreContext = { db, storePath: store, clock: systemClock, env, actor: 'test@host' };
+  const ctx: CoreContext = { sql: new SqliteSql(db), db, storePath: store, clock: systemClock, env, actor: 'test@host' };
   try {
     const key = requireKey(ctx);
     return new Map(listProviders(ctx).map((p) => [p.ref, configSecrets(ctx, key, p).password ?? '']));
@@ -123,7 +124,7 @@ describe('key rotate', () => {
     seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 3 });
     const db = openStore(ws.store);
     try {
-      rotateKey({ db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
+      rotateKey({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
     } finally {
       db.close();
     }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { openStore } from '../../src/store/db.js';
+import { sqliteCore } from '../helpers/core.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { addProvider } from '../../src/core/providers.js';
@@ -114,7 +114,7 @@ afterAll(async () => {
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-batching-'));
   const storePath = path.join(dir, 'sb.db');
-  ctx = { db: openStore(storePath), storePath, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
+  ctx = { ...sqliteCore(storePath), storePath, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
   addTenant(ctx, 'acme', 'Acme');
   addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'test-batch-http', name: 'bulk', priority: 1, settings: { endpoint: srv.url }, secrets: {} });
   addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(dir, 'outbox') }, secrets: {} });

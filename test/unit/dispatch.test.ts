@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { openStore } from '../../src/store/db.js';
+import { sqliteCore } from '../helpers/core.js';
 import type { Clock, CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { addProvider } from '../../src/core/providers.js';
@@ -80,7 +80,7 @@ function fakeClock(): Clock {
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-dispatch-'));
   const storePath = path.join(dir, 'sb.db');
-  ctx = { db: openStore(storePath), storePath, clock: fakeClock(), env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
+  ctx = { ...sqliteCore(storePath), storePath, clock: fakeClock(), env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
   addTenant(ctx, 'acme', 'Acme');
   scripts.clear();
   calls.clear();

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { openStore } from '../../src/store/db.js';
+import { sqliteCore } from '../helpers/core.js';
 import type { Clock, CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { ingestEvents, messageTimeline, deliveryCounts, type EventSource } from '../../src/core/events.js';
@@ -40,7 +40,7 @@ beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-ingest-'));
   const storePath = path.join(dir, 'sb.db');
   now = new Date('2026-12-01T12:00:00.000Z');
-  ctx = { db: openStore(storePath), storePath, clock, env: {}, actor: 'test@host' };
+  ctx = { ...sqliteCore(storePath), storePath, clock, env: {}, actor: 'test@host' };
   addTenant(ctx, 'acme', 'Acme');
   addTenant(ctx, 'beta', 'Beta');
 });

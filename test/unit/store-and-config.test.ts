@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openStore, SCHEMA_VERSION, resolveStorePath } from '../../src/store/db.js';
+import { sqliteCore } from '../helpers/core.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant } from '../../src/core/tenants.js';
 import { addProvider, configSecrets, getProvider, listProviders, maskSecret, parseRef, resolveRoute, updateProvider } from '../../src/core/providers.js';
@@ -18,7 +19,7 @@ let ctx: CoreContext;
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-store-'));
   const storePath = path.join(dir, 'nested', 'sb.db');
-  ctx = { db: openStore(storePath), storePath, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
+  ctx = { ...sqliteCore(storePath), storePath, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
 });
 afterEach(() => {
   ctx.db.close();

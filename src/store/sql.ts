@@ -1,0 +1,149 @@
+/**
+ * The statement executor every repository in `src/store/` runs on (DESIGN §3): one async interface over the
+ * SQLite store (better-sqlite3, synchronous underneath) and the shared PostgreSQL store (pg). Repositories write
+ * SQL once with `?` placeholders; the PostgreSQL executor numbers them (`$1`, `$2`, …). Where the dialects
+ * differ (a list parameter, a lock clause), a repository branches on {@link Sql.dialect}.
+ *
+ * Conventions both schemas keep so that rows read the same on both: booleans are INTEGER 0/1, times are ISO 8601
+ * text (UTC, so they sort as text), JSON is text, blobs are BLOB/BYTEA (read as Buffer), and 64-bit integers
+ * are read as JavaScript numbers (ids and counts stay far below 2^53).
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import { prepared, isBusy, type Db } from './db.js';
+
+/** Which engine a store runs on. */
+export type Dialect = 'sqlite' | 'postgres';
+
+/** What a write statement changed. */
+export interface RunResult {
+  /** Rows inserted, updated or deleted. */
+  changes: number;
+}
+
+/**
+ * Runs SQL on a store. Every method is async (pg is); on SQLite they run synchronously and resolve at once.
+ * Statements outside {@link Sql.tx} are each their own transaction.
+ */
+export interface Sql {
+  /** The engine: repositories branch on it only where the SQL differs. */
+  readonly dialect: Dialect;
+  /** All rows of a query. `args` bind to `?` placeholders in order. */
+  all<T = Record<string, unknown>>(sql: string, ...args: unknown[]): Promise<T[]>;
+  /** The first row of a query, or undefined. */
+  get<T = Record<string, unknown>>(sql: string, ...args: unknown[]): Promise<T | undefined>;
+  /** Runs a write statement. */
+  run(sql: string, ...args: unknown[]): Promise<RunResult>;
+  /**
+   * Runs `fn` in one transaction (SQLite `BEGIN IMMEDIATE`, so two writers never deadlock on an upgrade;
+   * PostgreSQL `BEGIN` on a connection of its own) and commits when it resolves, rolls back when it rejects.
+   * `fn` must run its statements on the handle it is given. A `tx` inside a `tx` joins the outer one.
+   * @throws whatever `fn` throws; a busy store's error (see `isBusy`) when the lock is held past the busy timeout.
+   */
+  tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T>;
+}
+
+/**
+ * The SQLite executor: better-sqlite3 statements (prepared once per handle, see `prepared`) behind the async
+ * interface. One connection serves the whole process, so while a transaction is open (its `fn` may await) every
+ * other caller waits for it to end: no statement of another caller can land inside it.
+ */
+export class SqliteSql implements Sql {
+  readonly dialect = 'sqlite' as const;
+  /** Resolves when the open transaction ends; null when none is open. */
+  private open: Promise<void> | null = null;
+
+  constructor(
+    /** The better-sqlite3 handle (for the SQLite-only paths: backup, vacuum, the ledger's group commit). */
+    readonly db: Db,
+  ) {}
+
+  async all<T>(sql: string, ...args: unknown[]): Promise<T[]> {
+    while (this.open) await this.open;
+    return prepared(this.db, sql).all(...args) as T[];
+  }
+
+  async get<T>(sql: string, ...args: unknown[]): Promise<T | undefined> {
+    while (this.open) await this.open;
+    return prepared(this.db, sql).get(...args) as T | undefined;
+  }
+
+  async run(sql: string, ...args: unknown[]): Promise<RunResult> {
+    while (this.open) await this.open;
+    return { changes: prepared(this.db, sql).run(...args).changes };
+  }
+
+  async tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    while (this.open) await this.open;
+    let release!: () => void;
+    this.open = new Promise((resolve) => (release = resolve));
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const value = await fn(new SqliteTx(this.db));
+        this.db.exec('COMMIT');
+        return value;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    } finally {
+      this.open = null;
+      release();
+    }
+  }
+
+  /**
+   * Runs synchronous work on the handle once no transaction of this executor is open, with nothing able to
+   * interleave: for SQLite-only hot paths (the ledger's group commit) that keep better-sqlite3's own
+   * `db.transaction`. @returns what `fn` returns.
+   */
+  async exclusive<T>(fn: (db: Db) => T): Promise<T> {
+    while (this.open) await this.open;
+    return fn(this.db);
+  }
+
+  /** True while a transaction of this executor is open (a synchronous caller must then wait, see {@link exclusive}). */
+  get busy(): boolean {
+    return this.open !== null;
+  }
+}
+
+/** The handle a SQLite transaction's `fn` runs on: statements go straight to the connection that holds it. */
+class SqliteTx implements Sql {
+  readonly dialect = 'sqlite' as const;
+  constructor(private readonly db: Db) {}
+
+  async all<T>(sql: string, ...args: unknown[]): Promise<T[]> {
+    return prepared(this.db, sql).all(...args) as T[];
+  }
+
+  async get<T>(sql: string, ...args: unknown[]): Promise<T | undefined> {
+    return prepared(this.db, sql).get(...args) as T | undefined;
+  }
+
+  async run(sql: string, ...args: unknown[]): Promise<RunResult> {
+    return { changes: (prepared(this.db, sql) as BetterSqlite3.Statement).run(...args).changes };
+  }
+
+  tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    return fn(this);
+  }
+}
+
+/**
+ * Runs a whole transaction again while it meets a lock held past the busy timeout, up to `attempts` times in all,
+ * waiting asynchronously between attempts (each attempt itself waits the busy timeout, `BUSY_TIMEOUT_MS`) (timers and signals keep running, unlike a synchronous retry):
+ * for writes a bulk send must not lose to a long reader or writer elsewhere. `fn` must be a whole transaction.
+ * @param pauseMs wait between attempts (ms)
+ * @throws the last busy error, or any other error at once.
+ */
+export async function retryBusyAsync<T>(fn: () => Promise<T>, attempts = 30, pauseMs = 50): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isBusy(err) || n >= attempts) throw err;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
+}
