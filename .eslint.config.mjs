@@ -20,6 +20,25 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // The store is async (issue 14): a repository call left un-awaited, or a Promise tested as a condition, is a
+    // silent bug. Type-aware, so only for the product code.
+    files: ['src/**/*.ts'],
+    languageOptions: { parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
+      '@typescript-eslint/await-thenable': 'error',
+    },
+  },
+  {
+    files: ['test/**/*.ts'],
+    languageOptions: { parserOptions: { project: './test/tsconfig.json', tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
+      '@typescript-eslint/await-thenable': 'error',
+    },
+  },
+  {
     // DESIGN §9: core code reaches the world only through its context object.
     files: ['src/core/**/*.ts'],
     rules: {
