@@ -21,7 +21,7 @@ export function registerAudit(program: Command, io: Io): void {
       .action(
         action<{ tenant?: string; since?: string; limit?: string }>(io, async (cli, _args, opts) => {
           const ctx = await cli.core();
-          const entries = listAudit(ctx, {
+          const entries = await listAudit(ctx, {
             tenantId: opts.tenant,
             since: opts.since ? parseSince(opts.since, ctx.clock.now(), '--since') : undefined,
             limit: intFlag(opts.limit, '--limit', 1, 1_000_000),

@@ -147,3 +147,14 @@ export async function retryBusyAsync<T>(fn: () => Promise<T>, attempts = 30, pau
     }
   }
 }
+
+/**
+ * A condition "`column` is one of `values`" with one placeholder, for either dialect: SQLite
+ * `column IN (SELECT value FROM json_each(?))` bound to a JSON array, PostgreSQL `column = ANY(?)` bound to an
+ * array. @returns the SQL fragment and its one argument.
+ */
+export function inList(sql: Sql, column: string, values: readonly unknown[]): { cond: string; arg: unknown } {
+  return sql.dialect === 'postgres'
+    ? { cond: `${column} = ANY(?)`, arg: [...values] }
+    : { cond: `${column} IN (SELECT value FROM json_each(?))`, arg: JSON.stringify(values) };
+}

@@ -80,7 +80,7 @@ describe('ingestEvents', () => {
     expect(suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
   });
 
-  test('a hard bounce is permanent and never overwrites a manual suppression; opt-in lifts only an opt-out', () => {
+  test('a hard bounce is permanent and never overwrites a manual suppression; opt-in lifts only an opt-out', async () => {
     ingestEvents(ctx, source('acme'), [ev('bounced', 'h@example.com', { action: { kind: 'suppress', reason: 'hard bounce: 5.1.1' } })]);
     ctx.db.prepare("INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES ('acme', 'email', 'm@example.com', 'asked by phone', 'manual', ?)").run(now.toISOString());
     expect(ingestEvents(ctx, source('acme'), [ev('complained', 'm@example.com', { action: { kind: 'suppress', reason: 'complaint' } })]).suppressed).toBe(0);
@@ -90,10 +90,10 @@ describe('ingestEvents', () => {
       ['h@example.com', 'hard bounce: 5.1.1', null],
       ['m@example.com', 'asked by phone', null],
     ]);
-    expect(listAudit(ctx).filter((a) => a.action.startsWith('suppression.')).map((a) => a.action)).toEqual(['suppression.add', 'suppression.add', 'suppression.remove']);
+    expect((await listAudit(ctx)).filter((a) => a.action.startsWith('suppression.')).map((a) => a.action)).toEqual(['suppression.add', 'suppression.add', 'suppression.remove']);
   });
 
-  test("an event settles an `unknown` row as sent (audited); a tenant config cannot touch another tenant's batch", () => {
+  test("an event settles an `unknown` row as sent (audited); a tenant config cannot touch another tenant's batch", async () => {
     ledgerRow('b-20261201-0000000a', 'acme', 'u@example.com', 'unknown');
     ledgerRow('b-20261201-0000000b', 'beta', 'v@example.com', 'unknown');
     const corr = (batchId: string) => ({ correlation: { batchId, rowNo: 1 } });
@@ -105,7 +105,7 @@ describe('ingestEvents', () => {
       { batch_id: 'b-20261201-0000000a', state: 'sent', message_id: 'SG-XYZ', provider: 'acme/email/sg' },
       { batch_id: 'b-20261201-0000000b', state: 'unknown', message_id: null, provider: null },
     ]);
-    expect(listAudit(ctx).some((a) => a.action === 'batch.row.settle' && a.target === 'b-20261201-0000000a/1')).toBe(true);
+    expect((await listAudit(ctx)).some((a) => a.action === 'batch.row.settle' && a.target === 'b-20261201-0000000a/1')).toBe(true);
     // The kept counts were dropped (read from the rows again); the message is in the log, with its timeline.
     expect((ctx.db.prepare("SELECT stats FROM batches WHERE id = 'b-20261201-0000000a'").get() as { stats: string | null }).stats).toBeNull();
     const t = messageTimeline(ctx, 'SG-XYZ');

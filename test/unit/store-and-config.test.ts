@@ -110,11 +110,11 @@ describe('provider configs', () => {
     expect(() => smtp()).toThrow(/already exists/);
   });
 
-  it('replaces one secret without retyping the others and audits names only', () => {
+  it('replaces one secret without retyping the others and audits names only', async () => {
     const p = smtp();
     updateProvider(ctx, p.ref, { secrets: { password: 'another-long-password-1234' }, settings: { port: '587' } });
     expect(configSecrets(ctx, requireKey(ctx), getProvider(ctx, p.ref))).toEqual({ password: 'another-long-password-1234' });
-    const entries = listAudit(ctx);
+    const entries = await listAudit(ctx);
     expect(entries.map((e) => e.action)).toEqual(['tenant.add', 'key.bind', 'provider.add', 'provider.update']);
     expect(entries[3]!.fields).toEqual(['port', 'secret.password']);
     expect(JSON.stringify(entries)).not.toContain('another-long-password');
@@ -169,6 +169,6 @@ describe('suppressions', () => {
     expect(() => addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '12', reason: 'x', source: 'manual' })).toThrow(UsageError);
     expect(removeSuppression(ctx, 'acme', 'email', 'ADA@example.com')).toBe(true);
     expect(removeSuppression(ctx, 'acme', 'email', 'ada@example.com')).toBe(false);
-    expect(listAudit(ctx, { tenantId: 'acme' }).map((e) => e.action)).toEqual(['tenant.add', 'suppression.add', 'suppression.add', 'suppression.update', 'suppression.remove']);
+    expect((await listAudit(ctx, { tenantId: 'acme' })).map((e) => e.action)).toEqual(['tenant.add', 'suppression.add', 'suppression.add', 'suppression.update', 'suppression.remove']);
   });
 });
