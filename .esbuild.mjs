@@ -59,6 +59,7 @@ const COMMON = [
   'src/store/migrations.ts',
   'src/store/open.ts',
   'src/store/sql.ts',
+  'src/store/repos/audit.ts',
   'src/crypto/keys.ts',
   'src/crypto/seal.ts',
   'src/crypto/keychain.ts',
