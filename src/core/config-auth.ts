@@ -15,29 +15,19 @@ import type { CoreContext } from './context.js';
 import { recordAudit } from './audit.js';
 import type { Sql } from '../store/sql.js';
 import { insertMetaIfAbsent, selectMetaValue } from '../store/repos/keys.js';
-import { selectProviderConfigsById, updateProviderConfigSeal } from '../store/repos/providers.js';
+import { selectProviderConfigsById, updateProviderConfigSeal, type ProviderConfigRow } from '../store/repos/providers.js';
 import { KeyError } from '../errors.js';
 import { configMac, configMacValid, type ConfigMacFields } from '../crypto/config-mac.js';
 import { seal, sealVersion, unseal, SEAL_VERSION } from '../crypto/seal.js';
 
-/** The columns of a `provider_configs` row that its MAC covers, and the MAC. */
-export interface AuthRow {
-  id: number;
-  tenant_id: string | null;
-  channel: string;
-  kind: string;
-  name: string;
-  priority: number;
-  /** 0/1 in SQLite. */
-  enabled: number | boolean;
-  /** JSON object text. */
-  settings: string;
-  sealed_secrets: Buffer | null;
-  /** JSON object text: secret name → masked hint. */
-  secret_hints: string;
-  key_id: number | null;
-  mac: string | null;
-}
+/**
+ * The columns of a `provider_configs` row that its MAC covers (see the repository's row type for what each
+ * holds), and the MAC. `enabled` may also be a boolean (a row being built).
+ */
+export type AuthRow = Pick<
+  ProviderConfigRow,
+  'id' | 'tenant_id' | 'channel' | 'kind' | 'name' | 'priority' | 'settings' | 'sealed_secrets' | 'secret_hints' | 'key_id' | 'mac'
+> & { enabled: number | boolean };
 
 /** A key to check and make MACs with: the master key and its version id in this store. */
 export interface MacKey {
