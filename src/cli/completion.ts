@@ -9,7 +9,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
-import { openStoreReadOnly, resolveStorePath, type Db } from '../store/db.js';
+import { openStoreReadOnly, resolveStorePath } from '../store/db.js';
 import { SqliteSql } from '../store/sql.js';
 import { systemClock, CHANNELS, type CoreContext } from '../core/context.js';
 import { listTenants } from '../core/tenants.js';
@@ -21,40 +21,50 @@ import { examples } from './command.js';
 /** Adds a candidate: its value and a description. */
 type Complete = (value: string, description: string) => void;
 
-/** Candidates from the store, each list read on first use; empty when there is no store yet. */
+/** One candidate: its value and its description. */
+type Candidate = [value: string, description: string];
+
+/**
+ * Candidates from the store, read by {@link StoreCandidates.load} before tab's (synchronous) handlers ask for
+ * them; empty when there is no store yet, or it is a URL.
+ */
 class StoreCandidates {
-  private db?: Db | null;
+  private lists: Record<'tenants' | 'providers' | 'batches', Candidate[]> = { tenants: [], providers: [], batches: [] };
 
   constructor(
     private readonly file: string | null,
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  private read<T>(fn: (ctx: CoreContext) => T[]): T[] {
-    if (this.file === null) return []; // a store given as a URL (refused by every command): no candidates
-    if (this.db === undefined) this.db = openStoreReadOnly(this.file);
-    if (!this.db) return [];
+  /** Reads tenant ids, provider refs and batch ids through the core functions, from the store opened read-only. */
+  async load(): Promise<void> {
+    if (this.file === null) return; // a store given as a URL (refused by every command): no candidates
+    const db = openStoreReadOnly(this.file);
+    if (!db) return;
+    const ctx: CoreContext = { sql: new SqliteSql(db), db, storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` };
+    // A store of an older schema, or locked: no candidates rather than an error in the shell.
+    const read = async (fn: () => Promise<Candidate[]> | Candidate[]): Promise<Candidate[]> => {
+      try {
+        return await fn();
+      } catch {
+        return [];
+      }
+    };
     try {
-      return fn({ sql: new SqliteSql(this.db), db: this.db, storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` });
-    } catch {
-      return []; // a store of an older schema, or locked: no candidates rather than an error in the shell
+      this.lists = {
+        tenants: await read(async () => (await listTenants(ctx)).map((t) => [t.id, t.name])),
+        providers: await read(async () => (await listProviders(ctx)).map((p) => [p.ref, `${p.kind}${p.enabled ? '' : ' (disabled)'}`])),
+        // (Promise.resolve: listBatches is synchronous until the batch queries move onto the store's executor.)
+        batches: await read(async () => (await Promise.resolve(listBatches(ctx, { limit: 200 }))).map((b) => [b.id, `${b.tenantId} ${b.channel} ${b.status}`])),
+      };
+    } finally {
+      db.close();
     }
   }
 
-  tenants(complete: Complete): void {
-    for (const t of this.read(listTenants)) complete(t.id, t.name);
-  }
-
-  providers(complete: Complete): void {
-    for (const p of this.read((ctx) => listProviders(ctx))) complete(p.ref, `${p.kind}${p.enabled ? '' : ' (disabled)'}`);
-  }
-
-  batches(complete: Complete): void {
-    for (const b of this.read((ctx) => listBatches(ctx, { limit: 200 }))) complete(b.id, `${b.tenantId} ${b.channel} ${b.status}`);
-  }
-
-  close(): void {
-    this.db?.close();
+  /** Hands the candidates of one list to tab. */
+  give(list: keyof StoreCandidates['lists'], complete: Complete): void {
+    for (const [value, description] of this.lists[list]) complete(value, description);
   }
 }
 
@@ -92,12 +102,14 @@ export async function addCompletion(program: Command, io: Io, argv: string[]): P
       'switchboard completion fish > ~/.config/fish/completions/switchboard.fish',
     ]);
   }
-  const store = new StoreCandidates(storeOf(argv.slice(argv.indexOf('--') + 1), io.env), io.env);
-  process.once('exit', () => store.close());
+  const dash = argv.indexOf('--');
+  const store = new StoreCandidates(storeOf(argv.slice(dash + 1), io.env), io.env);
+  // Only the script's call-back (`complete -- <words>`) reads the store; help and `completion <shell>` do not.
+  if (dash > 0 && argv[dash - 1] === 'complete') await store.load();
   const sources: Record<string, (complete: Complete) => void> = {
-    tenant: (c) => store.tenants(c),
-    provider: (c) => store.providers(c),
-    batch: (c) => store.batches(c),
+    tenant: (c) => store.give('tenants', c),
+    provider: (c) => store.give('providers', c),
+    batch: (c) => store.give('batches', c),
     channel: (c) => CHANNELS.forEach((ch) => c(ch, '')),
     kind: (c) => [...KINDS.values()].forEach((k) => c(k.kind, k.summary)),
   };

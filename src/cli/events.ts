@@ -98,7 +98,7 @@ export function registerEvents(program: Command, io: Io): void {
           const given = opts.publicUrl === undefined ? undefined : checkPublicUrl(opts.publicUrl, '--public-url');
           const base = await cli.core();
           const ctx = { ...base, actor: `events-serve:${base.actor}` };
-          const key = requireKey(ctx);
+          const key = await requireKey(ctx);
           if (given !== undefined) setPublicUrl(ctx, given);
           const url = publicUrl(ctx);
           const { Webhooks } = await import('../core/webhooks.js');
@@ -154,7 +154,7 @@ export function registerEvents(program: Command, io: Io): void {
             throw new UsageError(`${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
           }
           const { importEvents } = await import('../core/webhooks.js');
-          const r = importEvents(await cli.core(), opts.provider, text, file!);
+          const r = await importEvents(await cli.core(), opts.provider, text, file!);
           cli.out.result(importJson(r, path.resolve(file!)), () => `Imported ${r.stored} events for ${r.provider} (${r.duplicates} stored before; ${r.suppressed} suppressed, ${r.lifted} lifted, ${r.settled} unknown rows settled)`);
         }),
       ),

@@ -10,9 +10,8 @@ import { confirmOrYes } from './prompt.js';
 import { action, examples } from './command.js';
 import { encodeKey, fingerprint, generateKey, writeKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainProbe, keychainSet } from '../crypto/keychain.js';
-import { assertKeyLost, bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey } from '../core/vault.js';
+import { assertKeyLost, bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey, storeAccount } from '../core/vault.js';
 import { KeyError, UsageError } from '../errors.js';
-import { storeId } from '../store/db.js';
 import { listProviders } from '../core/providers.js';
 
 interface NewKeyFlags {
@@ -39,13 +38,18 @@ function newKeyJson(cli: CliContext, r: { keyId: number } & Record<string, unkno
  * Makes a new key, stores it (key file, keychain, or an export line on stdout) and records it with `bind`,
  * removing the stored key again if `bind` fails. Prints the result, with what `bind` returned in it.
  */
-function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind: (fp: string, key: Buffer) => { keyId: number } & Record<string, unknown>): void {
+async function storeNewKey(
+  cli: CliContext,
+  ctx: CoreContext,
+  opts: NewKeyFlags,
+  bind: (fp: string, key: Buffer) => Promise<{ keyId: number } & Record<string, unknown>>,
+): Promise<void> {
   if (opts.file && opts.keychain) throw new UsageError('give only one of --file and --keychain');
   const k = generateKey();
   const fp = fingerprint(k);
-  const bindOrUndo = (undo: () => void) => {
+  const bindOrUndo = async (undo: () => void) => {
     try {
-      return bind(fp, k);
+      return await bind(fp, k);
     } catch (err) {
       undo();
       throw err;
@@ -54,14 +58,14 @@ function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind:
   if (opts.file) {
     const file = path.resolve(opts.file);
     writeKeyFile(file, k, opts.force === true);
-    const r = bindOrUndo(() => fs.rmSync(file, { force: true }));
+    const r = await bindOrUndo(() => fs.rmSync(file, { force: true }));
     cli.out.result(newKeyJson(cli, r, fp, { source: 'file', file }), () =>
       [`Created key #${r.keyId} (fingerprint ${fp}) in ${file} (mode 0600).`, `Use it with:  export SWITCHBOARD_KEY_FILE=${file}`].join('\n'),
     );
     return;
   }
   if (opts.keychain) {
-    const account = storeId(ctx.db);
+    const account = await storeAccount(ctx);
     const probe = keychainProbe(account, ctx.env);
     if (probe.status === 'unavailable') throw new KeyError(`cannot use the OS keychain: ${probe.detail}`);
     if (probe.status === 'ok' && !opts.force) {
@@ -74,14 +78,14 @@ function storeNewKey(cli: CliContext, ctx: CoreContext, opts: NewKeyFlags, bind:
       keychainDelete(account, ctx.env);
       throw new KeyError('the OS keychain did not give the key back after storing it; nothing was changed');
     }
-    const r = bindOrUndo(() => keychainDelete(account, ctx.env));
+    const r = await bindOrUndo(() => keychainDelete(account, ctx.env));
     cli.out.result(newKeyJson(cli, r, fp, { source: 'keychain', account }), () =>
       `Created key #${r.keyId} (fingerprint ${fp}) in the OS keychain (service ${KEYCHAIN_SERVICE}, account ${account}).\n` +
       'It is used whenever SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set.',
     );
     return;
   }
-  const r = bind(fp, k);
+  const r = await bind(fp, k);
   const line = `export SWITCHBOARD_MASTER_KEY=${encodeKey(k)}`;
   cli.out.info(`Created key #${r.keyId} (fingerprint ${fp}). Keep it safe: without it this store's secrets cannot be opened.`);
   cli.out.result(newKeyJson(cli, r, fp, { source: 'env', exportLine: line }), () => line);
@@ -102,11 +106,11 @@ export function registerKey(program: Command, io: Io): void {
       .action(
         action<NewKeyFlags>(io, async (cli, _args, opts) => {
           const ctx = await cli.core({ create: true });
-          const current = keyVersions(ctx).find((k) => k.retiredAt === null);
+          const current = (await keyVersions(ctx)).find((k) => k.retiredAt === null);
           if (current) {
             throw new KeyError(`this store already has key #${current.id} (fingerprint ${current.fingerprint}); refusing to create another (use \`key rotate\` to replace it)`);
           }
-          storeNewKey(cli, ctx, opts, (fp) => ({ keyId: bindNewKey(ctx, fp) }));
+          await storeNewKey(cli, ctx, opts, async (fp) => ({ keyId: await bindNewKey(ctx, fp) }));
         }),
       ),
     ['switchboard key init --file ~/.config/switchboard/master.key', 'switchboard key init --keychain', 'eval "$(switchboard key init)"'],
@@ -119,28 +123,28 @@ export function registerKey(program: Command, io: Io): void {
       .action(
         action(io, async (cli) => {
           const ctx = await cli.core();
-          let found = lookupMasterKey(ctx);
-          let current = keyVersions(ctx).find((v) => v.retiredAt === null) ?? null;
+          let found = await lookupMasterKey(ctx);
+          let current = (await keyVersions(ctx)).find((v) => v.retiredAt === null) ?? null;
           let problem: KeyError | null = null;
           if (found.master && current && fingerprint(found.master.key) !== current.fingerprint) {
             // A retired key may mean an interrupted rotation, which requireKey completes; otherwise it says what the store needs.
             try {
-              requireKey(ctx);
-              found = lookupMasterKey(ctx);
-              current = keyVersions(ctx).find((v) => v.retiredAt === null) ?? null;
+              await requireKey(ctx);
+              found = await lookupMasterKey(ctx);
+              current = (await keyVersions(ctx)).find((v) => v.retiredAt === null) ?? null;
             } catch (err) {
               if (!(err instanceof KeyError)) throw err;
               problem = err;
             }
           }
-          const versions = keyVersions(ctx);
+          const versions = await keyVersions(ctx);
           const master = found.master;
           const fp = master ? fingerprint(master.key) : null;
           const match = fp ? versions.find((v) => v.fingerprint === fp) : undefined;
           const matches = Boolean(master && (current === null || current.fingerprint === fp));
           const status = {
             storePath: cli.storePath,
-            storeId: storeId(ctx.db),
+            storeId: await storeAccount(ctx),
             source: master?.source ?? null,
             location: master?.location ?? null,
             fingerprint: fp,
@@ -186,7 +190,7 @@ export function registerKey(program: Command, io: Io): void {
         action<{ printNewKey?: boolean }>(io, async (cli, _args, opts) => {
           const ctx = await cli.core();
           const started = performance.now();
-          const r = rotateKey(ctx, {
+          const r = await rotateKey(ctx, {
             // Printed before the store switches keys, so a crash cannot leave a store whose key was never shown.
             publishEnvKey: opts.printNewKey
               ? (line, fp) => {
@@ -238,11 +242,11 @@ export function registerKey(program: Command, io: Io): void {
       .action(
         action<NewKeyFlags & { yes?: boolean }>(io, async (cli, _args, opts) => {
           const ctx = await cli.core();
-          const refs = listProviders(ctx).filter((p) => p.keyId !== null).map((p) => p.ref);
-          assertKeyLost(ctx); // before asking: with a working key there is nothing to confirm
+          const refs = (await listProviders(ctx)).filter((p) => p.keyId !== null).map((p) => p.ref);
+          await assertKeyLost(ctx); // before asking: with a working key there is nothing to confirm
           await confirmOrYes(cli, opts.yes, `Drop the sealed secrets of ${refs.length} provider config(s) and start a new key?`);
-          storeNewKey(cli, ctx, opts, (_fp, newKey) => {
-            const r = resetLostKey(ctx, newKey);
+          await storeNewKey(cli, ctx, opts, async (_fp, newKey) => {
+            const r = await resetLostKey(ctx, newKey);
             return { keyId: r.newKeyId, lostKeyId: r.lostKeyId, droppedProviders: r.dropped };
           });
           if (refs.length > 0) {

@@ -140,7 +140,7 @@ export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<
   if (tenantId === undefined && ask) {
     const who = await askSelect('Provider for', [
       { value: '', name: 'system default', description: 'used by tenants without their own provider, or with fallback on' },
-      ...listTenants(ctx).map((t) => ({ value: t.id, name: `${t.id} (${t.name})` })),
+      ...(await listTenants(ctx)).map((t) => ({ value: t.id, name: `${t.id} (${t.name})` })),
     ]);
     tenantId = who === '' ? null : who;
   }
@@ -185,7 +185,7 @@ export async function providerAddFlow(cli: CliContext, opts: AddFlags): Promise<
     ].join(', ');
     if (!(await askConfirm(`Add ${ref} (${spec.kind}${summary ? `; ${summary}` : ''})?`, true))) throw new UsageError('not added');
   }
-  const p = addProvider(ctx, {
+  const p = await addProvider(ctx, {
     tenantId,
     channel,
     kind: spec.kind,
@@ -270,7 +270,7 @@ export function registerProvider(program: Command, io: Io): void {
       .action(
         action<{ tenant?: string; system?: boolean; channel?: string }>(io, async (cli, _args, opts) => {
           const ctx = await cli.core();
-          const list = listProviders(ctx, {
+          const list = await listProviders(ctx, {
             tenantId: opts.system ? null : opts.tenant,
             channel: opts.channel ? channelFlag(opts.channel) : undefined,
           });
@@ -284,7 +284,7 @@ export function registerProvider(program: Command, io: Io): void {
           for (const p of list.filter((c) => c.missingSecrets.length > 0)) {
             cli.out.warn(`${p.ref} is missing secret ${p.missingSecrets.join(', ')}: sends through it fail until entered with: ${enterMissing(p)}`);
           }
-          for (const w of unverifiedSenderDomains(ctx, { refs: list.map((p) => p.ref) })) cli.out.warn(w.message);
+          for (const w of await unverifiedSenderDomains(ctx, { refs: list.map((p) => p.ref) })) cli.out.warn(w.message);
         }),
       ),
     ['switchboard provider list', 'switchboard provider list --tenant acme-dental --json'],
@@ -296,7 +296,7 @@ export function registerProvider(program: Command, io: Io): void {
       .description('show one provider config (secrets masked); ref is <tenant|system>/<channel>/<name>')
       .action(
         action(io, async (cli, [ref]) => {
-          const p = getProvider(await cli.core(), ref!);
+          const p = await getProvider(await cli.core(), ref!);
           cli.out.result(providerJson(p), () => detail(cli, p));
         }),
       ),
@@ -319,7 +319,7 @@ export function registerProvider(program: Command, io: Io): void {
         action<SecretFlags & { set?: string[]; unset?: string[]; priority?: string; enable?: boolean; disable?: boolean; confirm?: boolean }>(io, async (cli, [ref], opts) => {
           if (opts.enable && opts.disable) throw new UsageError('give only one of --enable and --disable');
           const secrets = await gatherSecrets(cli, opts, []);
-          const p = updateProvider(await cli.core(), ref!, {
+          const p = await updateProvider(await cli.core(), ref!, {
             settings: keyValues('--set', opts.set),
             unset: opts.unset,
             secrets,
@@ -346,9 +346,9 @@ export function registerProvider(program: Command, io: Io): void {
       .action(
         action<{ yes?: boolean }>(io, async (cli, [ref], opts) => {
           const ctx = await cli.core();
-          const p = getProvider(ctx, ref!);
+          const p = await getProvider(ctx, ref!);
           await confirmOrYes(cli, opts.yes, `Remove provider ${p.ref} and its secrets?`);
-          removeProvider(ctx, p.ref);
+          await removeProvider(ctx, p.ref);
           cli.out.result({ id: p.ref, removed: true }, () => `Removed provider ${p.ref}`);
         }),
       ),
@@ -378,7 +378,7 @@ export function registerProvider(program: Command, io: Io): void {
       .option('--channel <channel>', 'email, sms or whatsapp')
       .action(
         action<{ tenant?: string; channel?: string }>(io, async (cli, _args, opts) => {
-          const route = resolveRoute(await cli.core(), required(opts.tenant, '--tenant'), channelFlag(opts.channel));
+          const route = await resolveRoute(await cli.core(), required(opts.tenant, '--tenant'), channelFlag(opts.channel));
           const data = {
             tenantId: route.tenantId,
             channel: route.channel,

@@ -155,7 +155,7 @@ export async function runWithProgress(
     if (drawn) cli.io.stderr.write('\r\x1b[2K');
   }
   // sms and whatsapp text: the segments the batch's sent rows took (a dry run: the rows that would be sent).
-  const sms = summary.preview ? summary.preview.segments : summary.batchId ? sentSegments(await cli.core(), summary.batchId) : null;
+  const sms = summary.preview ? summary.preview.segments : summary.batchId ? await sentSegments(await cli.core(), summary.batchId) : null;
   present(cli, summary, sms);
   const error = exitFor(summary, controller.signal.aborted);
   if (error) throw error;

@@ -64,8 +64,8 @@ export function registerSend(program: Command, io: Io): void {
             const to = recipient.to;
             if (opts.templateName && channel !== 'whatsapp') throw new UsageError('--template-name applies to whatsapp only');
             const ctx = await cli.core();
-            const tenant = getTenant(ctx, tenantId);
-            const dispatcher = Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback, retry: retryFlags(cli) });
+            const tenant = await getTenant(ctx, tenantId);
+            const dispatcher = await Dispatcher.open(ctx, tenant.id, channel, { providerRef: opts.provider, noFallback: !opts.fallback, retry: retryFlags(cli) });
             let result;
             try {
               const text = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
@@ -188,8 +188,8 @@ export function registerSend(program: Command, io: Io): void {
           ]);
           const ctx = await cli.core();
           // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
-          const first = resolveRoute(ctx, tenantId, channel).entries.slice(0, 1).map((e) => e.config.ref);
-          for (const w of unverifiedSenderDomains(ctx, { refs: first })) cli.out.warn(w.message);
+          const first = (await resolveRoute(ctx, tenantId, channel)).entries.slice(0, 1).map((e) => e.config.ref);
+          for (const w of await unverifiedSenderDomains(ctx, { refs: first })) cli.out.warn(w.message);
           const stored = opts.template === undefined ? undefined : { name: opts.template, source: storedSource(getTemplate(ctx, tenantId, opts.template)) };
           await runWithProgress(cli, 'sending', (hooks) =>
             runBatch(

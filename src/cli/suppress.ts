@@ -31,7 +31,7 @@ export function registerSuppress(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const ctx = await cli.core();
-          getTenant(ctx, tenantId);
+          await getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!, checkRegion(opts.defaultRegion));
           const added = addSuppression(ctx, { tenantId, channel, address: key, reason: opts.reason, source: opts.source });
           const stored = listSuppressions(ctx, tenantId, channel, key)[0];
@@ -57,7 +57,7 @@ export function registerSuppress(program: Command, io: Io): void {
         action<{ tenant?: string; channel?: string }>(io, async (cli, _args, opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const ctx = await cli.core();
-          getTenant(ctx, tenantId);
+          await getTenant(ctx, tenantId);
           const list = listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
           const now = ctx.clock.now().toISOString();
           cli.out.result(list.map(suppressionJson), () =>
@@ -91,7 +91,7 @@ export function registerSuppress(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const channel = channelFlag(opts.channel);
           const ctx = await cli.core();
-          getTenant(ctx, tenantId);
+          await getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!);
           if (listSuppressions(ctx, tenantId, channel, key).length === 0) {
             throw new NotFoundError(`${address} is not suppressed for ${tenantId} on ${channel}`);
@@ -124,7 +124,7 @@ export function registerSuppress(program: Command, io: Io): void {
           const channel = channelFlag(opts.channel);
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
           const ctx = await cli.core();
-          getTenant(ctx, tenantId);
+          await getTenant(ctx, tenantId);
           const r = await importSuppressions(ctx, {
             tenantId,
             channel,

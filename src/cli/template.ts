@@ -35,7 +35,7 @@ export function registerTemplate(program: Command, io: Io): void {
           const read = (file: string, flag: string) => readTemplateFile(path.resolve(file), { encoding: opts.encoding, flag, encodingFlag: '--encoding' });
           const html = opts.htmlFile === undefined ? undefined : read(opts.htmlFile, '--html-file');
           const text = opts.textFile === undefined ? undefined : read(opts.textFile, '--text-file');
-          const t = addTemplate(await cli.core(), {
+          const t = await addTemplate(await cli.core(), {
             tenantId,
             name: name!,
             subject: opts.subject,
@@ -59,7 +59,7 @@ export function registerTemplate(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant')
       .action(
         action<{ tenant?: string }>(io, async (cli, _args, opts) => {
-          const list = listTemplates(await cli.core(), required(opts.tenant, '--tenant'));
+          const list = await listTemplates(await cli.core(), required(opts.tenant, '--tenant'));
           cli.out.result(list.map(templateJson), () =>
             cli.out.list(
               ['NAME', 'SUBJECT', 'PARTS', 'VARIABLES', 'UPDATED'],
@@ -120,7 +120,7 @@ export function registerTemplate(program: Command, io: Io): void {
           const p = await previewTemplate(ctx, tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
           const email = channel === 'email';
           const price = priceFlag(opts.pricePerSegment, opts.currency);
-          const sms = email ? null : messageSegments(phoneBody(p), price !== undefined ? price : withCurrency(routePrice(ctx, tenantId, channel), opts.currency));
+          const sms = email ? null : messageSegments(phoneBody(p), price !== undefined ? price : withCurrency(await routePrice(ctx, tenantId, channel), opts.currency));
           const data = {
             tenantId,
             template: t.name,

@@ -44,7 +44,7 @@ export function registerTenant(program: Command, io: Io): void {
         action<{ name?: string }>(io, async (cli, [id], opts) => {
           let name = opts.name;
           if (name === undefined && cli.interactive) name = await askInput('Tenant name', { required: true });
-          const t = addTenant(await cli.core({ create: true }), id!, required(name, '--name', 'the tenant display name'));
+          const t = await addTenant(await cli.core({ create: true }), id!, required(name, '--name', 'the tenant display name'));
           cli.out.result(tenantJson(t, 0), () => `Added tenant ${t.id} (${t.name})`);
           if (cli.interactive && (await askConfirm(`Add a provider for ${t.id} now?`, true))) await (await import('./provider.js')).providerAddFlow(cli, { tenant: t.id });
         }),
@@ -59,9 +59,9 @@ export function registerTenant(program: Command, io: Io): void {
       .action(
         action(io, async (cli) => {
           const ctx = await cli.core();
-          const tenants = listTenants(ctx);
+          const tenants = await listTenants(ctx);
           const counts = new Map<string, number>();
-          for (const p of listProviders(ctx)) if (p.tenantId) counts.set(p.tenantId, (counts.get(p.tenantId) ?? 0) + 1);
+          for (const p of await listProviders(ctx)) if (p.tenantId) counts.set(p.tenantId, (counts.get(p.tenantId) ?? 0) + 1);
           cli.out.result(
             tenants.map((t) => tenantJson(t, counts.get(t.id) ?? 0)),
             () =>
@@ -83,8 +83,8 @@ export function registerTenant(program: Command, io: Io): void {
       .action(
         action(io, async (cli, [id]) => {
           const ctx = await cli.core();
-          const t = getTenant(ctx, id!);
-          const providers = listProviders(ctx, { tenantId: t.id });
+          const t = await getTenant(ctx, id!);
+          const providers = await listProviders(ctx, { tenantId: t.id });
           cli.out.result({ ...tenantJson(t, providers.length), providers: providers.map(providerJson) }, () =>
             [
               cli.out.fields([
@@ -116,8 +116,9 @@ export function registerTenant(program: Command, io: Io): void {
       .action(
         action<{ name?: string; fallback?: string[] }>(io, async (cli, [id], opts) => {
           const ctx = await cli.core();
-          const t = updateTenant(ctx, id!, { name: opts.name, fallback: parseFallback(opts.fallback) });
-          cli.out.result(tenantJson(t, listProviders(ctx, { tenantId: t.id }).length), () => `Updated tenant ${t.id} (${t.name}; fallback: ${fallbackText(t)})`);
+          const t = await updateTenant(ctx, id!, { name: opts.name, fallback: parseFallback(opts.fallback) });
+          const providers = await listProviders(ctx, { tenantId: t.id });
+          cli.out.result(tenantJson(t, providers.length), () => `Updated tenant ${t.id} (${t.name}; fallback: ${fallbackText(t)})`);
         }),
       ),
     ['switchboard tenant update acme-dental --name "Acme Dental Group"', 'switchboard tenant update acme-dental --fallback email=off'],
@@ -131,9 +132,9 @@ export function registerTenant(program: Command, io: Io): void {
       .action(
         action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = await cli.core();
-          const t = getTenant(ctx, id!);
+          const t = await getTenant(ctx, id!);
           await confirmOrYes(cli, opts.yes, `Remove tenant ${t.id} with its providers, secrets and history?`);
-          const r = removeTenant(ctx, t.id);
+          const r = await removeTenant(ctx, t.id);
           // Its rows were zeroed in place (secure_delete); empty the write-ahead log of their old copies too.
           checkpointStore(ctx.db);
           cli.out.result({ id: t.id, removed: true, providerCount: r.providers }, () => `Removed tenant ${t.id} and ${r.providers} provider config(s)`);

@@ -12,29 +12,22 @@
  * (Only a store with no sealed secrets at all could be rolled back that way; the upgrade is audited either way.)
  */
 import type { CoreContext } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
+import type { Sql } from '../store/sql.js';
+import { insertMetaIfAbsent, selectMetaValue } from '../store/repos/keys.js';
+import { selectProviderConfigsById, updateProviderConfigSeal, type ProviderConfigRow } from '../store/repos/providers.js';
 import { KeyError } from '../errors.js';
 import { configMac, configMacValid, type ConfigMacFields } from '../crypto/config-mac.js';
 import { seal, sealVersion, unseal, SEAL_VERSION } from '../crypto/seal.js';
 
-/** The columns of a `provider_configs` row that its MAC covers, and the MAC. */
-export interface AuthRow {
-  id: number;
-  tenant_id: string | null;
-  channel: string;
-  kind: string;
-  name: string;
-  priority: number;
-  /** 0/1 in SQLite. */
-  enabled: number | boolean;
-  /** JSON object text. */
-  settings: string;
-  sealed_secrets: Buffer | null;
-  /** JSON object text: secret name → masked hint. */
-  secret_hints: string;
-  key_id: number | null;
-  mac: string | null;
-}
+/**
+ * The columns of a `provider_configs` row that its MAC covers (see the repository's row type for what each
+ * holds), and the MAC. `enabled` may also be a boolean (a row being built).
+ */
+export type AuthRow = Pick<
+  ProviderConfigRow,
+  'id' | 'tenant_id' | 'channel' | 'kind' | 'name' | 'priority' | 'settings' | 'sealed_secrets' | 'secret_hints' | 'key_id' | 'mac'
+> & { enabled: number | boolean };
 
 /** A key to check and make MACs with: the master key and its version id in this store. */
 export interface MacKey {
@@ -110,27 +103,25 @@ export function assertRowAuthentic(key: MacKey, r: AuthRow): void {
   if (!rowAuthentic(key.key, r)) throw tamperedError(key, r);
 }
 
-/** Sets the marker (idempotent). Call inside a write transaction. */
-export function markConfigMacs(ctx: CoreContext): void {
-  ctx.db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run(MARKER, 'v1');
+/** Sets the marker (idempotent). Run it on the handle of the write transaction that re-MACs the rows. */
+export async function markConfigMacs(sql: Sql): Promise<void> {
+  await insertMetaIfAbsent(sql, MARKER, 'v1');
 }
 
 /**
  * Gives every provider config row its MAC if the store predates them (see the module comment). A no-op (one
- * indexed read) once done. Runs in one IMMEDIATE transaction; audited per row.
+ * indexed read) once done. Runs in one transaction; audited per row.
  * @returns how many rows were upgraded (0 when there was nothing to do).
  */
-export function ensureConfigMacs(ctx: CoreContext, key: MacKey): number {
-  const marked = () => ctx.db.prepare('SELECT 1 FROM meta WHERE key = ?').get(MARKER) !== undefined;
-  if (marked()) return 0;
-  let upgraded = 0;
-  ctx.db.transaction(() => {
-    if (marked()) return;
-    const rows = ctx.db.prepare('SELECT * FROM provider_configs ORDER BY id').all() as AuthRow[];
+export async function ensureConfigMacs(ctx: CoreContext, key: MacKey): Promise<number> {
+  if ((await selectMetaValue(ctx.sql, MARKER)) !== undefined) return 0;
+  return ctx.sql.tx(async (t) => {
+    if ((await selectMetaValue(t, MARKER)) !== undefined) return 0;
+    let upgraded = 0;
+    const rows = await selectProviderConfigsById(t);
     if (rows.some((r) => r.sealed_secrets !== null && sealVersion(r.sealed_secrets) >= SEAL_VERSION)) {
-      audit(ctx, 'store.config-macs-restored', `meta.${MARKER}`, null, [MARKER]);
+      await recordAudit(ctx, t, 'store.config-macs-restored', `meta.${MARKER}`, null, [MARKER]);
     } else {
-      const update = ctx.db.prepare('UPDATE provider_configs SET sealed_secrets = ?, mac = ? WHERE id = ?');
       for (const r of rows) {
         const fields = ['mac'];
         let sealed = r.sealed_secrets;
@@ -139,12 +130,12 @@ export function ensureConfigMacs(ctx: CoreContext, key: MacKey): number {
           sealed = seal(key.key, where, unseal(key.key, where, sealed));
           fields.push('sealed_secrets');
         }
-        update.run(sealed, rowMac(key.key, { ...r, sealed_secrets: sealed }), r.id);
-        audit(ctx, 'provider.authenticate', rowRef(r), r.tenant_id, fields);
+        await updateProviderConfigSeal(t, r.id, sealed, r.key_id, rowMac(key.key, { ...r, sealed_secrets: sealed }));
+        await recordAudit(ctx, t, 'provider.authenticate', rowRef(r), r.tenant_id, fields);
         upgraded++;
       }
     }
-    markConfigMacs(ctx);
-  }).immediate();
-  return upgraded;
+    await markConfigMacs(t);
+    return upgraded;
+  });
 }

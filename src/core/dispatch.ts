@@ -222,14 +222,14 @@ export class Dispatcher {
    * @throws NotFoundError (tenant, provider ref), UsageError (empty route, ref not serving this tenant/channel),
    *   KeyError (no key, wrong key, tampered secrets).
    */
-  static open(ctx: CoreContext, tenantId: string, channel: Channel, options: DispatchOptions = {}): Dispatcher {
+  static async open(ctx: CoreContext, tenantId: string, channel: Channel, options: DispatchOptions = {}): Promise<Dispatcher> {
     // Every send requires the store's key, so a wrong key never gets as far as writing a batch; with it, every
     // config of the route is checked against its MAC before any connection.
-    const key = requireKey(ctx);
-    const route = resolveRoute(ctx, tenantId, channel, key);
+    const key = await requireKey(ctx);
+    const route = await resolveRoute(ctx, tenantId, channel, key);
     let entries = route.entries;
     if (options.providerRef) {
-      const pinned = getProvider(ctx, options.providerRef);
+      const pinned = await getProvider(ctx, options.providerRef);
       if (pinned.channel !== channel || (pinned.tenantId !== null && pinned.tenantId !== tenantId)) {
         throw new UsageError(`--provider ${options.providerRef} does not serve tenant ${tenantId} on channel ${channel}`);
       }
@@ -244,9 +244,11 @@ export class Dispatcher {
         `tenant ${tenantId} has no enabled ${channel} provider and there is no system default: add one with \`switchboard provider add --tenant ${tenantId} --channel ${channel} …\` or \`--system\``,
       );
     }
-    const chain: Step[] = entries.map((entry) => ({
+    const secrets: Array<Record<string, string>> = [];
+    for (const entry of entries) secrets.push(await configSecrets(ctx, key, entry.config));
+    const chain: Step[] = entries.map((entry, i) => ({
       entry,
-      secrets: configSecrets(ctx, key, entry.config),
+      secrets: secrets[i]!,
       limiter: new RequestLimiter(
         { rate: minLimit(numberSetting(entry.config.settings.rate), options.rate), concurrency: numberSetting(entry.config.settings.concurrency) },
         ctx.clock,
@@ -335,7 +337,7 @@ export class Dispatcher {
       } catch (err) {
         const e = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
         record(attempt, { error: e });
-        this.fail(step, e);
+        await this.fail(step, e);
         return { ok: false, error: e, attempt };
       }
       let value: T | typeof NOT_STARTED;
@@ -353,7 +355,7 @@ export class Dispatcher {
         const e = asProviderError(err, config.kind);
         record(attempt, { error: e });
         if (e.kind === 'recipient') return { ok: false, error: e, attempt };
-        this.fail(step, e);
+        await this.fail(step, e);
         if (step.openReason !== undefined || attempt >= this.opts.retry.maxAttempts || this.waits.aborted) return { ok: false, error: e, attempt };
         await this.ctx.clock.sleep(this.backoff(attempt, e, step), this.waits);
         if (this.opts.signal?.aborted) return { ok: false, error: e, attempt };
@@ -364,17 +366,17 @@ export class Dispatcher {
         return { ok: false, notStarted: true };
       }
       step.failures = 0;
-      this.markHealthy(config);
+      await this.markHealthy(config);
       return { ok: true, value, attempt };
     }
   }
 
   /** Counts a failure against a provider's circuit; opens it (and marks auth/config unhealthy) when due. */
-  private fail(step: Step, e: ProviderError): void {
+  private async fail(step: Step, e: ProviderError): Promise<void> {
     if (e.kind === 'recipient' || step.openReason !== undefined) return;
     if (e.kind === 'auth' || e.kind === 'config') {
-      this.markUnhealthy(step.entry.config, e);
       step.openReason = e.message;
+      await this.markUnhealthy(step.entry.config, e);
     } else if (++step.failures >= Math.max(CIRCUIT_THRESHOLD, this.opts.retry.maxAttempts)) {
       step.openReason = e.message;
     }
@@ -561,17 +563,17 @@ export class Dispatcher {
   }
 
   /** Marks a config unhealthy after an auth/config failure, even if it sent earlier in this run (e.g. a key revoked mid-batch). */
-  private markUnhealthy(config: ProviderConfig, e: ProviderError): void {
+  private async markUnhealthy(config: ProviderConfig, e: ProviderError): Promise<void> {
     if (e.kind !== 'auth' && e.kind !== 'config') return;
     if (this.healthWritten.get(config.id) === 'unhealthy') return;
     this.healthWritten.set(config.id, 'unhealthy');
-    setHealth(this.ctx, config.id, 'unhealthy', `${e.kind}: ${e.message}`);
+    await setHealth(this.ctx, config.id, 'unhealthy', `${e.kind}: ${e.message}`);
   }
 
-  private markHealthy(config: ProviderConfig): void {
+  private async markHealthy(config: ProviderConfig): Promise<void> {
     if (this.healthWritten.has(config.id)) return;
     this.healthWritten.set(config.id, 'healthy');
-    if (config.health !== 'healthy') setHealth(this.ctx, config.id, 'healthy', null);
+    if (config.health !== 'healthy') await setHealth(this.ctx, config.id, 'healthy', null);
   }
 }
 

@@ -8,10 +8,10 @@ import type { CoreContext } from './context.js';
 import { KeyError, SwitchboardError } from '../errors.js';
 import { configAuthProblem, configSecrets, listProviders, missingSecrets, type ProviderConfig } from './providers.js';
 import { unverifiedSenderDomains } from './domains.js';
-import { keyVersions, lookupMasterKey, requireKey, describeSource, type ActiveKey } from './vault.js';
+import { keyVersions, lookupMasterKey, requireKey, describeSource, storeAccount, type ActiveKey } from './vault.js';
 import { fingerprint, HOW_TO_PROVIDE_KEY, keyFileModeProblem, pendingKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainProbe } from '../crypto/keychain.js';
-import { checkStore, inspectStore, SCHEMA_VERSION, storeId } from '../store/db.js';
+import { checkStore, inspectStore, SCHEMA_VERSION } from '../store/db.js';
 import { publicUrl } from './tracking.js';
 
 /** Outcome of one check. */
@@ -97,8 +97,8 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
 
   // Key
   let key: ActiveKey | null = null;
-  const account = storeId(ctx.db);
-  const versions = keyVersions(ctx);
+  const account = await storeAccount(ctx);
+  const versions = await keyVersions(ctx);
   const current = versions.find((v) => v.retiredAt === null);
   let viaKeychain = false;
   const keyFile = ctx.env.SWITCHBOARD_MASTER_KEY ? undefined : ctx.env.SWITCHBOARD_KEY_FILE || undefined;
@@ -114,7 +114,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
   }
   try {
     if (keyFileProblem) throw new KeyError(`key file ${keyFile} is not used while its mode lets others read it (see key file mode)`);
-    const found = lookupMasterKey(ctx);
+    const found = await lookupMasterKey(ctx);
     viaKeychain = found.keychain !== undefined;
     if (!found.master) {
       add('key source', 'fail', `no master key: ${found.reason}`, HOW_TO_PROVIDE_KEY);
@@ -125,7 +125,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
         add('key match', 'warn', 'this store has no key yet; the first command that needs one binds the key it finds', 'run `switchboard key init --file <path>` or `--keychain` to create one deliberately');
       } else {
         try {
-          key = requireKey(ctx);
+          key = await requireKey(ctx);
           add('key match', 'pass', `key #${key.keyId} is the store's current key`);
         } catch (err) {
           if (!(err instanceof KeyError)) throw err;
@@ -155,10 +155,11 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
   }
 
   // Providers
-  for (const p of listProviders(ctx)) {
+  const providers = await listProviders(ctx);
+  for (const p of providers) {
     const name = `provider ${p.ref}`;
-    const problem = key ? configAuthProblem(ctx, key, p) : null;
-    checkSecrets(add, ctx, key, p, problem);
+    const problem = key ? await configAuthProblem(ctx, key, p) : null;
+    await checkSecrets(add, ctx, key, p, problem);
     if (!key) add(`${name} integrity`, 'warn', 'not checked: no matching master key', 'fix the key checks above');
     else if (problem) add(`${name} integrity`, 'fail', problem.message, `check it: switchboard provider show ${p.ref}; then re-confirm it: switchboard provider update ${p.ref} --confirm`);
     else add(`${name} integrity`, 'pass', 'matches its MAC');
@@ -167,11 +168,11 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
     else add(`${name} verified`, 'fail', `${p.lastVerifyResult} (${p.lastVerifiedAt})`, `check its settings and credentials, then: switchboard provider verify ${p.ref}`);
   }
   // Sender domains (domain authentication) of providers that need them.
-  for (const u of unverifiedSenderDomains(ctx)) {
+  for (const u of await unverifiedSenderDomains(ctx)) {
     add(`provider ${u.ref} sender domain`, 'warn', `${u.domain} is ${u.status === 'missing' ? 'not added' : u.status}`, u.message);
   }
   // Delivery events: configs set up for webhooks need a public URL for sends to carry callback and unsubscribe URLs.
-  const hooked = listProviders(ctx).filter((p) => ['eventWebhookPublicKey', 'snsTopicArn', 'unsubscribeMailto'].some((k) => p.settings[k] !== undefined) || 'appSecret' in p.secrets || 'webhookVerifyToken' in p.secrets);
+  const hooked = providers.filter((p) => ['eventWebhookPublicKey', 'snsTopicArn', 'unsubscribeMailto'].some((k) => p.settings[k] !== undefined) || 'appSecret' in p.secrets || 'webhookVerifyToken' in p.secrets);
   if (hooked.length > 0) {
     try {
       const url = publicUrl(ctx);
@@ -195,13 +196,13 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
  * `provider <ref> secrets`: the secrets its kind needs are there (by name; with the key, by opening them),
  * and they open with the store's key.
  */
-function checkSecrets(
+async function checkSecrets(
   add: (check: string, status: CheckStatus, detail: string, fix?: string | null) => void,
   ctx: CoreContext,
   key: ActiveKey | null,
   p: ProviderConfig,
   authProblem: { message: string; secretsBroken: boolean } | null,
-): void {
+): Promise<void> {
   const check = `provider ${p.ref} secrets`;
   const reenter = (names: string[], confirm = false) =>
     `enter ${names.length > 1 ? 'them' : 'it'}: switchboard provider update ${p.ref}${confirm ? ' --confirm' : ''} ${names.map((n) => `--secret-env ${n}=ENV_VAR`).join(' ')} (or --secrets-stdin)`;
@@ -214,7 +215,7 @@ function checkSecrets(
   if (authProblem) return add(check, 'warn', 'not opened: the config fails its integrity check (see below)', null);
   let opened: Record<string, string>;
   try {
-    opened = configSecrets(ctx, key, p);
+    opened = await configSecrets(ctx, key, p);
   } catch (err) {
     return add(check, 'fail', message(err), reenter(Object.keys(p.secrets)));
   }

@@ -138,20 +138,20 @@ export interface NewDomain extends DomainOptions {
 }
 
 /** The owner's email configs of a kind that authenticates domains. */
-function domainProviders(ctx: CoreContext, tenantId: string | null): ProviderConfig[] {
-  return listProviders(ctx, { tenantId, channel: 'email' }).filter((p) => DOMAIN_AUTH_KINDS.includes(p.kind));
+async function domainProviders(ctx: CoreContext, tenantId: string | null): Promise<ProviderConfig[]> {
+  return (await listProviders(ctx, { tenantId, channel: 'email' })).filter((p) => DOMAIN_AUTH_KINDS.includes(p.kind));
 }
 
-function pickProvider(ctx: CoreContext, tenantId: string | null, ref: string | undefined): ProviderConfig {
+async function pickProvider(ctx: CoreContext, tenantId: string | null, ref: string | undefined): Promise<ProviderConfig> {
   if (ref) {
-    const p = getProvider(ctx, ref);
+    const p = await getProvider(ctx, ref);
     if (!DOMAIN_AUTH_KINDS.includes(p.kind)) {
       throw new UsageError(`--provider ${ref} is kind ${p.kind}; domains are authenticated at a ${DOMAIN_AUTH_KINDS.join(' or ')} provider`);
     }
     if (p.tenantId !== null && p.tenantId !== tenantId) throw new UsageError(`--provider ${ref} belongs to tenant ${p.tenantId}, not ${tenantId ?? SYSTEM}`);
     return p;
   }
-  const own = domainProviders(ctx, tenantId);
+  const own = await domainProviders(ctx, tenantId);
   if (own.length === 1) return own[0]!;
   if (own.length > 1) throw new UsageError(`--provider is required: ${tenantId ?? SYSTEM} has ${own.map((p) => p.ref).join(', ')}`);
   throw new UsageError(`--provider <ref> is required: ${tenantId ?? SYSTEM} has no ${DOMAIN_AUTH_KINDS.join(' or ')} email provider of its own`);
@@ -164,7 +164,7 @@ function providerFailure(err: unknown, ref: string): unknown {
 }
 
 async function apiFor(ctx: CoreContext, p: ProviderConfig): Promise<DomainAuthApi> {
-  const secrets = configSecrets(ctx, requireKey(ctx), p);
+  const secrets = await configSecrets(ctx, await requireKey(ctx), p);
   try {
     return await domainAuthApi(p.kind, { ref: p.ref, settings: p.settings, secrets });
   } catch (err) {
@@ -172,7 +172,7 @@ async function apiFor(ctx: CoreContext, p: ProviderConfig): Promise<DomainAuthAp
   }
 }
 
-function providerOf(ctx: CoreContext, d: Domain): ProviderConfig {
+async function providerOf(ctx: CoreContext, d: Domain): Promise<ProviderConfig> {
   if (!d.providerRef) {
     throw new OperationFailed(`domain ${d.domain}: its provider config was removed; remove the domain (\`domain remove ${d.domain} --local\`) and add it again`);
   }
@@ -189,9 +189,9 @@ export async function addDomain(ctx: CoreContext, input: NewDomain): Promise<Dom
   const domain = checkDomainName(input.domain);
   if (input.tenantId !== null) {
     checkTenantId(input.tenantId, '--tenant');
-    getTenant(ctx, input.tenantId);
+    await getTenant(ctx, input.tenantId);
   }
-  const provider = pickProvider(ctx, input.tenantId, input.providerRef);
+  const provider = await pickProvider(ctx, input.tenantId, input.providerRef);
   if (provider.kind !== 'sendgrid' && (input.subdomain || input.dkimSelector)) throw new UsageError('--subdomain and --dkim-selector are SendGrid options');
   if (provider.kind !== 'ses' && input.mailFrom) throw new UsageError('--mail-from is an SES option');
   for (const [flag, v, re] of [
@@ -296,7 +296,7 @@ export interface DomainVerification {
  */
 export async function verifyDomain(ctx: CoreContext, name: string, owner: Owner): Promise<DomainVerification> {
   const d = getDomain(ctx, name, owner);
-  const provider = providerOf(ctx, d);
+  const provider = await providerOf(ctx, d);
   const api = await apiFor(ctx, provider);
   let v: DomainValidation;
   try {
@@ -375,7 +375,7 @@ export async function removeDomain(ctx: CoreContext, name: string, owner: Owner,
   const d = getDomain(ctx, name, owner);
   let remote: RemovedDomain['provider'] = 'skipped';
   if (!localOnly && d.providerRef) {
-    const provider = getProvider(ctx, d.providerRef);
+    const provider = await getProvider(ctx, d.providerRef);
     const api = await apiFor(ctx, provider);
     try {
       await api.remove(d.externalId ?? d.domain);
@@ -409,14 +409,14 @@ export interface UnverifiedSender {
  * domain itself or a parent of it), or one that is pending or failed. For `provider list`, `doctor`, and
  * before a batch starts. `refs` limits it to those configs (e.g. a route).
  */
-export function unverifiedSenderDomains(ctx: CoreContext, filter: { refs?: readonly string[] } = {}): UnverifiedSender[] {
+export async function unverifiedSenderDomains(ctx: CoreContext, filter: { refs?: readonly string[] } = {}): Promise<UnverifiedSender[]> {
   const out: UnverifiedSender[] = [];
   const domains = ctx.db.prepare('SELECT provider_id, domain, status FROM domains WHERE provider_id IS NOT NULL').all() as Array<{
     provider_id: number;
     domain: string;
     status: DomainStatus;
   }>;
-  for (const p of listProviders(ctx, { channel: 'email' })) {
+  for (const p of await listProviders(ctx, { channel: 'email' })) {
     if (!DOMAIN_AUTH_KINDS.includes(p.kind) || (filter.refs && !filter.refs.includes(p.ref))) continue;
     const from = String(p.settings.from ?? '');
     const domain = from.split('@')[1]?.toLowerCase();

@@ -7,7 +7,19 @@ import path from 'node:path';
 import { isEmailAddress } from './email-address.js';
 import type { CoreContext, Channel } from './context.js';
 import { asChannel } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
+import type { Sql } from '../store/sql.js';
+import {
+  deleteProviderConfig,
+  insertProviderConfig,
+  selectProviderConfigById,
+  selectProviderConfigByRef,
+  selectProviderConfigs,
+  updateProviderConfig,
+  updateProviderConfigHealth,
+  updateProviderConfigVerification,
+  type ProviderConfigRow,
+} from '../store/repos/providers.js';
 import { LockedError, NotFoundError, UsageError } from '../errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
 import { assertCurrentKey, openSecrets, requireKey, sealSecrets, type ActiveKey } from './vault.js';
@@ -48,28 +60,6 @@ export interface ProviderConfig {
   lastVerifyResult: string | null;
   createdAt: string;
   updatedAt: string;
-}
-
-interface ConfigRow extends AuthRow {
-  id: number;
-  tenant_id: string | null;
-  channel: Channel;
-  kind: string;
-  name: string;
-  priority: number;
-  enabled: number;
-  settings: string;
-  sealed_secrets: Buffer | null;
-  secret_hints: string;
-  key_id: number | null;
-  health: ProviderConfig['health'];
-  health_detail: string | null;
-  last_verified_at: string | null;
-  last_verify_result: string | null;
-  created_at: string;
-  updated_at: string;
-  /** HMAC of the row (core/config-auth.ts); null only in stores not yet upgraded. */
-  mac: string | null;
 }
 
 /** A parsed provider ref. `tenantId` is null for system defaults. */
@@ -113,14 +103,14 @@ export function missingSecrets(kind: string, settings: Readonly<Record<string, S
   return [...needed].filter((k) => !got.has(k)).sort();
 }
 
-function toConfig(row: ConfigRow): ProviderConfig {
+function toConfig(row: ProviderConfigRow): ProviderConfig {
   const settings = JSON.parse(row.settings) as Record<string, SettingValue>;
   const secrets = JSON.parse(row.secret_hints) as Record<string, string>;
   return {
     id: row.id,
-    ref: formatRef({ tenantId: row.tenant_id, channel: row.channel, name: row.name }),
+    ref: formatRef({ tenantId: row.tenant_id, channel: row.channel as Channel, name: row.name }),
     tenantId: row.tenant_id,
-    channel: row.channel,
+    channel: row.channel as Channel,
     kind: row.kind,
     name: row.name,
     priority: row.priority,
@@ -251,13 +241,13 @@ export interface NewProvider {
  * Adds a provider config, sealing its secrets with the master key.
  * @throws UsageError (bad kind, setting, name, duplicate ref), NotFoundError (tenant), KeyError (no/wrong key).
  */
-export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfig {
+export async function addProvider(ctx: CoreContext, input: NewProvider): Promise<ProviderConfig> {
   const spec = kindSpec(input.kind, input.channel);
   const name = input.name ?? input.kind;
   if (!NAME_PATTERN.test(name)) throw new UsageError(`--name "${name}" must be 1-40 lower-case letters, digits, - or _`);
   if (input.tenantId !== null) {
     checkTenantId(input.tenantId, '--tenant');
-    getTenant(ctx, input.tenantId);
+    await getTenant(ctx, input.tenantId);
   }
   const parsed: Record<string, SettingValue> = {};
   for (const [k, v] of Object.entries(input.settings)) parsed[k] = parseSetting(spec, k, v);
@@ -265,13 +255,12 @@ export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfi
   const settings = applyDefaults(spec, parsed);
   checkComplete(spec, settings, Object.keys(input.secrets));
   const ref = formatRef({ tenantId: input.tenantId, channel: input.channel, name });
-  const key = requireKey(ctx);
+  const key = await requireKey(ctx);
   const hasSecrets = Object.keys(input.secrets).length > 0;
   const now = ctx.clock.now().toISOString();
-  let id = 0;
-  ctx.db.transaction(() => {
-    assertCurrentKey(ctx, key);
-    if (ctx.db.prepare('SELECT 1 FROM provider_configs WHERE ifnull(tenant_id, \'\') = ? AND channel = ? AND name = ?').get(input.tenantId ?? '', input.channel, name)) {
+  const id = await ctx.sql.tx(async (t) => {
+    await assertCurrentKey(t, key);
+    if (await selectProviderConfigByRef(t, input.tenantId, input.channel, name)) {
       throw new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
     }
     const row: AuthRow = {
@@ -288,17 +277,10 @@ export function addProvider(ctx: CoreContext, input: NewProvider): ProviderConfi
       key_id: hasSecrets ? key.keyId : null,
       mac: null,
     };
-    id = Number(
-      ctx.db
-        .prepare(
-          `INSERT INTO provider_configs (tenant_id, channel, kind, name, priority, enabled, settings, sealed_secrets, secret_hints, key_id, mac, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(row.tenant_id, row.channel, row.kind, row.name, row.priority, row.enabled, row.settings, row.sealed_secrets, row.secret_hints, row.key_id, rowMac(key.key, row), now, now)
-        .lastInsertRowid,
-    );
-    audit(ctx, 'provider.add', ref, input.tenantId, ['kind', 'priority', ...Object.keys(settings), ...Object.keys(input.secrets).map((k) => `secret.${k}`)]);
-  }).immediate();
+    const newId = await insertProviderConfig(t, { ...row, enabled: 1, mac: rowMac(key.key, row) }, now);
+    await recordAudit(ctx, t, 'provider.add', ref, input.tenantId, ['kind', 'priority', ...Object.keys(settings), ...Object.keys(input.secrets).map((k) => `secret.${k}`)]);
+    return newId;
+  });
   return getProviderById(ctx, id);
 }
 
@@ -306,18 +288,17 @@ function hints(secrets: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k, maskSecret(v)]));
 }
 
-const SELECT = 'SELECT * FROM provider_configs';
-
-function getProviderById(ctx: CoreContext, id: number): ProviderConfig {
-  return toConfig(ctx.db.prepare(`${SELECT} WHERE id = ?`).get(id) as ConfigRow);
+async function getProviderById(ctx: CoreContext, id: number): Promise<ProviderConfig> {
+  return toConfig((await selectProviderConfigById(ctx.sql, id))!);
 }
 
-/** @throws NotFoundError if no config has this ref; UsageError if the ref is malformed. */
-export function getProvider(ctx: CoreContext, ref: string): ProviderConfig {
+/**
+ * The config of a ref. Pass `sql` (a transaction's handle) to read inside that transaction.
+ * @throws NotFoundError if no config has this ref; UsageError if the ref is malformed.
+ */
+export async function getProvider(ctx: CoreContext, ref: string, sql: Sql = ctx.sql): Promise<ProviderConfig> {
   const r = parseRef(ref);
-  const row = ctx.db
-    .prepare(`${SELECT} WHERE ifnull(tenant_id, '') = ? AND channel = ? AND name = ?`)
-    .get(r.tenantId ?? '', r.channel, r.name) as ConfigRow | undefined;
+  const row = await selectProviderConfigByRef(sql, r.tenantId, r.channel, r.name);
   if (!row) throw new NotFoundError(`no provider ${ref} in store ${ctx.storePath} (see \`switchboard provider list\`)`);
   return toConfig(row);
 }
@@ -329,25 +310,8 @@ export interface ProviderFilter {
 }
 
 /** Provider configs ordered by tenant (system first), channel, priority. */
-export function listProviders(ctx: CoreContext, filter: ProviderFilter = {}): ProviderConfig[] {
-  return listRows(ctx, filter).map(toConfig);
-}
-
-function listRows(ctx: CoreContext, filter: ProviderFilter): ConfigRow[] {
-  const where: string[] = [];
-  const args: unknown[] = [];
-  if (filter.tenantId !== undefined) {
-    where.push("ifnull(tenant_id, '') = ?");
-    args.push(filter.tenantId ?? '');
-  }
-  if (filter.channel) {
-    where.push('channel = ?');
-    args.push(filter.channel);
-  }
-  const rows = ctx.db
-    .prepare(`${SELECT} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ifnull(tenant_id, ''), channel, priority, id`)
-    .all(...args) as ConfigRow[];
-  return rows;
+export async function listProviders(ctx: CoreContext, filter: ProviderFilter = {}): Promise<ProviderConfig[]> {
+  return (await selectProviderConfigs(ctx.sql, filter)).map(toConfig);
 }
 
 /** Changes for {@link updateProvider}. Secrets given replace those of the same name; others are kept. */
@@ -373,7 +337,7 @@ export interface ProviderUpdate {
  * (from other processes) apply one after the other and none is lost.
  * @throws UsageError, NotFoundError, KeyError (key missing or wrong; the config fails its MAC and `confirm` is not set).
  */
-export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUpdate): ProviderConfig {
+export async function updateProvider(ctx: CoreContext, ref: string, change: ProviderUpdate): Promise<ProviderConfig> {
   const newSecrets = change.secrets ?? {};
   const fields = [
     ...Object.keys(change.settings ?? {}),
@@ -386,13 +350,11 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
     throw new UsageError('nothing to update: give --set, --unset, --secret-env, --secrets-stdin, --priority, --enable, --disable or --confirm');
   }
   // The key lookup may ask the keychain (a child process): done before taking the write lock.
-  const key = requireKey(ctx);
-  let id = 0;
-  ctx.db.transaction(() => {
-    assertCurrentKey(ctx, key);
-    const current = getProvider(ctx, ref);
-    id = current.id;
-    const raw = ctx.db.prepare(`${SELECT} WHERE id = ?`).get(current.id) as ConfigRow;
+  const key = await requireKey(ctx);
+  const id = await ctx.sql.tx(async (t) => {
+    await assertCurrentKey(t, key);
+    const current = await getProvider(ctx, ref, t);
+    const raw = (await selectProviderConfigById(t, current.id))!;
     const authentic = rowAuthentic(key.key, raw);
     if (!authentic && !change.confirm) assertRowAuthentic(key, raw);
     const spec = kindSpec(current.kind);
@@ -429,25 +391,21 @@ export function updateProvider(ctx: CoreContext, ref: string, change: ProviderUp
       key_id: hasSecrets ? key.keyId : null,
     };
     checkComplete(spec, full, names);
-    ctx.db
-      .prepare(
-        `UPDATE provider_configs SET settings = ?, priority = ?, enabled = ?, updated_at = ?, sealed_secrets = ?, secret_hints = ?, key_id = ?, mac = ?
-         WHERE id = ?`,
-      )
-      .run(next.settings, next.priority, next.enabled, ctx.clock.now().toISOString(), next.sealed_secrets, next.secret_hints, next.key_id, rowMac(key.key, next), current.id);
+    await updateProviderConfig(t, current.id, { ...next, enabled: Number(next.enabled), mac: rowMac(key.key, next) }, ctx.clock.now().toISOString());
     // Every update re-computes the MAC; a re-confirmation (the row had been changed outside switchboard) says so.
-    audit(ctx, authentic ? 'provider.update' : 'provider.confirm', ref, current.tenantId, authentic ? fields : [...fields, 'mac']);
-  }).immediate();
+    await recordAudit(ctx, t, authentic ? 'provider.update' : 'provider.confirm', ref, current.tenantId, authentic ? fields : [...fields, 'mac']);
+    return current.id;
+  });
   return getProviderById(ctx, id);
 }
 
 /** Removes a provider config and its sealed secrets. @throws NotFoundError. */
-export function removeProvider(ctx: CoreContext, ref: string): void {
-  const current = getProvider(ctx, ref);
-  ctx.db.transaction(() => {
-    ctx.db.prepare('DELETE FROM provider_configs WHERE id = ?').run(current.id);
-    audit(ctx, 'provider.remove', ref, current.tenantId, []);
-  }).immediate();
+export async function removeProvider(ctx: CoreContext, ref: string): Promise<void> {
+  const current = await getProvider(ctx, ref);
+  await ctx.sql.tx(async (t) => {
+    await deleteProviderConfig(t, current.id);
+    await recordAudit(ctx, t, 'provider.remove', ref, current.tenantId, []);
+  });
 }
 
 /** One step of a route. `source` says whether it is the tenant's own config or a system default. */
@@ -473,10 +431,10 @@ export interface Route {
  * reorder the route or drop a config from it.
  * @throws NotFoundError if the tenant does not exist; KeyError naming a config that fails its MAC.
  */
-export function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channel, key?: ActiveKey): Route {
-  const tenant = getTenant(ctx, tenantId);
-  const ownRows = listRows(ctx, { tenantId, channel });
-  const systemRows = listRows(ctx, { tenantId: null, channel });
+export async function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channel, key?: ActiveKey): Promise<Route> {
+  const tenant = await getTenant(ctx, tenantId);
+  const ownRows = await selectProviderConfigs(ctx.sql, { tenantId, channel });
+  const systemRows = await selectProviderConfigs(ctx.sql, { tenantId: null, channel });
   if (key) for (const r of [...ownRows, ...systemRows]) assertRowAuthentic(key, r);
   const own = ownRows.map(toConfig).filter((c) => c.enabled);
   const fallback = tenant.fallback[channel];
@@ -496,8 +454,8 @@ export function resolveRoute(ctx: CoreContext, tenantId: string, channel: Channe
  * @throws KeyError naming the provider when the row fails its MAC or its secrets their integrity check;
  * LockedError when another process changed or removed the config since `config` was read (run again).
  */
-export function configSecrets(ctx: CoreContext, key: ActiveKey, config: ProviderConfig): Record<string, string> {
-  const row = ctx.db.prepare(`${SELECT} WHERE id = ?`).get(config.id) as ConfigRow | undefined;
+export async function configSecrets(ctx: CoreContext, key: ActiveKey, config: ProviderConfig): Promise<Record<string, string>> {
+  const row = await selectProviderConfigById(ctx.sql, config.id);
   if (!row) throw new LockedError(`provider ${config.ref} was removed by another process meanwhile; run the command again`);
   assertRowAuthentic(key, row);
   const read: AuthRow = { ...row, kind: config.kind, settings: JSON.stringify(config.settings), priority: config.priority, enabled: config.enabled ? 1 : 0, tenant_id: config.tenantId, channel: config.channel, name: config.name };
@@ -513,25 +471,32 @@ export function configSecrets(ctx: CoreContext, key: ActiveKey, config: Provider
  * @returns null when it matches; else the reason and what to do ({@link tamperedError}'s message), and whether
  * its sealed secrets fail to open too.
  */
-export function configAuthProblem(ctx: CoreContext, key: ActiveKey, config: ProviderConfig): { message: string; secretsBroken: boolean } | null {
-  const row = ctx.db.prepare(`${SELECT} WHERE id = ?`).get(config.id) as ConfigRow | undefined;
+export async function configAuthProblem(
+  ctx: CoreContext,
+  key: ActiveKey,
+  config: ProviderConfig,
+): Promise<{ message: string; secretsBroken: boolean } | null> {
+  const row = await selectProviderConfigById(ctx.sql, config.id);
   if (!row || rowAuthentic(key.key, row)) return null;
   return { message: tamperedError(key, row).message, secretsBroken: secretsBroken(key, row) };
 }
 
 /** Records a config's health after a send or verify. `detail` must hold no secret values. */
-export function setHealth(ctx: CoreContext, id: number, health: ProviderConfig['health'], detail: string | null): void {
-  ctx.db.prepare('UPDATE provider_configs SET health = ?, health_detail = ? WHERE id = ?').run(health, detail, id);
+export async function setHealth(ctx: CoreContext, id: number, health: ProviderConfig['health'], detail: string | null): Promise<void> {
+  await updateProviderConfigHealth(ctx.sql, id, health, detail);
 }
 
 /** Records the outcome of `provider verify` (audited as `provider.verify`, field names only). */
-export function recordVerification(ctx: CoreContext, config: ProviderConfig, ok: boolean, detail: string): void {
-  ctx.db.transaction(() => {
-    ctx.db
-      .prepare('UPDATE provider_configs SET last_verified_at = ?, last_verify_result = ?, health = ?, health_detail = ? WHERE id = ?')
-      .run(ctx.clock.now().toISOString(), `${ok ? 'ok' : 'failed'}: ${detail}`, ok ? 'healthy' : 'unhealthy', ok ? null : detail, config.id);
-    audit(ctx, 'provider.verify', config.ref, config.tenantId, ['last_verified_at', 'last_verify_result', 'health']);
-  }).immediate();
+export async function recordVerification(ctx: CoreContext, config: ProviderConfig, ok: boolean, detail: string): Promise<void> {
+  await ctx.sql.tx(async (t) => {
+    await updateProviderConfigVerification(t, config.id, {
+      at: ctx.clock.now().toISOString(),
+      result: `${ok ? 'ok' : 'failed'}: ${detail}`,
+      health: ok ? 'healthy' : 'unhealthy',
+      detail: ok ? null : detail,
+    });
+    await recordAudit(ctx, t, 'provider.verify', config.ref, config.tenantId, ['last_verified_at', 'last_verify_result', 'health']);
+  });
 }
 
 /**
@@ -540,9 +505,9 @@ export function recordVerification(ctx: CoreContext, config: ProviderConfig, ok:
  * @throws NotFoundError, KeyError.
  */
 export async function verifyProvider(ctx: CoreContext, ref: string): Promise<{ ref: string; ok: boolean; detail: string; verifiedAt: string }> {
-  const config = getProvider(ctx, ref);
+  const config = await getProvider(ctx, ref);
   const spec = kindSpec(config.kind);
-  const secrets = configSecrets(ctx, requireKey(ctx), config);
+  const secrets = await configSecrets(ctx, await requireKey(ctx), config);
   const adapter = await spec.create({ ref, settings: config.settings, secrets, maxConcurrency: 1, channel: config.channel });
   let result: { ok: boolean; detail: string };
   try {
@@ -550,6 +515,6 @@ export async function verifyProvider(ctx: CoreContext, ref: string): Promise<{ r
   } finally {
     await adapter.close();
   }
-  recordVerification(ctx, config, result.ok, result.detail);
-  return { ref, ...result, verifiedAt: getProvider(ctx, ref).lastVerifiedAt ?? '' };
+  await recordVerification(ctx, config, result.ok, result.detail);
+  return { ref, ...result, verifiedAt: (await getProvider(ctx, ref)).lastVerifiedAt ?? '' };
 }

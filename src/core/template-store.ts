@@ -72,8 +72,8 @@ export interface TemplateInput {
  * @throws UsageError (bad name, no body, a part that does not parse, name taken without `replace`),
  *   NotFoundError (tenant).
  */
-export function addTemplate(ctx: CoreContext, input: TemplateInput): StoredTemplate {
-  getTenant(ctx, input.tenantId);
+export async function addTemplate(ctx: CoreContext, input: TemplateInput): Promise<StoredTemplate> {
+  await getTenant(ctx, input.tenantId);
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(input.name)) throw new UsageError(`template name ${input.name}: use 1-63 lower-case letters, digits, . _ -`);
   if (input.html === undefined && input.text === undefined) throw new UsageError('a template needs --html-file or --text-file (or both)');
   compileTemplate(storedSource({ subject: input.subject ?? null, html: input.html ?? null, text: input.text ?? null }));
@@ -94,8 +94,8 @@ export function addTemplate(ctx: CoreContext, input: TemplateInput): StoredTempl
 }
 
 /** A tenant's templates by name. @throws NotFoundError (tenant). */
-export function listTemplates(ctx: CoreContext, tenantId: string): StoredTemplate[] {
-  getTenant(ctx, tenantId);
+export async function listTemplates(ctx: CoreContext, tenantId: string): Promise<StoredTemplate[]> {
+  await getTenant(ctx, tenantId);
   return (ctx.db.prepare('SELECT * FROM templates WHERE tenant_id = ? ORDER BY name').all(tenantId) as Row[]).map(toTemplate);
 }
 

@@ -3,7 +3,21 @@
  */
 import type { CoreContext, Channel } from './context.js';
 import { CHANNELS } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
+import type { Sql } from '../store/sql.js';
+import {
+  deleteTenantCascade,
+  insertTenant,
+  selectTenantRow,
+  selectTenantRows,
+  selectTenantSwitches,
+  touchTenant,
+  updateTenantName,
+  upsertTenantSwitch,
+  type TenantRow,
+  type TenantSwitchRow,
+} from '../store/repos/tenants.js';
+import { countTenantProviderConfigs } from '../store/repos/providers.js';
 import { NotFoundError, UsageError } from '../errors.js';
 
 /** A tenant id: lower-case letters, digits and single hyphens, 2–63 characters, starting with a letter. */
@@ -21,13 +35,6 @@ export interface Tenant {
   updatedAt: string;
 }
 
-interface TenantRow {
-  id: string;
-  name: string;
-  created_at: string;
-  updated_at: string;
-}
-
 /** @throws UsageError naming `field` if `id` is not a slug or is the reserved word `system`. */
 export function checkTenantId(id: string, field = 'tenant id'): void {
   if (id.length < 2 || id.length > 63 || !TENANT_ID_PATTERN.test(id)) {
@@ -42,46 +49,12 @@ function defaultFallback(): Record<Channel, boolean> {
   return Object.fromEntries(CHANNELS.map((c) => [c, true])) as Record<Channel, boolean>;
 }
 
-function toTenant(ctx: CoreContext, row: TenantRow): Tenant {
-  const fallback = defaultFallback();
-  const rows = ctx.db.prepare('SELECT channel, fallback FROM tenant_channels WHERE tenant_id = ?').all(row.id) as Array<{
-    channel: Channel;
-    fallback: number;
-  }>;
-  for (const r of rows) fallback[r.channel] = r.fallback === 1;
-  return { id: row.id, name: row.name, fallback, createdAt: row.created_at, updatedAt: row.updated_at };
-}
-
-/**
- * Adds a tenant.
- * @throws UsageError if the id is malformed or already taken, or the name is empty.
- */
-export function addTenant(ctx: CoreContext, id: string, name: string): Tenant {
-  checkTenantId(id);
-  if (!name.trim()) throw new UsageError('--name must not be empty');
-  const now = ctx.clock.now().toISOString();
-  ctx.db.transaction(() => {
-    if (ctx.db.prepare('SELECT 1 FROM tenants WHERE id = ?').get(id)) {
-      throw new UsageError(`tenant "${id}" already exists`);
-    }
-    ctx.db.prepare('INSERT INTO tenants (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)').run(id, name.trim(), now, now);
-    audit(ctx, 'tenant.add', id, id, ['id', 'name']);
-  }).immediate();
-  return getTenant(ctx, id);
-}
-
-/** All tenants, by id. */
-export function listTenants(ctx: CoreContext): Tenant[] {
-  const rows = ctx.db.prepare('SELECT id, name, created_at, updated_at FROM tenants ORDER BY id').all() as TenantRow[];
-  const switches = ctx.db.prepare('SELECT tenant_id, channel, fallback FROM tenant_channels').all() as Array<{
-    tenant_id: string;
-    channel: Channel;
-    fallback: number;
-  }>;
+/** Tenants from their rows and switches (two queries, whatever the number of tenants). */
+function toTenants(rows: TenantRow[], switches: TenantSwitchRow[]): Tenant[] {
   const byTenant = new Map<string, Record<Channel, boolean>>();
   for (const s of switches) {
     const f = byTenant.get(s.tenant_id) ?? defaultFallback();
-    f[s.channel] = s.fallback === 1;
+    f[s.channel as Channel] = Number(s.fallback) === 1;
     byTenant.set(s.tenant_id, f);
   }
   return rows.map((r) => ({
@@ -93,11 +66,35 @@ export function listTenants(ctx: CoreContext): Tenant[] {
   }));
 }
 
-/** @throws NotFoundError if there is no tenant `id`. */
-export function getTenant(ctx: CoreContext, id: string): Tenant {
-  const row = ctx.db.prepare('SELECT id, name, created_at, updated_at FROM tenants WHERE id = ?').get(id) as TenantRow | undefined;
+/**
+ * Adds a tenant.
+ * @throws UsageError if the id is malformed or already taken, or the name is empty.
+ */
+export async function addTenant(ctx: CoreContext, id: string, name: string): Promise<Tenant> {
+  checkTenantId(id);
+  if (!name.trim()) throw new UsageError('--name must not be empty');
+  const now = ctx.clock.now().toISOString();
+  await ctx.sql.tx(async (t) => {
+    if (await selectTenantRow(t, id)) throw new UsageError(`tenant "${id}" already exists`);
+    await insertTenant(t, id, name.trim(), now);
+    await recordAudit(ctx, t, 'tenant.add', id, id, ['id', 'name']);
+  });
+  return getTenant(ctx, id);
+}
+
+/** All tenants, by id (one query for the tenants, one for their switches). */
+export async function listTenants(ctx: CoreContext): Promise<Tenant[]> {
+  return toTenants(await selectTenantRows(ctx.sql), await selectTenantSwitches(ctx.sql));
+}
+
+/**
+ * The tenant `id`. Pass `sql` (a transaction's handle) to read inside that transaction.
+ * @throws NotFoundError if there is no tenant `id`.
+ */
+export async function getTenant(ctx: CoreContext, id: string, sql: Sql = ctx.sql): Promise<Tenant> {
+  const row = await selectTenantRow(sql, id);
   if (!row) throw new NotFoundError(`no tenant "${id}" in store ${ctx.storePath} (see \`switchboard tenant list\`)`);
-  return toTenant(ctx, row);
+  return toTenants([row], await selectTenantSwitches(sql, id))[0]!;
 }
 
 /** Changes to a tenant: a new name and/or fallback switches per channel. */
@@ -110,7 +107,7 @@ export interface TenantUpdate {
  * Updates a tenant.
  * @throws NotFoundError if the tenant does not exist; UsageError if nothing is to change.
  */
-export function updateTenant(ctx: CoreContext, id: string, change: TenantUpdate): Tenant {
+export async function updateTenant(ctx: CoreContext, id: string, change: TenantUpdate): Promise<Tenant> {
   const fields: string[] = [];
   if (change.name !== undefined) {
     if (!change.name.trim()) throw new UsageError('--name must not be empty');
@@ -119,22 +116,13 @@ export function updateTenant(ctx: CoreContext, id: string, change: TenantUpdate)
   for (const c of Object.keys(change.fallback ?? {})) fields.push(`fallback.${c}`);
   if (fields.length === 0) throw new UsageError('nothing to update: give --name or --fallback <channel>=on|off');
   const now = ctx.clock.now().toISOString();
-  ctx.db.transaction(() => {
-    getTenant(ctx, id);
-    if (change.name !== undefined) {
-      ctx.db.prepare('UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?').run(change.name.trim(), now, id);
-    }
-    for (const [channel, on] of Object.entries(change.fallback ?? {})) {
-      ctx.db
-        .prepare(
-          `INSERT INTO tenant_channels (tenant_id, channel, fallback) VALUES (?, ?, ?)
-           ON CONFLICT (tenant_id, channel) DO UPDATE SET fallback = excluded.fallback`,
-        )
-        .run(id, channel, on ? 1 : 0);
-    }
-    ctx.db.prepare('UPDATE tenants SET updated_at = ? WHERE id = ?').run(now, id);
-    audit(ctx, 'tenant.update', id, id, fields);
-  }).immediate();
+  await ctx.sql.tx(async (t) => {
+    await getTenant(ctx, id, t);
+    if (change.name !== undefined) await updateTenantName(t, id, change.name.trim(), now);
+    for (const [channel, on] of Object.entries(change.fallback ?? {})) await upsertTenantSwitch(t, id, channel, on);
+    await touchTenant(t, id, now);
+    await recordAudit(ctx, t, 'tenant.update', id, id, fields);
+  });
   return getTenant(ctx, id);
 }
 
@@ -144,14 +132,12 @@ export function updateTenant(ctx: CoreContext, id: string, change: TenantUpdate)
  * @returns how many provider configs were removed with it.
  * @throws NotFoundError if the tenant does not exist.
  */
-export function removeTenant(ctx: CoreContext, id: string): { providers: number } {
-  let providers = 0;
-  ctx.db.transaction(() => {
-    getTenant(ctx, id);
-    providers = (ctx.db.prepare('SELECT count(*) AS n FROM provider_configs WHERE tenant_id = ?').get(id) as { n: number }).n;
-    ctx.db.prepare('DELETE FROM messages WHERE tenant_id = ?').run(id);
-    ctx.db.prepare('DELETE FROM tenants WHERE id = ?').run(id);
-    audit(ctx, 'tenant.remove', id, id, []);
-  }).immediate();
-  return { providers };
+export async function removeTenant(ctx: CoreContext, id: string): Promise<{ providers: number }> {
+  return ctx.sql.tx(async (t) => {
+    await getTenant(ctx, id, t);
+    const providers = await countTenantProviderConfigs(t, id);
+    await deleteTenantCascade(t, id);
+    await recordAudit(ctx, t, 'tenant.remove', id, id, []);
+    return { providers };
+  });
 }

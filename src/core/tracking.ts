@@ -75,9 +75,9 @@ export interface BatchTracker {
  * URL is known (the token's key is derived from the master key, which is looked up once here).
  * @throws KeyError when a public URL is known for e-mail and the master key is missing or wrong.
  */
-export function batchTracker(ctx: CoreContext, tenantId: string, channel: Channel): BatchTracker {
+export async function batchTracker(ctx: CoreContext, tenantId: string, channel: Channel): Promise<BatchTracker> {
   const url = publicUrl(ctx).url;
-  const key = url && channel === 'email' ? unsubscribeKey(requireKey(ctx).key) : undefined;
+  const key = url && channel === 'email' ? unsubscribeKey((await requireKey(ctx)).key) : undefined;
   return {
     track(batchId, rowNo, recipient) {
       return {

@@ -4,7 +4,23 @@
  */
 import fs from 'node:fs';
 import type { CoreContext } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
+import type { Sql } from '../store/sql.js';
+import {
+  insertKeyVersion,
+  retireCurrentKeyVersions,
+  retireKeyVersion,
+  selectCurrentKeyId,
+  selectKeyVersionRows,
+  selectMetaStoreId,
+} from '../store/repos/keys.js';
+import {
+  countSealedProviderConfigs,
+  dropProviderConfigSecrets,
+  selectProviderConfigsById,
+  updateProviderConfigMac,
+  updateProviderConfigSeal,
+} from '../store/repos/providers.js';
 import { KeyError, UsageError } from '../errors.js';
 import {
   decodeKey,
@@ -20,7 +36,6 @@ import {
 } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainSet, type KeychainResult } from '../crypto/keychain.js';
 import { seal, unseal, type SealContext } from '../crypto/seal.js';
-import { storeId } from '../store/db.js';
 import { assertRowAuthentic, ensureConfigMacs, markConfigMacs, rowMac, rowRef, type AuthRow } from './config-auth.js';
 
 /** The master key in use, with its version id in this store. */
@@ -40,15 +55,14 @@ export interface KeyVersion {
 }
 
 /** Key versions recorded in the store, oldest first. */
-export function keyVersions(ctx: CoreContext): KeyVersion[] {
-  const rows = ctx.db
-    .prepare(
-      `SELECT k.id, k.fingerprint, k.created_at, k.retired_at,
-              (SELECT count(*) FROM provider_configs p WHERE p.key_id = k.id AND p.sealed_secrets IS NOT NULL) AS n
-       FROM keys k ORDER BY k.id`,
-    )
-    .all() as Array<{ id: number; fingerprint: string; created_at: string; retired_at: string | null; n: number }>;
+export async function keyVersions(ctx: CoreContext): Promise<KeyVersion[]> {
+  const rows = await selectKeyVersionRows(ctx.sql);
   return rows.map((r) => ({ id: r.id, fingerprint: r.fingerprint, createdAt: r.created_at, retiredAt: r.retired_at, sealedSecrets: r.n }));
+}
+
+/** The store's id (`meta.store_id`): the keychain account its key is kept under. '' when it has none. */
+export async function storeAccount(ctx: CoreContext): Promise<string> {
+  return selectMetaStoreId(ctx.sql);
 }
 
 /** The outcome of looking for a master key: the key, or why none was found (for messages and `doctor`). */
@@ -65,10 +79,10 @@ export interface KeyLookup {
  * (service `switchboard`, account = the store's id; one child process, at most 3 s).
  * @throws KeyError when a configured source is unreadable or malformed.
  */
-export function lookupMasterKey(ctx: CoreContext): KeyLookup {
+export async function lookupMasterKey(ctx: CoreContext): Promise<KeyLookup> {
   const found = findMasterKey(ctx.env);
   if (found) return { master: found };
-  const account = storeId(ctx.db);
+  const account = await storeAccount(ctx);
   const kc = keychainGet(account, ctx.env);
   if (kc.status === 'ok') {
     return { master: { key: decodeKey(kc.value, `the keychain item for store ${account}`), source: 'keychain', location: account }, keychain: kc };
@@ -84,8 +98,8 @@ export function lookupMasterKey(ctx: CoreContext): KeyLookup {
  * Like {@link lookupMasterKey} but a missing key is an error.
  * @throws KeyError (exit 5) listing the three ways to provide a key.
  */
-export function loadMasterKey(ctx: CoreContext): MasterKey {
-  const found = lookupMasterKey(ctx);
+export async function loadMasterKey(ctx: CoreContext): Promise<MasterKey> {
+  const found = await lookupMasterKey(ctx);
   if (!found.master) throw noKeyError(found);
   return found.master;
 }
@@ -104,19 +118,19 @@ export function noKeyError(found: KeyLookup): KeyError {
  * @throws KeyError (exit 5) if no key is configured, it is malformed, or it does not match the store's current
  * key; the message names the key version and fingerprint the store needs.
  */
-export function requireKey(ctx: CoreContext): ActiveKey {
-  const active = matchKey(ctx);
-  ensureConfigMacs(ctx, active);
+export async function requireKey(ctx: CoreContext): Promise<ActiveKey> {
+  const active = await matchKey(ctx);
+  await ensureConfigMacs(ctx, active);
   return active;
 }
 
-function matchKey(ctx: CoreContext): ActiveKey {
-  const master = loadMasterKey(ctx);
+async function matchKey(ctx: CoreContext): Promise<ActiveKey> {
+  const master = await loadMasterKey(ctx);
   const fp = fingerprint(master.key);
-  const versions = keyVersions(ctx);
+  const versions = await keyVersions(ctx);
   const current = versions.find((v) => v.retiredAt === null);
   if (!current) {
-    const keyId = bindKey(ctx, fp, 'key.bind');
+    const keyId = await bindKey(ctx, fp, 'key.bind');
     return { ...master, keyId, fingerprint: fp };
   }
   if (current.fingerprint === fp) return { ...master, keyId: current.id, fingerprint: fp };
@@ -143,14 +157,14 @@ export function describeSource(master: Pick<MasterKey, 'source' | 'location'>): 
 }
 
 /**
- * Throws unless `key` is still the store's current key. Call inside the write transaction that seals with it,
- * so a secret is never sealed with a key that a concurrent `key rotate` has just retired.
+ * Throws unless `key` is still the store's current key. Call on the handle of the write transaction that seals
+ * with it, so a secret is never sealed with a key that a concurrent `key rotate` has just retired.
  * @throws KeyError (exit 5).
  */
-export function assertCurrentKey(ctx: CoreContext, key: ActiveKey): void {
-  const row = ctx.db.prepare('SELECT id FROM keys WHERE retired_at IS NULL').get() as { id: number } | undefined;
-  if (row?.id !== key.keyId) {
-    throw new KeyError(`the master key was rotated by another process meanwhile (the store now uses key #${row?.id}); nothing was changed, run the command again with the new key`);
+export async function assertCurrentKey(sql: Sql, key: ActiveKey): Promise<void> {
+  const id = await selectCurrentKeyId(sql);
+  if (id !== key.keyId) {
+    throw new KeyError(`the master key was rotated by another process meanwhile (the store now uses key #${id}); nothing was changed, run the command again with the new key`);
   }
 }
 
@@ -158,8 +172,8 @@ export function assertCurrentKey(ctx: CoreContext, key: ActiveKey): void {
  * Records a new key fingerprint as the store's first key version (for `key init`).
  * @throws UsageError if the store already has a key.
  */
-export function bindNewKey(ctx: CoreContext, fp: string): number {
-  const current = keyVersions(ctx).find((v) => v.retiredAt === null);
+export async function bindNewKey(ctx: CoreContext, fp: string): Promise<number> {
+  const current = (await keyVersions(ctx)).find((v) => v.retiredAt === null);
   if (current) {
     throw new UsageError(
       `this store already has key #${current.id} (fingerprint ${current.fingerprint}); a second key would make its secrets unreadable`,
@@ -168,15 +182,13 @@ export function bindNewKey(ctx: CoreContext, fp: string): number {
   return bindKey(ctx, fp, 'key.init');
 }
 
-function bindKey(ctx: CoreContext, fp: string, action: string): number {
-  let id = 0;
-  ctx.db.transaction(() => {
-    const existing = ctx.db.prepare('SELECT id FROM keys WHERE retired_at IS NULL').get() as { id: number } | undefined;
-    if (existing) throw new KeyError('another process bound this store to a key just now; run the command again');
-    id = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(fp, ctx.clock.now().toISOString()).lastInsertRowid);
-    audit(ctx, action, `key#${id}`, null, ['fingerprint']);
-  }).immediate();
-  return id;
+async function bindKey(ctx: CoreContext, fp: string, action: string): Promise<number> {
+  return ctx.sql.tx(async (t) => {
+    if ((await selectCurrentKeyId(t)) !== undefined) throw new KeyError('another process bound this store to a key just now; run the command again');
+    const id = await insertKeyVersion(t, fp, ctx.clock.now().toISOString());
+    await recordAudit(ctx, t, action, `key#${id}`, null, ['fingerprint']);
+    return id;
+  });
 }
 
 /** Seals secrets for a provider row with the active key. */
@@ -296,8 +308,8 @@ export interface RotationOptions {
  * (nothing changes: a row changed outside switchboard is never re-MACed by a rotation), or the keychain cannot
  * store the new key.
  */
-export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): RotationResult {
-  const active = requireKey(ctx);
+export async function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): Promise<RotationResult> {
+  const active = await requireKey(ctx);
   if (active.source === 'env' && !opts.publishEnvKey) {
     throw new UsageError(
       'the master key comes from SWITCHBOARD_MASTER_KEY, which switchboard cannot update: run `switchboard key rotate --print-new-key` and put the printed export line where SWITCHBOARD_MASTER_KEY is set (e.g. your CI secret)',
@@ -313,15 +325,13 @@ export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): Rotatio
   let newKeyId = 0;
   let resealed = 0;
   try {
-    const rows = () => ctx.db.prepare('SELECT * FROM provider_configs ORDER BY id').all() as AuthRow[];
-    opts.onCommitStart?.((ctx.db.prepare('SELECT count(*) AS n FROM provider_configs WHERE sealed_secrets IS NOT NULL').get() as { n: number }).n);
-    ctx.db.transaction(() => {
-      assertCurrentKey(ctx, active);
+    opts.onCommitStart?.(await countSealedProviderConfigs(ctx.sql));
+    await ctx.sql.tx(async (t) => {
+      await assertCurrentKey(t, active);
       const now = ctx.clock.now().toISOString();
-      newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(fp, now).lastInsertRowid);
+      newKeyId = await insertKeyVersion(t, fp, now);
       const next: ActiveKey = { ...active, key: newKey, keyId: newKeyId, fingerprint: fp };
-      const update = ctx.db.prepare('UPDATE provider_configs SET sealed_secrets = ?, key_id = ?, mac = ? WHERE id = ?');
-      for (const r of rows()) {
+      for (const r of await selectProviderConfigsById(t)) {
         assertRowAuthentic(active, r);
         let moved: AuthRow = r;
         if (r.sealed_secrets !== null && r.key_id !== null) {
@@ -330,11 +340,11 @@ export function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): Rotatio
           moved = { ...r, sealed_secrets: sealSecrets(next, where, secrets), key_id: newKeyId };
           resealed++;
         }
-        update.run(moved.sealed_secrets, moved.key_id, rowMac(newKey, moved), r.id);
+        await updateProviderConfigSeal(t, r.id, moved.sealed_secrets, moved.key_id, rowMac(newKey, moved));
       }
-      ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE id = ?').run(now, active.keyId);
-      audit(ctx, 'key.rotate', `key#${newKeyId}`, null, ['fingerprint', 'key_id', 'mac', 'retired_at', 'sealed_secrets']);
-    }).immediate();
+      await retireKeyVersion(t, active.keyId, now);
+      await recordAudit(ctx, t, 'key.rotate', `key#${newKeyId}`, null, ['fingerprint', 'key_id', 'mac', 'retired_at', 'sealed_secrets']);
+    });
   } catch (err) {
     discardStagedKey(ctx, active);
     throw err;
@@ -374,14 +384,14 @@ export interface KeyResetResult {
  * A malformed or unreadable key counts as lost. Run it before asking for confirmation.
  * @throws UsageError naming the source and `key rotate`.
  */
-export function assertKeyLost(ctx: CoreContext): void {
+export async function assertKeyLost(ctx: CoreContext): Promise<void> {
   let found: MasterKey | null = null;
   try {
-    found = lookupMasterKey(ctx).master;
+    found = (await lookupMasterKey(ctx)).master;
   } catch {
     // A malformed or unreadable key is as good as lost here.
   }
-  const current = keyVersions(ctx).find((v) => v.retiredAt === null);
+  const current = (await keyVersions(ctx)).find((v) => v.retiredAt === null);
   if (found && current && fingerprint(found.key) === current.fingerprint) {
     throw new UsageError(`the key from ${describeSource(found)} opens this store (key #${current.id}); nothing is lost: use \`switchboard key rotate\` to replace it`);
   }
@@ -395,32 +405,27 @@ export function assertKeyLost(ctx: CoreContext): void {
  * are now are taken as they stand (each dropped config is audited; check them with `provider list`).
  * @throws UsageError if the key the environment provides still matches the store (use `key rotate` instead).
  */
-export function resetLostKey(ctx: CoreContext, newKey: Buffer): KeyResetResult {
+export async function resetLostKey(ctx: CoreContext, newKey: Buffer): Promise<KeyResetResult> {
   const newFingerprint = fingerprint(newKey);
-  assertKeyLost(ctx);
-  const current = keyVersions(ctx).find((v) => v.retiredAt === null);
-  let newKeyId = 0;
+  await assertKeyLost(ctx);
+  const current = (await keyVersions(ctx)).find((v) => v.retiredAt === null);
   const dropped: string[] = [];
-  ctx.db.transaction(() => {
+  const newKeyId = await ctx.sql.tx(async (t) => {
     const now = ctx.clock.now().toISOString();
-    const rows = ctx.db.prepare('SELECT * FROM provider_configs ORDER BY id').all() as AuthRow[];
-    const drop = ctx.db.prepare(
-      "UPDATE provider_configs SET sealed_secrets = NULL, key_id = NULL, secret_hints = '{}', health = 'unknown', health_detail = 'secrets dropped by key reset: enter them again', updated_at = ? WHERE id = ?",
-    );
-    const remac = ctx.db.prepare('UPDATE provider_configs SET mac = ? WHERE id = ?');
-    for (const r of rows) {
+    for (const r of await selectProviderConfigsById(t)) {
       const ref = rowRef(r);
       if (r.sealed_secrets !== null) {
-        drop.run(now, r.id);
+        await dropProviderConfigSecrets(t, r.id, now);
         dropped.push(ref);
-        audit(ctx, 'provider.secrets-dropped', ref, r.tenant_id, ['sealed_secrets', 'key_id', 'mac']);
+        await recordAudit(ctx, t, 'provider.secrets-dropped', ref, r.tenant_id, ['sealed_secrets', 'key_id', 'mac']);
       }
-      remac.run(rowMac(newKey, r.sealed_secrets === null ? r : { ...r, sealed_secrets: null, key_id: null, secret_hints: '{}' }), r.id);
+      await updateProviderConfigMac(t, r.id, rowMac(newKey, r.sealed_secrets === null ? r : { ...r, sealed_secrets: null, key_id: null, secret_hints: '{}' }));
     }
-    markConfigMacs(ctx);
-    ctx.db.prepare('UPDATE keys SET retired_at = ? WHERE retired_at IS NULL').run(now);
-    newKeyId = Number(ctx.db.prepare('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?)').run(newFingerprint, now).lastInsertRowid);
-    audit(ctx, 'key.reset', `key#${newKeyId}`, null, ['fingerprint', 'mac', 'retired_at']);
-  }).immediate();
+    await markConfigMacs(t);
+    await retireCurrentKeyVersions(t, now);
+    const id = await insertKeyVersion(t, newFingerprint, now);
+    await recordAudit(ctx, t, 'key.reset', `key#${id}`, null, ['fingerprint', 'mac', 'retired_at']);
+    return id;
+  });
   return { lostKeyId: current?.id ?? null, newKeyId, dropped };
 }

@@ -114,7 +114,7 @@ export class Webhooks {
 
   /** Loads the signature libraries the store's configs need (the twilio SDK, @sendgrid/eventwebhook) before the first request. */
   async preload(): Promise<void> {
-    const kinds = new Set(this.configs().map((l) => l.config.kind));
+    const kinds = new Set((await this.configs()).map((l) => l.config.kind));
     await Promise.all([
       kinds.has('twilio') || kinds.has('twilio-whatsapp') ? loadTwilioValidators() : undefined,
       kinds.has('sendgrid') ? loadSendGridVerifier() : undefined,
@@ -122,19 +122,19 @@ export class Webhooks {
   }
 
   /** Configs of webhook kinds with their secrets, reloaded when a config was added, changed or removed. */
-  private configs(): Loaded[] {
+  private async configs(): Promise<Loaded[]> {
     const v = prepared(this.ctx.db, 'SELECT count(*) AS n, max(updated_at) AS u, max(id) AS i FROM provider_configs').get() as { n: number; u: string | null; i: number | null };
     const version = `${v.n}|${v.u}|${v.i}`;
     if (version !== this.version) {
-      this.loaded = listProviders(this.ctx)
-        .filter((c) => WEBHOOK_KINDS.has(c.kind))
-        .map((config) => {
-          try {
-            return { config, secrets: configSecrets(this.ctx, this.opts.key, config) };
-          } catch {
-            return { config, secrets: null };
-          }
-        });
+      const loaded: Loaded[] = [];
+      for (const config of (await listProviders(this.ctx)).filter((c) => WEBHOOK_KINDS.has(c.kind))) {
+        try {
+          loaded.push({ config, secrets: await configSecrets(this.ctx, this.opts.key, config) });
+        } catch {
+          loaded.push({ config, secrets: null });
+        }
+      }
+      this.loaded = loaded;
       this.version = version;
     }
     return this.loaded;
@@ -168,10 +168,10 @@ export class Webhooks {
     return r;
   }
 
-  private find(ref: string): Loaded {
-    const l = this.configs().find((x) => x.config.ref === ref);
+  private async find(ref: string): Promise<Loaded> {
+    const l = (await this.configs()).find((x) => x.config.ref === ref);
     if (!l) {
-      const c = getProvider(this.ctx, ref); // NotFoundError (404) for no such config
+      const c = await getProvider(this.ctx, ref); // NotFoundError (404) for no such config
       throw new WebhookRejection(404, `${ref} is a ${c.kind} config: that kind sends no webhooks`);
     }
     if (!l.secrets) throw new WebhookRejection(403, `the secrets of ${ref} do not open with this master key`);
@@ -181,7 +181,7 @@ export class Webhooks {
   /** `POST|GET /hooks/<ref>`. */
   configHook(ref: string, req: HookRequest): Promise<HookReply> {
     return this.handle(async () => {
-      const l = this.find(ref);
+      const l = await this.find(ref);
       const c = l.config;
       if (req.method === 'GET') {
         if (c.kind !== 'meta-whatsapp') throw new WebhookRejection(405, 'only POST');
@@ -241,7 +241,7 @@ export class Webhooks {
       const number = twilioOwnNumber(params);
       const service = one('MessagingServiceSid');
       const whatsapp = /^whatsapp:/i.test(one(isTwilioInbound(params) ? 'To' : 'From') ?? '');
-      const matches = this.configs().filter(
+      const matches = (await this.configs()).filter(
         (x) =>
           x.config.kind === (whatsapp ? 'twilio-whatsapp' : 'twilio') &&
           x.config.settings.accountSid === account &&
@@ -306,7 +306,7 @@ export class Webhooks {
   /** `GET|POST /hooks/meta`: every Meta config is a candidate (see {@link meta}). */
   metaShared(req: HookRequest): Promise<HookReply> {
     return this.handle(async () => {
-      const candidates = this.configs().filter((l) => l.config.kind === 'meta-whatsapp');
+      const candidates = (await this.configs()).filter((l) => l.config.kind === 'meta-whatsapp');
       return req.method === 'GET' ? this.metaHandshake(req, candidates) : this.meta(req, candidates);
     });
   }
@@ -345,7 +345,7 @@ export class Webhooks {
         this.stats.rejected++;
         return page(403, 'Link not valid', 'This unsubscribe link is not valid. Use the link from the message as it was sent.', null, 'rejected: token does not verify');
       }
-      const tenant = getTenant(this.ctx, target.tenantId);
+      const tenant = await getTenant(this.ctx, target.tenantId);
       const shown = maskAddress(target.recipient);
       if (req.method === 'GET') {
         return page(
@@ -418,8 +418,8 @@ export interface ImportResult extends IngestResult {
  * event without its SNS envelope is accepted too.
  * @throws NotFoundError (ref), UsageError (a kind without webhooks; a body that does not parse, naming its line).
  */
-export function importEvents(ctx: CoreContext, ref: string, text: string, file: string): ImportResult {
-  const c = getProvider(ctx, ref);
+export async function importEvents(ctx: CoreContext, ref: string, text: string, file: string): Promise<ImportResult> {
+  const c = await getProvider(ctx, ref);
   if (!WEBHOOK_KINDS.has(c.kind)) throw new UsageError(`--provider ${ref} is a ${c.kind} config: that kind has no events to import`);
   let bodies: Array<{ line: number; text: string }>;
   const whole = text.trim();

@@ -74,11 +74,12 @@ export function workspace(prefix) {
 /** Adds tenants `tenant-0001`… to the store at `storePath` through dist/core (one process, no CLI start-up per tenant). */
 export async function addTenants(storePath, count) {
   const { openStore } = await import(path.join(root, 'dist/store/db.js'));
+  const { SqliteSql } = await import(path.join(root, 'dist/store/sql.js'));
   const { addTenant } = await import(path.join(root, 'dist/core/tenants.js'));
   const { systemClock } = await import(path.join(root, 'dist/core/context.js'));
   const db = openStore(storePath);
-  const ctx = { db, storePath, clock: systemClock, env: {}, actor: 'bench' };
-  for (let i = 1; i <= count; i++) addTenant(ctx, `tenant-${String(i).padStart(4, '0')}`, `Tenant ${i}`);
+  const ctx = { sql: new SqliteSql(db), db, storePath, clock: systemClock, env: {}, actor: 'bench' };
+  for (let i = 1; i <= count; i++) await addTenant(ctx, `tenant-${String(i).padStart(4, '0')}`, `Tenant ${i}`);
   db.close();
 }
 

@@ -18,7 +18,7 @@ try {
   fs.writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
   const env = { PATH: process.env.PATH, HOME: dir, SWITCHBOARD_STORE: store, SWITCHBOARD_KEY_FILE: keyFile, NO_COLOR: '1' };
   let t = performance.now();
-  seedStore(store, env, { tenants: SECRETS / 4, perTenant: 4 });
+  await seedStore(store, env, { tenants: SECRETS / 4, perTenant: 4 });
   console.log(`seeded ${SECRETS} provider configs with sealed secrets in ${Math.round(performance.now() - t)} ms`);
 
   t = performance.now();

@@ -52,10 +52,10 @@ function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
 }
 
 /** Runs core functions on the workspace's store in this process (setup that needs no CLI run). */
-function inProcess(ws: Workspace, fn: (ctx: CoreContext) => void): void {
+async function inProcess(ws: Workspace, fn: (ctx: CoreContext) => Promise<unknown>): Promise<void> {
   const db = openStore(ws.store);
   try {
-    fn({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: ws.key }, actor: 'test@host' });
+    await fn({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: ws.key }, actor: 'test@host' });
   } finally {
     db.close();
   }
@@ -82,19 +82,19 @@ describe('provider configs are authenticated as a whole', () => {
     evilHost = await trap('127.0.0.2', smtp.port); // same port, another host
     evilPort = await trap('127.0.0.1'); // same host, another port
     // The store, built in-process through core (as seed.mjs does): faster than a dozen CLI runs.
-    inProcess(ws, (ctx) => {
-      addTenantCore(ctx, 'acme', 'Acme');
+    await inProcess(ws, async (ctx) => {
+      await addTenantCore(ctx, 'acme', 'Acme');
       const ca = ws.file('ca.pem', smtp.cert);
       const base = { tenantId: 'acme', channel: 'email' as const };
-      addProvider(ctx, {
+      await addProvider(ctx, {
         ...base,
         kind: 'smtp',
         priority: 10,
         settings: { host: smtp.host, port: String(smtp.port), tls: 'starttls', user: 'mailer', from: 'noreply@acme.test', ca },
         secrets: { password: PASSWORD },
       });
-      addProvider(ctx, { ...base, kind: 'sendgrid', priority: 20, settings: { from: 'noreply@acme.test', endpoint: http.url }, secrets: { apiKey: 'SG.tamper-matrix-key-000000000000' } });
-      addProvider(ctx, {
+      await addProvider(ctx, { ...base, kind: 'sendgrid', priority: 20, settings: { from: 'noreply@acme.test', endpoint: http.url }, secrets: { apiKey: 'SG.tamper-matrix-key-000000000000' } });
+      await addProvider(ctx, {
         ...base,
         kind: 'ses',
         priority: 30,
@@ -247,7 +247,7 @@ describe('key files must be private', () => {
   let ws: Workspace;
   beforeAll(async () => {
     ws = makeWorkspace();
-    inProcess(ws, (ctx) => addTenantCore(ctx, 'acme', 'Acme'));
+    await inProcess(ws, (ctx) => addTenantCore(ctx, 'acme', 'Acme'));
   });
   afterAll(() => ws?.cleanup());
 
@@ -275,7 +275,9 @@ describe('doctor finds real trouble', () => {
   test('damaged pages in a checkpointed copy → exit 1 naming the damage and the way out; other commands say so too', async () => {
     const ws = makeWorkspace();
     try {
-      inProcess(ws, (ctx) => ['acme', 'beta', 'gamma'].forEach((t) => addTenantCore(ctx, t, t)));
+      await inProcess(ws, async (ctx) => {
+        for (const t of ['acme', 'beta', 'gamma']) await addTenantCore(ctx, t, t);
+      });
       checkpoint(ws.store);
       const damaged = path.join(ws.dir, 'damaged.db');
       fs.copyFileSync(ws.store, damaged);
@@ -312,10 +314,10 @@ describe('doctor finds real trouble', () => {
       fs.chmodSync(keyFile, 0o600);
       const env = { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: keyFile };
       // (The key file holds the same key the in-process setup uses.)
-      inProcess(ws, (ctx) => {
-        addTenantCore(ctx, 'acme', 'Acme');
-        addProvider(ctx, { tenantId: 'acme', channel: 'sms', kind: 'twilio', settings: { accountSid: `AC${'0'.repeat(32)}`, from: '+14155550100' }, secrets: { authToken: 'twilio-token-to-drop' } });
-        addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(ws.dir, 'out') }, secrets: {} });
+      await inProcess(ws, async (ctx) => {
+        await addTenantCore(ctx, 'acme', 'Acme');
+        await addProvider(ctx, { tenantId: 'acme', channel: 'sms', kind: 'twilio', settings: { accountSid: `AC${'0'.repeat(32)}`, from: '+14155550100' }, secrets: { authToken: 'twilio-token-to-drop' } });
+        await addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(ws.dir, 'out') }, secrets: {} });
       });
       fs.rmSync(keyFile);
       const newKey = path.join(ws.dir, 'k/new.key');
@@ -352,9 +354,9 @@ describe('doctor finds real trouble', () => {
     const ws = makeWorkspace();
     const smtp = await startSmtpServer({ users: { mailer: 'the-real-password' } });
     try {
-      inProcess(ws, (ctx) => {
-        addTenantCore(ctx, 'acme', 'Acme');
-        addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'smtp', settings: { host: smtp.host, port: String(smtp.port), tls: 'none', user: 'mailer', from: 'noreply@acme.test' }, secrets: {} });
+      await inProcess(ws, async (ctx) => {
+        await addTenantCore(ctx, 'acme', 'Acme');
+        await addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'smtp', settings: { host: smtp.host, port: String(smtp.port), tls: 'none', user: 'mailer', from: 'noreply@acme.test' }, secrets: {} });
       });
       const r = await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'pat@example.com', '--no-fallback', '--json']);
       expect(r.exitCode, show(r)).toBe(1);
@@ -377,10 +379,10 @@ describe('the store file', () => {
   test('tenant remove, then a checkpoint: no byte of its recipients is left in the file; the audit log is append-only', async () => {
     const ws = makeWorkspace();
     try {
-      inProcess(ws, (ctx) => {
-        addTenantCore(ctx, 'gone', 'Gone');
-        addTenantCore(ctx, 'stay', 'Stay');
-        addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(ws.dir, 'out') }, secrets: {} });
+      await inProcess(ws, async (ctx) => {
+        await addTenantCore(ctx, 'gone', 'Gone');
+        await addTenantCore(ctx, 'stay', 'Stay');
+        await addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(ws.dir, 'out') }, secrets: {} });
       });
       const rows = Array.from({ length: 40 }, (_, i) => `erased-${String(i).padStart(3, '0')}@forget-me.test,Name${i}`);
       const csv = ws.file('gone.csv', `email,name\n${rows.join('\n')}\n`);
@@ -446,7 +448,7 @@ describe('the store file', () => {
   test('store backup writes a consistent 0600 copy; it refuses to overwrite without --force; store vacuum compacts', async () => {
     const ws = makeWorkspace();
     try {
-      inProcess(ws, (ctx) => addTenantCore(ctx, 'acme', 'Acme'));
+      await inProcess(ws, (ctx) => addTenantCore(ctx, 'acme', 'Acme'));
       const out = path.join(ws.dir, 'backups', 'sb-backup.db');
       const r = parseJson<{ storePath: string; file: string; byteCount: number; completedAt: string }>(expectExit(await ws.run(['store', 'backup', '--out', out, '--json']), 0, 'store backup'));
       expect(r).toMatchObject({ storePath: ws.store, file: out });

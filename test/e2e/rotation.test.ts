@@ -33,12 +33,14 @@ function rows(store: string): Row[] {
 }
 
 /** Opens every secret in the store with the key `env` names, in-process; returns ref → password. */
-function openAll(store: string, env: NodeJS.ProcessEnv): Map<string, string> {
+async function openAll(store: string, env: NodeJS.ProcessEnv): Promise<Map<string, string>> {
   const db = openStore(store);
   const ctx: CoreContext = { sql: new SqliteSql(db), db, storePath: store, clock: systemClock, env, actor: 'test@host' };
   try {
-    const key = requireKey(ctx);
-    return new Map(listProviders(ctx).map((p) => [p.ref, configSecrets(ctx, key, p).password ?? '']));
+    const key = await requireKey(ctx);
+    const out = new Map<string, string>();
+    for (const p of await listProviders(ctx)) out.set(p.ref, (await configSecrets(ctx, key, p)).password ?? '');
+    return out;
   } finally {
     db.close();
   }
@@ -57,7 +59,7 @@ function fileWorkspace(): { ws: Workspace; keyFile: string; env: Record<string, 
 describe('key rotate', () => {
   test('key file: every secret re-sealed with the new key, none opens with the old, versions counted', async () => {
     const { ws, keyFile, env } = fileWorkspace();
-    const refs = seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 10, perTenant: 2 });
+    const refs = await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 10, perTenant: 2 });
     const before = rows(ws.store);
     const oldKey = Buffer.from(ws.key, 'base64');
 
@@ -78,7 +80,7 @@ describe('key rotate', () => {
       expect(() => unseal(oldKey, { ...where, keyId: 2 }, row.sealed_secrets)).toThrow('integrity');
       expect(() => unseal(oldKey, { ...where, keyId: 1 }, row.sealed_secrets)).toThrow('integrity');
     }
-    const opened = openAll(ws.store, { SWITCHBOARD_KEY_FILE: keyFile });
+    const opened = await openAll(ws.store, { SWITCHBOARD_KEY_FILE: keyFile });
     expect([...opened.keys()].sort()).toEqual([...refs].sort());
     for (const ref of refs) expect(opened.get(ref)).toBe(`pw-${ref}`);
 
@@ -102,7 +104,7 @@ describe('key rotate', () => {
 
   test('env key: refused without --print-new-key (nothing changes); with it, the export line is the new key', async () => {
     ws = makeWorkspace();
-    seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 2 });
+    await seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 2 });
     const dump = dumpStore(ws.store);
     const refused = await ws.run(['key', 'rotate']);
     expect(refused.exitCode, show(refused)).toBe(2);
@@ -116,34 +118,32 @@ describe('key rotate', () => {
     const status = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env: { SWITCHBOARD_MASTER_KEY: m![1] } }), 0, 'new key'));
     expect(status).toMatchObject({ keyId: 2, matches: true });
     expect((await ws.run(['key', 'status'])).exitCode).toBe(5);
-    expect(openAll(ws.store, { SWITCHBOARD_MASTER_KEY: m![1] }).get('t0002/email/s1')).toBe('pw-t0002/email/s1');
+    expect((await openAll(ws.store, { SWITCHBOARD_MASTER_KEY: m![1] })).get('t0002/email/s1')).toBe('pw-t0002/email/s1');
   });
 
-  test('a rotation stopped after its commit (before the new key replaced the old) is finished by the next command', () => {
+  test('a rotation stopped after its commit (before the new key replaced the old) is finished by the next command', async () => {
     const { ws, keyFile } = fileWorkspace();
-    seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 3 });
+    await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 3 });
     const db = openStore(ws.store);
     try {
-      rotateKey({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
+      await rotateKey({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
     } finally {
       db.close();
     }
     // The crash state: the store uses key #2, the key file still holds key #1, key #2 waits in master.key.next.
     expect(fs.readFileSync(keyFile, 'utf8').trim()).toBe(ws.key);
     expect(fs.existsSync(`${keyFile}.next`)).toBe(true);
-    return (async () => {
-      const env = { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: keyFile };
-      const status = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env }), 0, 'key status after interrupted rotation'));
-      expect(status).toMatchObject({ keyId: 2, matches: true, source: 'file' });
-      expect(fs.existsSync(`${keyFile}.next`)).toBe(false);
-      expect(fs.readFileSync(keyFile, 'utf8').trim()).not.toBe(ws.key);
-      expect(openAll(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }).size).toBe(3);
-    })();
+    const env = { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: keyFile };
+    const status = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env }), 0, 'key status after interrupted rotation'));
+    expect(status).toMatchObject({ keyId: 2, matches: true, source: 'file' });
+    expect(fs.existsSync(`${keyFile}.next`)).toBe(false);
+    expect(fs.readFileSync(keyFile, 'utf8').trim()).not.toBe(ws.key);
+    expect((await openAll(ws.store, { SWITCHBOARD_KEY_FILE: keyFile })).size).toBe(3);
   });
 
   test('SIGKILL in the middle of key rotate: the store opens with one of the two keys and every secret decrypts', async () => {
     const { ws, keyFile, env } = fileWorkspace();
-    const refs = seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 750, perTenant: 2 });
+    const refs = await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 750, perTenant: 2 });
     const outcomes: string[] = [];
     for (const delayMs of [0, 10, 40, 80, 160, 400]) {
       const keyBefore = fs.readFileSync(keyFile, 'utf8').trim();
@@ -165,7 +165,7 @@ describe('key rotate', () => {
       const keyNow = fs.readFileSync(keyFile, 'utf8').trim();
       const stagedBefore = staged ? fs.readFileSync(`${keyFile}.next`, 'utf8').trim() : null;
       expect([keyBefore, keyAfterKill, stagedBefore]).toContain(keyNow);
-      const opened = openAll(ws.store, { SWITCHBOARD_KEY_FILE: keyFile });
+      const opened = await openAll(ws.store, { SWITCHBOARD_KEY_FILE: keyFile });
       expect(opened.size).toBe(refs.length);
       for (const ref of refs) expect(opened.get(ref)).toBe(`pw-${ref}`);
     }
@@ -177,7 +177,7 @@ describe('key rotate', () => {
 describe('key reset (I lost my key)', () => {
   test('refused while the key still opens the store; after a loss it drops secrets, keeps the rest, and secrets can be entered again', async () => {
     const { ws, keyFile, env } = fileWorkspace();
-    seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 2 });
+    await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 2 });
     const dump = dumpStore(ws.store);
     const refused = await ws.run(['key', 'reset', '--yes', '--file', `${keyFile}.other`], { env });
     expect(refused.exitCode, show(refused)).toBe(2);
@@ -204,7 +204,7 @@ describe('key reset (I lost my key)', () => {
       ['t0002/email/s1', '127.0.0.1', 0],
     ]);
     expectExit(await ws.run(['provider', 'update', 't0001/email/s1', '--secret-env', 'password=P'], { env: { ...env2, P: 'typed-again' } }), 0, 'provider update after reset');
-    expect(openAll(ws.store, { SWITCHBOARD_KEY_FILE: newFile }).get('t0001/email/s1')).toBe('typed-again');
+    expect((await openAll(ws.store, { SWITCHBOARD_KEY_FILE: newFile })).get('t0001/email/s1')).toBe('typed-again');
     const audit = parseJson<Array<{ action: string }>>(await ws.run(['audit', 'list', '--json'], { env: env2 })).map((a) => a.action);
     expect(audit).toEqual(expect.arrayContaining(['key.reset', 'provider.secrets-dropped']));
   });
@@ -213,7 +213,7 @@ describe('key reset (I lost my key)', () => {
 describe('sealed secrets are bound to their row and detect tampering', () => {
   test('a blob copied to another tenant\'s row fails to open: exit 5 naming that provider; doctor fails it', async () => {
     ws = makeWorkspace();
-    seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 2 });
+    await seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 2 });
     const db = new Database(ws.store);
     db.prepare("UPDATE provider_configs SET sealed_secrets = (SELECT sealed_secrets FROM provider_configs WHERE tenant_id = 't0001') WHERE tenant_id = 't0002'").run();
     db.close();
@@ -235,7 +235,7 @@ describe('sealed secrets are bound to their row and detect tampering', () => {
 
   test('a flipped byte in a sealed secret in the store file: a clear integrity error naming the provider, exit 5', async () => {
     ws = makeWorkspace();
-    seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 1 });
+    await seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 1 });
     const blob = rows(ws.store)[0]!.sealed_secrets;
     // Flip the byte in the file itself (after a checkpoint, the page holding the blob is in the main file).
     const db = new Database(ws.store);

@@ -1,2 +1,2 @@
 /** See seed.mjs. */
-export function seedStore(store: string, env: NodeJS.ProcessEnv, opts: { tenants: number; perTenant?: number }): string[];
+export function seedStore(store: string, env: NodeJS.ProcessEnv, opts: { tenants: number; perTenant?: number }): Promise<string[]>;

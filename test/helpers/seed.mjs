@@ -2,6 +2,7 @@
 // configs each with a sealed password. Used by tests and benchmarks that need large stores (1,000+ secrets),
 // which would take minutes to build one CLI process at a time. Run `npm run build` first.
 import { openStore } from '../../dist/store/db.js';
+import { SqliteSql } from '../../dist/store/sql.js';
 import { systemClock } from '../../dist/core/context.js';
 import { addTenant } from '../../dist/core/tenants.js';
 import { addProvider } from '../../dist/core/providers.js';
@@ -9,20 +10,20 @@ import { addProvider } from '../../dist/core/providers.js';
 /**
  * Adds `tenants` tenants (t0001, t0002, …) with `perTenant` smtp configs each (s1, s2, …), every one with a
  * password secret `pw-<ref>`, sealed with the key `env` names (SWITCHBOARD_MASTER_KEY or SWITCHBOARD_KEY_FILE).
- * Returns the provider refs.
+ * Resolves with the provider refs.
  */
-export function seedStore(store, env, { tenants, perTenant = 1 }) {
+export async function seedStore(store, env, { tenants, perTenant = 1 }) {
   const db = openStore(store);
-  const ctx = { db, storePath: store, clock: systemClock, env, actor: 'seed@test' };
+  const ctx = { sql: new SqliteSql(db), db, storePath: store, clock: systemClock, env, actor: 'seed@test' };
   const refs = [];
   try {
     for (let t = 1; t <= tenants; t++) {
       const id = `t${String(t).padStart(4, '0')}`;
-      addTenant(ctx, id, `Tenant ${t}`);
+      await addTenant(ctx, id, `Tenant ${t}`);
       for (let p = 1; p <= perTenant; p++) {
         const name = `s${p}`;
         const ref = `${id}/email/${name}`;
-        addProvider(ctx, {
+        await addProvider(ctx, {
           tenantId: id,
           channel: 'email',
           kind: 'smtp',

@@ -111,13 +111,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv.close();
 });
-beforeEach(() => {
+beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-batching-'));
   const storePath = path.join(dir, 'sb.db');
   ctx = { ...sqliteCore(storePath), storePath, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
-  addTenant(ctx, 'acme', 'Acme');
-  addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'test-batch-http', name: 'bulk', priority: 1, settings: { endpoint: srv.url }, secrets: {} });
-  addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(dir, 'outbox') }, secrets: {} });
+  await addTenant(ctx, 'acme', 'Acme');
+  await addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'test-batch-http', name: 'bulk', priority: 1, settings: { endpoint: srv.url }, secrets: {} });
+  await addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir: path.join(dir, 'outbox') }, secrets: {} });
   srv.requests.length = 0;
   srv.script.length = 0;
 });

@@ -77,11 +77,11 @@ function fakeClock(): Clock {
   };
 }
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-dispatch-'));
   const storePath = path.join(dir, 'sb.db');
   ctx = { ...sqliteCore(storePath), storePath, clock: fakeClock(), env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) }, actor: 'test@host' };
-  addTenant(ctx, 'acme', 'Acme');
+  await addTenant(ctx, 'acme', 'Acme');
   scripts.clear();
   calls.clear();
   sleeps = [];
@@ -92,11 +92,11 @@ afterEach(() => {
 });
 
 /** A route: the tenant's provider `a`, and (shape `a+b`) the system default `b`. */
-function route(shape: 'a' | 'a+b', a: Answer[], b: Answer[] = ['ok'], batch = false): void {
+async function route(shape: 'a' | 'a+b', a: Answer[], b: Answer[] = ['ok'], batch = false): Promise<void> {
   scripts.set('a', [...a]);
   scripts.set('b', [...b]);
-  addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'test-scripted', name: 'a', priority: 1, settings: { script: 'a', batch: batch ? 'yes' : 'no' }, secrets: {} });
-  if (shape === 'a+b') addProvider(ctx, { tenantId: null, channel: 'email', kind: 'test-scripted', name: 'b', settings: { script: 'b', batch: batch ? 'yes' : 'no' }, secrets: {} });
+  await addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'test-scripted', name: 'a', priority: 1, settings: { script: 'a', batch: batch ? 'yes' : 'no' }, secrets: {} });
+  if (shape === 'a+b') await addProvider(ctx, { tenantId: null, channel: 'email', kind: 'test-scripted', name: 'b', settings: { script: 'b', batch: batch ? 'yes' : 'no' }, secrets: {} });
 }
 
 const msg = (to = 'ana@example.com'): EmailMessage => ({ to, subject: 'Hi', text: 'Hello' });
@@ -133,8 +133,8 @@ const CASES: Case[] = [
 
 describe('Dispatcher.send: error class × route shape', () => {
   test.each(CASES)('$name', async (c) => {
-    route(c.shape, c.a);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route(c.shape, c.a);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     const r = await d.send(msg());
     expect(r.status).toBe(c.status);
     if (c.kind) expect(r.error?.kind).toBe(c.kind);
@@ -153,8 +153,8 @@ describe('Dispatcher.send: error class × route shape', () => {
 
 describe('circuit and pause', () => {
   test('transient failures spread over messages open the circuit after 3 in a row; a success in between resets the count', async () => {
-    route('a', ['transient', 'ok', 'transient', 'transient', 'transient']);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry: { ...retry, maxAttempts: 1 } });
+    await route('a', ['transient', 'ok', 'transient', 'transient', 'transient']);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry: { ...retry, maxAttempts: 1 } });
     const out = [];
     for (let k = 0; k < 5; k++) out.push((await d.send(msg(`u${k}@example.com`))).status);
     expect(out).toEqual(['failed', 'sent', 'failed', 'failed', 'failed']);
@@ -166,8 +166,8 @@ describe('circuit and pause', () => {
   });
 
   test('every provider down: the reason names each in route order; backoff ends once the route is down', async () => {
-    route('a+b', ['auth'], ['transient']);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route('a+b', ['auth'], ['transient']);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     const r = await d.send(msg());
     expect(r).toMatchObject({ status: 'failed', fallback: false });
     expect(d.unavailable).toBe('acme/email/a: auth from a; system/email/b: transient from b');
@@ -175,8 +175,8 @@ describe('circuit and pause', () => {
   });
 
   test('the gate runs once, in the slot, before the first request; a closed gate sends nothing', async () => {
-    route('a+b', ['transient'], ['ok']);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route('a+b', ['transient'], ['ok']);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     let gates = 0;
     const r = await d.send(msg(), {}, async () => {
       gates++;
@@ -190,9 +190,9 @@ describe('circuit and pause', () => {
   });
 
   test('a stopped run starts nothing', async () => {
-    route('a', ['ok']);
+    await route('a', ['ok']);
     const stop = new AbortController();
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry, signal: stop.signal });
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry, signal: stop.signal });
     stop.abort();
     const r = await d.send(msg());
     expect(r).toMatchObject({ status: 'failed', started: false });
@@ -206,8 +206,8 @@ describe('Dispatcher.sendMany: the same loop for a batched request', () => {
   const origins = (n: number) => Array.from({ length: n }, (_, k) => ({ rowNo: k + 1 }));
 
   test('transient on the batched request: 3 attempts, then row by row on the next provider', async () => {
-    route('a+b', ['transient'], ['ok'], true);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route('a+b', ['transient'], ['ok'], true);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     const rs = await d.sendMany(many(5), origins(5));
     expect(rs.map((r) => [r.status, r.provider, r.fallback])).toEqual(Array.from({ length: 5 }, () => ['sent', 'system/email/b', true]));
     expect(calls.get('a')).toEqual([5, 5, 5]);
@@ -217,8 +217,8 @@ describe('Dispatcher.sendMany: the same loop for a batched request', () => {
   });
 
   test('auth on the only provider: every row comes back not its fault, the route down', async () => {
-    route('a', ['auth'], ['ok'], true);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route('a', ['auth'], ['ok'], true);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     const rs = await d.sendMany(many(3), origins(3));
     expect(rs.map((r) => r.error?.kind)).toEqual(['auth', 'auth', 'auth']);
     expect(d.unavailable).toBe('acme/email/a: auth from a');
@@ -227,9 +227,9 @@ describe('Dispatcher.sendMany: the same loop for a batched request', () => {
 
   test('rows are claimed as their requests leave: the whole batched request at once, then row by row after a fallback, never twice', async () => {
     // a batches and answers auth; b (the system default) sends one message per request.
-    route('a', ['auth'], ['ok'], true);
-    addProvider(ctx, { tenantId: null, channel: 'email', kind: 'test-scripted', name: 'b', settings: { script: 'b', batch: 'no' }, secrets: {} });
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route('a', ['auth'], ['ok'], true);
+    await addProvider(ctx, { tenantId: null, channel: 'email', kind: 'test-scripted', name: 'b', settings: { script: 'b', batch: 'no' }, secrets: {} });
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     const claims: number[][] = [];
     const gate = async (ks: readonly number[]) => {
       claims.push([...ks]);
@@ -250,8 +250,8 @@ describe('Dispatcher.sendMany: the same loop for a batched request', () => {
   });
 
   test('recipient on the batched request: retried row by row on the same provider', async () => {
-    route('a+b', ['recipient', 'ok'], ['ok'], true);
-    const d = Dispatcher.open(ctx, 'acme', 'email', { retry });
+    await route('a+b', ['recipient', 'ok'], ['ok'], true);
+    const d = await Dispatcher.open(ctx, 'acme', 'email', { retry });
     const rs = await d.sendMany(many(2), origins(2));
     expect(rs.map((r) => [r.status, r.provider])).toEqual([['sent', 'acme/email/a'], ['sent', 'acme/email/a']]);
     expect(calls.get('a')).toEqual([2, 1, 1]);

@@ -36,13 +36,13 @@ function ledgerRow(id: string, tenantId: string, recipient: string, state: strin
   ctx.db.prepare("INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, attempts, updated_at) VALUES (?, 1, 2, ?, '{}', ?, 1, ?)").run(id, recipient, state, now.toISOString());
 }
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-ingest-'));
   const storePath = path.join(dir, 'sb.db');
   now = new Date('2026-12-01T12:00:00.000Z');
   ctx = { ...sqliteCore(storePath), storePath, clock, env: {}, actor: 'test@host' };
-  addTenant(ctx, 'acme', 'Acme');
-  addTenant(ctx, 'beta', 'Beta');
+  await addTenant(ctx, 'acme', 'Acme');
+  await addTenant(ctx, 'beta', 'Beta');
 });
 afterEach(() => {
   ctx.db.close();

@@ -53,29 +53,31 @@ describe('store', () => {
 });
 
 describe('tenants', () => {
-  it('validates slugs and rejects duplicates', () => {
-    addTenant(ctx, 'acme-dental', 'Acme Dental');
-    expect(() => addTenant(ctx, 'acme-dental', 'Again')).toThrow(/already exists/);
+  it('validates slugs and rejects duplicates', async () => {
+    await addTenant(ctx, 'acme-dental', 'Acme Dental');
+    await expect(addTenant(ctx, 'acme-dental', 'Again')).rejects.toThrow(/already exists/);
     for (const bad of ['Acme', 'acme dental', '-acme', 'acme-', 'a', '1acme', 'acme--x', 'system']) {
-      expect(() => addTenant(ctx, bad, 'x'), bad).toThrow(UsageError);
+      await expect(addTenant(ctx, bad, 'x'), bad).rejects.toThrow(UsageError);
     }
-    expect(listTenants(ctx).map((t) => t.id)).toEqual(['acme-dental']);
+    expect((await listTenants(ctx)).map((t) => t.id)).toEqual(['acme-dental']);
   });
 
-  it('updates fallback per channel and removes with providers', () => {
-    addTenant(ctx, 'acme', 'Acme');
-    expect(getTenant(ctx, 'acme').fallback).toEqual({ email: true, sms: true, whatsapp: true });
-    updateTenant(ctx, 'acme', { fallback: { email: false } });
-    expect(getTenant(ctx, 'acme').fallback.email).toBe(false);
-    addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'outbox', settings: { dir: dir }, secrets: {} });
-    expect(removeTenant(ctx, 'acme').providers).toBe(1);
-    expect(listProviders(ctx)).toHaveLength(0);
-    expect(() => getTenant(ctx, 'acme')).toThrow(NotFoundError);
+  it('updates fallback per channel and removes with providers', async () => {
+    await addTenant(ctx, 'acme', 'Acme');
+    expect((await getTenant(ctx, 'acme')).fallback).toEqual({ email: true, sms: true, whatsapp: true });
+    await updateTenant(ctx, 'acme', { fallback: { email: false } });
+    expect((await getTenant(ctx, 'acme')).fallback.email).toBe(false);
+    await addProvider(ctx, { tenantId: 'acme', channel: 'email', kind: 'outbox', settings: { dir: dir }, secrets: {} });
+    expect((await removeTenant(ctx, 'acme')).providers).toBe(1);
+    expect(await listProviders(ctx)).toHaveLength(0);
+    await expect(getTenant(ctx, 'acme')).rejects.toThrow(NotFoundError);
   });
 });
 
 describe('provider configs', () => {
-  beforeEach(() => addTenant(ctx, 'acme', 'Acme'));
+  beforeEach(async () => {
+    await addTenant(ctx, 'acme', 'Acme');
+  });
 
   const smtp = (over: Partial<Parameters<typeof addProvider>[1]> = {}) =>
     addProvider(ctx, {
@@ -87,63 +89,63 @@ describe('provider configs', () => {
       ...over,
     });
 
-  it('parses and validates settings, seals secrets, masks them', () => {
-    const p = smtp();
+  it('parses and validates settings, seals secrets, masks them', async () => {
+    const p = await smtp();
     expect(p.ref).toBe('acme/email/smtp');
     expect(p.settings).toMatchObject({ host: 'mail.example.com', port: 2525, tls: 'starttls' });
     expect(p.secrets).toEqual({ password: '****aple' });
     const raw = ctx.db.prepare('SELECT sealed_secrets FROM provider_configs WHERE id = ?').get(p.id) as { sealed_secrets: Buffer };
     expect(raw.sealed_secrets.includes(Buffer.from('correct-horse'))).toBe(false);
-    expect(configSecrets(ctx, requireKey(ctx), p)).toEqual({ password: 'correct-horse-battery-staple' });
+    expect(await configSecrets(ctx, await requireKey(ctx), p)).toEqual({ password: 'correct-horse-battery-staple' });
   });
 
-  it('rejects bad input naming the field', () => {
-    expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', port: 'abc' } })).toThrow(/--set port/);
-    expect(() => smtp({ settings: { host: 'h', from: 'not-an-address' } })).toThrow(/--set from/);
-    expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', password: 'x' } })).toThrow(/secret.*never accepted on the command line/);
-    expect(() => smtp({ settings: { host: 'h', from: 'a@example.com', colour: 'red' } })).toThrow(/no setting "colour"/);
-    expect(() => smtp({ settings: { from: 'a@example.com' } })).toThrow(/--set host=… is required/);
-    for (const planned of PLANNED_KINDS) expect(() => smtp({ kind: planned })).toThrow(/not built yet/);
-    expect(() => smtp({ kind: 'pigeon' })).toThrow(/not a provider kind/);
-    expect(() => smtp({ channel: 'sms' })).toThrow(/does not serve channel sms/);
-    smtp();
-    expect(() => smtp()).toThrow(/already exists/);
+  it('rejects bad input naming the field', async () => {
+    await expect(smtp({ settings: { host: 'h', from: 'a@example.com', port: 'abc' } })).rejects.toThrow(/--set port/);
+    await expect(smtp({ settings: { host: 'h', from: 'not-an-address' } })).rejects.toThrow(/--set from/);
+    await expect(smtp({ settings: { host: 'h', from: 'a@example.com', password: 'x' } })).rejects.toThrow(/secret.*never accepted on the command line/);
+    await expect(smtp({ settings: { host: 'h', from: 'a@example.com', colour: 'red' } })).rejects.toThrow(/no setting "colour"/);
+    await expect(smtp({ settings: { from: 'a@example.com' } })).rejects.toThrow(/--set host=… is required/);
+    for (const planned of PLANNED_KINDS) await expect(smtp({ kind: planned })).rejects.toThrow(/not built yet/);
+    await expect(smtp({ kind: 'pigeon' })).rejects.toThrow(/not a provider kind/);
+    await expect(smtp({ channel: 'sms' })).rejects.toThrow(/does not serve channel sms/);
+    await smtp();
+    await expect(smtp()).rejects.toThrow(/already exists/);
   });
 
   it('replaces one secret without retyping the others and audits names only', async () => {
-    const p = smtp();
-    updateProvider(ctx, p.ref, { secrets: { password: 'another-long-password-1234' }, settings: { port: '587' } });
-    expect(configSecrets(ctx, requireKey(ctx), getProvider(ctx, p.ref))).toEqual({ password: 'another-long-password-1234' });
+    const p = await smtp();
+    await updateProvider(ctx, p.ref, { secrets: { password: 'another-long-password-1234' }, settings: { port: '587' } });
+    expect(await configSecrets(ctx, await requireKey(ctx), await getProvider(ctx, p.ref))).toEqual({ password: 'another-long-password-1234' });
     const entries = await listAudit(ctx);
     expect(entries.map((e) => e.action)).toEqual(['tenant.add', 'key.bind', 'provider.add', 'provider.update']);
     expect(entries[3]!.fields).toEqual(['port', 'secret.password']);
     expect(JSON.stringify(entries)).not.toContain('another-long-password');
   });
 
-  it('fails with KeyError on a wrong key and nothing is written', () => {
-    smtp();
+  it('fails with KeyError on a wrong key and nothing is written', async () => {
+    await smtp();
     const before = ctx.db.prepare('SELECT count(*) AS n FROM audit_log').get();
     const wrong = { ...ctx, env: { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) } };
-    expect(() => addProvider(wrong, { tenantId: 'acme', channel: 'email', kind: 'outbox', settings: { dir }, secrets: {} })).toThrow(KeyError);
+    await expect(addProvider(wrong, { tenantId: 'acme', channel: 'email', kind: 'outbox', settings: { dir }, secrets: {} })).rejects.toThrow(KeyError);
     expect(ctx.db.prepare('SELECT count(*) AS n FROM audit_log').get()).toEqual(before);
-    expect(() => requireKey({ ...ctx, env: {} })).toThrow(/no master key/);
+    await expect(requireKey({ ...ctx, env: {} })).rejects.toThrow(/no master key/);
   });
 
-  it('resolves routes: tenant by priority, then system unless fallback is off', () => {
-    smtp({ name: 'backup', priority: 200 });
-    smtp({ name: 'primary', priority: 10 });
-    addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir }, secrets: {} });
-    expect(resolveRoute(ctx, 'acme', 'email').entries.map((e) => e.config.ref)).toEqual([
+  it('resolves routes: tenant by priority, then system unless fallback is off', async () => {
+    await smtp({ name: 'backup', priority: 200 });
+    await smtp({ name: 'primary', priority: 10 });
+    await addProvider(ctx, { tenantId: null, channel: 'email', kind: 'outbox', settings: { dir }, secrets: {} });
+    expect((await resolveRoute(ctx, 'acme', 'email')).entries.map((e) => e.config.ref)).toEqual([
       'acme/email/primary',
       'acme/email/backup',
       'system/email/outbox',
     ]);
-    updateTenant(ctx, 'acme', { fallback: { email: false } });
-    expect(resolveRoute(ctx, 'acme', 'email').entries.map((e) => e.config.ref)).toEqual(['acme/email/primary', 'acme/email/backup']);
-    updateProvider(ctx, 'acme/email/primary', { enabled: false });
-    updateProvider(ctx, 'acme/email/backup', { enabled: false });
+    await updateTenant(ctx, 'acme', { fallback: { email: false } });
+    expect((await resolveRoute(ctx, 'acme', 'email')).entries.map((e) => e.config.ref)).toEqual(['acme/email/primary', 'acme/email/backup']);
+    await updateProvider(ctx, 'acme/email/primary', { enabled: false });
+    await updateProvider(ctx, 'acme/email/backup', { enabled: false });
     // No own enabled provider: the system default serves even with fallback off.
-    expect(resolveRoute(ctx, 'acme', 'email').entries.map((e) => e.config.ref)).toEqual(['system/email/outbox']);
+    expect((await resolveRoute(ctx, 'acme', 'email')).entries.map((e) => e.config.ref)).toEqual(['system/email/outbox']);
   });
 
   it('parses refs and masks secrets', () => {
@@ -158,7 +160,7 @@ describe('provider configs', () => {
 describe('suppressions', () => {
   it('normalise addresses, are found by the batch lookup, audited, and removable', async () => {
     const { addSuppression, suppressionReasons, listSuppressions, removeSuppression } = await import('../../src/core/suppressions.js');
-    addTenant(ctx, 'acme', 'Acme');
+    await addTenant(ctx, 'acme', 'Acme');
     expect(addSuppression(ctx, { tenantId: 'acme', channel: 'email', address: 'Ada@Example.com', reason: 'bounced', source: 'manual' })).toBe(true);
     expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+1 (415) 555-2671', reason: 'STOP', source: 'acme/sms/twilio' })).toBe(true);
     expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+14155552671', reason: 'STOP again', source: 'manual' })).toBe(false);

@@ -72,8 +72,8 @@ export function countsSegments(channel: Channel, source: TemplateSource): boolea
  * `pricePerSegment` setting (and its `currency`); null when none has one.
  * @throws NotFoundError for an unknown tenant.
  */
-export function routePrice(ctx: CoreContext, tenantId: string, channel: Channel): SegmentPrice | null {
-  for (const e of resolveRoute(ctx, tenantId, channel).entries) {
+export async function routePrice(ctx: CoreContext, tenantId: string, channel: Channel): Promise<SegmentPrice | null> {
+  for (const e of (await resolveRoute(ctx, tenantId, channel)).entries) {
     const p = priceFromSettings(e.config.settings);
     if (p) return p;
   }
@@ -106,16 +106,23 @@ export class BatchPreviewer {
   private chunk: Array<{ row: number; line: number; to: string; rendered: Rendered }> = [];
   private lines = { first: 0, last: 0 };
 
-  /** @throws NotFoundError for an unknown tenant (the route is read for the price). */
-  constructor(
+  /** A previewer for `req`. @throws NotFoundError for an unknown tenant (the route is read for the price). */
+  static async open(ctx: CoreContext, req: PreviewRequest, template: CompiledTemplate): Promise<BatchPreviewer> {
+    const opts = req.preview ?? {};
+    const segmented = countsSegments(req.channel, template.source);
+    const base = !segmented ? null : opts.price !== undefined ? opts.price : await routePrice(ctx, req.tenantId, req.channel);
+    return new BatchPreviewer(ctx, req, segmented, base);
+  }
+
+  private constructor(
     private readonly ctx: CoreContext,
     private readonly req: PreviewRequest,
-    template: CompiledTemplate,
+    segmented: boolean,
+    base: SegmentPrice | null,
   ) {
     const opts = req.preview ?? {};
     this.want = new Set(opts.lines ?? []);
-    this.segmented = countsSegments(req.channel, template.source);
-    const base = !this.segmented ? null : opts.price !== undefined ? opts.price : routePrice(ctx, req.tenantId, req.channel);
+    this.segmented = segmented;
     this.price = base && opts.currency ? { ...base, currency: opts.currency } : base;
   }
 
@@ -178,7 +185,7 @@ export class BatchPreviewer {
  * template as stored), with the estimated cost at the route's price: what a real send's summary shows. Null for
  * e-mail and whatsapp templates, or an unknown batch.
  */
-export function sentSegments(ctx: CoreContext, batchId: string): SegmentTotals | null {
+export async function sentSegments(ctx: CoreContext, batchId: string): Promise<SegmentTotals | null> {
   const b = findBatchRow(ctx, batchId);
   if (!b) return null;
   const source = JSON.parse(b.template) as TemplateSource;
@@ -189,5 +196,5 @@ export function sentSegments(ctx: CoreContext, batchId: string): SegmentTotals |
   const rows = iterateSentValues(ctx, batchId);
   // (A row that was sent rendered then; the same template and values render the same now.)
   for (const r of rows) tally.add(r.row_no, r.line_no, counter.info(phoneBody(template.render(JSON.parse(r.vars) as Record<string, string>))));
-  return tally.totals(routePrice(ctx, b.tenant_id, b.channel));
+  return tally.totals(await routePrice(ctx, b.tenant_id, b.channel));
 }

@@ -75,10 +75,10 @@ function checkRunOptions(opts: RunOptions): number {
  */
 export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: BatchRunHooks): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();
-  getTenant(ctx, req.tenantId);
+  await getTenant(ctx, req.tenantId);
   const concurrency = checkRunOptions(req.run ?? {});
   const template = compileTemplate(templateSource(req));
-  const preview = req.dryRun ? new BatchPreviewer(ctx, req, template) : undefined;
+  const preview = req.dryRun ? await BatchPreviewer.open(ctx, req, template) : undefined;
   const v = await validate(req.csvPath, req.channel, template, req.defaultRegion, req.dryRun ?? false, req.encoding, preview);
   if (v.errorCount > 0) {
     const more = v.errorCount > v.errors.length ? [`… and ${v.errorCount - v.errors.length} more`] : [];
@@ -90,7 +90,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   }
 
   // Opens every secret of the route: a missing or wrong key fails here, before anything is written.
-  const run = openRun(ctx, req.tenantId, req.channel, req.run ?? {}, concurrency, hooks);
+  const run = await openRun(ctx, req.tenantId, req.channel, req.run ?? {}, concurrency, hooks);
   try {
     const found = findBatch(ctx, req, v, template.hash);
     let existing = found.existing;
@@ -137,7 +137,7 @@ export async function resumeBatch(ctx: CoreContext, batchId: string, opts: RunOp
     return summarize(ctx, batchId, started, { alreadyFinished: true, resumed: false });
   }
   const template = compileTemplate(JSON.parse(batch.template) as TemplateSource);
-  const run = openRun(ctx, batch.tenant_id, batch.channel, opts, concurrency, hooks);
+  const run = await openRun(ctx, batch.tenant_id, batch.channel, opts, concurrency, hooks);
   try {
     return await work(ctx, { batchId, template, resumed: true, started, ...run }, hooks);
   } finally {
@@ -155,14 +155,14 @@ interface OpenRun {
   stop: AbortController;
 }
 
-function openRun(ctx: CoreContext, tenantId: string, channel: BatchRow['channel'], opts: RunOptions, concurrency: number, hooks: BatchRunHooks): OpenRun {
+async function openRun(ctx: CoreContext, tenantId: string, channel: BatchRow['channel'], opts: RunOptions, concurrency: number, hooks: BatchRunHooks): Promise<OpenRun> {
   const stop = new AbortController();
   if (hooks.signal) {
     if (hooks.signal.aborted) stop.abort();
     else hooks.signal.addEventListener('abort', () => stop.abort(), { once: true });
   }
   const journal = new GroupCommit(ctx.db);
-  const dispatcher = Dispatcher.open(ctx, tenantId, channel, { retry: opts.retry, maxConcurrency: concurrency, signal: stop.signal, rate: opts.rate, journal });
+  const dispatcher = await Dispatcher.open(ctx, tenantId, channel, { retry: opts.retry, maxConcurrency: concurrency, signal: stop.signal, rate: opts.rate, journal });
   return { dispatcher, journal, concurrency, retryUnknown: opts.retryUnknown ?? false, stop };
 }
 
@@ -320,7 +320,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   const groupSize = dispatcher.channel === 'email' ? await dispatcher.batchSize(MAX_GROUP) : 1;
   const tenantId = dispatcher.tenantId;
   const channel = dispatcher.channel;
-  const tracker = batchTracker(ctx, tenantId, channel);
+  const tracker = await batchTracker(ctx, tenantId, channel);
   /** The last error that handed a row back to `pending` (the pause reason when the route is not down as a whole). */
   let lastError: string | null = null;
 
