@@ -33,6 +33,7 @@ import {
   updateBatchInterrupted,
   updateBatchReady,
   type BatchRetryRows,
+  type NewBatchRow,
   type NewItem,
 } from '../../store/repos/batches.js';
 import type { Sql } from '../../store/sql.js';
@@ -86,21 +87,8 @@ export function newBatchId(ctx: CoreContext): string {
   return `b-${d}-${randomBytes(4).toString('hex')}`;
 }
 
-/** What a new batch row holds. */
-export interface NewBatch {
-  id: string;
-  tenantId: string;
-  channel: string;
-  key: string;
-  derivedKey: string | null;
-  keyExpiresAt: string | null;
-  inputPath: string;
-  inputHash: string;
-  templatePath: string;
-  templateHash: string;
-  template: string;
-  columns: string[];
-}
+/** What a new batch row holds (its lease and creation time are set when it is stored). */
+export type NewBatch = Omit<NewBatchRow, 'owner' | 'leaseExpiresAt' | 'createdAt'>;
 
 /**
  * Stores a new batch in state `loading`, its lease held by `owner`.
