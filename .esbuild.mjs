@@ -63,6 +63,7 @@ const COMMON = [
   'src/store/repos/tenants.ts',
   'src/store/repos/providers.ts',
   'src/store/repos/keys.ts',
+  'src/store/repos/messages.ts',
   'src/crypto/keys.ts',
   'src/crypto/seal.ts',
   'src/crypto/keychain.ts',

@@ -32,7 +32,7 @@ export function registerBatch(program: Command, io: Io): void {
       .option('--limit <n>', 'at most this many (default 100)')
       .action(
         action<{ tenant?: string; limit?: string }>(io, async (cli, _args, opts) => {
-          const list = listBatches(await cli.core(), { tenantId: opts.tenant, limit: intFlag(opts.limit, '--limit', 1, 100_000) });
+          const list = await listBatches(await cli.core(), { tenantId: opts.tenant, limit: intFlag(opts.limit, '--limit', 1, 100_000) });
           cli.out.result(list.map(batchJson), () =>
             cli.out.list(
               ['BATCH', 'TENANT', 'CHANNEL', 'STATUS', 'ROWS', 'SENT', 'FAILED', 'SKIPPED', 'UNKNOWN', 'CREATED'],
@@ -53,9 +53,9 @@ export function registerBatch(program: Command, io: Io): void {
       .action(
         action<{ items?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = await cli.core();
-          const b = getBatch(ctx, id!);
+          const b = await getBatch(ctx, id!);
           const delivery = deliveryCounts(ctx, b.id);
-          const items = opts.items ? batchItems(ctx, b.id) : undefined;
+          const items = opts.items ? await batchItems(ctx, b.id) : undefined;
           const tracked = Object.entries(delivery).filter(([, n]) => n > 0);
           cli.out.result({ ...batchJson(b), deliveryCounts: deliveryCountsJson(delivery), items: items ? items.map(batchRowJson) : null }, () =>
             [
@@ -135,11 +135,11 @@ export function registerBatch(program: Command, io: Io): void {
           const both = !opts.failed && !opts.unknown;
           const sel = { failed: both || opts.failed === true, unknown: both || opts.unknown === true, errorClass: opts.errorClass as ErrorClass | undefined };
           const ctx = await cli.core();
-          const b = getBatch(ctx, id!);
-          const n = retryCount(ctx, b.id, sel);
+          const b = await getBatch(ctx, id!);
+          const n = await retryCount(ctx, b.id, sel);
           const what = [sel.failed ? 'failed' : '', sel.unknown ? 'unknown' : ''].filter(Boolean).join(' or ') + (sel.errorClass ? ` (${sel.errorClass} errors)` : '');
           if (n > 0) await confirmOrYes(cli, opts.yes, `Put ${n} ${what} rows of batch ${b.id} back to pending (\`batch resume\` sends them)?`);
-          const r = n > 0 ? retryBatch(ctx, b.id, sel, { owner: leaseOwner(), ownerAlive }) : { batchId: b.id, retried: 0, counts: b };
+          const r = n > 0 ? await retryBatch(ctx, b.id, sel, { owner: leaseOwner(), ownerAlive }) : { batchId: b.id, retried: 0, counts: b };
           cli.out.result({ batchId: r.batchId, retriedCount: r.retried, ...countsJson(r.counts) }, () =>
             r.retried > 0
               ? `Batch ${r.batchId}: ${r.retried} ${what} rows are pending again; send them with: switchboard batch resume ${r.batchId}`
@@ -158,10 +158,10 @@ export function registerBatch(program: Command, io: Io): void {
       .action(
         action<{ yes?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = await cli.core();
-          const b = getBatch(ctx, id!);
+          const b = await getBatch(ctx, id!);
           // A finished batch has nothing to cancel: no question asked (cancelBatch checks again in its transaction).
           if (b.status !== 'done' && b.status !== 'cancelled') await confirmOrYes(cli, opts.yes, `Cancel batch ${b.id} for good (${b.pending} pending rows will never be sent)?`);
-          const r = cancelBatch(ctx, b.id, { owner: leaseOwner(), ownerAlive });
+          const r = await cancelBatch(ctx, b.id, { owner: leaseOwner(), ownerAlive });
           cli.out.result(
             { batchId: r.batchId, status: r.alreadyFinished ?? 'cancelled', alreadyFinished: r.alreadyFinished !== undefined, cancelledCount: r.cancelled, ...countsJson(r.counts) },
             () =>
@@ -185,11 +185,11 @@ export function registerBatch(program: Command, io: Io): void {
       .action(
         action<{ out?: string; raw?: boolean }>(io, async (cli, [id], opts) => {
           const out = required(opts.out, '--out', 'a file name, or - for stdout');
-          const { columns, rows } = exportBatch(await cli.core(), id!);
+          const { columns, rows } = await exportBatch(await cli.core(), id!);
           let count = 0;
           const counted = Readable.from(
-            (function* () {
-              for (const r of rows) {
+            (async function* () {
+              for await (const r of rows) {
                 count++;
                 yield r;
               }

@@ -54,8 +54,7 @@ class StoreCandidates {
       this.lists = {
         tenants: await read(async () => (await listTenants(ctx)).map((t) => [t.id, t.name])),
         providers: await read(async () => (await listProviders(ctx)).map((p) => [p.ref, `${p.kind}${p.enabled ? '' : ' (disabled)'}`])),
-        // (Promise.resolve: listBatches is synchronous until the batch queries move onto the store's executor.)
-        batches: await read(async () => (await Promise.resolve(listBatches(ctx, { limit: 200 }))).map((b) => [b.id, `${b.tenantId} ${b.channel} ${b.status}`])),
+        batches: await read(async () => (await listBatches(ctx, { limit: 200 })).map((b) => [b.id, `${b.tenantId} ${b.channel} ${b.status}`])),
       };
     } finally {
       db.close();

@@ -52,7 +52,7 @@ export function registerReport(program: Command, io: Io): void {
         action<{ since: string; by: string; tenant?: string }>(io, async (cli, _args, opts) => {
           if (!['tenant', 'provider', 'channel'].includes(opts.by)) throw new UsageError(`--by ${opts.by}: expected tenant, provider or channel`);
           const ctx = await cli.core();
-          const r = buildReport(ctx, { since: parseSince(opts.since, ctx.clock.now(), '--since'), by: opts.by as ReportBy, tenantId: opts.tenant });
+          const r = await buildReport(ctx, { since: parseSince(opts.since, ctx.clock.now(), '--since'), by: opts.by as ReportBy, tenantId: opts.tenant });
           cli.out.result(reportJson(r), () => {
             const providers = (p: Record<string, { sent: number; failed: number }>) =>
               Object.entries(p)
@@ -93,7 +93,7 @@ export function registerReport(program: Command, io: Io): void {
         action<{ tenant?: string; channel?: string; provider?: string; status?: string; since?: string; batch?: string; limit: string }>(io, async (cli, _args, opts) => {
           if (opts.status !== undefined && opts.status !== 'sent' && opts.status !== 'failed') throw new UsageError(`--status ${opts.status}: expected sent or failed`);
           const ctx = await cli.core();
-          const entries = listLog(ctx, {
+          const entries = await listLog(ctx, {
             tenantId: opts.tenant,
             channel: opts.channel === undefined ? undefined : channelFlag(opts.channel),
             provider: opts.provider,

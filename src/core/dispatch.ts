@@ -17,8 +17,7 @@ import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfi
 import { requireKey } from './vault.js';
 import { addSuppression } from './suppressions.js';
 import { RequestLimiter } from './limiter.js';
-import { prepared } from '../store/db.js';
-import type { GroupCommit } from '../store/group-commit.js';
+import { insertMessageAttempts, type AttemptJournal, type MessageAttempt } from '../store/repos/messages.js';
 import { KINDS } from '../providers/registry.js';
 import {
   ProviderError,
@@ -67,10 +66,10 @@ export interface DispatchOptions {
   /** Once aborted, no request starts (requests on the wire finish) and backoff waits end. */
   signal?: AbortSignal;
   /**
-   * Where attempt records go: queued on this group commit (committed with the row outcomes of the same turn)
-   * instead of committed one by one.
+   * Where attempt records go: queued on this journal (a bulk run's ledger: committed with the row outcomes of
+   * the same turn) instead of committed one by one.
    */
-  journal?: GroupCommit;
+  journal?: AttemptJournal;
 }
 
 /** One attempt as recorded in `messages`. */
@@ -212,7 +211,7 @@ export class Dispatcher {
     readonly tenantId: string,
     readonly channel: Channel,
     private readonly chain: readonly Step[],
-    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; journal?: GroupCommit },
+    private readonly opts: { retry: RetryPolicy; maxConcurrency: number; signal?: AbortSignal; journal?: AttemptJournal },
   ) {
     this.waits = opts.signal ? AbortSignal.any([opts.signal, this.down.signal]) : this.down.signal;
   }
@@ -265,6 +264,14 @@ export class Dispatcher {
   }
 
   /**
+   * Sends this dispatcher's attempt records to `journal` from now on (a bulk run's ledger, once its batch is
+   * known) instead of writing each at once.
+   */
+  useJournal(journal: AttemptJournal): void {
+    this.opts.journal = journal;
+  }
+
+  /**
    * Why no provider of the route can take messages any more in this run (`ref: reason; ref: reason`, in
    * route order), or null while one can.
    */
@@ -287,16 +294,16 @@ export class Dispatcher {
     for (let i = startAt; i < this.chain.length; i++) {
       const step = this.chain[i]!;
       const config = step.entry.config;
-      const record = (attempt: number, outcome: AttemptRow['outcome']) => {
-        this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome }]);
+      const record = (attempt: number, outcome: AttemptRow['outcome']): Promise<void> => {
         attempts.push(outcome.error
           ? failedAttempt(config.ref, attempt, outcome.error)
           : { provider: config.ref, attempt, status: 'sent', messageId: outcome.messageId });
+        return this.record([{ config, recipient: message.to, origin, attempt, fallback: i > 0, outcome }]);
       };
       const out = await this.tryProvider(i, (adapter) => sendThrough(adapter, message), gate, record);
       if ('notStarted' in out) return { status: 'failed', fallback: false, attempts, error: this.stopError(last), started: attempts.length > 0 };
       if (out.ok) {
-        record(out.attempt, { messageId: out.value.messageId });
+        await record(out.attempt, { messageId: out.value.messageId });
         return { status: 'sent', provider: config.ref, messageId: out.value.messageId, fallback: i > 0, attempts, started: true };
       }
       last = out.error;
@@ -325,7 +332,7 @@ export class Dispatcher {
     i: number,
     request: (adapter: Provider) => Promise<T>,
     gate: OnceGate,
-    record: (attempt: number, outcome: AttemptRow['outcome']) => void,
+    record: (attempt: number, outcome: AttemptRow['outcome']) => Promise<void>,
   ): Promise<StepOutcome<T>> {
     const step = this.chain[i]!;
     const config = step.entry.config;
@@ -336,7 +343,7 @@ export class Dispatcher {
         adapter = await this.adapter(step);
       } catch (err) {
         const e = err instanceof ProviderError ? err : new ProviderError('config', `cannot start ${config.kind} adapter: ${(err as Error).message}`, { cause: err });
-        record(attempt, { error: e });
+        await record(attempt, { error: e });
         await this.fail(step, e);
         return { ok: false, error: e, attempt };
       }
@@ -353,7 +360,7 @@ export class Dispatcher {
         );
       } catch (err) {
         const e = asProviderError(err, config.kind);
-        record(attempt, { error: e });
+        await record(attempt, { error: e });
         if (e.kind === 'recipient') return { ok: false, error: e, attempt };
         await this.fail(step, e);
         if (step.openReason !== undefined || attempt >= this.opts.retry.maxAttempts || this.waits.aborted) return { ok: false, error: e, attempt };
@@ -441,9 +448,8 @@ export class Dispatcher {
         return results;
       },
       claims.gate(idx),
-      (attempt, outcome) => {
-        if (outcome.error) this.record(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome })));
-      },
+      (attempt, outcome) =>
+        outcome.error ? this.record(messages.map((m, k) => ({ config, recipient: m.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome }))) : Promise.resolve(),
     );
     if ('notStarted' in out) return messages.map(() => ({ status: 'failed', fallback: false, attempts: [], error: this.stopError(undefined), started: false }));
     if (!out.ok) return out.error.kind === 'recipient' ? rowByRow(i) : rowByRow(i + 1, out.error);
@@ -471,7 +477,7 @@ export class Dispatcher {
       if (!o) outcomes.set(r, (o = r.ok ? { messageId: r.messageId } : { error: r.error }));
       return o;
     };
-    this.record(
+    await this.record(
       results.flatMap((r: BatchItemResult, k) =>
         'deferred' in r ? [] : [{ config, recipient: messages[k]!.to, origin: origins[k] ?? {}, attempt, fallback: i > 0, outcome: outcomeOf(r) }],
       ),
@@ -539,27 +545,35 @@ export class Dispatcher {
   }
 
   /**
-   * Records attempts in `messages`: queued on the journal as one write when there is one (committed with the
-   * row outcomes of the same turn), else written at once in one transaction.
+   * Records attempts in `messages`: queued on the journal when there is one (committed with the row outcomes
+   * of the same turn; resolves at once), else written at once in one transaction.
+   * @throws (rejects with) the store's error when written at once.
    */
-  private record(rows: readonly AttemptRow[]): void {
-    if (rows.length === 0) return;
+  private record(rows: readonly AttemptRow[]): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
     const at = this.ctx.clock.now().toISOString();
-    const insert = prepared(
-      this.ctx.db,
-      `INSERT INTO messages (created_at, tenant_id, channel, provider, provider_kind, recipient, status, message_id,
-         error_kind, error_code, error, fallback, attempt, batch_id, row_no)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    const write = () => {
-      for (const r of rows) {
-        const e = r.outcome.error;
-        insert.run(at, this.tenantId, this.channel, r.config.ref, r.config.kind, r.recipient, e ? 'failed' : 'sent', r.outcome.messageId ?? null,
-          e?.kind ?? null, e?.details.code ?? null, e?.message ?? null, r.fallback ? 1 : 0, r.attempt, r.origin.batchId ?? null, r.origin.rowNo ?? null);
-      }
-    };
-    if (this.opts.journal) this.opts.journal.defer(write);
-    else this.ctx.db.transaction(write)();
+    const attempts = rows.map((r): MessageAttempt => {
+      const e = r.outcome.error;
+      return {
+        at,
+        tenantId: this.tenantId,
+        channel: this.channel,
+        provider: r.config.ref,
+        providerKind: r.config.kind,
+        recipient: r.recipient,
+        attempt: r.attempt,
+        fallback: r.fallback,
+        messageId: r.outcome.messageId ?? null,
+        error: e ? errorOf(e) : null,
+        batchId: r.origin.batchId ?? null,
+        rowNo: r.origin.rowNo ?? null,
+      };
+    });
+    if (this.opts.journal) {
+      this.opts.journal.logAttempts(attempts);
+      return Promise.resolve();
+    }
+    return insertMessageAttempts(this.ctx.sql, attempts);
   }
 
   /** Marks a config unhealthy after an auth/config failure, even if it sent earlier in this run (e.g. a key revoked mid-batch). */

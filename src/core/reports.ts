@@ -8,7 +8,8 @@
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from '../errors.js';
 import { EventRepo } from '../store/events.js';
-import { whereAll } from '../store/db.js';
+import { selectReportCounts, type ReportColumn } from '../store/repos/reports.js';
+import { selectMessageLog } from '../store/repos/messages.js';
 
 /** What `report` groups by. */
 export type ReportBy = 'tenant' | 'provider' | 'channel';
@@ -41,21 +42,16 @@ export interface Report {
   total: Omit<ReportRow, 'key'>;
 }
 
-const GROUP_COLUMN: Record<ReportBy, string> = { tenant: 'tenant_id', provider: 'provider', channel: 'channel' };
+const GROUP_COLUMN: Record<ReportBy, ReportColumn> = { tenant: 'tenant_id', provider: 'provider', channel: 'channel' };
 
 /**
  * Counts send attempts since `since`, grouped by tenant, provider or channel, with a per-provider breakdown.
  * @throws UsageError for an unknown `by`.
  */
-export function buildReport(ctx: CoreContext, opts: { since: Date; by: ReportBy; tenantId?: string }): Report {
+export async function buildReport(ctx: CoreContext, opts: { since: Date; by: ReportBy; tenantId?: string }): Promise<Report> {
   const col = GROUP_COLUMN[opts.by];
   if (!col) throw new UsageError(`--by ${String(opts.by)}: expected tenant, provider or channel`);
-  const rows = ctx.db
-    .prepare(
-      `SELECT ${col} AS key, provider, sum(status = 'sent') AS sent, sum(status = 'failed') AS failed, sum(status = 'sent' AND fallback = 1) AS fallback
-       FROM messages WHERE created_at >= ? AND (? IS NULL OR tenant_id = ?) GROUP BY ${col}, provider ORDER BY ${col}, provider`,
-    )
-    .all(opts.since.toISOString(), opts.tenantId ?? null, opts.tenantId ?? null) as Array<{ key: string; provider: string; sent: number; failed: number; fallback: number }>;
+  const rows = await selectReportCounts(ctx.sql, opts.since.toISOString(), col, opts.tenantId);
   const groups = new Map<string, ReportRow>();
   const empty = (): Omit<ReportRow, 'key'> => ({
     sent: 0, failed: 0, fallback: 0, fallbackRate: 0, byProvider: {}, tracked: 0, delivered: 0, bounced: 0, complained: 0, deliveredRate: null, bounceRate: null, complaintRate: null,
@@ -73,7 +69,7 @@ export function buildReport(ctx: CoreContext, opts: { since: Date; by: ReportBy;
       p.failed += r.failed;
     }
   }
-  for (const d of new EventRepo(ctx.db).deliveryReport(opts.since.toISOString(), col as 'tenant_id' | 'provider' | 'channel', opts.tenantId)) {
+  for (const d of new EventRepo(ctx.db).deliveryReport(opts.since.toISOString(), col, opts.tenantId)) {
     if (!d.key) continue; // events that could not be tied to a tenant
     const g = groups.get(d.key) ?? { key: d.key, ...empty() };
     groups.set(d.key, g);
@@ -128,39 +124,21 @@ export interface LogFilter {
 }
 
 /** Send attempts matching the filter, newest first. */
-export function listLog(ctx: CoreContext, f: LogFilter = {}): LogEntry[] {
-  const { where, args } = whereAll([
-    ['tenant_id = ?', f.tenantId],
-    ['channel = ?', f.channel],
-    ['provider = ?', f.provider],
-    ['status = ?', f.status],
-    ['created_at >= ?', f.since?.toISOString()],
-    ['batch_id = ?', f.batchId],
-  ]);
-  const rows = ctx.db
-    .prepare(`SELECT * FROM messages ${where} ORDER BY id DESC LIMIT ?`)
-    .all(...args, f.limit ?? 100) as Array<{
-    id: number;
-    created_at: string;
-    tenant_id: string;
-    channel: Channel;
-    provider: string;
-    recipient: string;
-    status: 'sent' | 'failed';
-    message_id: string | null;
-    error_kind: string | null;
-    error_code: string | null;
-    error: string | null;
-    fallback: number;
-    attempt: number;
-    batch_id: string | null;
-    row_no: number | null;
-  }>;
+export async function listLog(ctx: CoreContext, f: LogFilter = {}): Promise<LogEntry[]> {
+  const rows = await selectMessageLog(ctx.sql, {
+    tenantId: f.tenantId,
+    channel: f.channel,
+    provider: f.provider,
+    status: f.status,
+    since: f.since?.toISOString(),
+    batchId: f.batchId,
+    limit: f.limit ?? 100,
+  });
   return rows.map((r) => ({
     id: r.id,
     at: r.created_at,
     tenantId: r.tenant_id,
-    channel: r.channel,
+    channel: r.channel as Channel,
     provider: r.provider,
     recipient: r.recipient,
     status: r.status,

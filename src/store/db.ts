@@ -35,21 +35,6 @@ export function isBusy(err: unknown): boolean {
   return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED)(_|$)/.test(code);
 }
 
-/**
- * Runs a store write, again while it meets a lock held past the busy timeout, up to `attempts` times in all
- * (each waits {@link BUSY_TIMEOUT_MS}): for writes a bulk send must not lose to a long reader or writer.
- * `fn` must be a whole transaction (nothing of it kept on failure). @throws the last busy error, or any other.
- */
-export function retryBusy<T>(fn: () => T, attempts = 30): T {
-  for (let n = 1; ; n++) {
-    try {
-      return fn();
-    } catch (err) {
-      if (!isBusy(err) || n >= attempts) throw err;
-    }
-  }
-}
-
 /** Schema version this build writes (the number of migrations). */
 export const SCHEMA_VERSION = migrations.length;
 

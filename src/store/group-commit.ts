@@ -2,14 +2,16 @@
  * Group commit: writes queued during one turn of the event loop are committed together, in one transaction,
  * when the turn ends (setImmediate). A bulk send queues a row's `sending` mark, its attempt record and its
  * outcome here instead of committing each on its own: with 16 requests in flight, one commit carries the
- * writes of many rows, and the order of writes is kept.
+ * writes of many rows, and the order of writes is kept (commits run one after another).
  *
- * A commit that meets a lock held past the busy timeout is tried again (see `retryBusy`).
+ * A commit runs through {@link SqliteSql.exclusive}, so never inside another caller's open transaction of the
+ * same executor. A commit that meets a lock held past the busy timeout (another process) is tried again after
+ * an asynchronous pause (see `retryBusyAsync`): timers keep running meanwhile, so the run's lease renewal does.
  *
  * The crash guarantee stays with the caller: whoever must know a write is durable before acting (a row is
  * `sending` before its request leaves) awaits {@link GroupCommit.commit}.
  */
-import { retryBusy, type Db } from './db.js';
+import { retryBusyAsync, type SqliteSql } from './sql.js';
 
 /** Queues synchronous store writes and commits them in one transaction per event-loop turn. */
 export class GroupCommit {
@@ -18,12 +20,14 @@ export class GroupCommit {
   private scheduled = false;
   /** The first failed commit; every later call throws it. */
   private failure: unknown;
+  /** The last commit started (commits run in order). */
+  private tail: Promise<void> = Promise.resolve();
 
   /** One transaction function for every commit (better-sqlite3 builds a new wrapper per `transaction()` call). */
   private readonly commitAll: (writes: ReadonlyArray<() => void>) => void;
 
-  constructor(db: Db) {
-    this.commitAll = db.transaction((writes: ReadonlyArray<() => void>) => {
+  constructor(private readonly sql: SqliteSql) {
+    this.commitAll = sql.db.transaction((writes: ReadonlyArray<() => void>) => {
       for (const w of writes) w();
     });
   }
@@ -42,31 +46,38 @@ export class GroupCommit {
     this.writes.push(write);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.run());
+      setImmediate(() => void this.run());
     }
   }
 
-  /** Commits everything queued now. @throws the store's error (also for an earlier deferred write). */
-  flush(): void {
-    this.run();
+  /** Commits everything queued now. @throws (rejects with) the store's error (also for an earlier deferred write). */
+  async flush(): Promise<void> {
+    await this.run();
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private run(): void {
+  /** Starts a commit of what is queued, after the commits before it; resolves when it (and they) ended. */
+  private run(): Promise<void> {
     this.scheduled = false;
     const writes = this.writes;
     const waiters = this.waiters;
-    if (writes.length === 0) return;
+    if (writes.length === 0) return this.tail;
     this.writes = [];
     this.waiters = [];
-    try {
-      // A lock held past the busy timeout (a long reader or writer elsewhere) delays the commit, not fails it.
-      retryBusy(() => this.commitAll(writes));
-    } catch (err) {
-      this.failure ??= err;
-      for (const w of waiters) w.reject(err);
-      return;
-    }
-    for (const w of waiters) w.resolve();
+    this.tail = this.tail.then(async () => {
+      try {
+        if (this.failure !== undefined) throw this.failure;
+        // Fast path: no transaction of the executor is open, commit at once (no await).
+        const once = () => (this.sql.busy ? this.sql.exclusive(() => this.commitAll(writes)) : Promise.resolve(this.commitAll(writes)));
+        // A lock held past the busy timeout (a long reader or writer elsewhere) delays the commit, not fails it.
+        await retryBusyAsync(async () => once());
+      } catch (err) {
+        this.failure ??= err;
+        for (const w of waiters) w.reject(err);
+        return;
+      }
+      for (const w of waiters) w.resolve();
+    });
+    return this.tail;
   }
 }

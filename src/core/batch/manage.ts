@@ -3,7 +3,6 @@
  * sent by a live process is not touched) and are audited.
  */
 import type { CoreContext } from '../context.js';
-import { audit } from '../audit.js';
 import { UsageError } from '../../errors.js';
 import { cancelRows, countRetryRows, getBatchRow, retryRows, type RetrySelection } from './ledger.js';
 import type { BatchCounts, BatchStats, LeaseHolder } from './types.js';
@@ -29,8 +28,8 @@ export interface CancelResult {
  * they are. A batch already `done` or `cancelled` is left alone (no change, no audit): `alreadyFinished` says which.
  * @throws NotFoundError; LockedError (another live process holds the lease: stop it first, e.g. Ctrl-C).
  */
-export function cancelBatch(ctx: CoreContext, batchId: string, holder: LeaseHolder): CancelResult {
-  const { cancelled, stats, finished } = cancelRows(ctx, batchId, holder, (b) => audit(ctx, 'batch.cancel', batchId, b.tenant_id, ['status']));
+export async function cancelBatch(ctx: CoreContext, batchId: string, holder: LeaseHolder): Promise<CancelResult> {
+  const { cancelled, stats, finished } = await cancelRows(ctx, batchId, holder);
   return { batchId, cancelled, counts: countsOf(stats), ...(finished ? { alreadyFinished: finished } : {}) };
 }
 
@@ -48,8 +47,8 @@ export interface RetryResult {
  * How many rows {@link retryBatch} would put back to `pending`.
  * @throws NotFoundError; UsageError (a cancelled batch, or neither failed nor unknown chosen).
  */
-export function retryCount(ctx: CoreContext, batchId: string, sel: RetrySelection): number {
-  const b = getBatchRow(ctx, batchId);
+export async function retryCount(ctx: CoreContext, batchId: string, sel: RetrySelection): Promise<number> {
+  const b = await getBatchRow(ctx, batchId);
   if (!sel.failed && !sel.unknown) throw new UsageError('choose the rows to retry: failed and/or unknown');
   if (b.status === 'cancelled') throw new UsageError(`batch ${batchId} was cancelled; send its rows with \`send batch … --new-batch\``);
   return countRetryRows(ctx, batchId, sel);
@@ -60,10 +59,13 @@ export function retryCount(ctx: CoreContext, batchId: string, sel: RetrySelectio
  * count; `batch resume` (or the same `send batch`) then sends them.
  * @throws NotFoundError, UsageError (see {@link retryCount}), LockedError (another live process sends it).
  */
-export function retryBatch(ctx: CoreContext, batchId: string, sel: RetrySelection, holder: LeaseHolder): RetryResult {
-  retryCount(ctx, batchId, sel);
-  const { changed, stats } = retryRows(ctx, batchId, sel, holder, (b, n) =>
-    audit(ctx, 'batch.retry', batchId, b.tenant_id, [`${n} rows`, ...(sel.failed ? ['failed'] : []), ...(sel.unknown ? ['unknown'] : []), ...(sel.errorClass ? [`class ${sel.errorClass}`] : [])]),
-  );
+export async function retryBatch(ctx: CoreContext, batchId: string, sel: RetrySelection, holder: LeaseHolder): Promise<RetryResult> {
+  await retryCount(ctx, batchId, sel);
+  const { changed, stats } = await retryRows(ctx, batchId, sel, holder, (n) => [
+    `${n} rows`,
+    ...(sel.failed ? ['failed'] : []),
+    ...(sel.unknown ? ['unknown'] : []),
+    ...(sel.errorClass ? [`class ${sel.errorClass}`] : []),
+  ]);
   return { batchId, retried: changed, counts: countsOf(stats) };
 }

@@ -186,7 +186,7 @@ export class BatchPreviewer {
  * e-mail and whatsapp templates, or an unknown batch.
  */
 export async function sentSegments(ctx: CoreContext, batchId: string): Promise<SegmentTotals | null> {
-  const b = findBatchRow(ctx, batchId);
+  const b = await findBatchRow(ctx, batchId);
   if (!b) return null;
   const source = JSON.parse(b.template) as TemplateSource;
   if (!countsSegments(b.channel, source)) return null;
@@ -195,6 +195,6 @@ export async function sentSegments(ctx: CoreContext, batchId: string): Promise<S
   const tally = new SegmentTally();
   const rows = iterateSentValues(ctx, batchId);
   // (A row that was sent rendered then; the same template and values render the same now.)
-  for (const r of rows) tally.add(r.row_no, r.line_no, counter.info(phoneBody(template.render(JSON.parse(r.vars) as Record<string, string>))));
+  for await (const r of rows) tally.add(r.row_no, r.line_no, counter.info(phoneBody(template.render(JSON.parse(r.vars) as Record<string, string>))));
   return tally.totals(await routePrice(ctx, b.tenant_id, b.channel));
 }

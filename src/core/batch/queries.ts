@@ -5,7 +5,7 @@ import type { CoreContext } from '../context.js';
 import { batchStats, getBatchRow, itemRows, iterateExport, listBatchRows } from './ledger.js';
 import type { BatchCounts, BatchInfo, BatchRow, RowEvent } from './types.js';
 
-function toInfo(ctx: CoreContext, b: BatchRow): BatchInfo {
+async function toInfo(ctx: CoreContext, b: BatchRow): Promise<BatchInfo> {
   return {
     id: b.id,
     tenantId: b.tenant_id,
@@ -22,29 +22,32 @@ function toInfo(ctx: CoreContext, b: BatchRow): BatchInfo {
     finishedAt: b.finished_at,
     pausedReason: b.paused_reason,
     pausedAt: b.paused_at,
-    ...batchStats(ctx, b),
+    ...(await batchStats(ctx, b)),
   };
 }
 
 /** Stored batches, newest first, optionally for one tenant (at most `limit`, default 100). */
-export function listBatches(ctx: CoreContext, filter: { tenantId?: string; limit?: number } = {}): BatchInfo[] {
-  return listBatchRows(ctx, filter).map((b) => toInfo(ctx, b));
+export async function listBatches(ctx: CoreContext, filter: { tenantId?: string; limit?: number } = {}): Promise<BatchInfo[]> {
+  const rows = await listBatchRows(ctx, filter);
+  const out: BatchInfo[] = [];
+  for (const b of rows) out.push(await toInfo(ctx, b));
+  return out;
 }
 
 /** One batch. @throws NotFoundError. */
-export function getBatch(ctx: CoreContext, id: string): BatchInfo {
-  return toInfo(ctx, getBatchRow(ctx, id));
+export async function getBatch(ctx: CoreContext, id: string): Promise<BatchInfo> {
+  return toInfo(ctx, await getBatchRow(ctx, id));
 }
 
 /** Counts of a batch's rows by state. @throws NotFoundError. */
-export function batchCounts(ctx: CoreContext, id: string): BatchCounts {
-  const { byProvider: _p, fallback: _f, ...counts } = batchStats(ctx, getBatchRow(ctx, id));
+export async function batchCounts(ctx: CoreContext, id: string): Promise<BatchCounts> {
+  const { byProvider: _p, fallback: _f, ...counts } = await batchStats(ctx, await getBatchRow(ctx, id));
   return counts;
 }
 
 /** A batch's ledger rows in CSV order (for `batch show --items`). @throws NotFoundError. */
-export function batchItems(ctx: CoreContext, id: string): RowEvent[] {
-  getBatchRow(ctx, id);
+export async function batchItems(ctx: CoreContext, id: string): Promise<RowEvent[]> {
+  await getBatchRow(ctx, id);
   return itemRows(ctx, id);
 }
 
@@ -56,11 +59,11 @@ export const EXPORT_COLUMNS = ['state', 'provider', 'message_id', 'error'] as co
  * `provider`, `message_id` and `error`. Rows are read lazily from the store, so memory stays flat.
  * @throws NotFoundError.
  */
-export function exportBatch(ctx: CoreContext, batchId: string): { columns: string[]; rows: Iterable<string[]> } {
-  const b = getBatchRow(ctx, batchId);
+export async function exportBatch(ctx: CoreContext, batchId: string): Promise<{ columns: string[]; rows: AsyncIterable<string[]> }> {
+  const b = await getBatchRow(ctx, batchId);
   const input = JSON.parse(b.columns) as string[];
-  function* rows(): Iterable<string[]> {
-    for (const r of iterateExport(ctx, batchId)) {
+  async function* rows(): AsyncIterable<string[]> {
+    for await (const r of iterateExport(ctx, batchId)) {
       const vars = JSON.parse(r.vars) as Record<string, string>;
       yield [...input.map((c) => vars[c] ?? ''), r.state, r.provider ?? '', r.message_id ?? '', r.error ?? ''];
     }

@@ -20,7 +20,7 @@ import { openCsv } from '../csv.js';
 import { compileTemplate, composeMessage, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
 import { getTenant } from '../tenants.js';
 import { suppressionReasons } from '../suppressions.js';
-import { GroupCommit } from '../../store/group-commit.js';
+import { openRunLedger, type OutcomeGroup } from '../../store/ledger.js';
 import { addTask } from '../limiter.js';
 import { batchTracker } from '../tracking.js';
 import { templateSource, validate, type Validation } from './validate.js';
@@ -28,7 +28,6 @@ import { RepeatFinder, exactRepeats } from './repeats.js';
 import { BatchPreviewer } from './preview.js';
 import {
   LEASE_MS,
-  RunLedger,
   abandonSending,
   acquireLease,
   batchStats,
@@ -92,18 +91,18 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
   // Opens every secret of the route: a missing or wrong key fails here, before anything is written.
   const run = await openRun(ctx, req.tenantId, req.channel, req.run ?? {}, concurrency, hooks);
   try {
-    const found = findBatch(ctx, req, v, template.hash);
+    const found = await findBatch(ctx, req, v, template.hash);
     let existing = found.existing;
     if (existing?.status === 'loading' && !leaseHeldByOther(ctx, existing, hooks)) {
       // A run died while storing the rows: nothing was sent, start the load again.
-      deleteBatch(ctx, existing.id);
+      await deleteBatch(ctx, existing.id);
       existing = undefined;
     }
     if (existing) {
-      const stats = batchStats(ctx, existing);
+      const stats = await batchStats(ctx, existing);
       const unknownToRetry = req.run?.retryUnknown === true && stats.unknown > 0;
       if (existing.status === 'cancelled' || (existing.status === 'done' && stats.pending === 0 && !unknownToRetry)) {
-        return summarize(ctx, existing.id, started, { alreadyFinished: true, resumed: false });
+        return await summarize(ctx, existing.id, started, { alreadyFinished: true, resumed: false });
       }
       return await work(ctx, { batchId: existing.id, template, resumed: true, started, ...run }, hooks);
     }
@@ -127,11 +126,11 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
  */
 export async function resumeBatch(ctx: CoreContext, batchId: string, opts: RunOptions, hooks: BatchRunHooks): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();
-  const batch = getBatchRow(ctx, batchId);
+  const batch = await getBatchRow(ctx, batchId);
   if (batch.status === 'loading') throw new UsageError(`batch ${batchId} never finished loading; run the same \`send batch\` again`);
   if (batch.status === 'cancelled') throw new UsageError(`batch ${batchId} was cancelled; its pending rows were skipped (send them with \`send batch … --new-batch\`)`);
   const concurrency = checkRunOptions(opts);
-  const stats = batchStats(ctx, batch);
+  const stats = await batchStats(ctx, batch);
   if (batch.status === 'done' && stats.pending === 0 && !(opts.retryUnknown === true && stats.unknown > 0)) {
     // Nothing to send: report the batch as it is (its finish time stays the time it finished).
     return summarize(ctx, batchId, started, { alreadyFinished: true, resumed: false });
@@ -145,10 +144,9 @@ export async function resumeBatch(ctx: CoreContext, batchId: string, opts: RunOp
   }
 }
 
-/** What a run needs besides its batch: the dispatcher, the group commit, and its stop switch. */
+/** What a run needs besides its batch: the dispatcher and its stop switch. */
 interface OpenRun {
   dispatcher: Dispatcher;
-  journal: GroupCommit;
   concurrency: number;
   retryUnknown: boolean;
   /** Aborts when the caller's signal does, or when the lease is lost. */
@@ -161,9 +159,8 @@ async function openRun(ctx: CoreContext, tenantId: string, channel: BatchRow['ch
     if (hooks.signal.aborted) stop.abort();
     else hooks.signal.addEventListener('abort', () => stop.abort(), { once: true });
   }
-  const journal = new GroupCommit(ctx.db);
-  const dispatcher = await Dispatcher.open(ctx, tenantId, channel, { retry: opts.retry, maxConcurrency: concurrency, signal: stop.signal, rate: opts.rate, journal });
-  return { dispatcher, journal, concurrency, retryUnknown: opts.retryUnknown ?? false, stop };
+  const dispatcher = await Dispatcher.open(ctx, tenantId, channel, { retry: opts.retry, maxConcurrency: concurrency, signal: stop.signal, rate: opts.rate });
+  return { dispatcher, concurrency, retryUnknown: opts.retryUnknown ?? false, stop };
 }
 
 /** The batch an input maps to: an existing one, or the key (and derived key) a new one gets. */
@@ -180,11 +177,11 @@ interface Found {
  * within the dedupe window from its creation; past it, the same input starts a new batch.
  * @throws UsageError when an explicit key names a batch of other input.
  */
-function findBatch(ctx: CoreContext, req: BatchRequest, v: Validation, templateHash: string): Found {
+async function findBatch(ctx: CoreContext, req: BatchRequest, v: Validation, templateHash: string): Promise<Found> {
   const derived = createHash('sha256').update(`${req.tenantId}|${req.channel}|${v.hash}|${templateHash}`).digest('hex').slice(0, 32);
   const suffix = () => randomBytes(4).toString('hex');
   if (req.idempotencyKey) {
-    const existing = findByKey(ctx, req.idempotencyKey);
+    const existing = await findByKey(ctx, req.idempotencyKey);
     if (existing && (existing.input_hash !== v.hash || existing.template_hash !== templateHash)) {
       throw new FieldError((f) => `${f('idempotency key')} ${req.idempotencyKey} was used for batch ${existing.id} with a different CSV or template; use another key`);
     }
@@ -193,12 +190,12 @@ function findBatch(ctx: CoreContext, req: BatchRequest, v: Validation, templateH
   }
   const now = ctx.clock.now().getTime();
   const windowMs = req.dedupeWindowMs ?? DEFAULT_DEDUPE_WINDOW_MS;
-  const fresh = () => {
-    const key = findByKey(ctx, derived) ? `${derived}+${suffix()}` : derived;
+  const fresh = async () => {
+    const key = (await findByKey(ctx, derived)) ? `${derived}+${suffix()}` : derived;
     return { key, derivedKey: derived, keyExpiresAt: new Date(now + windowMs).toISOString() };
   };
   if (req.newBatch) return fresh();
-  const existing = findByDerivedKey(ctx, derived);
+  const existing = await findByDerivedKey(ctx, derived);
   if (!existing) return fresh();
   const finished = existing.status === 'done' || existing.status === 'cancelled';
   if (finished && now >= Date.parse(existing.created_at) + windowMs) return fresh();
@@ -220,7 +217,7 @@ async function load(
 ): Promise<{ batchId: string; duplicates: { count: number; lines: string[] } }> {
   const id = newBatchId(ctx);
   const csv = await openCsv(req.csvPath, req.encoding);
-  insertBatch(
+  await insertBatch(
     ctx,
     {
       id,
@@ -252,19 +249,19 @@ async function load(
     repeats.add(row, r.to);
     total++;
     if (chunk.length >= LOAD_CHUNK) {
-      insertItems(ctx, id, chunk);
+      await insertItems(ctx, id, chunk);
       chunk = [];
     }
   }
-  insertItems(ctx, id, chunk);
+  await insertItems(ctx, id, chunk);
   if (csv.hash() !== v.hash || total !== v.rows) {
-    deleteBatch(ctx, id);
+    await deleteBatch(ctx, id);
     throw changed();
   }
   const groups = repeats.candidates();
-  const dups = groups.length === 0 ? [] : exactRepeats(groups, rowRecipients(ctx, id, groups.flat()));
-  if (req.dedupeRecipients) skipDuplicates(ctx, id, dups);
-  markReady(ctx, id, total);
+  const dups = groups.length === 0 ? [] : exactRepeats(groups, await rowRecipients(ctx, id, groups.flat()));
+  if (req.dedupeRecipients) await skipDuplicates(ctx, id, dups);
+  await markReady(ctx, id, total);
   const count = dups.reduce((n, d) => n + d.later.length, 0);
   const lines = dups.slice(0, 50).map((d) => `${d.recipient}: line ${d.firstLine}, then line${d.later.length > 1 ? 's' : ''} ${d.later.map((l) => l.line).join(', ')}`);
   if (dups.length > 50) lines.push(`… and ${dups.length - 50} more recipients`);
@@ -293,29 +290,58 @@ function outcomeOf(result: DispatchResult): Outcome {
 }
 
 /**
+ * The groups of a request's outcomes (`outcomes[k]` for `items[k]`) for the ledger: rows with the same outcome
+ * together (one statement each), rows handed back (`pending`) in one group.
+ */
+function groupOutcomes(items: readonly ItemRow[], outcomes: readonly Outcome[]): OutcomeGroup[] {
+  // One row (every request of a provider that cannot batch): nothing to group.
+  if (outcomes.length === 1) return [{ rows: [items[0]!.row_no], outcome: outcomes[0]! }];
+  const byOutcome = new Map<string, { outcome: Outcome; rows: number[] }>();
+  let back: { outcome: Outcome; rows: number[] } | undefined;
+  outcomes.forEach((oc, k) => {
+    const row = items[k]!.row_no;
+    if (oc.state === 'pending') {
+      if (back) back.rows.push(row);
+      else back = { outcome: oc, rows: [row] };
+      return;
+    }
+    const key = `${oc.state}\u0000${oc.provider}\u0000${oc.messageId}\u0000${oc.fallback}\u0000${oc.error}`;
+    const same = byOutcome.get(key);
+    if (same) same.rows.push(row);
+    else byOutcome.set(key, { outcome: oc, rows: [row] });
+  });
+  const groups: OutcomeGroup[] = [...byOutcome.values()];
+  if (back) groups.push(back);
+  return groups;
+}
+
+/**
  * Works a batch's pending rows under its lease until none is left, the route is down (paused), the run is
  * stopped (interrupted) or the lease is lost.
  * @throws LockedError (another live process holds the lease), the store's error.
  */
 async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Promise<BatchSummary> {
-  const { batchId, dispatcher, journal, template, concurrency, stop } = o;
-  acquireLease(ctx, batchId, hooks, o.retryUnknown);
-  const ledger = new RunLedger(ctx, batchId, hooks.owner);
+  const { batchId, dispatcher, template, concurrency, stop } = o;
+  await acquireLease(ctx, batchId, hooks, o.retryUnknown);
+  const ledger = openRunLedger(ctx.sql, batchId, hooks.owner, () => ctx.clock.now());
+  dispatcher.useJournal(ledger);
   let leaseLost = false;
   const loseLease = () => {
     leaseLost = true;
     stop.abort();
   };
   const renew = setInterval(() => {
-    try {
-      if (!renewLease(ctx, batchId, hooks.owner)) loseLease();
-    } catch {
+    renewLease(ctx, batchId, hooks.owner).then(
+      (held) => {
+        if (!held) loseLease();
+      },
       // A busy store delays a renewal; the next one comes in LEASE_MS / 3.
-    }
+      () => undefined,
+    );
   }, LEASE_MS / 3);
   renew.unref();
 
-  const counts: BatchCounts = liveStats(ctx, batchId);
+  const counts: BatchCounts = await liveStats(ctx, batchId);
   // Rows share the batch's one template: group them when the first provider can batch (BatchSender).
   const groupSize = dispatcher.channel === 'email' ? await dispatcher.batchSize(MAX_GROUP) : 1;
   const tenantId = dispatcher.tenantId;
@@ -324,37 +350,16 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   /** The last error that handed a row back to `pending` (the pause reason when the route is not down as a whole). */
   let lastError: string | null = null;
 
-  // Every write below goes through the group commit (one transaction per event-loop turn for all rows that
-  // reached that point in the turn); attempt records (Dispatcher) and outcomes of a turn commit together.
+  // Every write below goes through the run ledger (on SQLite a group commit: one transaction per event-loop turn
+  // for all rows that reached that point in the turn); attempt records (Dispatcher) and outcomes of a turn
+  // commit together.
   /**
    * Records each row's outcome (`outcomes[k]` for `items[k]`): rows with the same outcome in one statement;
    * rows handed back go to `pending`. Resolves once committed, then tells `onRow` of each finished row.
    */
   const report = (items: readonly ItemRow[], outcomes: readonly Outcome[]): Promise<void> =>
-    journal
-      .commit(() => {
-        if (outcomes.length === 1) {
-          // One row (every request of a provider that cannot batch): nothing to group.
-          const oc = outcomes[0]!;
-          if (oc.state === 'pending') ledger.release([items[0]!.row_no]);
-          else ledger.finish([items[0]!.row_no], oc);
-          return;
-        }
-        const byOutcome = new Map<string, { o: Outcome; rows: number[] }>();
-        const back: number[] = [];
-        outcomes.forEach((oc, k) => {
-          if (oc.state === 'pending') {
-            back.push(items[k]!.row_no);
-            return;
-          }
-          const key = `${oc.state}\u0000${oc.provider}\u0000${oc.messageId}\u0000${oc.fallback}\u0000${oc.error}`;
-          const same = byOutcome.get(key);
-          if (same) same.rows.push(items[k]!.row_no);
-          else byOutcome.set(key, { o: oc, rows: [items[k]!.row_no] });
-        });
-        for (const { o: oc, rows } of byOutcome.values()) ledger.finish(rows, oc);
-        if (back.length > 0) ledger.release(back);
-      })
+    ledger
+      .settle(groupOutcomes(items, outcomes))
       .then(() => {
         items.forEach((item, k) => {
           const oc = outcomes[k]!;
@@ -401,13 +406,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
    * `unknown`). Claims nothing once the lease is gone.
    */
   const gate = (rows: readonly ItemRow[]) => async (ks: readonly number[]): Promise<boolean> => {
-    let ok = false;
-    await journal.commit(() => {
-      const want = ks.map((k) => rows[k]!.row_no);
-      const got = ledger.claim(want);
-      ok = got.size === want.length;
-      if (!ok && got.size > 0) ledger.release([...got]);
-    });
+    const ok = await ledger.claim(ks.map((k) => rows[k]!.row_no));
     if (!ok) loseLease();
     return ok;
   };
@@ -440,7 +439,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   const going = () => !stop.signal.aborted && !failure && dispatcher.unavailable === null;
   try {
     outer: while (going()) {
-      const items = ledger.page(cursor, Math.max(500, groupSize));
+      const items = await ledger.page(cursor, Math.max(500, groupSize));
       if (items.length === 0) break;
       for (let k = 0; k < items.length; k += groupSize) {
         if (!going()) break outer;
@@ -455,22 +454,22 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   } finally {
     clearInterval(renew);
     try {
-      journal.flush();
+      await ledger.flush();
     } catch (err) {
       failure ??= err;
     }
     if (!leaseLost) {
       // Stopped: requests still unanswered after the wait (STOP_WAIT_MS) are abandoned; their rows are `unknown`.
-      const abandoned = stop.signal.aborted ? abandonSending(ctx, batchId, hooks.owner) : 0;
-      const left = liveStats(ctx, batchId);
+      const abandoned = stop.signal.aborted ? await abandonSending(ctx, batchId, hooks.owner) : 0;
+      const left = await liveStats(ctx, batchId);
       const status = left.pending === 0 && left.sending === 0 && abandoned === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
       const reason = status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined;
       // (A cancel cannot race this: it needs the lease, which this run holds until this update.)
-      if (!endRun(ctx, batchId, hooks.owner, { status, stats: left, pausedReason: reason })) leaseLost = true;
+      if (!(await endRun(ctx, batchId, hooks.owner, { status, stats: left, pausedReason: reason }))) leaseLost = true;
     }
   }
   if (failure && !leaseLost) throw failure;
-  return { ...summarize(ctx, batchId, o.started, { alreadyFinished: false, resumed: o.resumed }), leaseLost, duplicateRecipients: o.duplicates ?? 0 };
+  return { ...(await summarize(ctx, batchId, o.started, { alreadyFinished: false, resumed: o.resumed })), leaseLost, duplicateRecipients: o.duplicates ?? 0 };
 }
 
 /** Waits for the queue to drain; once `signal` aborts, at most {@link STOP_WAIT_MS} more. */
@@ -506,13 +505,13 @@ function dryRunSummary(rows: number, skipped: number, elapsedMs: number): BatchS
 }
 
 /** The summary of a stored batch as it is now. */
-function summarize(ctx: CoreContext, batchId: string, started: number, flags: { alreadyFinished: boolean; resumed: boolean }): BatchSummary {
-  const b = getBatchRow(ctx, batchId);
+async function summarize(ctx: CoreContext, batchId: string, started: number, flags: { alreadyFinished: boolean; resumed: boolean }): Promise<BatchSummary> {
+  const b = await getBatchRow(ctx, batchId);
   return {
     batchId,
     status: b.status,
     idempotencyKey: b.idempotency_key,
-    ...batchStats(ctx, b),
+    ...(await batchStats(ctx, b)),
     elapsedMs: ctx.clock.now().getTime() - started,
     pausedReason: b.paused_reason,
     pausedAt: b.paused_at,
