@@ -28,7 +28,7 @@ export interface StoreDescription {
   backend: Dialect;
   /** The file path, or the URL without its password. */
   location: string;
-  /** The engine's version: SQLite's library version (`3.50.2`), or PostgreSQL's `server_version` (`15.8 (Debian …)`). */
+  /** The engine's version: SQLite's library version (`3.53.2`), or PostgreSQL's `server_version` (`15.8 (Debian …)`). */
   serverVersion: string;
   /** The store's schema version (`PRAGMA user_version`, or PostgreSQL's `schema_version` table). */
   schemaVersion: number;
