@@ -123,18 +123,20 @@ function locate(value: string, source: string): StoreLocation {
   if (scheme !== 'postgres' && scheme !== 'postgresql') {
     throw new UsageError(`${source}: ${scheme}:// URLs are not supported; give the path of a SQLite store file or a postgres:// URL`);
   }
+  const refusePassword = () =>
+    new UsageError(
+      '--store: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass, or put the whole URL in SWITCHBOARD_STORE',
+    );
   let url: URL;
   try {
     url = new URL(value);
   } catch {
+    // A password with a character a URL must escape (`/`, `#`) makes the URL unparsable: still refused as a password.
+    if (source === '--store' && /^[^:]+:\/\/[^/?#@:]*:[^@]*@/.test(value)) throw refusePassword();
     throw new UsageError(`${source}: not a valid ${scheme}:// URL`);
   }
   const hasPassword = url.password !== '' || url.searchParams.has('password');
-  if (hasPassword && source === '--store') {
-    throw new UsageError(
-      '--store: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass, or put the whole URL in SWITCHBOARD_STORE',
-    );
-  }
+  if (hasPassword && source === '--store') throw refusePassword();
   return { backend: 'postgres', url: value, display: redactUrl(url) };
 }
 

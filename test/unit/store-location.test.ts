@@ -22,7 +22,7 @@ describe('resolveStore', () => {
   });
 
   it('refuses a password in a --store URL (userinfo or query), other schemes, and a URL where a file is needed', () => {
-    for (const url of ['postgres://sb:s3cret@db/sb', 'postgres://sb@db/sb?password=s3cret']) {
+    for (const url of ['postgres://sb:s3cret@db/sb', 'postgres://sb@db/sb?password=s3cret', 'postgres://sb:s3cret/+x@db:5432/sb']) {
       const err = (() => {
         try {
           resolveStore(url, {});
