@@ -7,7 +7,9 @@
  *
  * This module is imported lazily (`await import('./pg.js')`): a SQLite store never loads `pg`.
  */
+import { createRequire } from 'node:module';
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import type { Pool, PoolClient, PoolConfig, QueryResult } from 'pg';
 import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
 import { noStoreError, type OpenOptions } from './db.js';
@@ -127,7 +129,9 @@ export function mapPgError(err: unknown, location: string): Error {
   if (err instanceof SwitchboardError) return err;
   const code = errCode(err);
   const message = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-  if (code === '28P01' || code === '28000') return new UsageError(`store ${location}: the server refused the login (${message})`);
+  if (code === '28P01' || code === '28000') {
+    return new UsageError(`store ${location}: the server refused the login (${message}); give the password in PGPASSWORD or ~/.pgpass, or the URL in SWITCHBOARD_STORE`);
+  }
   if (code === '3D000') return new UsageError(`store ${location}: ${message}; create the database first (createdb) or fix the URL`);
   if (code === '53300' || code === '57P03') return new LockedError(`store ${location} is busy (${message}); try again`);
   if (RETRY_CODES.has(code)) return new LockedError(`store ${location}: a transaction kept conflicting with others (${message}); try again`);
@@ -266,6 +270,41 @@ class PgTx implements Sql {
   }
 }
 
+/** The `pgpass` package (CommonJS, no types): looks a password up in ~/.pgpass (or PGPASSFILE) for the connection's host, port, database and user. */
+const pgpass = createRequire(import.meta.url)('pgpass') as (params: unknown, cb: (password: string | undefined) => void) => void;
+
+/**
+ * The password of a connection whose URL holds none, as libpq finds it: `PGPASSWORD`, else the matching line of
+ * ~/.pgpass (PGPASSFILE; ignored, with a warning on stderr, when group or others can read it). Given to pg as a
+ * function (called only when the server asks for a password) so that pg's own ~/.pgpass lookup (deprecated: it
+ * prints a warning on every use) is not used.
+ * @throws UsageError naming the store (without password) when the server asks for a password and none is found.
+ */
+function libpqPassword(location: string): (params: unknown) => Promise<string> {
+  return async (params) => {
+    if (process.env.PGPASSWORD !== undefined) return process.env.PGPASSWORD;
+    const found = await new Promise<string | undefined>((resolve) => pgpass(params, resolve));
+    if (found) return found;
+    throw new UsageError(`store ${location}: the server asks for a password and none was found; give it in PGPASSWORD or ~/.pgpass, or the URL in SWITCHBOARD_STORE`);
+  };
+}
+
+/**
+ * pg's client, closing its socket when connecting fails: pg leaves it open after an error during authentication
+ * (e.g. no password), which keeps the process alive until the server's authentication timeout.
+ */
+class ClosingClient extends pg.Client {}
+const superConnect = pg.Client.prototype.connect as (this: pg.Client, callback?: (err: Error | null) => void) => unknown;
+Object.defineProperty(ClosingClient.prototype, 'connect', {
+  value: function connect(this: pg.Client, callback?: (err: Error | null) => void): unknown {
+    if (!callback) return superConnect.call(this);
+    return superConnect.call(this, (err) => {
+      if (err) (this as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      callback(err);
+    });
+  },
+});
+
 /**
  * A pool for the store at `url` (a `postgres://` or `postgresql://` URL, libpq conventions through pg:
  * PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE fill what the URL leaves out, ~/.pgpass supplies a missing
@@ -273,7 +312,18 @@ class PgTx implements Sql {
  * @param max most connections at once (default 10)
  */
 export function createPgSql(url: string, location: string, max = 10): PgSql {
-  const pool = new pg.Pool({ connectionString: url, types: poolTypes, max, connectionTimeoutMillis: 10_000, application_name: 'switchboard' });
+  // The URL parsed here (pg's own parser) rather than given as `connectionString`: pg would apply the parsed URL
+  // over the options, and its empty password would replace the lookup function.
+  const fromUrl = parseIntoClientConfig(url);
+  const pool = new pg.Pool({
+    ...fromUrl,
+    password: fromUrl.password || (libpqPassword(location) as unknown as () => Promise<string>),
+    Client: ClosingClient as unknown as PoolConfig['Client'],
+    types: poolTypes,
+    max,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'switchboard',
+  });
   // An idle connection the server drops (restart, idle timeout) must not crash the process: the next query reconnects.
   pool.on('error', () => {});
   return new PgSql(pool, location);

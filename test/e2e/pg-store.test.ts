@@ -7,7 +7,9 @@
 // checked on PostgreSQL by the suites that port them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describe as describeResult, makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
-import { connectionsTo, createTestDatabase, testPostgres } from '../helpers/postgres.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { connectionsTo, createPasswordRole, createTestDatabase, testPostgres } from '../helpers/postgres.js';
 import { createPgSql } from '../../src/store/pg.js';
 import { migratePg } from '../../src/store/pg-migrations.js';
 import { SCHEMA_VERSION } from '../../src/store/db.js';
@@ -109,6 +111,40 @@ describe('a PostgreSQL store', () => {
     const other = await ws.run(['audit', 'list'], { env: { SWITCHBOARD_STORE: 'mysql://db.example/switchboard' } });
     expect(other.exitCode).toBe(2);
     expect(other.stderr).toContain('SWITCHBOARD_STORE: mysql:// URLs are not supported');
+  });
+
+  it('takes the password from PGPASSWORD or ~/.pgpass as libpq does; a refused login is exit 2 without the password', async () => {
+    const { database: db } = await createTestDatabase('e2e_password');
+    const secret = 'Pgpass-Secret-7';
+    const role = await createPasswordRole(db, secret);
+    const { port } = testPostgres();
+    const store = `postgres://${role}@127.0.0.1:${port}/${db}`;
+    const sql = createPgSql(`postgres://postgres@127.0.0.1:${port}/${db}`, 'test');
+    try {
+      await sql.run(`SET ROLE ${role}`); // the tables belong to the role, as a DBA would set it up
+      await migratePg(sql);
+    } finally {
+      await sql.close();
+    }
+    const noPassword = await ws.run(['audit', 'list', '--json'], { env: { SWITCHBOARD_STORE: store } });
+    expect(noPassword.exitCode, describeResult(noPassword)).toBe(2);
+    expect(noPassword.stderr).toContain(`store ${store}: the server asks for a password and none was found`);
+
+    const viaEnv = await ws.run(['audit', 'list', '--json'], { env: { SWITCHBOARD_STORE: store, PGPASSWORD: secret } });
+    expect(parseJson(expectExit(viaEnv, 0, 'audit with PGPASSWORD'))).toEqual([]);
+
+    const wrong = await ws.run(['audit', 'list', '--json'], { env: { SWITCHBOARD_STORE: store, PGPASSWORD: 'not-it' } });
+    expect(wrong.exitCode).toBe(2);
+    expect(wrong.stderr).toContain(`store ${store}: the server refused the login (password authentication failed for user "${role}")`);
+    expect(wrong.stderr).not.toContain('not-it');
+
+    const home = path.join(ws.dir, 'pgpass-home');
+    fs.mkdirSync(home, { recursive: true });
+    fs.writeFileSync(path.join(home, '.pgpass'), `127.0.0.1:${port}:${db}:${role}:${secret}\n`, { mode: 0o600 });
+    const viaFile = await ws.run(['audit', 'list', '--json'], { env: { SWITCHBOARD_STORE: store, HOME: home } });
+    expect(parseJson(expectExit(viaFile, 0, 'audit with ~/.pgpass'))).toEqual([]);
+    expect(viaFile.stderr).toBe(''); // no deprecation warning from pg's own lookup
+    expect(viaFile.stdout + viaFile.stderr + viaEnv.stdout + viaEnv.stderr).not.toContain(secret);
   });
 
   it('names the backend and schema version in key status on a SQLite store', async () => {

@@ -10,6 +10,9 @@ import type { TestPostgres } from './postgres.js';
 /** Where Debian puts the server's binaries (override with SWITCHBOARD_TEST_PG_BIN). */
 const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || '/usr/lib/postgresql/15/bin';
 
+/** The one role that logs in with a password (scram-sha-256); every other role is trusted. */
+const PASSWORD_ROLE = 'sb_pw';
+
 /** A free TCP port on 127.0.0.1 (the kernel's choice). */
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -45,6 +48,9 @@ export async function startPostgres(): Promise<TestPostgres & { stop(): Promise<
   const logFile = path.join(dir, 'server.log');
   const port = await freePort();
   await asPostgres('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
+  // Trust for every role but PASSWORD_ROLE, which must give its password (the password-source tests): first match wins.
+  const hba = path.join(data, 'pg_hba.conf');
+  fs.writeFileSync(hba, `host all ${PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n${fs.readFileSync(hba, 'utf8')}`);
   const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c log_connections=on -c max_connections=200`;
   await asPostgres('pg_ctl', ['-D', data, '-l', logFile, '-o', opts, '-w', 'start']);
   return {

@@ -47,6 +47,22 @@ export async function createTestDatabase(name: string): Promise<{ url: string; d
   return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, database };
 }
 
+/**
+ * Creates the role `sb_pw` (the one role the server asks a password of, scram-sha-256) with `password`, allowed to
+ * connect to `database` and own its objects. @returns the role's name.
+ */
+export async function createPasswordRole(database: string, password: string): Promise<string> {
+  const client = new pg.Client({ connectionString: testPostgres().adminUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE ROLE sb_pw LOGIN PASSWORD '${password.replace(/'/g, "''")}'`);
+    await client.query(`ALTER DATABASE ${database} OWNER TO sb_pw`);
+  } finally {
+    await client.end();
+  }
+  return 'sb_pw';
+}
+
 /** Lines of the server's log that record a connection to `database` (`connection authorized: … database=<name>`). */
 export function connectionsTo(database: string): string[] {
   const log = fs.readFileSync(testPostgres().logFile, 'utf8');
