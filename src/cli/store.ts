@@ -1,15 +1,23 @@
 /**
- * `switchboard store backup|vacuum`: care of the store file itself (issue 14 adds `store copy` here).
+ * `switchboard store backup|vacuum|copy`: care of the store itself, and moving it to another store (issue 14).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
-import type { Io } from './context.js';
+import type { CliContext, Io } from './context.js';
 import { action, examples, required } from './command.js';
 import { backupStore, vacuumStore } from '../store/db.js';
+import { openSqliteHandle, type StoreHandle } from '../store/open.js';
+import { UsageError } from '../errors.js';
 
 /** Registers the `store` commands. */
 export function registerStore(program: Command, io: Io): void {
-  const store = program.command('store').description('back up and compact the store file');
-  examples(store, ['switchboard store backup --out /var/backups/switchboard-$(date +%F).db', 'switchboard store vacuum']);
+  const store = program.command('store').description('back up and compact the store file, copy a store into another');
+  examples(store, [
+    'switchboard store backup --out /var/backups/switchboard-$(date +%F).db',
+    'switchboard store vacuum',
+    'switchboard store copy --to postgres://switchboard@db.internal/switchboard',
+  ]);
 
   examples(
     store
@@ -42,4 +50,93 @@ export function registerStore(program: Command, io: Io): void {
       ),
     ['switchboard store vacuum'],
   );
+
+  examples(
+    store
+      .command('copy')
+      .description(
+        'copy everything in the store (tenants, providers with their sealed secrets as they are, keys, batches, logs, audit) into a new, empty store: a SQLite file path or a postgres:// URL; checks row counts and every provider config MAC in the target',
+      )
+      .option('--to <store>', 'the empty store to copy into (a file path, created if missing, or a postgres:// URL without a password)')
+      .action(
+        action<{ to?: string }>(io, async (cli, _args, opts) => {
+          const to = required(opts.to, '--to', 'the empty store to copy into (a file path or a postgres:// URL)');
+          const ctx = await cli.core();
+          const source: StoreHandle = { backend: ctx.sql.dialect, location: ctx.storePath, sql: ctx.sql, db: ctx.db, close: async () => {} };
+          const target = await openCopyTarget(cli, to);
+          let summary;
+          try {
+            summary = await (await import('../core/store-copy.js')).copyWholeStore(ctx, source, target.handle);
+          } catch (err) {
+            await target.discard();
+            throw err;
+          }
+          await target.handle.close();
+          const data = {
+            source: summary.source,
+            target: summary.target,
+            storeId: summary.storeId,
+            tables: summary.tables.map((t) => ({ table: t.table, rowCount: t.rows })),
+            rowCount: summary.totalRows,
+            verifiedConfigCount: summary.verifiedConfigs,
+            completedAt: ctx.clock.now().toISOString(),
+          };
+          cli.out.result(data, () =>
+            [
+              `Copied ${summary.source} to ${summary.target} (store id ${summary.storeId} kept: the same master key opens it).`,
+              cli.out.table(['TABLE', 'ROWS'], summary.tables.map((t) => [t.table, t.rows])),
+              `${summary.totalRows} rows; counts match in the target; ${summary.verifiedConfigs} provider config${summary.verifiedConfigs === 1 ? '' : 's'} verified there (MAC and sealed secrets).`,
+            ].join('\n'),
+          );
+        }),
+      ),
+    [
+      'switchboard store copy --to /srv/switchboard/copy.db',
+      'PGPASSWORD=… switchboard store copy --to postgres://switchboard@db.internal:5432/switchboard --json',
+      'SWITCHBOARD_STORE=postgres://switchboard@db.internal/switchboard switchboard store copy --to ~/switchboard-local.db',
+    ],
+  );
+}
+
+/** The target of `store copy`, opened, and how to undo its creation when the copy fails. */
+interface CopyTarget {
+  handle: StoreHandle;
+  /** Closes the target; removes it when `store copy` created it (a SQLite file that did not exist). */
+  discard(): Promise<void>;
+}
+
+/**
+ * Opens `--to`: a path is a SQLite store (created, mode 0600, when missing); a `postgres://` URL is refused with a
+ * password in it (argv is visible to every user of the host) and otherwise until PostgreSQL stores are built.
+ * @throws UsageError (exit 2) for a URL, or the current store given as the target.
+ */
+async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(to)?.[1]?.toLowerCase();
+  if (scheme) {
+    if (scheme === 'postgres' || scheme === 'postgresql') {
+      let hasPassword = false;
+      try {
+        hasPassword = new URL(to).password !== '';
+      } catch {
+        throw new UsageError(`--to: not a valid ${scheme}:// URL`);
+      }
+      if (hasPassword) {
+        throw new UsageError('--to: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass');
+      }
+      throw new UsageError(`--to: PostgreSQL stores (${scheme}:// URLs) are not built in this version of switchboard yet; nothing was connected. Give the path of a new SQLite store file`);
+    }
+    throw new UsageError(`--to: ${scheme}:// URLs are not supported; give the path of a new SQLite store file or a postgres:// URL`);
+  }
+  const file = path.resolve(to);
+  const same = (a: string, b: string) => a === b || (fs.existsSync(a) && fs.existsSync(b) && fs.realpathSync(a) === fs.realpathSync(b));
+  if (same(file, cli.storePath)) throw new UsageError(`--to ${file} is the current store; give a new, empty store`);
+  const existed = fs.existsSync(file);
+  const handle = openSqliteHandle(file, { create: true });
+  return {
+    handle,
+    discard: async () => {
+      await handle.close();
+      if (!existed) for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
+    },
+  };
 }
