@@ -3,6 +3,8 @@
  * PostgreSQL and back. The rows move with ../store/copy.ts; this adds what makes the copy trustworthy:
  * - the master key is required first when the source holds provider configs (core/vault.ts `requireKey`: the
  *   key must match the source, and a store from before config MACs gets them now, so every row arrives with one);
+ * - every provider config of the source must verify with that key (a row changed outside switchboard is refused,
+ *   exit 5, as it is before any send);
  * - in the target's transaction, before it commits, every provider config is checked with that key: its MAC
  *   verifies and its sealed secrets open (the MAC and the seal's additional data name tenant, channel, provider
  *   name and key version, never the store, so they hold in any store that keeps those values);
@@ -15,7 +17,7 @@
 import type { CoreContext } from './context.js';
 import { recordAudit } from './audit.js';
 import { requireKey, type ActiveKey } from './vault.js';
-import { rowAuthentic, rowRef, secretsBroken, type AuthRow } from './config-auth.js';
+import { rowAuthentic, rowRef, secretsBroken, tamperedError, type AuthRow } from './config-auth.js';
 import { OperationFailed } from '../errors.js';
 import type { StoreHandle } from '../store/open.js';
 import type { Sql } from '../store/sql.js';
@@ -36,38 +38,53 @@ export interface StoreCopySummary {
   verifiedConfigs: number;
 }
 
+/** The provider config rows of a store whose MAC does not verify or whose sealed secrets do not open with `key`. */
+async function unverifiedConfigs(sql: Sql, key: ActiveKey): Promise<{ rows: number; bad: AuthRow[] }> {
+  const rows = await sql.all<AuthRow>('SELECT * FROM provider_configs ORDER BY id');
+  const bad = rows
+    .map((r) => ({ ...r, sealed_secrets: r.sealed_secrets === null ? null : Buffer.from(r.sealed_secrets) }))
+    .filter((r) => !rowAuthentic(key.key, r) || secretsBroken(key, r));
+  return { rows: rows.length, bad };
+}
+
 /**
  * Checks every provider config of the target with `key`: the target's current key version is the key's, each
  * row's MAC verifies and its sealed secrets open.
  * @returns how many configs were checked. @throws OperationFailed naming the first config that fails.
  */
 async function verifyTargetConfigs(target: Sql, key: ActiveKey | null): Promise<number> {
-  const rows = await target.all<AuthRow>('SELECT * FROM provider_configs ORDER BY id');
-  if (rows.length === 0) return 0;
-  if (!key) throw new OperationFailed('store copy: the target has provider configs but no master key was checked; nothing was written');
+  if (!key) {
+    const n = await target.get<{ n: number }>('SELECT count(*) AS n FROM provider_configs');
+    if (Number(n?.n ?? 0) === 0) return 0;
+    throw new OperationFailed('store copy: the target has provider configs but no master key was checked; nothing was written');
+  }
   const current = await target.get<{ id: number; fingerprint: string }>('SELECT id, fingerprint FROM keys WHERE retired_at IS NULL');
   if (current?.fingerprint !== key.fingerprint || Number(current.id) !== key.keyId) {
     throw new OperationFailed(`store copy: the target's current key version is not key #${key.keyId} (fingerprint ${key.fingerprint}); nothing was written`);
   }
-  for (const r of rows) {
-    const row: AuthRow = { ...r, sealed_secrets: r.sealed_secrets === null ? null : Buffer.from(r.sealed_secrets) };
-    if (!rowAuthentic(key.key, row) || secretsBroken(key, row)) {
-      throw new OperationFailed(`store copy: provider ${rowRef(row)} does not verify in the target (its MAC or sealed secrets changed on the way); nothing was written`);
-    }
+  const { rows, bad } = await unverifiedConfigs(target, key);
+  if (bad[0]) {
+    throw new OperationFailed(`store copy: provider ${rowRef(bad[0])} does not verify in the target (its MAC or sealed secrets changed on the way); nothing was written`);
   }
-  return rows.length;
+  return rows;
 }
 
 /**
  * Copies the store of `ctx` (`source`, the handle `ctx.sql` runs on) into the empty store `target`, checks it
  * and audits it (see the module comment).
- * @throws KeyError (exit 5) when the source has provider configs and no master key that matches it is found.
+ * @throws KeyError (exit 5) when the source has provider configs and no master key that matches it is found, or
+ * a provider config of the source does not verify (changed outside switchboard; nothing written).
  * @throws UsageError (exit 2) when the target is not empty (nothing written).
  * @throws OperationFailed when the schemas, counts or a config's MAC do not match in the target (nothing written).
  */
 export async function copyWholeStore(ctx: CoreContext, source: StoreHandle, target: StoreHandle): Promise<StoreCopySummary> {
   const configs = await source.sql.get<{ n: number }>('SELECT count(*) AS n FROM provider_configs');
   const key = Number(configs?.n ?? 0) > 0 ? requireKey(ctx) : null;
+  if (key) {
+    // A row changed outside switchboard is not carried into another store: the copy would take it as checked.
+    const { bad } = await unverifiedConfigs(source.sql, key);
+    if (bad[0]) throw tamperedError(key, bad[0]);
+  }
   const what = `${source.location} -> ${target.location}`;
   let verifiedConfigs = 0;
   const result = await copyStore(source, target, {
