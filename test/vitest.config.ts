@@ -8,6 +8,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // One private PostgreSQL server for the run (test/helpers/postgres.ts); each test file makes its own database.
+    globalSetup: ['test/helpers/postgres-global.ts'],
     // Test files mostly wait on the CLI processes they start and on local servers: run serially, the whole
     // suite kept a 2-core machine about 45 % busy (187 s of CPU in 441 s). vitest's default, cores − 1 workers,
     // is a single worker there; three files at a time keep both cores busy. (On a machine shared with other

@@ -1,0 +1,54 @@
+// A private PostgreSQL 15 server for the test run (issue 14): ONE server per `vitest run`, started by
+// test/helpers/postgres-global.ts (vitest globalSetup) and stopped at the end; each test file gets a database of
+// its own from `createTestDatabase`. The server runs as the `postgres` user when the tests run as root (the
+// server refuses root): initdb in a temporary folder, trust authentication, a loopback high port, its Unix socket
+// in the same folder (`-k`), every connection logged (`log_connections`) so a test can check that nothing
+// connected. Binaries: Debian's `postgresql` package (.ci/system-deps installs it), /usr/lib/postgresql/15/bin.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+/** What the global setup provides to every test file. */
+export interface TestPostgres {
+  /** Superuser URL of the server's `postgres` database (no password: trust authentication). */
+  adminUrl: string;
+  /** 127.0.0.1 port. */
+  port: number;
+  /** The server's log file (every connection is logged there). */
+  logFile: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgres: TestPostgres;
+  }
+}
+
+/** The run's server (from the global setup). */
+export function testPostgres(): TestPostgres {
+  return inject('postgres');
+}
+
+/**
+ * Creates a new empty database for one test file (named `sb_<name>_<random>`, owned by the superuser) on the
+ * run's server. @returns its URL (no password) and name.
+ */
+export async function createTestDatabase(name: string): Promise<{ url: string; database: string }> {
+  const { adminUrl, port } = testPostgres();
+  const database = `sb_${name.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`;
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${database}`);
+  } finally {
+    await client.end();
+  }
+  return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, database };
+}
+
+/** Lines of the server's log that record a connection to `database` (`connection authorized: … database=<name>`). */
+export function connectionsTo(database: string): string[] {
+  const log = fs.readFileSync(testPostgres().logFile, 'utf8');
+  return log.split('\n').filter((l) => l.includes('connection authorized') && l.includes(`database=${database}`));
+}
