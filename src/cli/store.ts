@@ -7,7 +7,8 @@ import type { Command } from 'commander';
 import type { CliContext, Io } from './context.js';
 import { action, examples, required } from './command.js';
 import { backupStore, vacuumStore } from '../store/db.js';
-import { openSqliteHandle, type StoreHandle } from '../store/open.js';
+import { openSqliteHandle } from '../store/open.js';
+import type { CopyEnd } from '../store/copy.js';
 import { UsageError } from '../errors.js';
 
 /** Registers the `store` commands. */
@@ -62,7 +63,7 @@ export function registerStore(program: Command, io: Io): void {
         action<{ to?: string }>(io, async (cli, _args, opts) => {
           const to = required(opts.to, '--to', 'the empty store to copy into (a file path or a postgres:// URL)');
           const ctx = await cli.core();
-          const source: StoreHandle = { backend: ctx.sql.dialect, location: ctx.storePath, sql: ctx.sql, db: ctx.db, close: async () => {} };
+          const source = { backend: ctx.sql.dialect, location: ctx.storePath, sql: ctx.sql, db: ctx.db };
           const target = await openCopyTarget(cli, to);
           let summary;
           try {
@@ -100,15 +101,17 @@ export function registerStore(program: Command, io: Io): void {
 
 /** The target of `store copy`, opened, and how to undo its creation when the copy fails. */
 interface CopyTarget {
-  handle: StoreHandle;
+  handle: CopyEnd & { close(): Promise<void> };
   /** Closes the target; removes it when `store copy` created it (a SQLite file that did not exist). */
   discard(): Promise<void>;
 }
 
 /**
- * Opens `--to`: a path is a SQLite store (created, mode 0600, when missing); a `postgres://` URL is refused with a
- * password in it (argv is visible to every user of the host) and otherwise until PostgreSQL stores are built.
- * @throws UsageError (exit 2) for a URL, or the current store given as the target.
+ * Opens `--to`: a path is a SQLite store (created, mode 0600, when missing); a `postgres://` URL is a PostgreSQL
+ * database (migrated to this build's schema; the password from PGPASSWORD or ~/.pgpass: one inside the URL on
+ * the command line is refused before connecting, argv being visible to every user of the host).
+ * @throws UsageError (exit 2) for a password in the URL, another scheme, or the current store given as the target;
+ * what opening the store throws (login refused, unreachable, …).
  */
 async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(to)?.[1]?.toLowerCase();
@@ -123,7 +126,19 @@ async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> 
       if (hasPassword) {
         throw new UsageError('--to: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass');
       }
-      throw new UsageError(`--to: PostgreSQL stores (${scheme}:// URLs) are not built in this version of switchboard yet; nothing was connected. Give the path of a new SQLite store file`);
+      const display = withoutPassword(to);
+      if (display === cli.storePath) throw new UsageError(`--to ${display} is the current store; give a new, empty store`);
+      const { createPgSql } = await import('../store/pg.js');
+      const { migratePg } = await import('../store/pg-migrations.js');
+      const sql = createPgSql(to, display, 2);
+      try {
+        await migratePg(sql);
+      } catch (err) {
+        await sql.close().catch(() => {});
+        throw (await import('../store/pg.js')).mapPgError(err, display);
+      }
+      const handle = { backend: 'postgres' as const, location: display, sql, close: () => sql.close() };
+      return { handle, discard: () => sql.close() };
     }
     throw new UsageError(`--to: ${scheme}:// URLs are not supported; give the path of a new SQLite store file or a postgres:// URL`);
   }
@@ -139,4 +154,11 @@ async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> 
       if (!existed) for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
     },
   };
+}
+
+/** A URL as shown in messages: without its password (the user name stays). */
+function withoutPassword(url: string): string {
+  const u = new URL(url);
+  u.password = '';
+  return u.toString();
 }

@@ -18,10 +18,11 @@ import type { CoreContext } from './context.js';
 import { recordAudit } from './audit.js';
 import { requireKey, type ActiveKey } from './vault.js';
 import { rowAuthentic, rowRef, secretsBroken, tamperedError, type AuthRow } from './config-auth.js';
-import { OperationFailed } from '../errors.js';
-import type { StoreHandle } from '../store/open.js';
+import { KeyError, OperationFailed } from '../errors.js';
+import { decodeKey, findMasterKey, fingerprint, HOW_TO_PROVIDE_KEY } from '../crypto/keys.js';
+import { KEYCHAIN_SERVICE, keychainGet } from '../crypto/keychain.js';
 import type { Sql } from '../store/sql.js';
-import { copyStore, type CopyCount } from '../store/copy.js';
+import { copyStore, type CopyCount, type CopyEnd } from '../store/copy.js';
 
 /** What {@link copyWholeStore} did. */
 export interface StoreCopySummary {
@@ -70,6 +71,33 @@ async function verifyTargetConfigs(target: Sql, key: ActiveKey | null): Promise<
 }
 
 /**
+ * The master key of the source and its version there. A SQLite source goes through `requireKey` (which also
+ * finishes an interrupted rotation and gives MACs to rows of a store from before them); a PostgreSQL store
+ * (always at a schema with MACs) is matched here on the executor: `SWITCHBOARD_MASTER_KEY`, `SWITCHBOARD_KEY_FILE`
+ * or the keychain item of its store id, whose fingerprint must be the store's current key version.
+ * @throws KeyError (exit 5) when no key is found or it is not the store's current key.
+ */
+async function sourceKey(ctx: CoreContext, source: CopyEnd): Promise<ActiveKey> {
+  if (source.db) return requireKey(ctx);
+  const id = (await source.sql.get<{ value: string }>("SELECT value FROM meta WHERE key = 'store_id'"))?.value ?? '';
+  let master = findMasterKey(ctx.env);
+  if (!master) {
+    const kc = keychainGet(id, ctx.env);
+    if (kc.status !== 'ok') {
+      const why = kc.status === 'absent' ? `the OS keychain has no key for this store (service ${KEYCHAIN_SERVICE}, account ${id})` : `the OS keychain cannot be used: ${kc.detail}`;
+      throw new KeyError(`no master key: SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set, and ${why}; ${HOW_TO_PROVIDE_KEY}`);
+    }
+    master = { key: decodeKey(kc.value, `the keychain item for store ${id}`), source: 'keychain', location: id };
+  }
+  const fp = fingerprint(master.key);
+  const current = await source.sql.get<{ id: number; fingerprint: string }>('SELECT id, fingerprint FROM keys WHERE retired_at IS NULL');
+  if (!current || current.fingerprint !== fp) {
+    throw new KeyError(`the master key from ${master.location} (fingerprint ${fp}) is not this store's current key${current ? ` (#${current.id}, fingerprint ${current.fingerprint})` : ''}; nothing was copied`);
+  }
+  return { ...master, keyId: Number(current.id), fingerprint: fp };
+}
+
+/**
  * Copies the store of `ctx` (`source`, the handle `ctx.sql` runs on) into the empty store `target`, checks it
  * and audits it (see the module comment).
  * @throws KeyError (exit 5) when the source has provider configs and no master key that matches it is found, or
@@ -77,9 +105,9 @@ async function verifyTargetConfigs(target: Sql, key: ActiveKey | null): Promise<
  * @throws UsageError (exit 2) when the target is not empty (nothing written).
  * @throws OperationFailed when the schemas, counts or a config's MAC do not match in the target (nothing written).
  */
-export async function copyWholeStore(ctx: CoreContext, source: StoreHandle, target: StoreHandle): Promise<StoreCopySummary> {
+export async function copyWholeStore(ctx: CoreContext, source: CopyEnd, target: CopyEnd): Promise<StoreCopySummary> {
   const configs = await source.sql.get<{ n: number }>('SELECT count(*) AS n FROM provider_configs');
-  const key = Number(configs?.n ?? 0) > 0 ? requireKey(ctx) : null;
+  const key = Number(configs?.n ?? 0) > 0 ? await sourceKey(ctx, source) : null;
   if (key) {
     // A row changed outside switchboard is not carried into another store: the copy would take it as checked.
     const { bad } = await unverifiedConfigs(source.sql, key);

@@ -42,6 +42,15 @@ export interface CopyCount {
 /** The table of store-level facts (store id, creation time, markers): merged into the target, not content. */
 export const META_TABLE = 'meta';
 
+/**
+ * Tables of one engine's own bookkeeping, not copied and not content: PostgreSQL's `schema_version` (SQLite keeps
+ * its version in `PRAGMA user_version`). Both stores are at this build's schema version once opened.
+ */
+const ENGINE_TABLES: ReadonlySet<string> = new Set(['schema_version']);
+
+/** One side of a copy: a store handle's executor, engine and name (`db` for a SQLite store's read snapshot). */
+export type CopyEnd = Pick<StoreHandle, 'backend' | 'location' | 'sql' | 'db'>;
+
 /** Rows read from the source per query. */
 const PAGE_ROWS = 500;
 
@@ -214,7 +223,7 @@ async function insertRows(sql: Sql, t: CopyTable, sequenced: string[], rows: Arr
  * Runs `fn` on a consistent read snapshot of `store`: SQLite a deferred (read) transaction on its connection, so
  * other processes keep writing meanwhile; PostgreSQL a REPEATABLE READ, READ ONLY transaction.
  */
-async function readSnapshot<T>(store: StoreHandle, fn: (sql: Sql) => Promise<T>): Promise<T> {
+async function readSnapshot<T>(store: CopyEnd, fn: (sql: Sql) => Promise<T>): Promise<T> {
   if (store.backend === 'postgres') {
     return store.sql.tx(async (t) => {
       await t.run('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
@@ -249,17 +258,17 @@ export interface CopyOptions {
 
 /**
  * Copies every row of `source` into `target` (see the module comment): refuses a target that holds any row in
- * any table but `meta`; rows keep their ids; counts are compared in the target's transaction; `opts.check` runs
+ * any table but `meta` (and an engine's own bookkeeping such as PostgreSQL's `schema_version`); rows keep their ids; counts are compared in the target's transaction; `opts.check` runs
  * last in it.
  * @throws UsageError (exit 2) when the target is not empty, naming the first table with rows; nothing is written.
  * @throws OperationFailed when the schemas differ or a count does not match (nothing is written); whatever
  * `opts.check` throws (nothing is written).
  */
-export async function copyStore(source: StoreHandle, target: StoreHandle, opts: CopyOptions = {}): Promise<CopyResult> {
+export async function copyStore(source: CopyEnd, target: CopyEnd, opts: CopyOptions = {}): Promise<CopyResult> {
   return readSnapshot(source, async (src) => {
-    const sourceTables = await copyTables(src);
+    const sourceTables = (await copyTables(src)).filter((t) => !ENGINE_TABLES.has(t.name));
     return target.sql.tx(async (dst) => {
-      const targetTables = await copyTables(dst);
+      const targetTables = (await copyTables(dst)).filter((t) => !ENGINE_TABLES.has(t.name));
       const present = await countRows(dst, targetTables.filter((t) => t.name !== META_TABLE));
       const full = [...present].find(([, n]) => n > 0);
       if (full) {

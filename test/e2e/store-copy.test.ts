@@ -9,6 +9,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, describe as show, randomKey, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { sqliteCore } from '../helpers/core.js';
+import { connectionsTo, createTestDatabase } from '../helpers/postgres.js';
+import { createPgSql, type PgSql } from '../../src/store/pg.js';
+import { copyStore } from '../../src/store/copy.js';
+import { openSqliteHandle } from '../../src/store/open.js';
+import type { Sql } from '../../src/store/sql.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, dumpStore, expectExit, readOutbox, type SendTestJson } from '../helpers/setup.js';
 
 interface CopyJson {
@@ -28,12 +33,14 @@ function tablesOf(store: string): Record<string, string[]> {
   return dump;
 }
 
-/** Row counts per table read straight from the file. */
-function countsOf(store: string): Record<string, number> {
+/** Row counts per table read straight from the file (`store.copy` audit rows left out of `uncopied` tables). */
+function countsOf(store: string, uncopied: string[] = []): Record<string, number> {
   const db = new Database(store, { readonly: true, fileMustExist: true });
   try {
     const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>;
-    return Object.fromEntries(names.map(({ name }) => [name, (db.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]));
+    const count = (name: string) =>
+      (db.prepare(`SELECT count(*) AS n FROM "${name}"${uncopied.includes(name) ? " WHERE action <> 'store.copy'" : ''}`).get() as { n: number }).n;
+    return Object.fromEntries(names.map(({ name }) => [name, count(name)]));
   } finally {
     db.close();
   }
@@ -49,6 +56,43 @@ function copyAudits(store: string): Array<{ target: string; fields: string; acto
   }
 }
 
+/**
+ * Fills `ws`'s store so that every table has rows: two tenants, an smtp provider with a sealed password, the system
+ * outbox, a fallback switch, a template, a suppression, a sent batch with its messages; the tables no command
+ * fills without a provider's servers (domains, delivery events) written as the event and domain code would, with
+ * NULLs, non-ASCII text and large integers.
+ */
+async function fillStore(ws: Workspace, srv: TestSmtpServer, outbox: string): Promise<void> {
+  await addTenant(ws, 'acme', 'Acme Ünïcode “quotes”');
+  await addTenant(ws, 'beta');
+  await addSmtpProvider(ws, srv, { tenant: 'acme', user: 'mailer', password: 'copy-secret-pw', from: 'hello@acme.test' });
+  await addSystemOutbox(ws, outbox);
+  expectExit(await ws.run(['tenant', 'update', 'acme', '--fallback', 'sms=off']), 0, 'tenant update');
+  const html = ws.file('tpl.html', '<p>Hello {{name}}</p>');
+  expectExit(await ws.run(['template', 'add', 'hello', '--tenant', 'beta', '--subject', 'Hi {{name}}', '--html-file', html]), 0, 'template add');
+  expectExit(await ws.run(['suppress', 'add', 'nope@example.com', '--tenant', 'beta', '--reason', 'asked by phone']), 0, 'suppress add');
+  const csv = ws.file('rows.csv', 'email,name\nann@example.com,Ann\nnope@example.com,No\nbob@example.com,Bob\n');
+  expectExit(await ws.run(['send', 'batch', '--tenant', 'beta', '--csv', csv, '--template', 'hello', '--json']), 0, 'send batch');
+  // The tables no command above fills (domains, delivery events), written as the event and domain code would,
+  // with NULLs, non-ASCII text and large integers, so every table has rows to carry.
+  const db = new Database(ws.store);
+  try {
+    const now = '2026-01-02T03:04:05.678Z';
+    db.prepare(
+      "INSERT INTO domains (tenant_id, domain, provider_id, provider_kind, external_id, records, status, detail, checked_at, created_at, updated_at) VALUES ('acme', 'acme.test', (SELECT id FROM provider_configs WHERE tenant_id = 'acme'), 'smtp', NULL, '[{\"type\":\"TXT\",\"host\":\"acme.test\",\"value\":\"v=spf1 -all\"}]', 'pending', 'wäiting', NULL, ?, NULL)",
+    ).run(now);
+    db.prepare(
+      "INSERT INTO events (id, event_key, received_at, occurred_at, tenant_id, channel, provider, provider_kind, type, provider_type, recipient, message_id, batch_id, row_no, detail, payload) VALUES (9007199254740000, 'sendgrid:ev-1', ?, NULL, 'beta', 'email', 'system/email/outbox', 'outbox', 'bounced', 'bounce', 'ann@example.com', 'm-1', NULL, NULL, 'soft ✉', '{\"x\":1}')",
+    ).run(now);
+    db.prepare(
+      "INSERT INTO deliveries (message_id, recipient, tenant_id, channel, provider, batch_id, row_no, status, rank, status_at, delivered, bounced, complained, events, first_at, updated_at) VALUES ('m-1', 'ann@example.com', 'beta', 'email', 'system/email/outbox', NULL, 1, 'bounced', 5, ?, 0, 1, 0, 1, ?, ?)",
+    ).run(now, now, now);
+    db.prepare("INSERT INTO soft_bounces (tenant_id, channel, address, event_id, at) VALUES ('beta', 'email', 'ann@example.com', 9007199254740000, ?)").run(now);
+  } finally {
+    db.close();
+  }
+}
+
 describe('store copy', () => {
   let ws: Workspace;
   let srv: TestSmtpServer;
@@ -58,34 +102,7 @@ describe('store copy', () => {
     ws = makeWorkspace();
     srv = await startSmtpServer({ users: { mailer: 'copy-secret-pw' } });
     outbox = path.join(ws.dir, 'outbox');
-    await addTenant(ws, 'acme', 'Acme Ünïcode “quotes”');
-    await addTenant(ws, 'beta');
-    await addSmtpProvider(ws, srv, { tenant: 'acme', user: 'mailer', password: 'copy-secret-pw', from: 'hello@acme.test' });
-    await addSystemOutbox(ws, outbox);
-    expectExit(await ws.run(['tenant', 'update', 'acme', '--fallback', 'sms=off']), 0, 'tenant update');
-    const html = ws.file('tpl.html', '<p>Hello {{name}}</p>');
-    expectExit(await ws.run(['template', 'add', 'hello', '--tenant', 'beta', '--subject', 'Hi {{name}}', '--html-file', html]), 0, 'template add');
-    expectExit(await ws.run(['suppress', 'add', 'nope@example.com', '--tenant', 'beta', '--reason', 'asked by phone']), 0, 'suppress add');
-    const csv = ws.file('rows.csv', 'email,name\nann@example.com,Ann\nnope@example.com,No\nbob@example.com,Bob\n');
-    expectExit(await ws.run(['send', 'batch', '--tenant', 'beta', '--csv', csv, '--template', 'hello', '--json']), 0, 'send batch');
-    // The tables no command above fills (domains, delivery events), written as the event and domain code would,
-    // with NULLs, non-ASCII text and large integers, so every table has rows to carry.
-    const db = new Database(ws.store);
-    try {
-      const now = '2026-01-02T03:04:05.678Z';
-      db.prepare(
-        "INSERT INTO domains (tenant_id, domain, provider_id, provider_kind, external_id, records, status, detail, checked_at, created_at, updated_at) VALUES ('acme', 'acme.test', (SELECT id FROM provider_configs WHERE tenant_id = 'acme'), 'smtp', NULL, '[{\"type\":\"TXT\",\"host\":\"acme.test\",\"value\":\"v=spf1 -all\"}]', 'pending', 'wäiting', NULL, ?, NULL)",
-      ).run(now);
-      db.prepare(
-        "INSERT INTO events (id, event_key, received_at, occurred_at, tenant_id, channel, provider, provider_kind, type, provider_type, recipient, message_id, batch_id, row_no, detail, payload) VALUES (9007199254740000, 'sendgrid:ev-1', ?, NULL, 'beta', 'email', 'system/email/outbox', 'outbox', 'bounced', 'bounce', 'ann@example.com', 'm-1', NULL, NULL, 'soft ✉', '{\"x\":1}')",
-      ).run(now);
-      db.prepare(
-        "INSERT INTO deliveries (message_id, recipient, tenant_id, channel, provider, batch_id, row_no, status, rank, status_at, delivered, bounced, complained, events, first_at, updated_at) VALUES ('m-1', 'ann@example.com', 'beta', 'email', 'system/email/outbox', NULL, 1, 'bounced', 5, ?, 0, 1, 0, 1, ?, ?)",
-      ).run(now, now, now);
-      db.prepare("INSERT INTO soft_bounces (tenant_id, channel, address, event_id, at) VALUES ('beta', 'email', 'ann@example.com', 9007199254740000, ?)").run(now);
-    } finally {
-      db.close();
-    }
+    await fillStore(ws, srv, outbox);
   });
 
   afterAll(async () => {
@@ -223,5 +240,112 @@ describe('store copy', () => {
     } finally {
       tampered.cleanup();
     }
+  });
+});
+
+/**
+ * Every table of a store read through an executor, for comparing stores across engines: rows as JSON with sorted
+ * keys (blobs as hex), sorted; `store.copy` audit rows and PostgreSQL's own `schema_version` left out.
+ */
+async function dumpSql(sql: Sql): Promise<Record<string, string[]>> {
+  const names =
+    sql.dialect === 'sqlite'
+      ? await sql.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      : await sql.all<{ name: string }>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'");
+  const out: Record<string, string[]> = {};
+  for (const { name } of names) {
+    if (name === 'schema_version') continue;
+    const rows = await sql.all<Record<string, unknown>>(`SELECT * FROM ${name}`);
+    out[name] = rows
+      .filter((r) => r.action !== 'store.copy')
+      .map((r) => JSON.stringify(Object.fromEntries(Object.keys(r).sort().map((k) => [k, Buffer.isBuffer(r[k]) ? (r[k] as Buffer).toString('hex') : r[k]]))))
+      .sort();
+  }
+  return out;
+}
+
+describe('store copy: SQLite → PostgreSQL → SQLite', () => {
+  let ws: Workspace;
+  let srv: TestSmtpServer;
+  let outbox: string;
+  let pgUrl: string;
+  let database: string;
+  let pgSql: PgSql;
+
+  beforeAll(async () => {
+    ws = makeWorkspace();
+    srv = await startSmtpServer({ users: { mailer: 'copy-secret-pw' } });
+    outbox = path.join(ws.dir, 'outbox');
+    await fillStore(ws, srv, outbox);
+    ({ url: pgUrl, database } = await createTestDatabase('store_copy'));
+    pgSql = createPgSql(pgUrl, 'test');
+  });
+
+  afterAll(async () => {
+    await pgSql?.close();
+    await srv?.close();
+    ws?.cleanup();
+  });
+
+  test('a password in the --to URL is refused before connecting', async () => {
+    const seen = connectionsTo(database).length;
+    const pw = 'argv-secret-pw';
+    const r = await ws.run(['store', 'copy', '--to', pgUrl.replace('postgres@', `postgres:${pw}@`)]);
+    expect(r.exitCode, show(r)).toBe(2);
+    expect(r.stderr).not.toContain(pw);
+    expect(connectionsTo(database).length).toBe(seen);
+  });
+
+  test('every table round-trips byte for byte, ids and sequences included, and the copies work', async () => {
+    const original = await dumpSql(sqliteCore(ws.store).sql);
+    for (const [table, rows] of Object.entries(original)) expect(rows.length, `source table ${table} has rows`).toBeGreaterThan(0);
+
+    // SQLite → PostgreSQL through the command.
+    const r = await ws.run(['store', 'copy', '--to', pgUrl, '--json']);
+    expect(r.exitCode, show(r)).toBe(0);
+    const out = parseJson<CopyJson>(r);
+    expect(out.target).toBe(pgUrl);
+    expect(Object.fromEntries(out.tables.map((t) => [t.table, t.rowCount]))).toEqual(countsOf(ws.store, ['audit_log']));
+    expect(out.verifiedConfigCount).toBe(2);
+    expect(await dumpSql(pgSql)).toEqual(original);
+    const audit = await pgSql.all<{ target: string }>("SELECT target FROM audit_log WHERE action = 'store.copy'");
+    expect(audit).toEqual([{ target: `${ws.store} -> ${pgUrl}` }]);
+
+    // The identity sequences were moved past the copied ids: a new row gets the next id.
+    const maxAudit = (await pgSql.get<{ m: number }>('SELECT max(id) AS m FROM audit_log'))!.m;
+    const fresh = await pgSql.get<{ id: number }>(
+      "INSERT INTO audit_log (at, actor, action, target, tenant_id, fields) VALUES ('2026-01-01T00:00:00.000Z', 'test', 'test.probe', 'x', NULL, '[]') RETURNING id",
+    );
+    expect(fresh!.id).toBe(maxAudit + 1);
+    const maxMessage = (await pgSql.get<{ m: number }>('SELECT max(id) AS m FROM messages'))!.m;
+    const seq = await pgSql.get<{ v: number }>("SELECT last_value AS v FROM pg_sequences WHERE schemaname || '.' || sequencename = pg_get_serial_sequence('messages', 'id')");
+    expect(seq!.v).toBe(maxMessage);
+
+    // A second copy into the same database is refused: it is not empty any more.
+    const again = await ws.run(['store', 'copy', '--to', pgUrl]);
+    expect(again.exitCode, show(again)).toBe(2);
+    expect(again.stderr).toMatch(/is not empty/);
+
+    // PostgreSQL → SQLite: the store copy of the executor pair (the CLI opens only SQLite as its current store yet).
+    const back = path.join(ws.dir, 'back.db');
+    const target = openSqliteHandle(back, { create: true });
+    try {
+      const copied = await copyStore({ backend: 'postgres', location: pgUrl, sql: pgSql }, target);
+      expect(copied.tables.find((t) => t.table === 'provider_configs')?.rows).toBe(2);
+    } finally {
+      await target.close();
+    }
+    const returned = await dumpSql(sqliteCore(back).sql);
+    returned.audit_log = returned.audit_log!.filter((row) => !row.includes('test.probe'));
+    expect(returned).toEqual(original);
+
+    // The copy that came back works with the same master key: a send through the sealed smtp password and the outbox.
+    const inBack = (args: string[]) => ws.run(args, { env: { SWITCHBOARD_STORE: back } });
+    const viaSmtp = await inBack(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'ana@example.com', '--subject', 'Round trip smtp', '--body', 'Hi', '--json']);
+    expect(viaSmtp.exitCode, show(viaSmtp)).toBe(0);
+    expect(srv.messages.map((m) => m.subject)).toContain('Round trip smtp');
+    const viaOutbox = await inBack(['send', 'test', '--tenant', 'beta', '--channel', 'email', '--to', 'cy@example.com', '--subject', 'Round trip outbox', '--body', 'Hi', '--json']);
+    expect(viaOutbox.exitCode, show(viaOutbox)).toBe(0);
+    expect((await readOutbox(outbox)).map((m) => m.subject)).toContain('Round trip outbox');
   });
 });
