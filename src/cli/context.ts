@@ -4,10 +4,10 @@
  */
 import os from 'node:os';
 import type { Command } from 'commander';
-import { resolveStorePath } from '../store/db.js';
+import { resolveStore, type Db, type StoreLocation } from '../store/db.js';
 import { shiftedClock, systemClock, type Clock, type CoreContext } from '../core/context.js';
 import { UsageError } from '../errors.js';
-import { openSqliteHandle, type StoreHandle } from '../store/open.js';
+import { openStoreHandle, type StoreDescription, type StoreHandle } from '../store/open.js';
 import { Output, type Stream } from './output.js';
 
 /** Process-level inputs, injected so commands can be run in-process by tests. */
@@ -36,7 +36,10 @@ export interface GlobalFlags {
 
 /** What a command's action gets. */
 export class CliContext {
+  /** Where the store is, for messages: the file path, or the PostgreSQL URL without its password. */
   readonly storePath: string;
+  /** Where the store is: a SQLite file or a PostgreSQL URL (`--store`, `SWITCHBOARD_STORE`, the default path). */
+  readonly storeLocation: StoreLocation;
   private store?: StoreHandle;
 
   constructor(
@@ -44,7 +47,8 @@ export class CliContext {
     readonly flags: GlobalFlags,
     readonly out: Output,
   ) {
-    this.storePath = resolveStorePath(flags.store, io.env);
+    this.storeLocation = resolveStore(flags.store, io.env);
+    this.storePath = this.storeLocation.display;
   }
 
   /** Builds the context from a commander command (its own and its parents' options). */
@@ -74,12 +78,12 @@ export class CliContext {
    */
   async core(opts: { create?: boolean } = {}): Promise<CoreContext> {
     if (!this.store) {
-      this.store = openSqliteHandle(this.storePath, { create: opts.create === true });
+      this.store = await openStoreHandle(this.storeLocation, { create: opts.create === true });
       this.out.debug(`store: ${this.store.location}`);
     }
     return {
       sql: this.store.sql,
-      db: this.store.db!,
+      db: this.store.db ?? notOnPostgres(this.storePath),
       storePath: this.storePath,
       clock: this.clock(),
       env: this.io.env,
@@ -103,6 +107,25 @@ export class CliContext {
     return this.shifted;
   }
 
+  /**
+   * The store's engine, its version, the schema version and where it is (without password), opening the store
+   * if needed (for `key status` and `doctor`).
+   */
+  async describeStore(): Promise<StoreDescription> {
+    await this.core();
+    return this.store!.describe();
+  }
+
+  /**
+   * Refuses a command that works on the SQLite file itself when the store is PostgreSQL (exit 2), saying what to
+   * use instead. @param what the command, e.g. `store backup`; @param instead what a PostgreSQL store uses.
+   */
+  sqliteOnly(what: string, instead: string): void {
+    if (this.storeLocation.backend !== 'sqlite') {
+      throw new UsageError(`${what} works on a SQLite store file; ${this.storePath} is a PostgreSQL store: ${instead}`);
+    }
+  }
+
   /** Closes the store if it was opened. */
   async close(): Promise<void> {
     const store = this.store;
@@ -117,4 +140,16 @@ export class CliContext {
     for await (const chunk of this.io.stdin) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
     return text;
   }
+}
+
+/**
+ * The stand-in for `CoreContext.db` on a PostgreSQL store, while core code still reading better-sqlite3 directly
+ * is moved onto repositories (issue 14): any use is a one-line error (exit 2) instead of a TypeError.
+ */
+function notOnPostgres(location: string): Db {
+  return new Proxy({} as Db, {
+    get() {
+      throw new UsageError(`this command does not run on a PostgreSQL store yet (${location}); use a SQLite store file for it`);
+    },
+  });
 }

@@ -20,8 +20,10 @@ export function registerDoctor(program: Command, io: Io): void {
       .option('--deep', 'run SQLite\'s full integrity_check (also indexes; slower on large stores) instead of quick_check')
       .action(
         action<{ deep?: boolean }>(io, async (cli, _args, opts) => {
-          if (!fs.existsSync(cli.storePath)) throw noStoreError(cli.storePath);
-          const checks = await runDoctor({ storePath: cli.storePath, open: () => cli.core(), deep: opts.deep === true, env: cli.io.env });
+          const backend = cli.storeLocation.backend;
+          if (opts.deep) cli.sqliteOnly('doctor --deep', 'PostgreSQL checks its own pages and indexes: ask the database administrator (pg_amcheck)');
+          if (backend === 'sqlite' && !fs.existsSync(cli.storePath)) throw noStoreError(cli.storePath);
+          const checks = await runDoctor({ storePath: cli.storePath, open: () => cli.core(), deep: opts.deep === true, env: cli.io.env, backend, describe: () => cli.describeStore() });
           const failed = checks.filter((c) => c.status === 'fail').length;
           const warned = checks.filter((c) => c.status === 'warn').length;
           const mark = { pass: cli.out.c.green('pass'), warn: cli.out.c.yellow('warn'), fail: cli.out.c.red('fail') };

@@ -138,9 +138,11 @@ export function registerKey(program: Command, io: Io): void {
           const fp = master ? fingerprint(master.key) : null;
           const match = fp ? versions.find((v) => v.fingerprint === fp) : undefined;
           const matches = Boolean(master && (current === null || current.fingerprint === fp));
+          const store = await cli.describeStore();
           const status = {
             storePath: cli.storePath,
             storeId: storeId(ctx.db),
+            store,
             source: master?.source ?? null,
             location: master?.location ?? null,
             fingerprint: fp,
@@ -154,6 +156,7 @@ export function registerKey(program: Command, io: Io): void {
             [
               cli.out.fields([
                 ['store', `${status.storePath} (id ${status.storeId})`],
+                ['backend', `${store.backend === 'postgres' ? 'PostgreSQL' : 'SQLite'} ${store.serverVersion}, schema version ${store.schemaVersion}`],
                 ['key source', master ? describeSource(master) : 'none'],
                 ['key', master ? `${match ? `#${match.id}` : 'unknown to this store'} (fingerprint ${fp})` : '-'],
                 ['store key', current ? `#${current.id} (fingerprint ${current.fingerprint})` : 'none yet (the first key used will be bound)'],

@@ -28,6 +28,7 @@ export function registerStore(program: Command, io: Io): void {
       .option('--force', 'overwrite the file if it exists')
       .action(
         action<{ out?: string; force?: boolean }>(io, async (cli, _args, opts) => {
+          cli.sqliteOnly('store backup', 'back it up with pg_dump (e.g. pg_dump -Fc -f switchboard.dump "$URL")');
           const out = required(opts.out, '--out', 'the backup file to write');
           const ctx = await cli.core();
           const r = await backupStore(ctx.db, cli.storePath, out, opts.force === true);
@@ -44,6 +45,7 @@ export function registerStore(program: Command, io: Io): void {
       .description('rebuild the store file without free pages (shrinks it after large removals); holds the write lock while it runs')
       .action(
         action(io, async (cli) => {
+          cli.sqliteOnly('store vacuum', "PostgreSQL's autovacuum reclaims space; a full VACUUM is the database administrator's (VACUUM FULL, or pg_repack)");
           const ctx = await cli.core();
           const r = vacuumStore(ctx.db, cli.storePath);
           cli.out.result({ storePath: cli.storePath, beforeByteCount: r.bytesBefore, afterByteCount: r.bytesAfter }, () => `Vacuumed ${cli.storePath}: ${r.bytesBefore} → ${r.bytesAfter} bytes`);

@@ -13,6 +13,7 @@ import { fingerprint, HOW_TO_PROVIDE_KEY, keyFileModeProblem, pendingKeyFile } f
 import { KEYCHAIN_SERVICE, keychainProbe } from '../crypto/keychain.js';
 import { checkStore, inspectStore, SCHEMA_VERSION, storeId } from '../store/db.js';
 import { publicUrl } from './tracking.js';
+import type { StoreDescription } from '../store/open.js';
 
 /** Outcome of one check. */
 export type CheckStatus = 'pass' | 'warn' | 'fail';
@@ -34,6 +35,10 @@ export interface DoctorDeps {
   deep?: boolean;
   /** The environment (for the key file's mode, checked before the key is read). */
   env: NodeJS.ProcessEnv;
+  /** The store's engine (default `sqlite`): a PostgreSQL store has no file to check (see {@link runPgStoreChecks}). */
+  backend?: 'sqlite' | 'postgres';
+  /** The engine's version, schema version and location without password (a PostgreSQL store). */
+  describe?(): Promise<StoreDescription>;
 }
 
 function message(err: unknown): string {
@@ -51,6 +56,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const add = (check: string, status: CheckStatus, detail: string, fix: string | null = null) => out.push({ check, status, detail, fix });
   const file = deps.storePath;
+  if (deps.backend === 'postgres') return runPgStoreChecks(deps);
 
   // Store
   if (!fs.existsSync(file)) {
@@ -221,4 +227,34 @@ function checkSecrets(
   const lacking = missingSecrets(p.kind, p.settings, Object.keys(opened));
   if (lacking.length > 0) return missing(lacking);
   add(check, 'pass', `open with key #${key.keyId}`);
+}
+
+/**
+ * The store checks of a PostgreSQL store (issue 14): the connection (server version and the URL without its
+ * password), the schema version, and a write (a transaction that takes a transaction id, which a read-only
+ * standby refuses). The key and provider checks still read the SQLite handle and are reported as not run.
+ * Never throws for a failed check.
+ */
+async function runPgStoreChecks(deps: DoctorDeps): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  const add = (check: string, status: CheckStatus, detail: string, fix: string | null = null) => out.push({ check, status, detail, fix });
+  let ctx: CoreContext;
+  try {
+    ctx = await deps.open();
+  } catch (err) {
+    if (/newer than this switchboard/.test(message(err))) add('store schema', 'fail', message(err), 'upgrade switchboard');
+    else add('store connection', 'fail', message(err), 'check the URL (host, port, database, sslmode), PGUSER and PGPASSWORD or ~/.pgpass, and that the server accepts connections');
+    return out;
+  }
+  const d = await deps.describe!();
+  add('store connection', 'pass', `PostgreSQL ${d.serverVersion} at ${d.location}`);
+  add('store schema', 'pass', `version ${d.schemaVersion}`);
+  try {
+    await ctx.sql.tx(async (t) => t.get('SELECT txid_current() AS xid'));
+    add('store writable', 'pass', 'began and committed a transaction');
+  } catch (err) {
+    add('store writable', 'fail', message(err), 'grant the role write access to the database, and point it at the primary server, not a read-only standby');
+  }
+  add('key and providers', 'warn', 'not checked on a PostgreSQL store by this version', 'run `switchboard doctor` on a SQLite store for the key and provider checks');
+  return out;
 }

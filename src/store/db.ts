@@ -68,43 +68,82 @@ function driverOptions(): BetterSqlite3.Options {
 }
 
 /**
- * Resolves the store path: `--store`, then `SWITCHBOARD_STORE`, then
- * `$XDG_DATA_HOME/switchboard/switchboard.db` (default `~/.local/share/switchboard/switchboard.db`).
+ * Where the store is (DESIGN §3): a SQLite file, or a PostgreSQL server named by a `postgres://` /
+ * `postgresql://` URL (libpq conventions through pg: what the URL leaves out comes from PGHOST, PGPORT, PGUSER,
+ * PGPASSWORD, PGDATABASE and ~/.pgpass; `sslmode` in the URL's query).
  */
-export function resolveStorePath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  if (flag) return path.resolve(checkNotUrl(flag, '--store'));
-  if (env.SWITCHBOARD_STORE) return path.resolve(checkNotUrl(env.SWITCHBOARD_STORE, 'SWITCHBOARD_STORE'));
+export type StoreLocation =
+  | {
+      backend: 'sqlite';
+      /** Absolute path of the store file. */
+      path: string;
+      /** For messages: the path. */
+      display: string;
+    }
+  | {
+      backend: 'postgres';
+      /** The URL as given (may hold a password when it came from SWITCHBOARD_STORE): only for connecting. */
+      url: string;
+      /** For messages: the URL without its password. */
+      display: string;
+    };
+
+/**
+ * Resolves the store: `--store`, then `SWITCHBOARD_STORE`, then the SQLite file
+ * `$XDG_DATA_HOME/switchboard/switchboard.db` (default `~/.local/share/switchboard/switchboard.db`). A
+ * `postgres://` / `postgresql://` URL names a PostgreSQL store; nothing is connected here.
+ * @throws UsageError (exit 2) for another URL scheme, a URL that does not parse, or a password inside a URL given
+ * with `--store` (argv is visible to every user of the host; the message never holds the password).
+ */
+export function resolveStore(flag: string | undefined, env: NodeJS.ProcessEnv): StoreLocation {
+  if (flag) return locate(flag, '--store');
+  if (env.SWITCHBOARD_STORE) return locate(env.SWITCHBOARD_STORE, 'SWITCHBOARD_STORE');
   const dataHome = env.XDG_DATA_HOME || path.join(env.HOME || os.homedir(), '.local', 'share');
-  return path.join(dataHome, 'switchboard', 'switchboard.db');
+  const file = path.join(dataHome, 'switchboard', 'switchboard.db');
+  return { backend: 'sqlite', path: file, display: file };
 }
 
 /**
- * A store given as a URL is refused before anything is opened or created (a URL is never taken for a file
- * path). A `postgres://` / `postgresql://` URL names the shared PostgreSQL store of DESIGN §3, which this version
- * does not implement yet; one with a password on the command line is refused first, because argv is visible to
- * every user of the host (`ps`). The password never appears in the message.
- * @returns `value` when it is not a URL. @throws UsageError (exit 2) naming `source` (the flag or variable).
+ * Resolves the path of a SQLite store as {@link resolveStore} does.
+ * @throws UsageError as {@link resolveStore}, and for a PostgreSQL URL (callers that only read a file).
  */
-function checkNotUrl(value: string, source: string): string {
+export function resolveStorePath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const loc = resolveStore(flag, env);
+  if (loc.backend !== 'sqlite') throw new UsageError(`${loc.display} is a PostgreSQL store, not a SQLite file`);
+  return loc.path;
+}
+
+/** A path, or a URL checked as {@link resolveStore} says; `source` (the flag or variable) names it in errors. */
+function locate(value: string, source: string): StoreLocation {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value)?.[1]?.toLowerCase();
-  if (!scheme) return value;
-  if (scheme === 'postgres' || scheme === 'postgresql') {
-    let hasPassword = false;
-    try {
-      hasPassword = new URL(value).password !== '';
-    } catch {
-      throw new UsageError(`${source}: not a valid ${scheme}:// URL`);
-    }
-    if (hasPassword && source === '--store') {
-      throw new UsageError(
-        '--store: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass, or put the whole URL in SWITCHBOARD_STORE',
-      );
-    }
+  if (!scheme) {
+    const file = path.resolve(value);
+    return { backend: 'sqlite', path: file, display: file };
+  }
+  if (scheme !== 'postgres' && scheme !== 'postgresql') {
+    throw new UsageError(`${source}: ${scheme}:// URLs are not supported; give the path of a SQLite store file or a postgres:// URL`);
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`${source}: not a valid ${scheme}:// URL`);
+  }
+  const hasPassword = url.password !== '' || url.searchParams.has('password');
+  if (hasPassword && source === '--store') {
     throw new UsageError(
-      `${source}: PostgreSQL stores (${scheme}:// URLs) are not built in this version of switchboard yet; nothing was connected. Use a SQLite store file path`,
+      '--store: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass, or put the whole URL in SWITCHBOARD_STORE',
     );
   }
-  throw new UsageError(`${source}: ${scheme}:// URLs are not supported; give the path of a SQLite store file`);
+  return { backend: 'postgres', url: value, display: redactUrl(url) };
+}
+
+/** The URL without its password (userinfo or `password` query parameter), for messages. */
+export function redactUrl(url: URL): string {
+  const copy = new URL(url.href);
+  copy.password = '';
+  copy.searchParams.delete('password');
+  return copy.href;
 }
 
 /** Options of {@link openStore}. */

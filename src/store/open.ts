@@ -3,7 +3,7 @@
  * `postgres://` URL names the shared PostgreSQL store. Both give the same {@link StoreHandle}: the executor that
  * repositories run on, plus facts for `key status` and `doctor`.
  */
-import { openStore, mapSqliteError, type Db, type OpenOptions } from './db.js';
+import { openStore, mapSqliteError, type Db, type OpenOptions, type StoreLocation } from './db.js';
 import { SqliteSql, type Dialect, type Sql } from './sql.js';
 
 /** An open store. */
@@ -18,6 +18,32 @@ export interface StoreHandle {
   db?: Db;
   /** Closes the connection(s). */
   close(): Promise<void>;
+  /** The engine's version and the store's schema version (for `key status` and `doctor`). */
+  describe(): Promise<StoreDescription>;
+}
+
+/** What `key status` and `doctor` say about the store. */
+export interface StoreDescription {
+  /** `sqlite` or `postgres`. */
+  backend: Dialect;
+  /** The file path, or the URL without its password. */
+  location: string;
+  /** The engine's version: SQLite's library version (`3.50.2`), or PostgreSQL's `server_version` (`15.8 (Debian …)`). */
+  serverVersion: string;
+  /** The store's schema version (`PRAGMA user_version`, or PostgreSQL's `schema_version` table). */
+  schemaVersion: number;
+}
+
+/**
+ * Opens the store at `location` (see `resolveStore`): a SQLite file (see {@link openSqliteHandle}) or a PostgreSQL
+ * database (connected through a pool and migrated; `pg` is loaded only then). With `create: false` a missing file,
+ * or a database without a switchboard schema, is the "no store at …" error (exit 2).
+ * @throws UsageError, LockedError, OperationFailed: one line naming the store without its password.
+ */
+export async function openStoreHandle(location: StoreLocation, opts: OpenOptions = {}): Promise<StoreHandle> {
+  if (location.backend === 'sqlite') return openSqliteHandle(location.path, opts);
+  const { openPgHandle } = await import('./pg.js');
+  return openPgHandle(location.url, location.display, opts);
 }
 
 /**
@@ -39,5 +65,11 @@ export function openSqliteHandle(file: string, opts: OpenOptions = {}): StoreHan
     close: async () => {
       db.close();
     },
+    describe: async () => ({
+      backend: 'sqlite',
+      location: file,
+      serverVersion: (db.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v,
+      schemaVersion: db.pragma('user_version', { simple: true }) as number,
+    }),
   };
 }

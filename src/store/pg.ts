@@ -10,6 +10,9 @@
 import pg from 'pg';
 import type { Pool, PoolClient, PoolConfig, QueryResult } from 'pg';
 import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
+import { noStoreError, type OpenOptions } from './db.js';
+import type { StoreHandle } from './open.js';
+import { migratePg, pgSchemaVersion } from './pg-migrations.js';
 import type { RunResult, Sql } from './sql.js';
 
 /** PostgreSQL type OIDs read as numbers instead of strings: int8 (20) and numeric (1700). */
@@ -274,4 +277,34 @@ export function createPgSql(url: string, location: string, max = 10): PgSql {
   // An idle connection the server drops (restart, idle timeout) must not crash the process: the next query reconnects.
   pool.on('error', () => {});
   return new PgSql(pool, location);
+}
+
+/**
+ * Opens the PostgreSQL store at `url` as a {@link StoreHandle}: connects (the first query), refuses a database
+ * without a switchboard schema unless `opts.create` is true (then creates it), and migrates it to the current
+ * schema (see `migratePg`). `location` is the URL without its password, for messages.
+ * @throws UsageError (no store, schema too new, login refused, no such database), LockedError (server busy),
+ * OperationFailed (server unreachable): one line, no password.
+ */
+export async function openPgHandle(url: string, location: string, opts: OpenOptions = {}): Promise<StoreHandle> {
+  let sql: PgSql;
+  try {
+    sql = createPgSql(url, location);
+  } catch (err) {
+    throw new UsageError(`store ${location}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
+  try {
+    if (opts.create === false && (await pgSchemaVersion(sql)) === 0) throw noStoreError(location);
+    await migratePg(sql);
+  } catch (err) {
+    await sql.close().catch(() => {});
+    throw mapPgError(err, location);
+  }
+  return {
+    backend: 'postgres',
+    location,
+    sql,
+    close: () => sql.close(),
+    describe: async () => ({ backend: 'postgres', location, serverVersion: await sql.serverVersion(), schemaVersion: await pgSchemaVersion(sql) }),
+  };
 }

@@ -1,0 +1,126 @@
+// Choosing a PostgreSQL store (issue 14) through the built binary, against the run's private PostgreSQL server
+// (test/helpers/postgres.ts): a password inside a --store URL is refused before anything connects (checked in the
+// server's connection log), messages name the store without its password, the audit log (a ported repository)
+// reads from PostgreSQL, `doctor` names the server, its version and the schema version, the SQLite-only commands
+// say what to use instead, and a newer schema or an unreachable server are one-line errors.
+// Tenants, keys and providers still read the SQLite handle on this branch, so `tenant add` and `key status` are
+// checked on PostgreSQL by the suites that port them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe as describeResult, makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
+import { connectionsTo, createTestDatabase, testPostgres } from '../helpers/postgres.js';
+import { createPgSql } from '../../src/store/pg.js';
+import { migratePg } from '../../src/store/pg-migrations.js';
+import { SCHEMA_VERSION } from '../../src/store/db.js';
+import { expectExit } from '../helpers/setup.js';
+
+let ws: Workspace;
+let url: string;
+let database: string;
+/** The store's URL with a password (trust authentication ignores it: a connection attempt would succeed). */
+let withPassword: string;
+const PASSWORD = 'Pw-never-shown-42';
+
+beforeAll(async () => {
+  ws = makeWorkspace();
+  ({ url, database } = await createTestDatabase('e2e_store'));
+  withPassword = url.replace('postgres://postgres@', `postgres://postgres:${PASSWORD}@`);
+});
+afterAll(() => ws?.cleanup());
+
+describe('a PostgreSQL store', () => {
+  it('refuses a password inside a --store URL on argv with exit 2 before connecting, never echoing it', async () => {
+    for (const store of [withPassword, `${url}?password=${PASSWORD}`]) {
+      const r = await ws.run(['--store', store, 'audit', 'list', '--json']);
+      expect(r.exitCode, describeResult(r)).toBe(2);
+      expect(r.stderr).toContain('--store: a password inside the URL on the command line is visible to every user of this host; nothing was connected');
+      expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+    }
+    expect(connectionsTo(database)).toEqual([]);
+    // The same URL in SWITCHBOARD_STORE is accepted: this time the server logs a connection (the check above could fail).
+    const r = await ws.run(['audit', 'list', '--json'], { env: { SWITCHBOARD_STORE: withPassword } });
+    expect(r.exitCode, describeResult(r)).toBe(2); // an empty database: no store yet
+    expect(r.stderr).toContain(`no store at ${url}: create one with`);
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+    expect(connectionsTo(database).length).toBeGreaterThan(0);
+  });
+
+  it('reads the audit log from PostgreSQL and names server, version, schema and connection in doctor', async () => {
+    const sql = createPgSql(url, 'test');
+    try {
+      await migratePg(sql);
+      await sql.run("INSERT INTO audit_log (at, actor, action, target, tenant_id, fields) VALUES ('2026-01-02T03:04:05.000Z', 'ops@host', 'tenant.add', 'acme', 'acme', '[\"name\"]')");
+    } finally {
+      await sql.close();
+    }
+    const env = { SWITCHBOARD_STORE: withPassword };
+    const audit = parseJson<Array<{ action: string; target: string; actor: string }>>(expectExit(await ws.run(['audit', 'list', '--json'], { env }), 0, 'audit'));
+    expect(audit).toMatchObject([{ action: 'tenant.add', target: 'acme', actor: 'ops@host' }]);
+
+    const r = await ws.run(['doctor', '--json'], { env });
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+    const doc = parseJson<{ checks: Array<{ check: string; status: string; detail: string }> }>(r);
+    const byName = Object.fromEntries(doc.checks.map((c) => [c.check, c]));
+    expect(byName['store connection']).toMatchObject({ status: 'pass' });
+    expect(byName['store connection']!.detail).toMatch(new RegExp(`^PostgreSQL 15\\.\\d+.* at ${url.replace(/[.?]/g, '\\$&')}$`));
+    expect(byName['store schema']).toMatchObject({ status: 'pass', detail: `version ${SCHEMA_VERSION}` });
+    expect(byName['store writable']).toMatchObject({ status: 'pass' });
+
+    // libpq conventions: what the URL leaves out comes from PGUSER and PGDATABASE.
+    const { port } = testPostgres();
+    const viaEnv = await ws.run(['audit', 'list', '--json'], { env: { SWITCHBOARD_STORE: `postgresql://127.0.0.1:${port}`, PGUSER: 'postgres', PGDATABASE: database } });
+    expect(parseJson(expectExit(viaEnv, 0, 'audit via PGUSER/PGDATABASE'))).toHaveLength(1);
+  });
+
+  it('says what to use instead of the SQLite-only commands (exit 2)', async () => {
+    const env = { SWITCHBOARD_STORE: withPassword };
+    const cases: Array<[string[], string]> = [
+      [['store', 'backup', '--out', ws.file('b.db', '')], 'pg_dump'],
+      [['store', 'vacuum'], 'autovacuum'],
+      [['doctor', '--deep'], 'pg_amcheck'],
+    ];
+    for (const [args, instead] of cases) {
+      const r = await ws.run(args, { env });
+      expect(r.exitCode, describeResult(r)).toBe(2);
+      expect(r.stderr).toContain(`works on a SQLite store file; ${url} is a PostgreSQL store`);
+      expect(r.stderr).toContain(instead);
+      expect(r.stderr).not.toContain(PASSWORD);
+    }
+  });
+
+  it('refuses a schema newer than this switchboard and reports an unreachable server in one line without the password', async () => {
+    const { url: newer } = await createTestDatabase('e2e_newer');
+    const sql = createPgSql(newer, 'test');
+    try {
+      await migratePg(sql);
+      await sql.run('UPDATE schema_version SET version = ?', SCHEMA_VERSION + 1);
+    } finally {
+      await sql.close();
+    }
+    const r = await ws.run(['audit', 'list'], { env: { SWITCHBOARD_STORE: newer } });
+    expect(r.exitCode, describeResult(r)).toBe(2);
+    expect(r.stderr).toContain(`store schema version ${SCHEMA_VERSION + 1} is newer than this switchboard understands (${SCHEMA_VERSION}); upgrade switchboard`);
+
+    const down = await ws.run(['audit', 'list'], { env: { SWITCHBOARD_STORE: `postgres://someone:${PASSWORD}@127.0.0.1:1/nowhere` } });
+    expect(down.exitCode, describeResult(down)).toBe(1);
+    expect(down.stderr.trim().split('\n')).toHaveLength(1);
+    expect(down.stderr).toContain('store postgres://someone@127.0.0.1:1/nowhere cannot be reached (ECONNREFUSED');
+    expect(down.stderr).not.toContain(PASSWORD);
+
+    const other = await ws.run(['audit', 'list'], { env: { SWITCHBOARD_STORE: 'mysql://db.example/switchboard' } });
+    expect(other.exitCode).toBe(2);
+    expect(other.stderr).toContain('SWITCHBOARD_STORE: mysql:// URLs are not supported');
+  });
+
+  it('names the backend and schema version in key status on a SQLite store', async () => {
+    const local = makeWorkspace();
+    try {
+      expectExit(await local.run(['key', 'init', '--file', `${local.dir}/key`]), 0, 'key init');
+      const r = await local.run(['key', 'status', '--json'], { env: { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: `${local.dir}/key` } });
+      const status = parseJson<{ store: Record<string, unknown> }>(expectExit(r, 0, 'key status'));
+      expect(status.store).toMatchObject({ backend: 'sqlite', location: local.store, schemaVersion: SCHEMA_VERSION });
+      expect(status.store.serverVersion).toMatch(/^3\.\d+\.\d+$/);
+    } finally {
+      local.cleanup();
+    }
+  });
+});
