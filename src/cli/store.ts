@@ -2,12 +2,11 @@
  * `switchboard store backup|vacuum|copy`: care of the store itself, and moving it to another store (issue 14).
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import type { Command } from 'commander';
 import type { CliContext, Io } from './context.js';
 import { action, examples, required } from './command.js';
-import { backupStore, vacuumStore } from '../store/db.js';
-import { openSqliteHandle } from '../store/open.js';
+import { backupStore, locateStore, vacuumStore } from '../store/db.js';
+import { openStoreHandle } from '../store/open.js';
 import type { CopyEnd } from '../store/copy.js';
 import { UsageError } from '../errors.js';
 
@@ -65,7 +64,7 @@ export function registerStore(program: Command, io: Io): void {
         action<{ to?: string }>(io, async (cli, _args, opts) => {
           const to = required(opts.to, '--to', 'the empty store to copy into (a file path or a postgres:// URL)');
           const ctx = await cli.core();
-          const source = { backend: ctx.sql.dialect, location: ctx.storePath, sql: ctx.sql, db: ctx.db };
+          const source = { backend: ctx.sql.dialect, location: ctx.storePath, sql: ctx.sql, db: ctx.sql.dialect === 'sqlite' ? ctx.db : undefined };
           const target = await openCopyTarget(cli, to);
           let summary;
           try {
@@ -116,39 +115,21 @@ interface CopyTarget {
  * what opening the store throws (login refused, unreachable, …).
  */
 async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(to)?.[1]?.toLowerCase();
-  if (scheme) {
-    if (scheme === 'postgres' || scheme === 'postgresql') {
-      let hasPassword = false;
-      try {
-        hasPassword = new URL(to).password !== '';
-      } catch {
-        throw new UsageError(`--to: not a valid ${scheme}:// URL`);
-      }
-      if (hasPassword) {
-        throw new UsageError('--to: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass');
-      }
-      const display = withoutPassword(to);
-      if (display === cli.storePath) throw new UsageError(`--to ${display} is the current store; give a new, empty store`);
-      const { createPgSql } = await import('../store/pg.js');
-      const { migratePg } = await import('../store/pg-migrations.js');
-      const sql = createPgSql(to, display, 2);
-      try {
-        await migratePg(sql);
-      } catch (err) {
-        await sql.close().catch(() => {});
-        throw (await import('../store/pg.js')).mapPgError(err, display);
-      }
-      const handle = { backend: 'postgres' as const, location: display, sql, close: () => sql.close() };
-      return { handle, discard: () => sql.close() };
+  const loc = locateStore(to, '--to');
+  if (loc.backend === 'postgres') {
+    const url = new URL(loc.url);
+    if (url.password !== '' || url.searchParams.has('password')) {
+      throw new UsageError('--to: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass');
     }
-    throw new UsageError(`--to: ${scheme}:// URLs are not supported; give the path of a new SQLite store file or a postgres:// URL`);
+    if (loc.display === cli.storePath) throw new UsageError(`--to ${loc.display} is the current store; give a new, empty store`);
+    const handle = await openStoreHandle(loc, { create: true });
+    return { handle, discard: () => handle.close() };
   }
-  const file = path.resolve(to);
+  const file = loc.path;
   const same = (a: string, b: string) => a === b || (fs.existsSync(a) && fs.existsSync(b) && fs.realpathSync(a) === fs.realpathSync(b));
-  if (same(file, cli.storePath)) throw new UsageError(`--to ${file} is the current store; give a new, empty store`);
+  if (cli.storeLocation.backend === 'sqlite' && same(file, cli.storeLocation.path)) throw new UsageError(`--to ${file} is the current store; give a new, empty store`);
   const existed = fs.existsSync(file);
-  const handle = openSqliteHandle(file, { create: true });
+  const handle = await openStoreHandle(loc, { create: true });
   return {
     handle,
     discard: async () => {
@@ -156,11 +137,4 @@ async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> 
       if (!existed) for (const f of [file, `${file}-wal`, `${file}-shm`]) fs.rmSync(f, { force: true });
     },
   };
-}
-
-/** A URL as shown in messages: without its password (the user name stays). */
-function withoutPassword(url: string): string {
-  const u = new URL(url);
-  u.password = '';
-  return u.toString();
 }

@@ -11,8 +11,6 @@ import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { sqliteCore } from '../helpers/core.js';
 import { connectionsTo, createTestDatabase } from '../helpers/postgres.js';
 import { createPgSql, type PgSql } from '../../src/store/pg.js';
-import { copyStore } from '../../src/store/copy.js';
-import { openSqliteHandle } from '../../src/store/open.js';
 import type { Sql } from '../../src/store/sql.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, dumpStore, expectExit, readOutbox, type SendTestJson } from '../helpers/setup.js';
 
@@ -326,18 +324,25 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
     expect(again.exitCode, show(again)).toBe(2);
     expect(again.stderr).toMatch(/is not empty/);
 
-    // PostgreSQL → SQLite: the store copy of the executor pair (the CLI opens only SQLite as its current store yet).
+    // PostgreSQL → SQLite through the command, the PostgreSQL store as the current store.
     const back = path.join(ws.dir, 'back.db');
-    const target = openSqliteHandle(back, { create: true });
-    try {
-      const copied = await copyStore({ backend: 'postgres', location: pgUrl, sql: pgSql }, target);
-      expect(copied.tables.find((t) => t.table === 'provider_configs')?.rows).toBe(2);
-    } finally {
-      await target.close();
-    }
+    const fromPg = await ws.run(['store', 'copy', '--to', back, '--json'], { env: { SWITCHBOARD_STORE: pgUrl } });
+    expect(fromPg.exitCode, show(fromPg)).toBe(0);
+    const backOut = parseJson<CopyJson>(fromPg);
+    expect(backOut.source).toBe(pgUrl);
+    expect(backOut.storeId).toBe(out.storeId);
+    expect(backOut.verifiedConfigCount).toBe(2);
     const returned = await dumpSql(sqliteCore(back).sql);
+    expect(returned.audit_log!.filter((row) => row.includes('test.probe'))).toHaveLength(1);
     returned.audit_log = returned.audit_log!.filter((row) => !row.includes('test.probe'));
     expect(returned).toEqual(original);
+    // Each copy recorded itself on both sides: the PostgreSQL store has the one it received and the one it sent.
+    expect((await pgSql.all<{ target: string }>("SELECT target FROM audit_log WHERE action = 'store.copy' ORDER BY id")).map((a) => a.target)).toEqual([
+      `${ws.store} -> ${pgUrl}`,
+      `${pgUrl} -> ${back}`,
+    ]);
+    // The SQLite copy carries the PostgreSQL store's audit log as it was, then its own row.
+    expect(copyAudits(back).map((a) => a.target)).toEqual([`${ws.store} -> ${pgUrl}`, `${pgUrl} -> ${back}`]);
 
     // The copy that came back works with the same master key: a send through the sealed smtp password and the outbox.
     const inBack = (args: string[]) => ws.run(args, { env: { SWITCHBOARD_STORE: back } });
