@@ -353,4 +353,8 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
     expect(viaOutbox.exitCode, show(viaOutbox)).toBe(0);
     expect((await readOutbox(outbox)).map((m) => m.subject)).toContain('Round trip outbox');
   });
+
+  // Tenants, providers and sends still read the store through better-sqlite3 (exit 2 "does not run on a PostgreSQL
+  // store yet" on the PostgreSQL copy) until their areas move onto repositories (issue 14, point 1).
+  test.todo('tenant list, provider show and send test (outbox) from the PostgreSQL copy');
 });
