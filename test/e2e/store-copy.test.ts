@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, parseJson, describe as show, randomKey, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { sqliteCore } from '../helpers/core.js';
+import { startKeyring, type TestKeyring } from '../helpers/keyring.js';
 import { connectionsTo, createTestDatabase } from '../helpers/postgres.js';
 import { createPgSql, type PgSql } from '../../src/store/pg.js';
 import type { Sql } from '../../src/store/sql.js';
@@ -357,4 +358,44 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
   // Tenants, providers and sends still read the store through better-sqlite3 (exit 2 "does not run on a PostgreSQL
   // store yet" on the PostgreSQL copy) until their areas move onto repositories (issue 14, point 1).
   test.todo('tenant list, provider show and send test (outbox) from the PostgreSQL copy');
+});
+
+describe('store copy with the key in the OS keychain', () => {
+  let kr: TestKeyring;
+  let ws: Workspace;
+  const env = () => ({ SWITCHBOARD_MASTER_KEY: undefined, DBUS_SESSION_BUS_ADDRESS: kr.env.DBUS_SESSION_BUS_ADDRESS });
+
+  beforeAll(async () => {
+    kr = await startKeyring();
+    ws = makeWorkspace();
+  });
+  afterAll(async () => {
+    ws?.cleanup();
+    await kr?.stop();
+  });
+
+  test('the copy keeps the store id, so it finds the same keychain item and its secrets open', async () => {
+    expectExit(await ws.run(['key', 'init', '--keychain'], { env: env() }), 0, 'key init --keychain');
+    expectExit(await ws.run(['tenant', 'add', 'acme', '--name', 'Acme'], { env: env() }), 0, 'tenant add');
+    const outbox = path.join(ws.dir, 'outbox');
+    expectExit(
+      await ws.run(['provider', 'add', '--system', '--channel', 'email', '--kind', 'outbox', '--set', `dir=${outbox}`, '--set', 'from=sys@example.com'], { env: env() }),
+      0,
+      'provider add',
+    );
+    const target = path.join(ws.dir, 'copy.db');
+    const r = await ws.run(['store', 'copy', '--to', target, '--json'], { env: env() });
+    expect(r.exitCode, show(r)).toBe(0);
+    const source = parseJson<{ storeId: string }>(await ws.run(['key', 'status', '--json'], { env: env() }));
+    const copied = parseJson<{ storeId: string; source: string; matches: boolean }>(
+      await ws.run(['key', 'status', '--json'], { env: { ...env(), SWITCHBOARD_STORE: target } }),
+    );
+    expect(parseJson<CopyJson>(r).storeId).toBe(source.storeId);
+    expect(copied).toMatchObject({ storeId: source.storeId, source: 'keychain', matches: true });
+    const sent = await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'kc@example.com', '--subject', 'Keychain copy', '--body', 'Hi', '--json'], {
+      env: { ...env(), SWITCHBOARD_STORE: target },
+    });
+    expect(sent.exitCode, show(sent)).toBe(0);
+    expect((await readOutbox(outbox)).map((m) => m.subject)).toEqual(['Keychain copy']);
+  });
 });
