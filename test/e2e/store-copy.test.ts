@@ -92,16 +92,22 @@ async function fillStore(ws: Workspace, srv: TestSmtpServer, outbox: string): Pr
   }
 }
 
+/** A workspace whose store {@link fillStore} filled, with its SMTP server (password `copy-secret-pw`) and outbox folder. */
+async function filledWorkspace(): Promise<{ ws: Workspace; srv: TestSmtpServer; outbox: string }> {
+  const ws = makeWorkspace();
+  const srv = await startSmtpServer({ users: { mailer: 'copy-secret-pw' } });
+  const outbox = path.join(ws.dir, 'outbox');
+  await fillStore(ws, srv, outbox);
+  return { ws, srv, outbox };
+}
+
 describe('store copy', () => {
   let ws: Workspace;
   let srv: TestSmtpServer;
   let outbox: string;
 
   beforeAll(async () => {
-    ws = makeWorkspace();
-    srv = await startSmtpServer({ users: { mailer: 'copy-secret-pw' } });
-    outbox = path.join(ws.dir, 'outbox');
-    await fillStore(ws, srv, outbox);
+    ({ ws, srv, outbox } = await filledWorkspace());
   });
 
   afterAll(async () => {
@@ -272,10 +278,7 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
   let pgSql: PgSql;
 
   beforeAll(async () => {
-    ws = makeWorkspace();
-    srv = await startSmtpServer({ users: { mailer: 'copy-secret-pw' } });
-    outbox = path.join(ws.dir, 'outbox');
-    await fillStore(ws, srv, outbox);
+    ({ ws, srv, outbox } = await filledWorkspace());
     ({ url: pgUrl, database } = await createTestDatabase('store_copy'));
     pgSql = createPgSql(pgUrl, 'test');
   });
@@ -361,41 +364,41 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
 });
 
 describe('store copy with the key in the OS keychain', () => {
-  let kr: TestKeyring;
-  let ws: Workspace;
-  const env = () => ({ SWITCHBOARD_MASTER_KEY: undefined, DBUS_SESSION_BUS_ADDRESS: kr.env.DBUS_SESSION_BUS_ADDRESS });
-
-  beforeAll(async () => {
-    kr = await startKeyring();
-    ws = makeWorkspace();
-  });
-  afterAll(async () => {
-    ws?.cleanup();
-    await kr?.stop();
-  });
-
   test('the copy keeps the store id, so it finds the same keychain item and its secrets open', async () => {
-    expectExit(await ws.run(['key', 'init', '--keychain'], { env: env() }), 0, 'key init --keychain');
-    expectExit(await ws.run(['tenant', 'add', 'acme', '--name', 'Acme'], { env: env() }), 0, 'tenant add');
-    const outbox = path.join(ws.dir, 'outbox');
-    expectExit(
-      await ws.run(['provider', 'add', '--system', '--channel', 'email', '--kind', 'outbox', '--set', `dir=${outbox}`, '--set', 'from=sys@example.com'], { env: env() }),
-      0,
-      'provider add',
-    );
-    const target = path.join(ws.dir, 'copy.db');
-    const r = await ws.run(['store', 'copy', '--to', target, '--json'], { env: env() });
-    expect(r.exitCode, show(r)).toBe(0);
-    const source = parseJson<{ storeId: string }>(await ws.run(['key', 'status', '--json'], { env: env() }));
-    const copied = parseJson<{ storeId: string; source: string; matches: boolean }>(
-      await ws.run(['key', 'status', '--json'], { env: { ...env(), SWITCHBOARD_STORE: target } }),
-    );
-    expect(parseJson<CopyJson>(r).storeId).toBe(source.storeId);
-    expect(copied).toMatchObject({ storeId: source.storeId, source: 'keychain', matches: true });
-    const sent = await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'kc@example.com', '--subject', 'Keychain copy', '--body', 'Hi', '--json'], {
-      env: { ...env(), SWITCHBOARD_STORE: target },
-    });
-    expect(sent.exitCode, show(sent)).toBe(0);
-    expect((await readOutbox(outbox)).map((m) => m.subject)).toEqual(['Keychain copy']);
+    const kr = await startKeyring();
+    const ws = makeWorkspace();
+    try {
+      await copyWithKeychain(kr, ws);
+    } finally {
+      ws.cleanup();
+      await kr.stop();
+    }
   });
 });
+
+/** The keychain case of `store copy`: no key in the environment, only the keychain item under the store id. */
+async function copyWithKeychain(kr: TestKeyring, ws: Workspace): Promise<void> {
+  const env = () => ({ SWITCHBOARD_MASTER_KEY: undefined, DBUS_SESSION_BUS_ADDRESS: kr.env.DBUS_SESSION_BUS_ADDRESS });
+  expectExit(await ws.run(['key', 'init', '--keychain'], { env: env() }), 0, 'key init --keychain');
+  expectExit(await ws.run(['tenant', 'add', 'acme', '--name', 'Acme'], { env: env() }), 0, 'tenant add');
+  const outbox = path.join(ws.dir, 'outbox');
+  expectExit(
+    await ws.run(['provider', 'add', '--system', '--channel', 'email', '--kind', 'outbox', '--set', `dir=${outbox}`, '--set', 'from=sys@example.com'], { env: env() }),
+    0,
+    'provider add',
+  );
+  const target = path.join(ws.dir, 'copy.db');
+  const r = await ws.run(['store', 'copy', '--to', target, '--json'], { env: env() });
+  expect(r.exitCode, show(r)).toBe(0);
+  const source = parseJson<{ storeId: string }>(await ws.run(['key', 'status', '--json'], { env: env() }));
+  const copied = parseJson<{ storeId: string; source: string; matches: boolean }>(
+    await ws.run(['key', 'status', '--json'], { env: { ...env(), SWITCHBOARD_STORE: target } }),
+  );
+  expect(parseJson<CopyJson>(r).storeId).toBe(source.storeId);
+  expect(copied).toMatchObject({ storeId: source.storeId, source: 'keychain', matches: true });
+  const sent = await ws.run(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'kc@example.com', '--subject', 'Keychain copy', '--body', 'Hi', '--json'], {
+    env: { ...env(), SWITCHBOARD_STORE: target },
+  });
+  expect(sent.exitCode, show(sent)).toBe(0);
+  expect((await readOutbox(outbox)).map((m) => m.subject)).toEqual(['Keychain copy']);
+}
