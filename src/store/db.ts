@@ -98,6 +98,15 @@ export function resolveStorePath(flag: string | undefined, env: NodeJS.ProcessEn
   return loc.path;
 }
 
+/**
+ * Where a store named by another flag is (`store copy --to`): a path or a `postgres://` URL, checked as
+ * {@link resolveStore} checks `--store` except for a password in the URL, which the caller refuses in its own words.
+ * @throws UsageError (exit 2) naming `flag` for another URL scheme or a URL that does not parse.
+ */
+export function locateStore(value: string, flag: string): StoreLocation {
+  return locate(value, flag);
+}
+
 /** A path, or a URL checked as {@link resolveStore} says; `source` (the flag or variable) names it in errors. */
 function locate(value: string, source: string): StoreLocation {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value)?.[1]?.toLowerCase();

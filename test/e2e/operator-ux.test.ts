@@ -258,6 +258,7 @@ describe('--json: one vocabulary, a JSON Schema per command', () => {
     const backup = (await json('store-backup', ['store', 'backup', '--out', path.join(ws.dir, 'backup.db')])) as { byteCount: number; file: string };
     expect(fs.statSync(backup.file).size).toBe(backup.byteCount);
     await json('store-vacuum', ['store', 'vacuum']);
+    await json('store-copy', ['store', 'copy', '--to', path.join(ws.dir, 'copy.db')]);
     // doctor --deep: integrity_check, key-file mode, config MACs and required secrets among its checks.
     const doctor = await ws.run(['doctor', '--deep', '--json']);
     checkJson('doctor', parseJson(doctor), 'doctor --deep --json');
