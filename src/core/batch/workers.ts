@@ -1,0 +1,114 @@
+/**
+ * Workers of one batch on a PostgreSQL store (issue 14, DESIGN §6): several processes (on one host or several)
+ * work one batch, each under a lease of its own (`batch_workers`), renewed every third of {@link LEASE_MS}.
+ * A worker that joins, renews or leaves also ends the leases of workers that died (lease expired): their rows
+ * left `sending` become `unknown` exactly as after a crash, and the rows reserved to them go back to the others.
+ * The last worker to leave records the batch's end (done, paused or interrupted). On SQLite a batch keeps one
+ * run under the batch's lease (`ledger.ts`).
+ */
+import { randomBytes } from 'node:crypto';
+import type { CoreContext } from '../context.js';
+import { LockedError, NotFoundError } from '../../errors.js';
+import {
+  countBatchWorkers,
+  endBatchWorkers,
+  joinBatchWorker,
+  leaveBatchWorker,
+  lockBatchRow,
+  reapBatchWorkers,
+  renewBatchWorker,
+  selectBatchRowsLeft,
+  takeBatchLease,
+} from '../../store/repos/batches.js';
+import { endRateGrants } from '../../store/rate-pg.js';
+import { LEASE_MS, liveStats, type RunEnd } from './ledger.js';
+import type { BatchStats } from './types.js';
+
+/** A worker id: the process's lease owner (`pid@host`) and a random part, `pid@host/1a2b3c4d`. */
+export function newWorkerId(owner: string): string {
+  return `${owner}/${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * Registers `worker` on the batch: the first worker (no live one left) takes the batch as a lease-taker does on
+ * SQLite (rows left `sending` become `unknown`, the batch `running`); a later one joins the running batch.
+ * With `retryUnknown` every `unknown` row becomes `pending`.
+ * @throws NotFoundError; LockedError while the batch is still being loaded by another process.
+ */
+export async function joinWorkers(ctx: CoreContext, batchId: string, worker: string, retryUnknown: boolean): Promise<void> {
+  await ctx.sql.tx(async (t) => {
+    const b = await lockBatchRow(t, batchId);
+    if (!b) throw new NotFoundError(`no batch ${batchId} in store ${ctx.storePath} (see \`switchboard batch list\`)`);
+    const now = ctx.clock.now();
+    const at = now.toISOString();
+    if (b.status === 'loading' && b.lease_expires_at && Date.parse(b.lease_expires_at) > now.getTime()) {
+      throw new LockedError(`batch ${batchId} is still being loaded by ${b.lease_owner}; run the same command again once it sends`);
+    }
+    await reapBatchWorkers(t, batchId, at);
+    const until = new Date(now.getTime() + LEASE_MS).toISOString();
+    if ((await countBatchWorkers(t, batchId)) === 0) {
+      await takeBatchLease(t, batchId, worker, at, until, retryUnknown);
+      await joinBatchWorker(t, batchId, worker, at, until, false);
+    } else {
+      await joinBatchWorker(t, batchId, worker, at, until, retryUnknown);
+    }
+  });
+}
+
+/** Extends the worker's lease and ends the leases of dead workers. @returns false when the worker's lease was ended. */
+export function renewWorker(ctx: CoreContext, batchId: string, worker: string): Promise<boolean> {
+  return ctx.sql.tx(async (t) => {
+    const now = ctx.clock.now();
+    if (!(await lockBatchRow(t, batchId))) return false;
+    if (!(await renewBatchWorker(t, batchId, worker, new Date(now.getTime() + LEASE_MS).toISOString()))) return false;
+    await reapBatchWorkers(t, batchId, now.toISOString());
+    return true;
+  });
+}
+
+/**
+ * The rows left to the worker: `free` (pending, reserved to no worker: page again) and `held` (reserved or
+ * being sent by other live workers: wait for them). Dead workers' leases are ended first.
+ */
+export function rowsLeft(ctx: CoreContext, batchId: string, worker: string): Promise<{ free: number; held: number }> {
+  return ctx.sql.tx(async (t) => {
+    await lockBatchRow(t, batchId);
+    await reapBatchWorkers(t, batchId, ctx.clock.now().toISOString());
+    return selectBatchRowsLeft(t, batchId, worker);
+  });
+}
+
+/** How a worker left its batch. */
+export type WorkerLeft =
+  /** Its lease had been ended by another worker (it stopped past its lease). */
+  | { lost: true }
+  /** `last`: it was the last worker and recorded `stats` and the batch's end; else others still work. */
+  | { lost: false; last: boolean; stats: BatchStats; abandoned: number };
+
+/**
+ * Ends the worker's lease: when `stopped`, its rows still `sending` become `unknown`; its reserved pending rows go
+ * back. The last worker records the batch's end: `done` when no row is pending or sending and nothing was
+ * abandoned, else `end(stats, abandoned)` (interrupted or paused, with the reason).
+ */
+export function leaveWorkers(
+  ctx: CoreContext,
+  batchId: string,
+  worker: string,
+  stopped: boolean,
+  end: (stats: BatchStats, abandoned: number) => RunEnd,
+): Promise<WorkerLeft> {
+  return ctx.sql.tx(async (t) => {
+    await lockBatchRow(t, batchId);
+    const now = ctx.clock.now().toISOString();
+    const abandoned = await leaveBatchWorker(t, batchId, worker, stopped ? 'no answer before the run was stopped; outcome unknown' : null, now);
+    if (abandoned === null) return { lost: true };
+    // Its grants of shared rates count one more second from now (requests it abandoned may still arrive).
+    await endRateGrants(t, batchId, worker);
+    await reapBatchWorkers(t, batchId, now);
+    const stats = await liveStats(ctx, batchId, t);
+    if ((await countBatchWorkers(t, batchId)) > 0) return { lost: false, last: false, stats, abandoned };
+    const e = end(stats, abandoned);
+    await endBatchWorkers(t, batchId, { status: e.status, stats: JSON.stringify(stats), pausedReason: e.pausedReason ?? null }, now);
+    return { lost: false, last: true, stats, abandoned };
+  });
+}
