@@ -14,7 +14,7 @@ import { startSnsStub, type SnsStub } from '../helpers/phone-stubs.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { createPgSql } from '../../src/store/pg.js';
 
-const RATE = 400;
+const RATE = 500;
 
 /** The most arrivals in any half-open one-second window [t, t + 1000). */
 function maxPerSecond(times: number[]): number {
@@ -126,12 +126,12 @@ describe('two workers on one batch (PostgreSQL)', () => {
   });
 
   test('SIGKILL one worker mid-run: the other finishes; the dead one\'s sent rows are unknown, its reserved rows sent by the other, 0 duplicates', async () => {
-    const to = phones(3000, 12);
+    const to = phones(1500, 12);
     const before = stub.sends.length;
     const victim = spawnCli(ws, batchArgs(to, 'killed-worker'));
     await until(30, before);
     const survivor = spawnCli(ws, batchArgs(to, 'killed-worker'));
-    await until(600, before);
+    await until(400, before);
     victim.kill('SIGKILL');
     const dead = await victim;
     expect(dead.signal).toBe('SIGKILL');
@@ -148,7 +148,7 @@ describe('two workers on one batch (PostgreSQL)', () => {
       if (i.state === 'sent') expect(seen.get(i.recipient), `sent row ${i.row_no}`).toBe(1);
       if (i.state === 'unknown') expect(i.error).toContain('interrupted while sending');
     }
-    expect((states.get('sent') ?? 0) + (states.get('unknown') ?? 0)).toBe(3000);
+    expect((states.get('sent') ?? 0) + (states.get('unknown') ?? 0)).toBe(1500);
     // Every row the server never saw was sent by the survivor: none is left pending or unknown without a reason.
     expect(to.filter((p) => !seen.has(p)).length).toBeLessThanOrEqual(states.get('unknown') ?? 0);
     expect(maxPerSecond(stub.sends.slice(before).map((s) => s.at))).toBeLessThanOrEqual(RATE);
@@ -158,10 +158,10 @@ describe('two workers on one batch (PostgreSQL)', () => {
 
 describe('send batch on PostgreSQL', () => {
   test('SIGKILL then the same command again: 0 duplicates; a provider that is down pauses the batch (exit 75)', async () => {
-    const to = phones(800, 13);
+    const to = phones(400, 13);
     const before = stub.sends.length;
     const child = spawnCli(ws, batchArgs(to, 'crash-resume'));
-    await until(100, before);
+    await until(60, before);
     child.kill('SIGKILL');
     expect((await child).signal).toBe('SIGKILL');
     const again = await run(batchArgs(to, 'crash-resume'));
@@ -170,7 +170,7 @@ describe('send batch on PostgreSQL', () => {
     const seen = deliveries(stub);
     expect(to.filter((p) => (seen.get(p) ?? 0) > 1), 'duplicates').toEqual([]);
     expect(detail).toMatchObject({ status: 'done', pendingCount: 0 });
-    expect(detail.sentCount + detail.unknownCount).toBe(800);
+    expect(detail.sentCount + detail.unknownCount).toBe(400);
 
     // A provider nobody answers: every row is handed back and the batch pauses.
     const down = makeWorkspace();
@@ -187,7 +187,7 @@ describe('send batch on PostgreSQL', () => {
       );
       const csv = down.file('d.csv', `phone,name\n${phones(20, 14).map((p) => `${p},D`).join('\n')}\n`);
       const tpl = down.file('d.txt', 'Hi\n');
-      const r = await down.run(['send', 'batch', '--tenant', 'acme', '--channel', 'sms', '--csv', csv, '--template-file', tpl, '--json', '--retry-attempts', '1'], { timeoutMs: 60_000 });
+      const r = await down.run(['--max-attempts', '1', 'send', 'batch', '--tenant', 'acme', '--channel', 'sms', '--csv', csv, '--template-file', tpl, '--json'], { timeoutMs: 60_000 });
       expect(r.exitCode, show(r)).toBe(75);
       expect(parseBatchOutput(r).summary).toMatchObject({ status: 'paused', pendingCount: 20 });
     } finally {

@@ -329,7 +329,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   // PostgreSQL: one of several workers, each under its own lease (workers.ts); SQLite: the batch's one lease.
   const workers = ctx.sql.dialect === 'postgres';
   const owner = workers ? newWorkerId(hooks.owner) : hooks.owner;
-  if (workers) await joinWorkers(ctx, batchId, owner, o.retryUnknown);
+  if (workers) await joinWorkers(ctx, batchId, owner, o.retryUnknown, hooks.ownerAlive);
   else await acquireLease(ctx, batchId, hooks, o.retryUnknown);
   const ledger = openRunLedger(ctx.sql, batchId, owner, () => ctx.clock.now());
   dispatcher.useJournal(ledger);
@@ -341,7 +341,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
     stop.abort();
   };
   const renew = setInterval(() => {
-    (workers ? renewWorker(ctx, batchId, owner) : renewLease(ctx, batchId, owner)).then(
+    (workers ? renewWorker(ctx, batchId, owner, hooks.ownerAlive) : renewLease(ctx, batchId, owner)).then(
       (held) => {
         if (!held) loseLease();
       },
@@ -469,7 +469,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       if (!workers || !going()) break;
       // No row left to reserve: rows other workers still hold may come back (a worker that dies leaves them to
       // the others once its lease expires), so a worker waits while they hold any, and leaves the batch finished.
-      const left = await rowsLeft(ctx, batchId, owner);
+      const left = await rowsLeft(ctx, batchId, owner, hooks.ownerAlive);
       if (left.free === 0 && left.held === 0) break;
       if (left.free === 0) await ctx.clock.sleep(WORKER_POLL_MS, stop.signal).catch(() => undefined);
     }
@@ -485,7 +485,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
         const status = left.pending === 0 && left.sending === 0 && abandoned === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
         return { status, stats: left, pausedReason: status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined } as const;
       };
-      const left = await leaveWorkers(ctx, batchId, owner, stop.signal.aborted, endOf);
+      const left = await leaveWorkers(ctx, batchId, owner, hooks.ownerAlive, stop.signal.aborted, endOf);
       if (left.lost) leaseLost = true;
       // Other workers still work the batch: this one reports its own end (paused, interrupted) or the batch as it stands.
       else if (!left.last) ownEnd = endOf(left.stats, left.abandoned).status;

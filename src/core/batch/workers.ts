@@ -1,7 +1,8 @@
 /**
  * Workers of one batch on a PostgreSQL store (issue 14, DESIGN §6): several processes (on one host or several)
  * work one batch, each under a lease of its own (`batch_workers`), renewed every third of {@link LEASE_MS}.
- * A worker that joins, renews or leaves also ends the leases of workers that died (lease expired): their rows
+ * A worker that joins, renews or leaves also ends the leases of workers that died (lease expired, or a process of
+ * this host that is gone): their rows
  * left `sending` become `unknown` exactly as after a crash, and the rows reserved to them go back to the others.
  * The last worker to leave records the batch's end (done, paused or interrupted). On SQLite a batch keeps one
  * run under the batch's lease (`ledger.ts`).
@@ -29,13 +30,21 @@ export function newWorkerId(owner: string): string {
   return `${owner}/${randomBytes(4).toString('hex')}`;
 }
 
+/** Whether the process of a lease owner (`pid@host`) lives (see `LeaseHolder.ownerAlive`). */
+export type OwnerAlive = (owner: string) => boolean;
+
+/** Whether a worker (`pid@host/random`) lives: its process, when it runs on this host; else until its lease expires. */
+function workerAlive(alive: OwnerAlive): (worker: string) => boolean {
+  return (worker) => alive(worker.split('/')[0]!);
+}
+
 /**
  * Registers `worker` on the batch: the first worker (no live one left) takes the batch as a lease-taker does on
  * SQLite (rows left `sending` become `unknown`, the batch `running`); a later one joins the running batch.
  * With `retryUnknown` every `unknown` row becomes `pending`.
  * @throws NotFoundError; LockedError while the batch is still being loaded by another process.
  */
-export async function joinWorkers(ctx: CoreContext, batchId: string, worker: string, retryUnknown: boolean): Promise<void> {
+export async function joinWorkers(ctx: CoreContext, batchId: string, worker: string, retryUnknown: boolean, alive: OwnerAlive): Promise<void> {
   await ctx.sql.tx(async (t) => {
     const b = await lockBatchRow(t, batchId);
     if (!b) throw new NotFoundError(`no batch ${batchId} in store ${ctx.storePath} (see \`switchboard batch list\`)`);
@@ -44,7 +53,7 @@ export async function joinWorkers(ctx: CoreContext, batchId: string, worker: str
     if (b.status === 'loading' && b.lease_expires_at && Date.parse(b.lease_expires_at) > now.getTime()) {
       throw new LockedError(`batch ${batchId} is still being loaded by ${b.lease_owner}; run the same command again once it sends`);
     }
-    await reapBatchWorkers(t, batchId, at);
+    await reapBatchWorkers(t, batchId, at, workerAlive(alive));
     const until = new Date(now.getTime() + LEASE_MS).toISOString();
     if ((await countBatchWorkers(t, batchId)) === 0) {
       await takeBatchLease(t, batchId, worker, at, until, retryUnknown);
@@ -56,12 +65,12 @@ export async function joinWorkers(ctx: CoreContext, batchId: string, worker: str
 }
 
 /** Extends the worker's lease and ends the leases of dead workers. @returns false when the worker's lease was ended. */
-export function renewWorker(ctx: CoreContext, batchId: string, worker: string): Promise<boolean> {
+export function renewWorker(ctx: CoreContext, batchId: string, worker: string, alive: OwnerAlive): Promise<boolean> {
   return ctx.sql.tx(async (t) => {
     const now = ctx.clock.now();
     if (!(await lockBatchRow(t, batchId))) return false;
     if (!(await renewBatchWorker(t, batchId, worker, new Date(now.getTime() + LEASE_MS).toISOString()))) return false;
-    await reapBatchWorkers(t, batchId, now.toISOString());
+    await reapBatchWorkers(t, batchId, now.toISOString(), workerAlive(alive));
     return true;
   });
 }
@@ -70,10 +79,10 @@ export function renewWorker(ctx: CoreContext, batchId: string, worker: string): 
  * The rows left to the worker: `free` (pending, reserved to no worker: page again) and `held` (reserved or
  * being sent by other live workers: wait for them). Dead workers' leases are ended first.
  */
-export function rowsLeft(ctx: CoreContext, batchId: string, worker: string): Promise<{ free: number; held: number }> {
+export function rowsLeft(ctx: CoreContext, batchId: string, worker: string, alive: OwnerAlive): Promise<{ free: number; held: number }> {
   return ctx.sql.tx(async (t) => {
     await lockBatchRow(t, batchId);
-    await reapBatchWorkers(t, batchId, ctx.clock.now().toISOString());
+    await reapBatchWorkers(t, batchId, ctx.clock.now().toISOString(), workerAlive(alive));
     return selectBatchRowsLeft(t, batchId, worker);
   });
 }
@@ -94,6 +103,7 @@ export function leaveWorkers(
   ctx: CoreContext,
   batchId: string,
   worker: string,
+  alive: OwnerAlive,
   stopped: boolean,
   end: (stats: BatchStats, abandoned: number) => RunEnd,
 ): Promise<WorkerLeft> {
@@ -104,7 +114,7 @@ export function leaveWorkers(
     if (abandoned === null) return { lost: true };
     // Its grants of shared rates count one more second from now (requests it abandoned may still arrive).
     await endRateGrants(t, batchId, worker);
-    await reapBatchWorkers(t, batchId, now);
+    await reapBatchWorkers(t, batchId, now, workerAlive(alive));
     const stats = await liveStats(ctx, batchId, t);
     if ((await countBatchWorkers(t, batchId)) > 0) return { lost: false, last: false, stats, abandoned };
     const e = end(stats, abandoned);

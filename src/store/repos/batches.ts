@@ -274,13 +274,17 @@ export async function skipBatchItems(sql: Sql, batchId: string, rows: ReadonlyAr
 // ---- Workers (PostgreSQL: several workers per batch, each under a `batch_workers` lease; see ledger-pg.ts) ----
 
 /**
- * Ends the leases of a batch's workers that expired before `now` (ISO 8601): their rows left `sending` become
+ * Ends the leases of a batch's workers that expired before `now` (ISO 8601), or whose process `alive` says is
+ * gone (a worker of this host whose pid is dead): their rows left `sending` become
  * `unknown` (as after a crash), the pending rows reserved to them go back to every worker; rows of workers no
  * longer registered are treated alike. Run it in the transaction that holds the batch row (`FOR UPDATE`).
  * @returns how many workers it ended.
  */
-export async function reapBatchWorkers(sql: Sql, batchId: string, now: string): Promise<number> {
-  const dead = await sql.all<{ worker: string }>('DELETE FROM batch_workers WHERE batch_id = ? AND lease_expires_at <= ? RETURNING worker', batchId, now);
+export async function reapBatchWorkers(sql: Sql, batchId: string, now: string, alive: (worker: string) => boolean = () => true): Promise<number> {
+  const gone = (await sql.all<{ worker: string; lease_expires_at: string }>('SELECT worker, lease_expires_at FROM batch_workers WHERE batch_id = ?', batchId))
+    .filter((w) => w.lease_expires_at <= now || !alive(w.worker))
+    .map((w) => w.worker);
+  const dead = gone.length === 0 ? [] : await sql.all<{ worker: string }>(`DELETE FROM batch_workers WHERE batch_id = ? AND ${inList(sql, 'worker', gone).cond} RETURNING worker`, batchId, inList(sql, 'worker', gone).arg);
   const orphan = `batch_id = ? AND worker IS NOT NULL AND NOT EXISTS (SELECT 1 FROM batch_workers w WHERE w.batch_id = batch_items.batch_id AND w.worker = batch_items.worker)`;
   await sql.run(`UPDATE batch_items SET state = 'unknown', error = 'interrupted while sending; outcome unknown', updated_at = ? WHERE state = 'sending' AND ${orphan}`, now, batchId);
   await sql.run(`UPDATE batch_items SET worker = NULL WHERE state = 'pending' AND ${orphan}`, batchId);
