@@ -5,7 +5,7 @@
  * and `report`. Core code (`src/core/events.ts`, `src/core/webhooks.ts`) decides; this module only reads and
  * writes, on either dialect. Callers own the transactions (pass the transaction's handle).
  */
-import type { Sql } from '../sql.js';
+import type { Dialect, Sql } from '../sql.js';
 import { whereAll } from '../db.js';
 
 /** An event row to insert. Times are ISO 8601 UTC. */
@@ -33,8 +33,8 @@ export interface EventRow extends Omit<EventInsert, 'key'> {
   key: string;
 }
 
-/** A delivery status update for one message (provider message id + recipient). */
-export interface DeliveryUpsert {
+/** What a message's delivery status row names: the message (provider message id + recipient), where it belongs, its status. */
+interface DeliveryFields {
   messageId: string;
   recipient: string;
   tenantId: string | null;
@@ -43,8 +43,12 @@ export interface DeliveryUpsert {
   batchId: string | null;
   rowNo: number | null;
   status: string;
-  rank: number;
   statusAt: string | null;
+}
+
+/** A delivery status update for one message. `at` is ISO 8601. */
+export interface DeliveryUpsert extends DeliveryFields {
+  rank: number;
   delivered: boolean;
   bounced: boolean;
   complained: boolean;
@@ -52,16 +56,7 @@ export interface DeliveryUpsert {
 }
 
 /** A message's delivery status as stored. */
-export interface DeliveryRow {
-  messageId: string;
-  recipient: string;
-  tenantId: string | null;
-  channel: string;
-  provider: string;
-  batchId: string | null;
-  rowNo: number | null;
-  status: string;
-  statusAt: string | null;
+export interface DeliveryRow extends DeliveryFields {
   events: number;
   firstAt: string;
   updatedAt: string;
@@ -212,28 +207,40 @@ export async function insertEvent(sql: Sql, e: EventInsert): Promise<number | un
 }
 
 /**
+ * The upsert of a delivery status, per dialect (made once: a receiver runs it for every event). The larger of two
+ * values is SQLite's two-argument max(), PostgreSQL's GREATEST.
+ */
+const UPSERT_DELIVERY = Object.fromEntries(
+  (['sqlite', 'postgres'] as const).map((dialect) => {
+    const max = dialect === 'postgres' ? 'GREATEST' : 'max';
+    return [
+      dialect,
+      `INSERT INTO deliveries (message_id, recipient, tenant_id, channel, provider, batch_id, row_no, status, rank, status_at,
+         delivered, bounced, complained, events, first_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+       ON CONFLICT (message_id, recipient) DO UPDATE SET
+         status = CASE WHEN excluded.rank >= deliveries.rank THEN excluded.status ELSE deliveries.status END,
+         status_at = CASE WHEN excluded.rank >= deliveries.rank THEN excluded.status_at ELSE deliveries.status_at END,
+         rank = ${max}(deliveries.rank, excluded.rank),
+         delivered = ${max}(deliveries.delivered, excluded.delivered),
+         bounced = ${max}(deliveries.bounced, excluded.bounced),
+         complained = ${max}(deliveries.complained, excluded.complained),
+         tenant_id = COALESCE(deliveries.tenant_id, excluded.tenant_id),
+         batch_id = COALESCE(deliveries.batch_id, excluded.batch_id),
+         row_no = COALESCE(deliveries.row_no, excluded.row_no),
+         events = deliveries.events + 1,
+         updated_at = excluded.updated_at`,
+    ];
+  }),
+) as Record<Dialect, string>;
+
+/**
  * Records an event against a message's delivery status: the status moves to the event's when its rank is at
  * least the current one (a late `deferred` never overwrites `delivered`); flags only ever turn on.
  */
 export async function upsertDelivery(sql: Sql, d: DeliveryUpsert): Promise<void> {
-  // The larger of two values: SQLite's two-argument max(), PostgreSQL's GREATEST.
-  const max = sql.dialect === 'postgres' ? 'GREATEST' : 'max';
   await sql.run(
-    `INSERT INTO deliveries (message_id, recipient, tenant_id, channel, provider, batch_id, row_no, status, rank, status_at,
-       delivered, bounced, complained, events, first_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-     ON CONFLICT (message_id, recipient) DO UPDATE SET
-       status = CASE WHEN excluded.rank >= deliveries.rank THEN excluded.status ELSE deliveries.status END,
-       status_at = CASE WHEN excluded.rank >= deliveries.rank THEN excluded.status_at ELSE deliveries.status_at END,
-       rank = ${max}(deliveries.rank, excluded.rank),
-       delivered = ${max}(deliveries.delivered, excluded.delivered),
-       bounced = ${max}(deliveries.bounced, excluded.bounced),
-       complained = ${max}(deliveries.complained, excluded.complained),
-       tenant_id = COALESCE(deliveries.tenant_id, excluded.tenant_id),
-       batch_id = COALESCE(deliveries.batch_id, excluded.batch_id),
-       row_no = COALESCE(deliveries.row_no, excluded.row_no),
-       events = deliveries.events + 1,
-       updated_at = excluded.updated_at`,
+    UPSERT_DELIVERY[sql.dialect],
     d.messageId, d.recipient, d.tenantId, d.channel, d.provider, d.batchId, d.rowNo, d.status, d.rank, d.statusAt, d.delivered ? 1 : 0, d.bounced ? 1 : 0, d.complained ? 1 : 0, d.at, d.at,
   );
 }
