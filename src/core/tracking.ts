@@ -6,7 +6,8 @@
 import type { CoreContext, Channel } from './context.js';
 import { recordAudit } from './audit.js';
 import { UsageError } from '../errors.js';
-import { selectMetaSetting, upsertMetaSetting } from '../store/repos/events.js';
+import { upsertMetaSetting } from '../store/repos/events.js';
+import { selectMetaValue } from '../store/repos/keys.js';
 import { requireKey } from './vault.js';
 import { unsubscribeKey, unsubscribeToken } from './unsubscribe.js';
 import type { Tracking } from '../providers/types.js';
@@ -45,14 +46,14 @@ export interface PublicUrl {
 export async function publicUrl(ctx: CoreContext): Promise<PublicUrl> {
   const env = ctx.env.SWITCHBOARD_PUBLIC_URL;
   if (env) return { url: checkPublicUrl(env, 'SWITCHBOARD_PUBLIC_URL'), source: 'env' };
-  const stored = await selectMetaSetting(ctx.sql, PUBLIC_URL_KEY);
+  const stored = await selectMetaValue(ctx.sql, PUBLIC_URL_KEY);
   return stored ? { url: stored, source: 'store' } : { url: null, source: null };
 }
 
 /** Stores (or with null, removes) the public URL. Audited as `settings.public_url`. */
 export async function setPublicUrl(ctx: CoreContext, url: string | null): Promise<void> {
   await ctx.sql.tx(async (t) => {
-    if (((await selectMetaSetting(t, PUBLIC_URL_KEY)) ?? null) === url) return;
+    if (((await selectMetaValue(t, PUBLIC_URL_KEY)) ?? null) === url) return;
     await upsertMetaSetting(t, PUBLIC_URL_KEY, url ?? undefined);
     await recordAudit(ctx, t, 'settings.public_url', PUBLIC_URL_KEY, null, ['public_url']);
   });

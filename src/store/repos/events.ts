@@ -445,11 +445,6 @@ export async function selectDeliveryReport(sql: Sql, since: string, column: 'ten
   return rows.map((r) => ({ key: r.key, tracked: Number(r.tracked), delivered: Number(r.delivered), bounced: Number(r.bounced), complained: Number(r.complained) }));
 }
 
-/** A value of the store's `meta` table (e.g. `public_url`). */
-export async function selectMetaSetting(sql: Sql, key: string): Promise<string | undefined> {
-  return (await sql.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', key))?.value;
-}
-
 /** Sets (or with `value` undefined, removes) a value of the store's `meta` table. */
 export async function upsertMetaSetting(sql: Sql, key: string, value: string | undefined): Promise<void> {
   if (value === undefined) await sql.run('DELETE FROM meta WHERE key = ?', key);
