@@ -54,7 +54,7 @@ export function registerBatch(program: Command, io: Io): void {
         action<{ items?: boolean }>(io, async (cli, [id], opts) => {
           const ctx = await cli.core();
           const b = await getBatch(ctx, id!);
-          const delivery = deliveryCounts(ctx, b.id);
+          const delivery = await deliveryCounts(ctx, b.id);
           const items = opts.items ? await batchItems(ctx, b.id) : undefined;
           const tracked = Object.entries(delivery).filter(([, n]) => n > 0);
           cli.out.result({ ...batchJson(b), deliveryCounts: deliveryCountsJson(delivery), items: items ? items.map(batchRowJson) : null }, () =>

@@ -171,7 +171,7 @@ export function registerDomain(program: Command, io: Io): void {
   examples(
     withOwner(domain.command('list').description('list sender domains with status (pending, verified, failed) and last check')).action(
       action<OwnerFlags>(io, async (cli, _args, opts) => {
-        const list = listDomains(await cli.core(), ownerFlag(opts));
+        const list = await listDomains(await cli.core(), ownerFlag(opts));
         cli.out.result(list.map(domainJson), () =>
           cli.out.list(
             ['DOMAIN', 'OWNER', 'PROVIDER', 'STATUS', 'LAST CHECK', 'DETAIL'],
@@ -190,7 +190,7 @@ export function registerDomain(program: Command, io: Io): void {
       .action(
         action<OwnerFlags & { format: string }>(io, async (cli, [name], opts) => {
           if (!['table', 'json', 'zone'].includes(opts.format)) throw new UsageError(`--format ${opts.format}: expected table, json or zone`);
-          const d: Domain = getDomain(await cli.core(), name!, ownerFlag(opts));
+          const d: Domain = await getDomain(await cli.core(), name!, ownerFlag(opts));
           if (opts.format === 'zone') {
             cli.io.stdout.write(zoneSnippet(d) + '\n');
             return;
@@ -212,7 +212,7 @@ export function registerDomain(program: Command, io: Io): void {
         action<OwnerFlags & { resolver?: string }>(io, async (cli, [name], opts) => {
           const dns = resolverOf(opts.resolver);
           const ctx = await cli.core();
-          const d = getDomain(ctx, name!, ownerFlag(opts));
+          const d = await getDomain(ctx, name!, ownerFlag(opts));
           const c = await checkDomain(ctx, d.domain, d.tenantId, dns);
           cli.out.result(checkJson(c, d.tenantId), () => presentCheck(cli, c));
           if (!c.ok) throw new OperationFailed(`domain ${c.domain}: ${c.failed.length} required DNS check${c.failed.length > 1 ? 's' : ''} failed`);
@@ -231,7 +231,7 @@ export function registerDomain(program: Command, io: Io): void {
         action<OwnerFlags & { wait?: boolean; timeout: string; interval: string; resolver?: string }>(io, async (cli, [name], opts) => {
           const owner = ownerFlag(opts);
           const ctx = await cli.core();
-          const tenantId = getDomain(ctx, name!, owner).tenantId;
+          const tenantId = (await getDomain(ctx, name!, owner)).tenantId;
           if (!opts.wait) {
             const v = await verifyDomain(ctx, name!, owner);
             cli.out.result(verificationJson(v, tenantId, { attempts: 1, timedOut: false, elapsedMs: null }), () => presentVerification(cli, v));
@@ -288,7 +288,7 @@ export function registerDomain(program: Command, io: Io): void {
         action<OwnerFlags & { yes?: boolean; local?: boolean }>(io, async (cli, [name], opts) => {
           const ctx = await cli.core();
           const owner = ownerFlag(opts);
-          const d = getDomain(ctx, name!, owner);
+          const d = await getDomain(ctx, name!, owner);
           const where = opts.local || !d.providerRef ? 'locally' : `at ${d.providerRef} and locally`;
           await confirmOrYes(cli, opts.yes, `Remove domain ${d.domain} (${d.owner}) ${where}?`);
           const r = await removeDomain(ctx, d.domain, d.tenantId, opts.local);

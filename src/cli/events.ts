@@ -99,8 +99,8 @@ export function registerEvents(program: Command, io: Io): void {
           const base = await cli.core();
           const ctx = { ...base, actor: `events-serve:${base.actor}` };
           const key = await requireKey(ctx);
-          if (given !== undefined) setPublicUrl(ctx, given);
-          const url = publicUrl(ctx);
+          if (given !== undefined) await setPublicUrl(ctx, given);
+          const url = await publicUrl(ctx);
           const { Webhooks } = await import('../core/webhooks.js');
           const { startEventsServer } = await import('./events-server.js');
           const webhooks = new Webhooks(ctx, { publicUrl: url.url, toleranceMs, snsCertCache: path.resolve(opts.snsCertCache ?? defaultCertCache(cli.io.env)), key });
@@ -175,7 +175,7 @@ export function registerEvents(program: Command, io: Io): void {
         action<{ tenant?: string; batch?: string; type?: string; provider?: string; since?: string; limit: string }>(io, async (cli, _args, opts) => {
           if (opts.type !== undefined && !(EVENT_TYPES as readonly string[]).includes(opts.type)) throw new UsageError(`--type ${opts.type}: expected one of ${EVENT_TYPES.join(', ')}`);
           const ctx = await cli.core();
-          const list = listEvents(ctx, {
+          const list = await listEvents(ctx, {
             tenantId: opts.tenant,
             batchId: opts.batch,
             type: opts.type as EventType | undefined,
@@ -204,9 +204,9 @@ export function registerEvents(program: Command, io: Io): void {
         action<{ unset?: boolean }>(io, async (cli, [url], opts) => {
           if (url !== undefined && opts.unset) throw new UsageError('give a URL or --unset, not both');
           const ctx = await cli.core();
-          if (url !== undefined) setPublicUrl(ctx, checkPublicUrl(url, 'public URL'));
-          if (opts.unset) setPublicUrl(ctx, null);
-          const p = publicUrl(ctx);
+          if (url !== undefined) await setPublicUrl(ctx, checkPublicUrl(url, 'public URL'));
+          if (opts.unset) await setPublicUrl(ctx, null);
+          const p = await publicUrl(ctx);
           cli.out.result({ publicUrl: p.url, source: p.source }, () => (p.url ? `${p.url}${p.source === 'env' ? ' (from SWITCHBOARD_PUBLIC_URL)' : ''}` : 'No public URL: sends carry no status-callback or unsubscribe URLs.'));
         }),
       ),
@@ -222,7 +222,7 @@ export function registerEvents(program: Command, io: Io): void {
       .option('--to <recipient>', 'the recipient, when one provider message id covers several (a batched SendGrid request)')
       .action(
         action<{ to?: string }>(io, async (cli, [id], opts) => {
-          const t = messageTimeline(await cli.core(), id!, opts.to);
+          const t = await messageTimeline(await cli.core(), id!, opts.to);
           cli.out.result(messageJson(t), () =>
             [
               cli.out.fields([

@@ -69,7 +69,7 @@ export function registerSend(program: Command, io: Io): void {
             let result;
             try {
               const text = opts.body ?? `This is a test message from switchboard for ${tenant.name} (${tenant.id}).`;
-              const tracking = sendTracking(ctx, tenant.id);
+              const tracking = await sendTracking(ctx, tenant.id);
               const message: OutboundMessage =
                 channel === 'email'
                   ? { to, subject: opts.subject, text, tracking }
@@ -190,7 +190,7 @@ export function registerSend(program: Command, io: Io): void {
           // Warn only about the provider this run starts with (configs it may never use stay quiet), once.
           const first = (await resolveRoute(ctx, tenantId, channel)).entries.slice(0, 1).map((e) => e.config.ref);
           for (const w of await unverifiedSenderDomains(ctx, { refs: first })) cli.out.warn(w.message);
-          const stored = opts.template === undefined ? undefined : { name: opts.template, source: storedSource(getTemplate(ctx, tenantId, opts.template)) };
+          const stored = opts.template === undefined ? undefined : { name: opts.template, source: storedSource(await getTemplate(ctx, tenantId, opts.template)) };
           await runWithProgress(cli, 'sending', (hooks) =>
             runBatch(
               ctx,

@@ -33,8 +33,8 @@ export function registerSuppress(program: Command, io: Io): void {
           const ctx = await cli.core();
           await getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!, checkRegion(opts.defaultRegion));
-          const added = addSuppression(ctx, { tenantId, channel, address: key, reason: opts.reason, source: opts.source });
-          const stored = listSuppressions(ctx, tenantId, channel, key)[0];
+          const added = await addSuppression(ctx, { tenantId, channel, address: key, reason: opts.reason, source: opts.source });
+          const stored = (await listSuppressions(ctx, tenantId, channel, key))[0];
           const json = stored ? suppressionJson(stored) : { tenantId, channel, address: key, reason: opts.reason, source: opts.source, createdAt: null };
           cli.out.result({ ...json, added }, () =>
             `${added ? 'Suppressed' : 'Already suppressed (reason updated)'}: ${key} for ${tenantId} on ${channel}`,
@@ -58,7 +58,7 @@ export function registerSuppress(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const ctx = await cli.core();
           await getTenant(ctx, tenantId);
-          const list = listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
+          const list = await listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
           const now = ctx.clock.now().toISOString();
           cli.out.result(list.map(suppressionJson), () =>
             cli.out.list(
@@ -93,11 +93,11 @@ export function registerSuppress(program: Command, io: Io): void {
           const ctx = await cli.core();
           await getTenant(ctx, tenantId);
           const key = suppressionKey(channel, address!);
-          if (listSuppressions(ctx, tenantId, channel, key).length === 0) {
+          if ((await listSuppressions(ctx, tenantId, channel, key)).length === 0) {
             throw new NotFoundError(`${address} is not suppressed for ${tenantId} on ${channel}`);
           }
           await confirmOrYes(cli, opts.yes, `Remove the suppression of ${key} for ${tenantId} on ${channel} (bulk sends reach it again)?`);
-          if (!removeSuppression(ctx, tenantId, channel, address!)) {
+          if (!(await removeSuppression(ctx, tenantId, channel, address!))) {
             throw new NotFoundError(`${address} is not suppressed for ${tenantId} on ${channel}`);
           }
           cli.out.result({ tenantId, channel, address: suppressionKey(channel, address!), removed: true }, () => `Removed the suppression of ${address} for ${tenantId} on ${channel}`);

@@ -79,7 +79,7 @@ export function registerTemplate(program: Command, io: Io): void {
       .option('--tenant <id>', 'the tenant')
       .action(
         action<{ tenant?: string }>(io, async (cli, [name], opts) => {
-          const t = getTemplate(await cli.core(), required(opts.tenant, '--tenant'), name!);
+          const t = await getTemplate(await cli.core(), required(opts.tenant, '--tenant'), name!);
           cli.out.result(templateJson(t), () =>
             [
               cli.out.fields([
@@ -115,7 +115,7 @@ export function registerTemplate(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const csvPath = path.resolve(required(opts.csv, '--csv', 'a CSV file with a header row'));
           const ctx = await cli.core();
-          const t = getTemplate(ctx, tenantId, name!);
+          const t = await getTemplate(ctx, tenantId, name!);
           const channel = opts.channel !== undefined ? channelFlag(opts.channel) : t.subject !== null || t.html !== null ? 'email' : 'sms';
           const p = await previewTemplate(ctx, tenantId, name!, csvPath, intFlag(opts.row, '--row', 1, Number.MAX_SAFE_INTEGER), opts.encoding);
           const email = channel === 'email';
@@ -163,9 +163,9 @@ export function registerTemplate(program: Command, io: Io): void {
         action<{ tenant?: string; yes?: boolean }>(io, async (cli, [name], opts) => {
           const tenantId = required(opts.tenant, '--tenant');
           const ctx = await cli.core();
-          const t = getTemplate(ctx, tenantId, name!);
+          const t = await getTemplate(ctx, tenantId, name!);
           await confirmOrYes(cli, opts.yes, `Remove template ${t.name} of ${tenantId}?`);
-          removeTemplate(ctx, tenantId, t.name);
+          await removeTemplate(ctx, tenantId, t.name);
           cli.out.result({ tenantId, name, removed: true }, () => `Removed template ${name} of ${tenantId}`);
         }),
       ),

@@ -319,7 +319,7 @@ export class Dispatcher {
       }
       last = out.error;
       if (out.error.kind === 'recipient') {
-        if (out.error.details.optOut) this.suppressOptOut(config, message.to, out.error);
+        if (out.error.details.optOut) await this.suppressOptOut(config, message.to, out.error);
         return { status: 'failed', provider: config.ref, fallback: i > 0, attempts, error: errorOf(out.error), started: true };
       }
     }
@@ -495,10 +495,12 @@ export class Dispatcher {
     );
     outcomes.clear();
     const rest = await later;
+    for (const [k, r] of results.entries()) {
+      if (!('deferred' in r) && !r.ok && r.error.details.optOut) await this.suppressOptOut(config, messages[k]!.to, r.error);
+    }
     const made = new Map<BatchItemResult, DispatchResult>();
     return results.map((r, k): DispatchResult => {
       if ('deferred' in r) return rest[deferred.indexOf(k)]!;
-      if (!r.ok && r.error.details.optOut) this.suppressOptOut(config, messages[k]!.to, r.error);
       const same = made.get(r);
       if (same) return same;
       const a: AttemptRecord = r.ok
@@ -512,8 +514,8 @@ export class Dispatcher {
     });
   }
 
-  private suppressOptOut(config: ProviderConfig, address: string, e: ProviderError): void {
-    addSuppression(this.ctx, { tenantId: this.tenantId, channel: this.channel, address, reason: `opt-out reported by ${config.ref}: ${e.message}`, source: config.ref });
+  private async suppressOptOut(config: ProviderConfig, address: string, e: ProviderError): Promise<void> {
+    await addSuppression(this.ctx, { tenantId: this.tenantId, channel: this.channel, address, reason: `opt-out reported by ${config.ref}: ${e.message}`, source: config.ref });
   }
 
   /** Closes adapters (connection pools). */

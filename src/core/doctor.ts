@@ -181,7 +181,7 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
   const hooked = providers.filter((p) => ['eventWebhookPublicKey', 'snsTopicArn', 'unsubscribeMailto'].some((k) => p.settings[k] !== undefined) || 'appSecret' in p.secrets || 'webhookVerifyToken' in p.secrets);
   if (hooked.length > 0) {
     try {
-      const url = publicUrl(ctx);
+      const url = await publicUrl(ctx);
       if (url.url) add('public URL', 'pass', `${url.url}${url.source === 'env' ? ' (SWITCHBOARD_PUBLIC_URL)' : ''}`);
       else {
         add(

@@ -5,7 +5,8 @@
  * Statuses: `pending` (not yet validated), `verified`, `failed` (the provider's last validation failed).
  */
 import type { Channel, CoreContext } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
+import { deleteDomain, insertDomain, selectDomainById, selectDomainExists, selectDomains, selectDomainsOfProviders, updateDomainChecked, type DomainRow } from '../store/repos/domains.js';
 import { NotFoundError, OperationFailed, UsageError } from '../errors.js';
 import { checkTenantId, getTenant, SYSTEM } from './tenants.js';
 import { configSecrets, formatRef, getProvider, listProviders, type ProviderConfig } from './providers.js';
@@ -47,23 +48,6 @@ export interface Domain {
   createdAt: string;
 }
 
-interface DomainRow {
-  id: number;
-  tenant_id: string | null;
-  domain: string;
-  provider_id: number | null;
-  provider_kind: string | null;
-  external_id: string | null;
-  records: string;
-  status: DomainStatus;
-  detail: string | null;
-  checked_at: string | null;
-  created_at: string;
-  p_tenant: string | null;
-  p_channel: Channel | null;
-  p_name: string | null;
-}
-
 /** A host name: labels of letters, digits and hyphens, at least two labels, at most 253 characters. */
 const DOMAIN_PATTERN = /^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
 
@@ -77,11 +61,8 @@ export function checkDomainName(name: string, field = '<domain>'): string {
   return d;
 }
 
-const SELECT = `SELECT d.*, p.tenant_id AS p_tenant, p.channel AS p_channel, p.name AS p_name
-  FROM domains d LEFT JOIN provider_configs p ON p.id = d.provider_id`;
-
 function toDomain(row: DomainRow): Domain {
-  const providerRef = row.p_name && row.p_channel ? formatRef({ tenantId: row.p_tenant, channel: row.p_channel, name: row.p_name }) : null;
+  const providerRef = row.p_name && row.p_channel ? formatRef({ tenantId: row.p_tenant, channel: row.p_channel as Channel, name: row.p_name }) : null;
   return {
     id: row.id,
     tenantId: row.tenant_id,
@@ -91,7 +72,7 @@ function toDomain(row: DomainRow): Domain {
     providerKind: row.provider_kind,
     externalId: row.external_id,
     records: JSON.parse(row.records) as DnsRecord[],
-    status: row.status,
+    status: row.status as DomainStatus,
     detail: row.detail,
     checkedAt: row.checked_at,
     createdAt: row.created_at,
@@ -102,12 +83,8 @@ function toDomain(row: DomainRow): Domain {
 export type Owner = string | null | undefined;
 
 /** Sender domains, by owner (system first) and name. `owner` undefined: all. */
-export function listDomains(ctx: CoreContext, owner?: Owner): Domain[] {
-  const rows = (
-    owner === undefined
-      ? ctx.db.prepare(`${SELECT} ORDER BY ifnull(d.tenant_id, ''), d.domain`).all()
-      : ctx.db.prepare(`${SELECT} WHERE ifnull(d.tenant_id, '') = ? ORDER BY d.domain`).all(owner ?? '')
-  ) as DomainRow[];
+export async function listDomains(ctx: CoreContext, owner?: Owner): Promise<Domain[]> {
+  const rows = await selectDomains(ctx.sql, owner === undefined ? undefined : (owner ?? ''));
   return rows.map((r) => toDomain(r));
 }
 
@@ -115,9 +92,9 @@ export function listDomains(ctx: CoreContext, owner?: Owner): Domain[] {
  * Finds a stored domain by name; `owner` picks one when several tenants added the same name.
  * @throws NotFoundError if there is none; UsageError if the name is ambiguous without `owner`.
  */
-export function getDomain(ctx: CoreContext, name: string, owner?: Owner): Domain {
+export async function getDomain(ctx: CoreContext, name: string, owner?: Owner): Promise<Domain> {
   const domain = checkDomainName(name);
-  const matches = listDomains(ctx, owner).filter((d) => d.domain === domain);
+  const matches = (await listDomains(ctx, owner)).filter((d) => d.domain === domain);
   if (matches.length === 0) {
     const whose = owner === undefined ? '' : ` for ${owner ?? SYSTEM}`;
     throw new NotFoundError(`no domain ${domain}${whose} (see \`switchboard domain list\`)`);
@@ -201,7 +178,7 @@ export async function addDomain(ctx: CoreContext, input: NewDomain): Promise<Dom
   ] as const) {
     if (v !== undefined && !re.test(v)) throw new UsageError(`${flag} "${v}": ${flag === '--dkim-selector' ? 'three lower-case letters or digits' : 'one DNS label (letters, digits, hyphens)'}`);
   }
-  if (ctx.db.prepare("SELECT 1 FROM domains WHERE ifnull(tenant_id, '') = ? AND domain = ?").get(input.tenantId ?? '', domain)) {
+  if (await selectDomainExists(ctx.sql, input.tenantId, domain)) {
     throw new UsageError(`domain ${domain} is already added for ${input.tenantId ?? SYSTEM} (see \`switchboard domain records ${domain}\`)`);
   }
   const api = await apiFor(ctx, provider);
@@ -212,20 +189,21 @@ export async function addDomain(ctx: CoreContext, input: NewDomain): Promise<Dom
     throw providerFailure(err, provider.ref);
   }
   const now = ctx.clock.now().toISOString();
-  let id = 0;
-  ctx.db.transaction(() => {
-    id = Number(
-      ctx.db
-        .prepare(
-          `INSERT INTO domains (tenant_id, domain, provider_id, provider_kind, external_id, records, status, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
-        )
-        .run(input.tenantId, domain, provider.id, provider.kind, created.externalId, JSON.stringify(created.records), now, now).lastInsertRowid,
-    );
+  const id = await ctx.sql.tx(async (t) => {
+    const newId = await insertDomain(t, {
+      tenantId: input.tenantId,
+      domain,
+      providerId: provider.id,
+      providerKind: provider.kind,
+      externalId: created.externalId,
+      records: JSON.stringify(created.records),
+      at: now,
+    });
     const options = Object.entries({ subdomain: input.subdomain, dkimSelector: input.dkimSelector, mailFrom: input.mailFrom }).filter(([, v]) => v !== undefined);
-    audit(ctx, 'domain.add', domain, input.tenantId, ['domain', 'provider', ...options.map(([k]) => k)]);
-  }).immediate();
-  return toDomain(ctx.db.prepare(`${SELECT} WHERE d.id = ?`).get(id) as DomainRow);
+    await recordAudit(ctx, t, 'domain.add', domain, input.tenantId, ['domain', 'provider', ...options.map(([k]) => k)]);
+    return newId;
+  });
+  return toDomain((await selectDomainById(ctx.sql, id))!);
 }
 
 /** Everything `domain check` found. `ok` is true when every required check passed (records and SPF; DMARC is recommended). */
@@ -243,11 +221,9 @@ export interface DomainCheck {
   checkedAt: string;
 }
 
-function setChecked(ctx: CoreContext, id: number, detail: string, status?: DomainStatus, records?: DnsRecord[]): string {
+async function setChecked(ctx: CoreContext, id: number, detail: string, status?: DomainStatus, records?: DnsRecord[]): Promise<string> {
   const now = ctx.clock.now().toISOString();
-  ctx.db
-    .prepare('UPDATE domains SET checked_at = ?, detail = ?, status = coalesce(?, status), records = coalesce(?, records), updated_at = ? WHERE id = ?')
-    .run(now, detail, status ?? null, records ? JSON.stringify(records) : null, now, id);
+  await updateDomainChecked(ctx.sql, id, { at: now, detail, status: status ?? null, records: records ? JSON.stringify(records) : null });
   return now;
 }
 
@@ -257,14 +233,14 @@ function setChecked(ctx: CoreContext, id: number, detail: string, status?: Domai
  * @throws NotFoundError, UsageError (ambiguous name).
  */
 export async function checkDomain(ctx: CoreContext, name: string, owner: Owner, dns: DnsLookup): Promise<DomainCheck> {
-  const d = getDomain(ctx, name, owner);
+  const d = await getDomain(ctx, name, owner);
   const records = await Promise.all(d.records.map((r) => checkRecord(dns, r)));
   const include = d.providerKind ? SPF_INCLUDE[d.providerKind] : undefined;
   const [spf, dmarc] = await Promise.all([include ? checkSpf(dns, d.domain, include) : Promise.resolve(null), checkDmarc(dns, d.domain)]);
   const failed = [...records.filter((r) => r.state !== 'ok').map((r) => `${r.type} ${r.host}`), ...(spf && spf.state !== 'ok' ? ['SPF'] : [])];
   const okCount = records.filter((r) => r.state === 'ok').length;
   const summary = `dns: ${okCount}/${records.length} records OK, SPF ${spf?.state ?? 'not checked'}, DMARC ${dmarc.state}${dmarc.policy ? ` (p=${dmarc.policy})` : ''}`;
-  const checkedAt = setChecked(ctx, d.id, summary);
+  const checkedAt = await setChecked(ctx, d.id, summary);
   return { domain: d.domain, owner: d.owner, providerKind: d.providerKind, resolver: dns.server, records, spf, dmarc, ok: failed.length === 0, failed, checkedAt };
 }
 
@@ -295,7 +271,7 @@ export interface DomainVerification {
  * @throws NotFoundError, UsageError, KeyError, OperationFailed (provider unreachable or refused, or its config was removed).
  */
 export async function verifyDomain(ctx: CoreContext, name: string, owner: Owner): Promise<DomainVerification> {
-  const d = getDomain(ctx, name, owner);
+  const d = await getDomain(ctx, name, owner);
   const provider = await providerOf(ctx, d);
   const api = await apiFor(ctx, provider);
   let v: DomainValidation;
@@ -311,7 +287,7 @@ export async function verifyDomain(ctx: CoreContext, name: string, owner: Owner)
   });
   const bad = records.filter((r) => !r.valid);
   const detail = `${provider.kind}: ${v.status}${bad.length ? ` (${bad.map((r) => `${r.purpose}: ${r.reason}`).join('; ')})` : ''}`;
-  const checkedAt = setChecked(ctx, d.id, detail, v.status, v.records);
+  const checkedAt = await setChecked(ctx, d.id, detail, v.status, v.records);
   return { domain: d.domain, owner: d.owner, providerRef: provider.ref, status: v.status, final: v.final, records, checkedAt };
 }
 
@@ -372,7 +348,7 @@ export interface RemovedDomain {
  * @throws NotFoundError, UsageError, KeyError, OperationFailed (the provider refused: nothing removed locally).
  */
 export async function removeDomain(ctx: CoreContext, name: string, owner: Owner, localOnly = false): Promise<RemovedDomain> {
-  const d = getDomain(ctx, name, owner);
+  const d = await getDomain(ctx, name, owner);
   let remote: RemovedDomain['provider'] = 'skipped';
   if (!localOnly && d.providerRef) {
     const provider = await getProvider(ctx, d.providerRef);
@@ -384,10 +360,10 @@ export async function removeDomain(ctx: CoreContext, name: string, owner: Owner,
     }
     remote = 'deleted';
   }
-  ctx.db.transaction(() => {
-    ctx.db.prepare('DELETE FROM domains WHERE id = ?').run(d.id);
-    audit(ctx, 'domain.remove', d.domain, d.tenantId, remote === 'deleted' ? ['provider'] : []);
-  }).immediate();
+  await ctx.sql.tx(async (t) => {
+    await deleteDomain(t, d.id);
+    await recordAudit(ctx, t, 'domain.remove', d.domain, d.tenantId, remote === 'deleted' ? ['provider'] : []);
+  });
   return { domain: d.domain, owner: d.owner, provider: remote };
 }
 
@@ -411,11 +387,7 @@ export interface UnverifiedSender {
  */
 export async function unverifiedSenderDomains(ctx: CoreContext, filter: { refs?: readonly string[] } = {}): Promise<UnverifiedSender[]> {
   const out: UnverifiedSender[] = [];
-  const domains = ctx.db.prepare('SELECT provider_id, domain, status FROM domains WHERE provider_id IS NOT NULL').all() as Array<{
-    provider_id: number;
-    domain: string;
-    status: DomainStatus;
-  }>;
+  const domains = await selectDomainsOfProviders(ctx.sql);
   for (const p of await listProviders(ctx, { channel: 'email' })) {
     if (!DOMAIN_AUTH_KINDS.includes(p.kind) || (filter.refs && !filter.refs.includes(p.ref))) continue;
     const from = String(p.settings.from ?? '');

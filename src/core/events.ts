@@ -13,11 +13,13 @@
  *   soft bounces counted, N within a window suppress until an expiry; opt-in lifts an opt-out).
  */
 import type { CoreContext, Channel } from './context.js';
-import { audit } from './audit.js';
-import { EventRepo, type EventRow, type MessageRow } from '../store/events.js';
+import { recordAudit } from './audit.js';
+import * as repo from '../store/repos/events.js';
+import type { EventRow, MessageRow } from '../store/repos/events.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import type { EventType, ProviderEvent } from '../providers/webhooks/types.js';
 import type { SettingValue } from '../providers/types.js';
+import type { Sql } from '../store/sql.js';
 
 import { DELIVERY_STATUSES, UNSUBSCRIBE_LINK, type DeliveryStatus } from './delivery-status.js';
 
@@ -69,30 +71,30 @@ function numberSetting(v: SettingValue | undefined, fallback: number): number {
 const DAY_MS = 86_400_000;
 
 /**
- * Stores and applies events of one request (or one import chunk) in one IMMEDIATE transaction (see the module docs).
+ * Stores and applies events of one request (or one import chunk) in one transaction (see the module docs); it
+ * has committed when the promise resolves.
  * @throws the store's error (e.g. busy): nothing is stored, the caller answers 5xx so the provider retries.
  */
-export function ingestEvents(ctx: CoreContext, source: EventSource, events: readonly ProviderEvent[]): IngestResult {
-  const repo = new EventRepo(ctx.db);
+export async function ingestEvents(ctx: CoreContext, source: EventSource, events: readonly ProviderEvent[]): Promise<IngestResult> {
   const result: IngestResult = { stored: 0, duplicates: 0, suppressed: 0, lifted: 0, settled: 0 };
   if (events.length === 0) return result;
   const nowDate = ctx.clock.now();
   const now = nowDate.toISOString();
   const batches = new Map<string, { tenantId: string; channel: string } | undefined>();
   const tenants = new Map<string, boolean>();
-  const batchOf = (id: string) => {
-    if (!batches.has(id)) batches.set(id, repo.batch(id));
+  const batchOf = async (t: Sql, id: string) => {
+    if (!batches.has(id)) batches.set(id, await repo.selectEventBatch(t, id));
     return batches.get(id);
   };
-  const tenantExists = (id: string) => {
-    if (!tenants.has(id)) tenants.set(id, repo.tenantExists(id));
+  const tenantExists = async (t: Sql, id: string) => {
+    if (!tenants.has(id)) tenants.set(id, await repo.selectEventTenantExists(t, id));
     return tenants.get(id)!;
   };
   const limit = numberSetting(source.settings.softBounceLimit, SOFT_BOUNCE_DEFAULTS.limit);
   const windowMs = numberSetting(source.settings.softBounceWindowDays, SOFT_BOUNCE_DEFAULTS.windowDays) * DAY_MS;
   const suppressMs = numberSetting(source.settings.softBounceSuppressDays, SOFT_BOUNCE_DEFAULTS.suppressDays) * DAY_MS;
 
-  repo.write(() => {
+  const write = async (t: Sql) => {
     for (const e of events) {
       // Where it belongs. A tenant config's events stay within its tenant; correlation naming another tenant's
       // batch, or a batch of another channel, is ignored.
@@ -101,16 +103,16 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
       let rowNo: number | null = null;
       const c = e.correlation;
       if (c.batchId !== undefined && c.rowNo !== undefined) {
-        const b = batchOf(c.batchId);
+        const b = await batchOf(t, c.batchId);
         if (b && b.channel === source.channel && (tenantId === null || b.tenantId === tenantId)) {
           tenantId = b.tenantId;
           batchId = c.batchId;
           rowNo = c.rowNo;
         }
       }
-      if (tenantId === null && c.tenantId !== undefined && tenantExists(c.tenantId)) tenantId = c.tenantId;
+      if (tenantId === null && c.tenantId !== undefined && (await tenantExists(t, c.tenantId))) tenantId = c.tenantId;
       if (batchId === null && e.messageId && e.recipient && e.type !== 'inbound' && e.type !== 'opted-in' && e.type !== 'opted-out') {
-        const m = repo.sentMessage(e.messageId, e.recipient);
+        const m = await repo.selectSentMessage(t, e.messageId, e.recipient);
         if (m && (tenantId === null || m.tenantId === tenantId)) {
           tenantId = m.tenantId;
           batchId = m.batchId;
@@ -118,7 +120,7 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
         }
       }
 
-      const eventId = repo.insertEvent({
+      const eventId = await repo.insertEvent(t, {
         key: e.key,
         receivedAt: now,
         occurredAt: e.occurredAt?.toISOString() ?? null,
@@ -143,7 +145,7 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
 
       const status = (RANK as Record<string, number>)[e.type] !== undefined ? (e.type as DeliveryStatus) : undefined;
       if (status && e.messageId && e.recipient) {
-        repo.upsertDelivery({
+        await repo.upsertDelivery(t, {
           messageId: e.messageId,
           recipient: e.recipient,
           tenantId,
@@ -163,16 +165,16 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
 
       // A crash-made `unknown` row (or a `sending` row whose run is gone) is proven sent by any event for it.
       if (status && batchId !== null && rowNo !== null && tenantId !== null && source.settles !== false) {
-        const row = repo.settleCandidate(batchId, rowNo, now);
+        const row = await repo.selectSettleCandidate(t, batchId, rowNo, now);
         const sameRecipient = row && (e.recipient === null || row.recipient.toLowerCase() === e.recipient.toLowerCase());
         if (row && sameRecipient && (row.state === 'unknown' || (row.state === 'sending' && !row.leaseLive))) {
-          const settled = repo.settleRow({
+          const settled = await repo.settleEventRow(t, {
             batchId, rowNo, from: row.state, tenantId, channel: source.channel, provider: source.ref, providerKind: source.kind,
             recipient: row.recipient, messageId: e.messageId, attempt: Math.max(1, row.attempts), at: now,
           });
           if (settled) {
             result.settled++;
-            audit(ctx, 'batch.row.settle', `${batchId}/${rowNo}`, tenantId, ['state', 'message_id', 'provider']);
+            await recordAudit(ctx, t, 'batch.row.settle', `${batchId}/${rowNo}`, tenantId, ['state', 'message_id', 'provider']);
           }
         }
       }
@@ -180,16 +182,16 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
       if (tenantId === null || !e.recipient) continue;
       const address = e.recipient;
       const target = `${tenantId}/${source.channel}/${address}`;
-      if (DELIVERED.has(e.type) && repo.clearSoftBounces(tenantId, source.channel, address)) {
+      if (DELIVERED.has(e.type) && (await repo.clearSoftBounces(t, tenantId, source.channel, address))) {
         result.lifted++;
-        audit(ctx, 'suppression.remove', target, tenantId, ['expires_at']);
+        await recordAudit(ctx, t, 'suppression.remove', target, tenantId, ['expires_at']);
       }
       const a = e.action;
       if (!a) continue;
       if (a.kind === 'opt-in') {
-        if (repo.liftOptOut(tenantId, source.channel, address)) {
+        if (await repo.deleteOptOutSuppression(t, tenantId, source.channel, address)) {
           result.lifted++;
-          audit(ctx, 'suppression.remove', target, tenantId, ['reason']);
+          await recordAudit(ctx, t, 'suppression.remove', target, tenantId, ['reason']);
         }
         continue;
       }
@@ -197,18 +199,19 @@ export function ingestEvents(ctx: CoreContext, source: EventSource, events: read
       let reason = a.reason;
       if (a.kind === 'soft-bounce') {
         const at = (e.occurredAt ?? nowDate).toISOString();
-        const n = repo.countSoftBounce({ tenantId, channel: source.channel, address, eventId, at, windowStart: new Date(nowDate.getTime() - windowMs).toISOString() });
+        const n = await repo.countSoftBounce(t, { tenantId, channel: source.channel, address, eventId, at, windowStart: new Date(nowDate.getTime() - windowMs).toISOString() });
         if (n < limit) continue;
         expiresAt = new Date(nowDate.getTime() + suppressMs).toISOString();
         reason = `soft bounces: ${n} within ${windowMs / DAY_MS} days (last: ${a.reason})`;
       }
-      const outcome = repo.suppress({ tenantId, channel: source.channel, address, reason, source: source.ref, at: now, expiresAt });
+      const outcome = await repo.suppressFromEvent(t, { tenantId, channel: source.channel, address, reason, source: source.ref, at: now, expiresAt });
       if (outcome !== 'kept') {
         result.suppressed++;
-        audit(ctx, outcome === 'added' ? 'suppression.add' : 'suppression.update', target, tenantId, ['reason', 'source', 'expires_at']);
+        await recordAudit(ctx, t, outcome === 'added' ? 'suppression.add' : 'suppression.update', target, tenantId, ['reason', 'source', 'expires_at']);
       }
     }
-  });
+  };
+  await ctx.sql.tx(write);
   return result;
 }
 
@@ -261,15 +264,14 @@ export interface EventListFilter {
 }
 
 /** Stored events matching the filter, newest first. */
-export function listEvents(ctx: CoreContext, f: EventListFilter = {}): EventEntry[] {
-  return new EventRepo(ctx.db)
-    .list({ tenantId: f.tenantId, batchId: f.batchId, type: f.type, provider: f.provider, since: f.since?.toISOString(), limit: f.limit ?? 100 })
-    .map(toEntry);
+export async function listEvents(ctx: CoreContext, f: EventListFilter = {}): Promise<EventEntry[]> {
+  const rows = await repo.selectEvents(ctx.sql, { tenantId: f.tenantId, batchId: f.batchId, type: f.type, provider: f.provider, since: f.since?.toISOString(), limit: f.limit ?? 100 });
+  return rows.map(toEntry);
 }
 
 /** A batch's messages by delivery status: every {@link DELIVERY_STATUSES} key, 0 where none. */
-export function deliveryCounts(ctx: CoreContext, batchId: string): Record<DeliveryStatus, number> {
-  const got = new EventRepo(ctx.db).deliveryCounts(batchId);
+export async function deliveryCounts(ctx: CoreContext, batchId: string): Promise<Record<DeliveryStatus, number>> {
+  const got = await repo.selectDeliveryCounts(ctx.sql, batchId);
   return Object.fromEntries(DELIVERY_STATUSES.map((s) => [s, got[s] ?? 0])) as Record<DeliveryStatus, number>;
 }
 
@@ -327,12 +329,12 @@ const attemptEntry = (m: MessageRow): AttemptEntry => ({
  * @throws NotFoundError when nothing matches; UsageError when a provider id covers several recipients and no
  *   `recipient` is given (the message lists them).
  */
-export function messageTimeline(ctx: CoreContext, idOrMessageId: string, recipient?: string): MessageTimeline {
-  const repo = new EventRepo(ctx.db);
+export async function messageTimeline(ctx: CoreContext, idOrMessageId: string, recipient?: string): Promise<MessageTimeline> {
+  const sql = ctx.sql;
   let m: MessageRow | undefined;
-  if (/^\d+$/.test(idOrMessageId)) m = repo.messageById(Number(idOrMessageId));
+  if (/^\d+$/.test(idOrMessageId)) m = await repo.selectMessageById(sql, Number(idOrMessageId));
   if (!m) {
-    const all = repo.messagesByProviderId(idOrMessageId).filter((x) => recipient === undefined || x.recipient.toLowerCase() === recipient.toLowerCase());
+    const all = (await repo.selectMessagesByProviderId(sql, idOrMessageId)).filter((x) => recipient === undefined || x.recipient.toLowerCase() === recipient.toLowerCase());
     if (all.length > 1) {
       const shown = all.slice(0, 10).map((x) => x.recipient);
       throw new UsageError(`${all.length} messages have provider message id ${idOrMessageId} (one request to several recipients); add --to <recipient>`, [
@@ -344,7 +346,7 @@ export function messageTimeline(ctx: CoreContext, idOrMessageId: string, recipie
   }
   if (m) {
     const to = m.recipient.toLowerCase();
-    const d = m.messageId ? repo.delivery(m.messageId, to) : undefined;
+    const d = m.messageId ? await repo.selectDelivery(sql, m.messageId, to) : undefined;
     return {
       id: m.id,
       tenantId: m.tenantId,
@@ -357,15 +359,15 @@ export function messageTimeline(ctx: CoreContext, idOrMessageId: string, recipie
       sentAt: m.status === 'sent' ? m.createdAt : null,
       status: d?.status ?? (m.status === 'sent' ? 'accepted' : 'failed'),
       statusAt: d?.statusAt ?? null,
-      attempts: repo.attemptsOf(m).map(attemptEntry),
-      events: repo.eventsOf({ messageId: m.messageId, recipient: m.recipient, batchId: m.batchId, rowNo: m.rowNo }).map(toEntry),
+      attempts: (await repo.selectAttemptsOf(sql, m)).map(attemptEntry),
+      events: (await repo.selectEventsOfMessage(sql, { messageId: m.messageId, recipient: m.recipient, batchId: m.batchId, rowNo: m.rowNo })).map(toEntry),
     };
   }
   // Events of a message switchboard has no record of (sent before, or by another tool through the same account).
-  const events = repo.eventsByMessageId(idOrMessageId).filter((e) => recipient === undefined || e.recipient === recipient.toLowerCase());
+  const events = (await repo.selectEventsByMessageId(sql, idOrMessageId)).filter((e) => recipient === undefined || e.recipient === recipient.toLowerCase());
   const first = events[0];
   if (!first) throw new NotFoundError(`no message ${idOrMessageId}${recipient ? ` to ${recipient}` : ''} (give its id from \`log list\`, or the provider's message id)`);
-  const d = first.recipient ? repo.delivery(idOrMessageId, first.recipient) : undefined;
+  const d = first.recipient ? await repo.selectDelivery(sql, idOrMessageId, first.recipient) : undefined;
   return {
     id: null,
     tenantId: first.tenantId,

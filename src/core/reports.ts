@@ -7,7 +7,7 @@
  */
 import type { CoreContext, Channel } from './context.js';
 import { UsageError } from '../errors.js';
-import { EventRepo } from '../store/events.js';
+import { selectDeliveryReport } from '../store/repos/events.js';
 import { selectReportCounts, type ReportColumn } from '../store/repos/reports.js';
 import { selectMessageLog } from '../store/repos/messages.js';
 
@@ -69,7 +69,7 @@ export async function buildReport(ctx: CoreContext, opts: { since: Date; by: Rep
       p.failed += r.failed;
     }
   }
-  for (const d of new EventRepo(ctx.db).deliveryReport(opts.since.toISOString(), col, opts.tenantId)) {
+  for (const d of await selectDeliveryReport(ctx.sql, opts.since.toISOString(), col, opts.tenantId)) {
     if (!d.key) continue; // events that could not be tied to a tenant
     const g = groups.get(d.key) ?? { key: d.key, ...empty() };
     groups.set(d.key, g);

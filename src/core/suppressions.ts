@@ -4,10 +4,10 @@
  * recipient opted out add them automatically (source = the provider ref).
  */
 import type { CoreContext, Channel } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
 import { normaliseRecipient } from './address.js';
 import { UsageError } from '../errors.js';
-import { prepared } from '../store/db.js';
+import { deleteSuppression, selectSuppressionExists, selectSuppressionReasons, selectSuppressions, upsertSuppression } from '../store/repos/suppressions.js';
 
 /** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
 export interface Suppression {
@@ -33,21 +33,14 @@ export function suppressionKey(channel: Channel, address: string, defaultRegion?
  * Adds (or refreshes the reason of) a suppression. Audited.
  * @returns true if the address was not suppressed before.
  */
-export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt' | 'expiresAt'>): boolean {
+export async function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt' | 'expiresAt'>): Promise<boolean> {
   const address = suppressionKey(s.channel, s.address);
-  let added = false;
-  ctx.db.transaction(() => {
-    const existed = ctx.db.prepare('SELECT 1 FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').get(s.tenantId, s.channel, address);
-    ctx.db
-      .prepare(
-        `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL`,
-      )
-      .run(s.tenantId, s.channel, address, s.reason, s.source, ctx.clock.now().toISOString());
-    added = !existed;
-    audit(ctx, existed ? 'suppression.update' : 'suppression.add', `${s.tenantId}/${s.channel}/${address}`, s.tenantId, ['reason', 'source']);
-  }).immediate();
-  return added;
+  return ctx.sql.tx(async (t) => {
+    const existed = await selectSuppressionExists(t, s.tenantId, s.channel, address);
+    await upsertSuppression(t, { tenantId: s.tenantId, channel: s.channel, address, reason: s.reason, source: s.source, createdAt: ctx.clock.now().toISOString() });
+    await recordAudit(ctx, t, existed ? 'suppression.update' : 'suppression.add', `${s.tenantId}/${s.channel}/${address}`, s.tenantId, ['reason', 'source']);
+    return !existed;
+  });
 }
 
 /**
@@ -56,15 +49,10 @@ export function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt
  * request (up to 1000 rows), just before the rows are claimed, so a suppression added by another process
  * during the run still stops the rows not yet sent.
  */
-export function suppressionReasons(ctx: CoreContext, tenantId: string, channel: Channel, addresses: readonly string[]): Array<string | null> {
+export async function suppressionReasons(ctx: CoreContext, tenantId: string, channel: Channel, addresses: readonly string[]): Promise<Array<string | null>> {
   const keys = channel === 'email' ? addresses.map((a) => a.toLowerCase()) : addresses;
-  // One address (every row of a bulk send through a provider that cannot batch) is looked up by itself: the
-  // `json_each` list costs a JSON parse and a temporary table per call.
-  const one = keys.length === 1;
-  const rows = prepared(
-    ctx.db,
-    `SELECT address, reason FROM suppressions WHERE tenant_id = ? AND channel = ? AND address ${one ? '= ?' : 'IN (SELECT value FROM json_each(?))'} AND (expires_at IS NULL OR expires_at > ?)`,
-  ).all(tenantId, channel, one ? keys[0] : JSON.stringify(keys), ctx.clock.now().toISOString()) as Array<{ address: string; reason: string }>;
+  if (keys.length === 0) return [];
+  const rows = await selectSuppressionReasons(ctx.sql, tenantId, channel, keys, ctx.clock.now().toISOString());
   if (rows.length === 0) return keys.map(() => null);
   const byAddress = new Map(rows.map((r) => [r.address, r.reason]));
   return keys.map((k) => byAddress.get(k) ?? null);
@@ -74,33 +62,19 @@ export function suppressionReasons(ctx: CoreContext, tenantId: string, channel: 
  * Suppressions of a tenant (optionally one channel; optionally one address, normalised as {@link suppressionKey}
  * makes it), by channel and address; expired ones too (their `expiresAt` is past).
  */
-export function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel, address?: string): Suppression[] {
-  const rows = ctx.db
-    .prepare(
-      `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions
-       WHERE tenant_id = ? AND (? IS NULL OR channel = ?) AND (? IS NULL OR address = ?) ORDER BY channel, address`,
-    )
-    .all(tenantId, channel ?? null, channel ?? null, address ?? null, address ?? null) as Array<{
-    tenant_id: string;
-    channel: Channel;
-    address: string;
-    reason: string;
-    source: string;
-    created_at: string;
-    expires_at: string | null;
-  }>;
-  return rows.map((r) => ({ tenantId: r.tenant_id, channel: r.channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at, expiresAt: r.expires_at }));
+export async function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel, address?: string): Promise<Suppression[]> {
+  const rows = await selectSuppressions(ctx.sql, tenantId, channel, address);
+  return rows.map((r) => ({ tenantId: r.tenant_id, channel: r.channel as Channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at, expiresAt: r.expires_at }));
 }
 
 /** Removes a suppression. Audited. @returns false if there was none. */
-export function removeSuppression(ctx: CoreContext, tenantId: string, channel: Channel, address: string): boolean {
+export async function removeSuppression(ctx: CoreContext, tenantId: string, channel: Channel, address: string): Promise<boolean> {
   const key = suppressionKey(channel, address);
-  let removed = false;
-  ctx.db.transaction(() => {
-    removed = ctx.db.prepare('DELETE FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?').run(tenantId, channel, key).changes > 0;
-    if (removed) audit(ctx, 'suppression.remove', `${tenantId}/${channel}/${key}`, tenantId, []);
-  }).immediate();
-  return removed;
+  return ctx.sql.tx(async (t) => {
+    const removed = await deleteSuppression(t, tenantId, channel, key);
+    if (removed) await recordAudit(ctx, t, 'suppression.remove', `${tenantId}/${channel}/${key}`, tenantId, []);
+    return removed;
+  });
 }
 
 /** Rows written per transaction by {@link importSuppressions}. */
@@ -152,31 +126,27 @@ export async function importSuppressions(
   if (bad > 0) throw new UsageError(`--csv ${opts.csvPath}: ${bad} bad address${bad > 1 ? 'es' : ''} in ${rows} rows; nothing was imported`, errors);
   const { csv, col, reasonCol } = await open();
   const source = opts.source ?? 'import';
-  const exists = ctx.db.prepare('SELECT 1 FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?');
-  const upsert = ctx.db.prepare(
-    `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
-     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL`,
-  );
   const result: ImportResult = { rows: 0, added: 0, updated: 0 };
-  const flush = ctx.db.transaction((chunk: Array<[string, string]>) => {
-    const t = ctx.clock.now().toISOString();
-    for (const [address, reason] of chunk) {
-      if (exists.get(opts.tenantId, opts.channel, address)) result.updated++;
-      else result.added++;
-      upsert.run(opts.tenantId, opts.channel, address, reason, source, t);
-    }
-  });
+  const flush = (chunk: Array<[string, string]>) =>
+    ctx.sql.tx(async (t) => {
+      const createdAt = ctx.clock.now().toISOString();
+      for (const [address, reason] of chunk) {
+        if (await selectSuppressionExists(t, opts.tenantId, opts.channel, address)) result.updated++;
+        else result.added++;
+        await upsertSuppression(t, { tenantId: opts.tenantId, channel: opts.channel, address, reason, source, createdAt });
+      }
+    });
   let chunk: Array<[string, string]> = [];
   for await (const { record } of csv.rows) {
     result.rows++;
     const address = suppressionKey(opts.channel, (record[col] ?? '').trim(), opts.defaultRegion);
     chunk.push([address, (reasonCol && record[reasonCol]?.trim()) || opts.reason]);
     if (chunk.length >= IMPORT_CHUNK) {
-      flush.immediate(chunk);
+      await flush(chunk);
       chunk = [];
     }
   }
-  flush.immediate(chunk);
-  audit(ctx, 'suppression.import', `${opts.tenantId}/${opts.channel}`, opts.tenantId, ['reason', 'source', `rows=${result.rows}`]);
+  await flush(chunk);
+  await ctx.sql.tx((t) => recordAudit(ctx, t, 'suppression.import', `${opts.tenantId}/${opts.channel}`, opts.tenantId, ['reason', 'source', `rows=${result.rows}`]));
   return result;
 }

@@ -4,11 +4,12 @@
  * Checked (they must parse) when stored; audited.
  */
 import type { CoreContext } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { compileTemplate, type Rendered, type TemplateSource } from './templates.js';
 import { getTenant } from './tenants.js';
 import { openCsv } from './csv.js';
+import { deleteTemplate, selectTemplate, selectTemplates, upsertTemplate, type TemplateRow as Row } from '../store/repos/templates.js';
 
 /** A stored template. At least one of `html` and `text` is set. */
 export interface StoredTemplate {
@@ -22,16 +23,6 @@ export interface StoredTemplate {
   optional: string[];
   createdAt: string;
   updatedAt: string;
-}
-
-interface Row {
-  tenant_id: string;
-  name: string;
-  subject: string | null;
-  html: string | null;
-  text: string | null;
-  created_at: string;
-  updated_at: string;
 }
 
 /** The sources a batch compiles: the HTML body (text part from `text` or derived), or the text body. */
@@ -78,41 +69,39 @@ export async function addTemplate(ctx: CoreContext, input: TemplateInput): Promi
   if (input.html === undefined && input.text === undefined) throw new UsageError('a template needs --html-file or --text-file (or both)');
   compileTemplate(storedSource({ subject: input.subject ?? null, html: input.html ?? null, text: input.text ?? null }));
   const now = ctx.clock.now().toISOString();
-  ctx.db.transaction(() => {
-    const exists = ctx.db.prepare('SELECT 1 FROM templates WHERE tenant_id = ? AND name = ?').get(input.tenantId, input.name);
+  await ctx.sql.tx(async (t) => {
+    const exists = (await selectTemplate(t, input.tenantId, input.name)) !== undefined;
     if (exists && !input.replace) throw new UsageError(`template ${input.name} exists for tenant ${input.tenantId}; use --replace to overwrite it`);
-    ctx.db
-      .prepare(
-        `INSERT INTO templates (tenant_id, name, subject, html, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (tenant_id, name) DO UPDATE SET subject = excluded.subject, html = excluded.html, text = excluded.text, updated_at = excluded.updated_at`,
-      )
-      .run(input.tenantId, input.name, input.subject ?? null, input.html ?? null, input.text ?? null, now, now);
+    await upsertTemplate(t, { tenantId: input.tenantId, name: input.name, subject: input.subject ?? null, html: input.html ?? null, text: input.text ?? null, at: now });
     const fields = (['subject', 'html', 'text'] as const).filter((f) => input[f] !== undefined);
-    audit(ctx, exists ? 'template.replace' : 'template.add', `${input.tenantId}/${input.name}`, input.tenantId, fields);
-  }).immediate();
+    await recordAudit(ctx, t, exists ? 'template.replace' : 'template.add', `${input.tenantId}/${input.name}`, input.tenantId, fields);
+  });
   return getTemplate(ctx, input.tenantId, input.name);
 }
 
 /** A tenant's templates by name. @throws NotFoundError (tenant). */
 export async function listTemplates(ctx: CoreContext, tenantId: string): Promise<StoredTemplate[]> {
   await getTenant(ctx, tenantId);
-  return (ctx.db.prepare('SELECT * FROM templates WHERE tenant_id = ? ORDER BY name').all(tenantId) as Row[]).map(toTemplate);
+  return (await selectTemplates(ctx.sql, tenantId)).map(toTemplate);
 }
 
 /** One template. @throws NotFoundError. */
-export function getTemplate(ctx: CoreContext, tenantId: string, name: string): StoredTemplate {
-  const r = ctx.db.prepare('SELECT * FROM templates WHERE tenant_id = ? AND name = ?').get(tenantId, name) as Row | undefined;
-  if (!r) throw new NotFoundError(`tenant ${tenantId} has no template ${name} (see \`switchboard template list --tenant ${tenantId}\`)`);
+export async function getTemplate(ctx: CoreContext, tenantId: string, name: string): Promise<StoredTemplate> {
+  const r = await selectTemplate(ctx.sql, tenantId, name);
+  if (!r) throw notFound(tenantId, name);
   return toTemplate(r);
 }
 
+function notFound(tenantId: string, name: string): NotFoundError {
+  return new NotFoundError(`tenant ${tenantId} has no template ${name} (see \`switchboard template list --tenant ${tenantId}\`)`);
+}
+
 /** Removes a template (audited). @throws NotFoundError. */
-export function removeTemplate(ctx: CoreContext, tenantId: string, name: string): void {
-  ctx.db.transaction(() => {
-    getTemplate(ctx, tenantId, name);
-    ctx.db.prepare('DELETE FROM templates WHERE tenant_id = ? AND name = ?').run(tenantId, name);
-    audit(ctx, 'template.remove', `${tenantId}/${name}`, tenantId, []);
-  }).immediate();
+export async function removeTemplate(ctx: CoreContext, tenantId: string, name: string): Promise<void> {
+  await ctx.sql.tx(async (t) => {
+    if (!(await deleteTemplate(t, tenantId, name))) throw notFound(tenantId, name);
+    await recordAudit(ctx, t, 'template.remove', `${tenantId}/${name}`, tenantId, []);
+  });
 }
 
 /**
@@ -121,7 +110,7 @@ export function removeTemplate(ctx: CoreContext, tenantId: string, name: string)
  * @throws UsageError (no such row, a variable with no column or an empty value, a render error), NotFoundError.
  */
 export async function previewTemplate(ctx: CoreContext, tenantId: string, name: string, csvPath: string, row = 1, encoding?: string): Promise<{ row: number; line: number; vars: Record<string, string> } & Rendered> {
-  const t = getTemplate(ctx, tenantId, name);
+  const t = await getTemplate(ctx, tenantId, name);
   const compiled = compileTemplate(storedSource(t));
   const csv = await openCsv(csvPath, encoding);
   const missing = compiled.required.filter((v) => !csv.columns.includes(v));

@@ -4,9 +4,10 @@
  * each outbound message — tenant, batch row, and for bulk e-mails the one-click unsubscribe URL.
  */
 import type { CoreContext, Channel } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
 import { UsageError } from '../errors.js';
-import { EventRepo } from '../store/events.js';
+import { upsertMetaSetting } from '../store/repos/events.js';
+import { selectMetaValue } from '../store/repos/keys.js';
 import { requireKey } from './vault.js';
 import { unsubscribeKey, unsubscribeToken } from './unsubscribe.js';
 import type { Tracking } from '../providers/types.js';
@@ -42,26 +43,25 @@ export interface PublicUrl {
  * the stored one, else none.
  * @throws UsageError when `SWITCHBOARD_PUBLIC_URL` is not an http(s) URL.
  */
-export function publicUrl(ctx: CoreContext): PublicUrl {
+export async function publicUrl(ctx: CoreContext): Promise<PublicUrl> {
   const env = ctx.env.SWITCHBOARD_PUBLIC_URL;
   if (env) return { url: checkPublicUrl(env, 'SWITCHBOARD_PUBLIC_URL'), source: 'env' };
-  const stored = new EventRepo(ctx.db).setting(PUBLIC_URL_KEY);
+  const stored = await selectMetaValue(ctx.sql, PUBLIC_URL_KEY);
   return stored ? { url: stored, source: 'store' } : { url: null, source: null };
 }
 
 /** Stores (or with null, removes) the public URL. Audited as `settings.public_url`. */
-export function setPublicUrl(ctx: CoreContext, url: string | null): void {
-  const repo = new EventRepo(ctx.db);
-  ctx.db.transaction(() => {
-    if ((repo.setting(PUBLIC_URL_KEY) ?? null) === url) return;
-    repo.setSetting(PUBLIC_URL_KEY, url ?? undefined);
-    audit(ctx, 'settings.public_url', PUBLIC_URL_KEY, null, ['public_url']);
-  }).immediate();
+export async function setPublicUrl(ctx: CoreContext, url: string | null): Promise<void> {
+  await ctx.sql.tx(async (t) => {
+    if (((await selectMetaValue(t, PUBLIC_URL_KEY)) ?? null) === url) return;
+    await upsertMetaSetting(t, PUBLIC_URL_KEY, url ?? undefined);
+    await recordAudit(ctx, t, 'settings.public_url', PUBLIC_URL_KEY, null, ['public_url']);
+  });
 }
 
 /** The tracking of a single send (`send test`): its tenant, and the public URL for Twilio status callbacks. */
-export function sendTracking(ctx: CoreContext, tenantId: string): Tracking {
-  const url = publicUrl(ctx).url;
+export async function sendTracking(ctx: CoreContext, tenantId: string): Promise<Tracking> {
+  const url = (await publicUrl(ctx)).url;
   return { tenantId, ...(url ? { publicUrl: url } : {}) };
 }
 
@@ -76,7 +76,7 @@ export interface BatchTracker {
  * @throws KeyError when a public URL is known for e-mail and the master key is missing or wrong.
  */
 export async function batchTracker(ctx: CoreContext, tenantId: string, channel: Channel): Promise<BatchTracker> {
-  const url = publicUrl(ctx).url;
+  const url = (await publicUrl(ctx)).url;
   const key = url && channel === 'email' ? unsubscribeKey((await requireKey(ctx)).key) : undefined;
   return {
     track(batchId, rowNo, recipient) {

@@ -9,7 +9,7 @@
 import { nodeCrypto } from '../lazy-node.js';
 import type { CoreContext, Channel } from './context.js';
 import { deriveKey, PURPOSE_UNSUBSCRIBE } from '../crypto/derive.js';
-import { prepared } from '../store/db.js';
+import { selectUnsubscribeRow } from '../store/repos/events.js';
 
 /** What a token is about. */
 export interface UnsubscribeTarget {
@@ -38,21 +38,19 @@ export function unsubscribeToken(key: Buffer, t: UnsubscribeTarget): string {
 }
 
 /**
- * Verifies a token against the ledger row it names. @returns the target, or null when the token is malformed,
+ * Verifies a token against the ledger row it names. @returns the target with the row's provider message id
+ * (null when it has none), or null when the token is malformed,
  * names no row, or its MAC does not match (the caller answers 403 to all three alike).
  */
-export function verifyUnsubscribeToken(ctx: CoreContext, key: Buffer, token: string): UnsubscribeTarget | null {
+export async function verifyUnsubscribeToken(ctx: CoreContext, key: Buffer, token: string): Promise<(UnsubscribeTarget & { messageId: string | null }) | null> {
   const m = /^([A-Za-z0-9][A-Za-z0-9_+-]{0,99})\.([1-9]\d{0,9})\.([A-Za-z0-9_-]{22})$/.exec(token);
   if (!m) return null;
-  const row = prepared(
-    ctx.db,
-    'SELECT b.tenant_id AS tenantId, b.channel, i.recipient FROM batch_items i JOIN batches b ON b.id = i.batch_id WHERE i.batch_id = ? AND i.row_no = ?',
-  ).get(m[1], Number(m[2])) as { tenantId: string; channel: Channel; recipient: string } | undefined;
+  const row = await selectUnsubscribeRow(ctx.sql, m[1]!, Number(m[2]));
   if (!row) return null;
-  const target: UnsubscribeTarget = { ...row, batchId: m[1]!, rowNo: Number(m[2]) };
+  const target: UnsubscribeTarget = { tenantId: row.tenantId, channel: row.channel as Channel, recipient: row.recipient, batchId: m[1]!, rowNo: Number(m[2]) };
   // Compared as text: base64 has several spellings of the same bytes (the last character's spare bits), and a
   // token altered anywhere must fail.
   const given = Buffer.from(m[3]!, 'ascii');
   const want = Buffer.from(mac(key, target).toString('base64url'), 'ascii');
-  return given.length === want.length && nodeCrypto().timingSafeEqual(given, want) ? target : null;
+  return given.length === want.length && nodeCrypto().timingSafeEqual(given, want) ? { ...target, messageId: row.messageId } : null;
 }

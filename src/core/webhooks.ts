@@ -12,14 +12,14 @@
  * are committed ({@link ingestEvents}) before the 2xx answer.
  */
 import type { CoreContext } from './context.js';
-import { audit } from './audit.js';
+import { recordAudit } from './audit.js';
 import { configSecrets, getProvider, listProviders, type ProviderConfig } from './providers.js';
 import type { ActiveKey } from './vault.js';
 import { ingestEvents, UNSUBSCRIBE_LINK, type EventSource, type IngestResult } from './events.js';
 import { unsubscribeKey, verifyUnsubscribeToken } from './unsubscribe.js';
 import { getTenant } from './tenants.js';
 import { NotFoundError, UsageError } from '../errors.js';
-import { prepared } from '../store/db.js';
+import { selectProviderConfigsVersion } from '../store/repos/events.js';
 import { WebhookRejection, type ProviderEvent } from '../providers/webhooks/types.js';
 import { loadSendGridVerifier, parseSendGridEvents, verifySendGridSignature, SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER } from '../providers/webhooks/sendgrid.js';
 import { isTwilioInbound, loadTwilioValidators, parseTwilioEvent, parseTwilioForm, twilioOwnNumber, verifyTwilioSignature, TWILIO_SIGNATURE_HEADER, type TwilioParams } from '../providers/webhooks/twilio.js';
@@ -123,8 +123,7 @@ export class Webhooks {
 
   /** Configs of webhook kinds with their secrets, reloaded when a config was added, changed or removed. */
   private async configs(): Promise<Loaded[]> {
-    const v = prepared(this.ctx.db, 'SELECT count(*) AS n, max(updated_at) AS u, max(id) AS i FROM provider_configs').get() as { n: number; u: string | null; i: number | null };
-    const version = `${v.n}|${v.u}|${v.i}`;
+    const version = await selectProviderConfigsVersion(this.ctx.sql);
     if (version !== this.version) {
       const loaded: Loaded[] = [];
       for (const config of (await listProviders(this.ctx)).filter((c) => WEBHOOK_KINDS.has(c.kind))) {
@@ -161,8 +160,8 @@ export class Webhooks {
     }
   }
 
-  private ingest(source: EventSource, events: ProviderEvent[]): IngestResult {
-    const r = ingestEvents(this.ctx, source, events);
+  private async ingest(source: EventSource, events: ProviderEvent[]): Promise<IngestResult> {
+    const r = await ingestEvents(this.ctx, source, events);
     this.stats.stored += r.stored;
     this.stats.duplicates += r.duplicates;
     return r;
@@ -215,7 +214,7 @@ export class Webhooks {
       nowMs: this.ctx.clock.now().getTime(),
       toleranceMs: this.opts.toleranceMs,
     });
-    const r = this.ingest(sourceOf(c), parseSendGridEvents(req.body));
+    const r = await this.ingest(sourceOf(c), parseSendGridEvents(req.body));
     return json(200, r, c.tenantId, summary(r));
   }
 
@@ -225,7 +224,7 @@ export class Webhooks {
     const url = `${this.opts.publicUrl}${req.url}`;
     await verifyTwilioSignature({ authToken: l.secrets!.authToken ?? '', signature: header(req, TWILIO_SIGNATURE_HEADER), url, body: req.body, params });
     const query = new URL(url).searchParams;
-    const r = this.ingest(sourceOf(c), parseTwilioEvent(params, query));
+    const r = await this.ingest(sourceOf(c), parseTwilioEvent(params, query));
     return { status: 200, contentType: 'text/xml; charset=utf-8', body: TWIML_EMPTY, tenantId: c.tenantId, result: summary(r) };
   }
 
@@ -271,7 +270,7 @@ export class Webhooks {
    * names (changes for other numbers are ignored), and the body's signature must verify with the app secret of
    * every config that receives a change.
    */
-  private meta(req: HookRequest, candidates: Loaded[]): HookReply {
+  private async meta(req: HookRequest, candidates: Loaded[]): Promise<HookReply> {
     const changes = parseMetaChanges(parseMetaBody(req.body));
     const signature = header(req, META_SIGNATURE_HEADER);
     if (!signature) throw new WebhookRejection(401, 'no X-Hub-Signature-256 header');
@@ -296,7 +295,7 @@ export class Webhooks {
     }
     const total: IngestResult = { stored: 0, duplicates: 0, suppressed: 0, lifted: 0, settled: 0 };
     for (const w of work) {
-      const r = this.ingest(sourceOf(w.l.config), w.events);
+      const r = await this.ingest(sourceOf(w.l.config), w.events);
       for (const k of Object.keys(total) as Array<keyof IngestResult>) total[k] += r[k];
     }
     const tenants = [...new Set(work.map((w) => w.l.config.tenantId ?? 'system'))];
@@ -325,11 +324,11 @@ export class Webhooks {
     await verifySnsMessage(m, { cacheDir: this.opts.snsCertCache, now: this.ctx.clock.now() });
     if (m.Type === 'SubscriptionConfirmation') {
       await confirmSnsSubscription(m, typeof c.settings.snsEndpoint === 'string' ? c.settings.snsEndpoint : undefined);
-      this.ctx.db.transaction(() => audit(this.ctx, 'sns.subscription.confirm', c.ref, c.tenantId, ['TopicArn'])).immediate();
+      await this.ctx.sql.tx((t) => recordAudit(this.ctx, t, 'sns.subscription.confirm', c.ref, c.tenantId, ['TopicArn']));
       return json(200, { confirmed: String(m.TopicArn) }, c.tenantId, `subscription to ${String(m.TopicArn)} confirmed`);
     }
     if (m.Type !== 'Notification') return json(200, { ignored: String(m.Type) }, c.tenantId, `ignored ${String(m.Type)}`);
-    const r = this.ingest(sourceOf(c), parseSnsNotification(m));
+    const r = await this.ingest(sourceOf(c), parseSnsNotification(m));
     return json(200, r, c.tenantId, summary(r));
   }
 
@@ -340,7 +339,7 @@ export class Webhooks {
    */
   unsubscribe(token: string, req: HookRequest): Promise<HookReply> {
     return this.handle(async () => {
-      const target = verifyUnsubscribeToken(this.ctx, this.unsubKey, token);
+      const target = await verifyUnsubscribeToken(this.ctx, this.unsubKey, token);
       if (!target) {
         this.stats.rejected++;
         return page(403, 'Link not valid', 'This unsubscribe link is not valid. Use the link from the message as it was sent.', null, 'rejected: token does not verify');
@@ -358,16 +357,15 @@ export class Webhooks {
         );
       }
       if (!oneClick(req)) return page(400, 'Unsubscribe', 'The request did not ask to unsubscribe (List-Unsubscribe=One-Click).', target.tenantId, 'rejected: no List-Unsubscribe=One-Click');
-      const row = prepared(this.ctx.db, 'SELECT message_id AS messageId FROM batch_items WHERE batch_id = ? AND row_no = ?').get(target.batchId, target.rowNo) as { messageId: string | null };
       const now = this.ctx.clock.now();
-      const r = this.ingest({ ref: UNSUBSCRIBE_LINK, kind: 'unsubscribe', tenantId: target.tenantId, channel: target.channel, settings: {}, settles: false }, [
+      const r = await this.ingest({ ref: UNSUBSCRIBE_LINK, kind: 'unsubscribe', tenantId: target.tenantId, channel: target.channel, settings: {}, settles: false }, [
         {
           key: `unsubscribe:${target.batchId}/${target.rowNo}:${now.toISOString()}`,
           type: 'unsubscribed',
           providerType: 'one-click',
           occurredAt: now,
           recipient: target.recipient.toLowerCase(),
-          messageId: row.messageId,
+          messageId: target.messageId,
           correlation: { tenantId: target.tenantId, batchId: target.batchId, rowNo: target.rowNo },
           detail: 'one-click unsubscribe (List-Unsubscribe-Post)',
           action: { kind: 'suppress', reason: 'unsubscribed (one-click link)' },
@@ -440,7 +438,7 @@ export async function importEvents(ctx: CoreContext, ref: string, text: string, 
   const total: ImportResult = { provider: ref, bodies: bodies.length, stored: 0, duplicates: 0, suppressed: 0, lifted: 0, settled: 0 };
   // One transaction per 1000 events, as a large request would be.
   for (let i = 0; i < events.length; i += 1000) {
-    const r = ingestEvents(ctx, sourceOf(c), events.slice(i, i + 1000));
+    const r = await ingestEvents(ctx, sourceOf(c), events.slice(i, i + 1000));
     for (const k of ['stored', 'duplicates', 'suppressed', 'lifted', 'settled'] as const) total[k] += r[k];
   }
   return total;

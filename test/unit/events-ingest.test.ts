@@ -50,43 +50,43 @@ afterEach(() => {
 });
 
 describe('ingestEvents', () => {
-  test('status moves up by rank only; the same event twice is applied once', () => {
+  test('status moves up by rank only; the same event twice is applied once', async () => {
     const delivered = ev('delivered', 'a@example.com');
-    expect(ingestEvents(ctx, source('acme'), [delivered, ev('accepted', 'a@example.com')])).toMatchObject({ stored: 2, duplicates: 0 });
-    expect(ingestEvents(ctx, source('acme'), [delivered, ev('deferred', 'a@example.com')])).toMatchObject({ stored: 1, duplicates: 1 });
+    expect(await ingestEvents(ctx, source('acme'), [delivered, ev('accepted', 'a@example.com')])).toMatchObject({ stored: 2, duplicates: 0 });
+    expect(await ingestEvents(ctx, source('acme'), [delivered, ev('deferred', 'a@example.com')])).toMatchObject({ stored: 1, duplicates: 1 });
     const d = ctx.db.prepare('SELECT status, events, delivered FROM deliveries').get() as { status: string; events: number; delivered: number };
     expect(d).toEqual({ status: 'delivered', events: 3, delivered: 1 });
-    ingestEvents(ctx, source('acme'), [ev('opened', 'a@example.com')]);
+    await ingestEvents(ctx, source('acme'), [ev('opened', 'a@example.com')]);
     expect((ctx.db.prepare('SELECT status FROM deliveries').get() as { status: string }).status).toBe('opened');
   });
 
-  test('soft bounces: 3 within 7 days suppress for 30 days; a delivery lifts it; older bounces fall out of the window', () => {
+  test('soft bounces: 3 within 7 days suppress for 30 days; a delivery lifts it; older bounces fall out of the window', async () => {
     const soft = () => ev('bounced', 'soft@example.com', { action: { kind: 'soft-bounce', reason: 'blocked' } });
-    ingestEvents(ctx, source('acme'), [soft()]);
+    await ingestEvents(ctx, source('acme'), [soft()]);
     now = new Date(now.getTime() + 8 * DAY); // the first falls out of the window
-    ingestEvents(ctx, source('acme'), [soft(), soft()]);
-    expect(suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
-    ingestEvents(ctx, source('acme'), [soft()]);
-    const [s] = listSuppressions(ctx, 'acme', 'email');
+    await ingestEvents(ctx, source('acme'), [soft(), soft()]);
+    expect(await suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
+    await ingestEvents(ctx, source('acme'), [soft()]);
+    const [s] = await listSuppressions(ctx, 'acme', 'email');
     expect(s).toMatchObject({ address: 'soft@example.com', source: 'acme/email/sg', expiresAt: new Date(now.getTime() + 30 * DAY).toISOString() });
     expect(s!.reason).toMatch(/^soft bounces: 3 within 7 days/);
     // Expired: no longer applies.
     now = new Date(now.getTime() + 31 * DAY);
-    expect(suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
+    expect(await suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
     // Settings change the policy; a delivery lifts a temporary suppression.
-    ingestEvents(ctx, source('acme', { settings: { softBounceLimit: 1, softBounceSuppressDays: 2 } }), [soft()]);
-    expect(suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])[0]).toMatch(/soft bounces: 1/);
-    expect(ingestEvents(ctx, source('acme'), [ev('delivered', 'soft@example.com')]).lifted).toBe(1);
-    expect(suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
+    await ingestEvents(ctx, source('acme', { settings: { softBounceLimit: 1, softBounceSuppressDays: 2 } }), [soft()]);
+    expect((await suppressionReasons(ctx, 'acme', 'email', ['soft@example.com']))[0]).toMatch(/soft bounces: 1/);
+    expect((await ingestEvents(ctx, source('acme'), [ev('delivered', 'soft@example.com')])).lifted).toBe(1);
+    expect(await suppressionReasons(ctx, 'acme', 'email', ['soft@example.com'])).toEqual([null]);
   });
 
   test('a hard bounce is permanent and never overwrites a manual suppression; opt-in lifts only an opt-out', async () => {
-    ingestEvents(ctx, source('acme'), [ev('bounced', 'h@example.com', { action: { kind: 'suppress', reason: 'hard bounce: 5.1.1' } })]);
+    await ingestEvents(ctx, source('acme'), [ev('bounced', 'h@example.com', { action: { kind: 'suppress', reason: 'hard bounce: 5.1.1' } })]);
     ctx.db.prepare("INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES ('acme', 'email', 'm@example.com', 'asked by phone', 'manual', ?)").run(now.toISOString());
-    expect(ingestEvents(ctx, source('acme'), [ev('complained', 'm@example.com', { action: { kind: 'suppress', reason: 'complaint' } })]).suppressed).toBe(0);
-    ingestEvents(ctx, source('acme'), [ev('opted-out', 'o@example.com', { action: { kind: 'suppress', reason: 'opt-out: replied STOP' } })]);
-    ingestEvents(ctx, source('acme'), [ev('opted-in', 'o@example.com', { action: { kind: 'opt-in', reason: 'START' } }), ev('opted-in', 'h@example.com', { action: { kind: 'opt-in', reason: 'START' } })]);
-    expect(listSuppressions(ctx, 'acme').map((s) => [s.address, s.reason, s.expiresAt])).toEqual([
+    expect((await ingestEvents(ctx, source('acme'), [ev('complained', 'm@example.com', { action: { kind: 'suppress', reason: 'complaint' } })])).suppressed).toBe(0);
+    await ingestEvents(ctx, source('acme'), [ev('opted-out', 'o@example.com', { action: { kind: 'suppress', reason: 'opt-out: replied STOP' } })]);
+    await ingestEvents(ctx, source('acme'), [ev('opted-in', 'o@example.com', { action: { kind: 'opt-in', reason: 'START' } }), ev('opted-in', 'h@example.com', { action: { kind: 'opt-in', reason: 'START' } })]);
+    expect((await listSuppressions(ctx, 'acme')).map((s) => [s.address, s.reason, s.expiresAt])).toEqual([
       ['h@example.com', 'hard bounce: 5.1.1', null],
       ['m@example.com', 'asked by phone', null],
     ]);
@@ -98,8 +98,8 @@ describe('ingestEvents', () => {
     ledgerRow('b-20261201-0000000b', 'beta', 'v@example.com', 'unknown');
     const corr = (batchId: string) => ({ correlation: { batchId, rowNo: 1 } });
     // acme's config names beta's batch: stored for acme, beta's row untouched.
-    expect(ingestEvents(ctx, source('acme'), [ev('delivered', 'v@example.com', corr('b-20261201-0000000b'))]).settled).toBe(0);
-    expect(ingestEvents(ctx, source('acme'), [ev('delivered', 'u@example.com', { ...corr('b-20261201-0000000a'), messageId: 'SG-XYZ' })]).settled).toBe(1);
+    expect((await ingestEvents(ctx, source('acme'), [ev('delivered', 'v@example.com', corr('b-20261201-0000000b'))])).settled).toBe(0);
+    expect((await ingestEvents(ctx, source('acme'), [ev('delivered', 'u@example.com', { ...corr('b-20261201-0000000a'), messageId: 'SG-XYZ' })])).settled).toBe(1);
     const rows = ctx.db.prepare('SELECT batch_id, state, message_id, provider FROM batch_items ORDER BY batch_id').all();
     expect(rows).toEqual([
       { batch_id: 'b-20261201-0000000a', state: 'sent', message_id: 'SG-XYZ', provider: 'acme/email/sg' },
@@ -108,30 +108,30 @@ describe('ingestEvents', () => {
     expect((await listAudit(ctx)).some((a) => a.action === 'batch.row.settle' && a.target === 'b-20261201-0000000a/1')).toBe(true);
     // The kept counts were dropped (read from the rows again); the message is in the log, with its timeline.
     expect((ctx.db.prepare("SELECT stats FROM batches WHERE id = 'b-20261201-0000000a'").get() as { stats: string | null }).stats).toBeNull();
-    const t = messageTimeline(ctx, 'SG-XYZ');
+    const t = await messageTimeline(ctx, 'SG-XYZ');
     expect(t).toMatchObject({ recipient: 'u@example.com', batchId: 'b-20261201-0000000a', row: 1, status: 'delivered' });
     expect(t.events.map((e) => e.type)).toEqual(['delivered']);
-    expect(deliveryCounts(ctx, 'b-20261201-0000000a')).toMatchObject({ delivered: 1, bounced: 0 });
+    expect(await deliveryCounts(ctx, 'b-20261201-0000000a')).toMatchObject({ delivered: 1, bounced: 0 });
   });
 
-  test('a system config takes the tenant from the correlation; with none, nothing is suppressed', () => {
-    ingestEvents(ctx, source(null), [ev('bounced', 'x@example.com', { correlation: { tenantId: 'beta' }, action: { kind: 'suppress', reason: 'hard bounce' } })]);
-    ingestEvents(ctx, source(null), [ev('bounced', 'y@example.com', { action: { kind: 'suppress', reason: 'hard bounce' } })]);
-    expect(listSuppressions(ctx, 'beta').map((s) => s.address)).toEqual(['x@example.com']);
-    expect(listSuppressions(ctx, 'acme')).toEqual([]);
+  test('a system config takes the tenant from the correlation; with none, nothing is suppressed', async () => {
+    await ingestEvents(ctx, source(null), [ev('bounced', 'x@example.com', { correlation: { tenantId: 'beta' }, action: { kind: 'suppress', reason: 'hard bounce' } })]);
+    await ingestEvents(ctx, source(null), [ev('bounced', 'y@example.com', { action: { kind: 'suppress', reason: 'hard bounce' } })]);
+    expect((await listSuppressions(ctx, 'beta')).map((s) => s.address)).toEqual(['x@example.com']);
+    expect(await listSuppressions(ctx, 'acme')).toEqual([]);
   });
 });
 
 describe('one-click unsubscribe tokens', () => {
-  test('verify for their row only; any changed character fails', () => {
+  test('verify for their row only; any changed character fails', async () => {
     ledgerRow('b-20261201-0000000c', 'acme', 'Pat@Example.com', 'sent');
     const key = unsubscribeKey(Buffer.alloc(32, 7));
     const token = unsubscribeToken(key, { tenantId: 'acme', channel: 'email', recipient: 'pat@example.com', batchId: 'b-20261201-0000000c', rowNo: 1 });
-    expect(verifyUnsubscribeToken(ctx, key, token)).toMatchObject({ tenantId: 'acme', recipient: 'Pat@Example.com', rowNo: 1 });
+    expect(await verifyUnsubscribeToken(ctx, key, token)).toMatchObject({ tenantId: 'acme', recipient: 'Pat@Example.com', rowNo: 1 });
     for (let i = 0; i < token.length; i++) {
       const c = token[i] === 'A' ? 'B' : 'A';
-      expect(verifyUnsubscribeToken(ctx, key, token.slice(0, i) + c + token.slice(i + 1)), `position ${i}`).toBeNull();
+      expect(await verifyUnsubscribeToken(ctx, key, token.slice(0, i) + c + token.slice(i + 1)), `position ${i}`).toBeNull();
     }
-    expect(verifyUnsubscribeToken(ctx, unsubscribeKey(Buffer.alloc(32, 8)), token)).toBeNull();
+    expect(await verifyUnsubscribeToken(ctx, unsubscribeKey(Buffer.alloc(32, 8)), token)).toBeNull();
   });
 });

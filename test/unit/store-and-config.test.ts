@@ -161,16 +161,16 @@ describe('suppressions', () => {
   it('normalise addresses, are found by the batch lookup, audited, and removable', async () => {
     const { addSuppression, suppressionReasons, listSuppressions, removeSuppression } = await import('../../src/core/suppressions.js');
     await addTenant(ctx, 'acme', 'Acme');
-    expect(addSuppression(ctx, { tenantId: 'acme', channel: 'email', address: 'Ada@Example.com', reason: 'bounced', source: 'manual' })).toBe(true);
-    expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+1 (415) 555-2671', reason: 'STOP', source: 'acme/sms/twilio' })).toBe(true);
-    expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+14155552671', reason: 'STOP again', source: 'manual' })).toBe(false);
-    expect(suppressionReasons(ctx, 'acme', 'email', ['bo@example.com', 'ada@example.com', 'Ada@Example.com'])).toEqual([null, 'bounced', 'bounced']);
-    expect(suppressionReasons(ctx, 'acme', 'sms', ['+14155552671'])).toEqual(['STOP again']);
-    expect(suppressionReasons(ctx, 'acme', 'whatsapp', ['+14155552671'])).toEqual([null]);
-    expect(listSuppressions(ctx, 'acme').map((s) => s.address)).toEqual(['ada@example.com', '+14155552671']);
-    expect(() => addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '12', reason: 'x', source: 'manual' })).toThrow(UsageError);
-    expect(removeSuppression(ctx, 'acme', 'email', 'ADA@example.com')).toBe(true);
-    expect(removeSuppression(ctx, 'acme', 'email', 'ada@example.com')).toBe(false);
+    expect(await addSuppression(ctx, { tenantId: 'acme', channel: 'email', address: 'Ada@Example.com', reason: 'bounced', source: 'manual' })).toBe(true);
+    expect(await addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+1 (415) 555-2671', reason: 'STOP', source: 'acme/sms/twilio' })).toBe(true);
+    expect(await addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '+14155552671', reason: 'STOP again', source: 'manual' })).toBe(false);
+    expect(await suppressionReasons(ctx, 'acme', 'email', ['bo@example.com', 'ada@example.com', 'Ada@Example.com'])).toEqual([null, 'bounced', 'bounced']);
+    expect(await suppressionReasons(ctx, 'acme', 'sms', ['+14155552671'])).toEqual(['STOP again']);
+    expect(await suppressionReasons(ctx, 'acme', 'whatsapp', ['+14155552671'])).toEqual([null]);
+    expect((await listSuppressions(ctx, 'acme')).map((s) => s.address)).toEqual(['ada@example.com', '+14155552671']);
+    await expect(addSuppression(ctx, { tenantId: 'acme', channel: 'sms', address: '12', reason: 'x', source: 'manual' })).rejects.toThrow(UsageError);
+    expect(await removeSuppression(ctx, 'acme', 'email', 'ADA@example.com')).toBe(true);
+    expect(await removeSuppression(ctx, 'acme', 'email', 'ada@example.com')).toBe(false);
     expect((await listAudit(ctx, { tenantId: 'acme' })).map((e) => e.action)).toEqual(['tenant.add', 'suppression.add', 'suppression.add', 'suppression.update', 'suppression.remove']);
   });
 });

@@ -127,19 +127,19 @@ export class BatchPreviewer {
   }
 
   /** One row, as validation read it: data row, file line, normalised recipient, rendered content. */
-  add(row: number, line: number, to: string, rendered: Rendered): void {
+  async add(row: number, line: number, to: string, rendered: Rendered): Promise<void> {
     this.lines.first ||= line;
     this.lines.last = line;
     this.chunk.push({ row, line, to, rendered });
-    if (this.chunk.length >= LOOKUP_CHUNK) this.flush();
+    if (this.chunk.length >= LOOKUP_CHUNK) await this.flush();
   }
 
   /**
    * The preview, once every row was added.
    * @throws UsageError naming `--row` for a line that is not where a data row starts.
    */
-  finish(): BatchPreview {
-    this.flush();
+  async finish(): Promise<BatchPreview> {
+    await this.flush();
     const missing = [...this.want].filter((l) => !this.messages.some((m) => m.line === l));
     if (missing.length > 0) {
       throw new UsageError(
@@ -150,9 +150,9 @@ export class BatchPreviewer {
     return { channel, messages: this.messages, skippedByReason: this.skippedByReason, skipped: this.skipped, segments: this.segmented ? this.tally.totals(this.price) : null };
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     const { channel } = this.req;
-    const reasons = suppressionReasons(this.ctx, this.req.tenantId, channel, this.chunk.map((p) => p.to));
+    const reasons = await suppressionReasons(this.ctx, this.req.tenantId, channel, this.chunk.map((p) => p.to));
     this.chunk.forEach((p, k) => {
       const reason = reasons[k];
       const skip = reason == null ? null : `suppressed: ${reason}`;

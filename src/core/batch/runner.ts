@@ -88,7 +88,7 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
     throw new FieldError((f) => `${f('csv')} ${req.csvPath}: ${v.errorCount} problem${v.errorCount > 1 ? 's' : ''} in ${v.rows} rows; nothing was sent`, [...v.errors, ...more]);
   }
   if (preview) {
-    const p = preview.finish();
+    const p = await preview.finish();
     return { ...dryRunSummary(v.rows, p.skipped, ctx.clock.now().getTime() - started), preview: p };
   }
 
@@ -387,8 +387,8 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
    * Skips suppressed rows and fails rows that do not render (`done`: their outcomes, resolved once committed);
    * the other rows come back with their messages. Suppressions are looked up for all rows in one query.
    */
-  const prepare = (items: readonly ItemRow[]): { done: Array<Promise<void>>; ready: Array<{ item: ItemRow; message: OutboundMessage }> } => {
-    const reasons = suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient));
+  const prepare = async (items: readonly ItemRow[]): Promise<{ done: Array<Promise<void>>; ready: Array<{ item: ItemRow; message: OutboundMessage }> }> => {
+    const reasons = await suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient));
     const done: Array<Promise<void>> = [];
     const ready: Array<{ item: ItemRow; message: OutboundMessage }> = [];
     items.forEach((item, k) => {
@@ -423,7 +423,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
 
   /** Sends rows: one row per request, or up to `groupSize` rows in one batched request (BatchSender). */
   const processRows = async (items: ItemRow[]) => {
-    const { done, ready } = prepare(items);
+    const { done, ready } = await prepare(items);
     if (ready.length > 0) {
       const origins = ready.map((r) => ({ batchId, rowNo: r.item.row_no }));
       const open = gate(ready.map((r) => r.item));

@@ -105,7 +105,7 @@ export async function validate(
     } catch (err) {
       fail(`line ${line}: template does not render: ${(err as Error).message.split('\n')[0]}`);
     }
-    if (rendered) preview?.add(row, line, to, rendered);
+    if (rendered) await preview?.add(row, line, to, rendered);
   }
   if (rows === 0) throw new FieldError((f) => `${f('csv')} ${csvPath} has a header but no data rows`);
   return { rows, hash: csv.hash(), recipientKey, errors, errorCount, sample };
