@@ -41,6 +41,11 @@ interface Turn {
   waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
 }
 
+/** Whether a turn has nothing to commit. */
+function idle(turn: Turn): boolean {
+  return turn.waiters.length === 0 && turn.attempts.length === 0;
+}
+
 function emptyTurn(): Turn {
   return { claims: [], finishes: [], releases: [], attempts: [], waiters: [] };
 }
@@ -59,6 +64,8 @@ export class PgRunLedger implements RunLedger {
   /** The first failed commit; every later write throws it. */
   private failure: unknown;
   private tail: Promise<void> = Promise.resolve();
+  /** A commit is in flight. */
+  private committing = false;
 
   constructor(
     private readonly sql: Sql,
@@ -115,7 +122,10 @@ export class PgRunLedger implements RunLedger {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  /** The turn writes go to; schedules its commit at the end of the event-loop turn. @throws an earlier failure. */
+  /**
+   * The turn writes go to; schedules its commit at the end of the event-loop turn (or after the commit in
+   * flight). @throws an earlier failure.
+   */
   private queue(): Turn {
     if (this.failure !== undefined) throw this.failure;
     if (!this.scheduled) {
@@ -125,23 +135,31 @@ export class PgRunLedger implements RunLedger {
     return this.turn;
   }
 
-  /** Starts the commit of the queued turn after the commits before it; resolves when it (and they) ended. */
+  /**
+   * Commits the queued writes, unless a commit is in flight: then that commit, once it ended, commits everything
+   * queued meanwhile in one statement (one commit, one WAL flush, for all the writes that waited for it).
+   * Resolves when the commit (and those it started) ended.
+   */
   private run(): Promise<void> {
     this.scheduled = false;
     const turn = this.turn;
-    if (turn.waiters.length === 0 && turn.attempts.length === 0) return this.tail;
+    if (this.committing || idle(turn)) return this.tail;
     this.turn = emptyTurn();
-    this.tail = this.tail.then(async () => {
+    this.committing = true;
+    this.tail = (async () => {
       try {
         if (this.failure !== undefined) throw this.failure;
         await this.write(this.sql, turn);
+        for (const w of turn.waiters) w.resolve();
       } catch (err) {
         this.failure ??= err;
         for (const w of turn.waiters) w.reject(err);
-        return;
+      } finally {
+        this.committing = false;
       }
-      for (const w of turn.waiters) w.resolve();
-    });
+      // (Only with writes waiting: with none, run() returns this very promise.)
+      if (!idle(this.turn)) await this.run();
+    })();
     return this.tail;
   }
 

@@ -15,7 +15,7 @@ import { normaliseRecipient } from '../address.js';
 import type { CoreContext } from '../context.js';
 import { Dispatcher, type DispatchResult } from '../dispatch.js';
 import type { EmailMessage, OutboundMessage } from '../../providers/types.js';
-import { FieldError, UsageError } from '../../errors.js';
+import { FieldError, LockedError, UsageError } from '../../errors.js';
 import { openCsv } from '../csv.js';
 import { compileTemplate, composeMessage, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
 import { getTenant } from '../tenants.js';
@@ -110,7 +110,15 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
       }
       return await work(ctx, { batchId: existing.id, template, resumed: true, started, ...run }, hooks);
     }
-    const loaded = await load(ctx, req, template, v, found, hooks.owner);
+    let loaded;
+    try {
+      loaded = await load(ctx, req, template, v, found, hooks.owner);
+    } catch (err) {
+      // PostgreSQL: another process stored the same batch at the same moment (two hosts, one cron line): join it.
+      const same = err instanceof LockedError && ctx.sql.dialect === 'postgres' ? await findByKey(ctx, found.key) : undefined;
+      if (!same) throw err;
+      return await work(ctx, { batchId: same.id, template, resumed: true, started, ...run }, hooks);
+    }
     if (loaded.duplicates.count > 0) {
       hooks.onWarning?.(
         `${loaded.duplicates.count} row${loaded.duplicates.count > 1 ? 's repeat a recipient' : ' repeats a recipient'} of an earlier line${req.dedupeRecipients ? '; sending once per recipient (--dedupe-recipients): the later rows are skipped' : ' (each row is sent; --dedupe-recipients sends once per recipient)'}`,
@@ -329,7 +337,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   // PostgreSQL: one of several workers, each under its own lease (workers.ts); SQLite: the batch's one lease.
   const workers = ctx.sql.dialect === 'postgres';
   const owner = workers ? newWorkerId(hooks.owner) : hooks.owner;
-  if (workers) await joinWorkers(ctx, batchId, owner, o.retryUnknown, hooks.ownerAlive);
+  if (workers) await joinWorkers(ctx, batchId, owner, o.retryUnknown, hooks.ownerAlive, stop.signal);
   else await acquireLease(ctx, batchId, hooks, o.retryUnknown);
   const ledger = openRunLedger(ctx.sql, batchId, owner, () => ctx.clock.now());
   dispatcher.useJournal(ledger);

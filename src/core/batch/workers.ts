@@ -41,17 +41,31 @@ function workerAlive(alive: OwnerAlive): (worker: string) => boolean {
 /**
  * Registers `worker` on the batch: the first worker (no live one left) takes the batch as a lease-taker does on
  * SQLite (rows left `sending` become `unknown`, the batch `running`); a later one joins the running batch.
- * With `retryUnknown` every `unknown` row becomes `pending`.
- * @throws NotFoundError; LockedError while the batch is still being loaded by another process.
+ * With `retryUnknown` every `unknown` row becomes `pending`. While another live process still loads the batch,
+ * waits for it (until `signal` aborts).
+ * @throws NotFoundError; LockedError when the batch's loader died before it finished, or `signal` aborted first.
  */
-export async function joinWorkers(ctx: CoreContext, batchId: string, worker: string, retryUnknown: boolean, alive: OwnerAlive): Promise<void> {
-  await ctx.sql.tx(async (t) => {
+export async function joinWorkers(ctx: CoreContext, batchId: string, worker: string, retryUnknown: boolean, alive: OwnerAlive, signal?: AbortSignal): Promise<void> {
+  // A batch another process is still loading (two hosts started the same cron line at once): wait for it.
+  while ((await joinOnce(ctx, batchId, worker, retryUnknown, alive)) === 'loading') {
+    if (signal?.aborted) throw new LockedError(`batch ${batchId} is still being loaded by another process; stopped before joining`);
+    await ctx.clock.sleep(LOAD_POLL_MS, signal).catch(() => undefined);
+  }
+}
+
+/** How often a worker waiting for another process to finish loading a batch looks again, in ms. */
+const LOAD_POLL_MS = 250;
+
+async function joinOnce(ctx: CoreContext, batchId: string, worker: string, retryUnknown: boolean, alive: OwnerAlive): Promise<'joined' | 'loading'> {
+  return ctx.sql.tx(async (t) => {
     const b = await lockBatchRow(t, batchId);
     if (!b) throw new NotFoundError(`no batch ${batchId} in store ${ctx.storePath} (see \`switchboard batch list\`)`);
     const now = ctx.clock.now();
     const at = now.toISOString();
-    if (b.status === 'loading' && b.lease_expires_at && Date.parse(b.lease_expires_at) > now.getTime()) {
-      throw new LockedError(`batch ${batchId} is still being loaded by ${b.lease_owner}; run the same command again once it sends`);
+    if (b.status === 'loading') {
+      const loader = b.lease_owner;
+      if (loader && b.lease_expires_at && Date.parse(b.lease_expires_at) > now.getTime() && alive(loader)) return 'loading';
+      throw new LockedError(`batch ${batchId} never finished loading (its loader is gone); run the same \`send batch\` again`);
     }
     await reapBatchWorkers(t, batchId, at, workerAlive(alive));
     const until = new Date(now.getTime() + LEASE_MS).toISOString();
@@ -61,6 +75,7 @@ export async function joinWorkers(ctx: CoreContext, batchId: string, worker: str
     } else {
       await joinBatchWorker(t, batchId, worker, at, until, retryUnknown);
     }
+    return 'joined';
   });
 }
 
