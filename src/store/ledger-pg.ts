@@ -10,8 +10,9 @@
  * - A row handed back (`pending`) stays reserved to this worker until the run ends, so this run does not page it
  *   again (as the SQLite run's cursor does); the run's end gives its reserved rows back to the others.
  *
- * Writes queue and commit in one transaction per event-loop turn (group commit, as the SQLite ledger), with one
- * statement per kind of write whatever the number of rows; commits run one after another, in order.
+ * Writes queue and commit together (group commit, as the SQLite ledger): in two lanes (claims; outcomes and
+ * attempt records), each with one commit in flight and everything queued meanwhile in the next one, as one
+ * statement (one round trip) whatever the number of rows. A claim resolves once its statement committed.
  */
 import type { ItemRow } from '../core/batch/types.js';
 import type { Outcome, OutcomeGroup, RunLedger } from './ledger.js';
@@ -51,21 +52,20 @@ function emptyTurn(): Turn {
 }
 
 /**
- * The PostgreSQL {@link RunLedger} of one worker (`owner`) of a batch. A turn's writes commit in one transaction
- * of at most four statements whatever their number (one UPDATE for all claims, one for all outcomes through
+ * The PostgreSQL {@link RunLedger} of one worker (`owner`) of a batch. The writes waiting for a commit commit as
+ * one statement whatever their number (data-modifying CTEs: one UPDATE for all claims, one for all outcomes through
  * `unnest` of arrays, one for all hand-backs, one INSERT for all attempt records): a round trip costs far more
- * than the rows it carries, so the many small writes of one turn must not each take one. Within a turn the order
- * does not matter: a row's outcome is written only after its claim committed, in a later turn; turns commit in
- * order.
+ * than the rows it carries, so the many small writes of one turn must not each take one. Claims commit in one
+ * lane, outcomes (with hand-backs and attempt records) in another, each with one commit in flight (see
+ * {@link Lane}): the order that matters holds, since a row's outcome is queued only after its claim committed.
  */
 export class PgRunLedger implements RunLedger {
-  private turn: Turn = emptyTurn();
-  private scheduled = false;
-  /** The first failed commit; every later write throws it. */
-  private failure: unknown;
-  private tail: Promise<void> = Promise.resolve();
-  /** A commit is in flight. */
-  private committing = false;
+  /** The first failed commit (of either lane); every later write throws it. */
+  failure: unknown;
+  /** Claims commit in a lane of their own, so a claim never waits behind a commit of outcomes (nor they for it). */
+  private readonly claims = new Lane(this);
+  /** Outcomes, hand-backs and attempt records. */
+  private readonly outcomes = new Lane(this);
 
   constructor(
     private readonly sql: Sql,
@@ -95,7 +95,7 @@ export class PgRunLedger implements RunLedger {
   claim(rows: readonly number[]): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let ok = false;
-      const turn = this.queue();
+      const turn = this.claims.queue();
       turn.claims.push({ rows, tell: (v) => (ok = v) });
       turn.waiters.push({ resolve: () => resolve(ok), reject });
     });
@@ -103,7 +103,7 @@ export class PgRunLedger implements RunLedger {
 
   settle(groups: readonly OutcomeGroup[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const turn = this.queue();
+      const turn = this.outcomes.queue();
       for (const g of groups) {
         if (g.outcome.state === 'pending') turn.releases.push(...g.rows);
         else for (const row of g.rows) turn.finishes.push({ row, o: g.outcome });
@@ -114,62 +114,22 @@ export class PgRunLedger implements RunLedger {
 
   logAttempts(rows: readonly MessageAttempt[]): void {
     if (rows.length === 0) return;
-    this.queue().attempts.push(...rows);
+    this.outcomes.queue().attempts.push(...rows);
   }
 
   async flush(): Promise<void> {
-    await this.run();
+    await Promise.all([this.claims.run(), this.outcomes.run()]);
     if (this.failure !== undefined) throw this.failure;
   }
 
   /**
-   * The turn writes go to; schedules its commit at the end of the event-loop turn (or after the commit in
-   * flight). @throws an earlier failure.
-   */
-  private queue(): Turn {
-    if (this.failure !== undefined) throw this.failure;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => void this.run());
-    }
-    return this.turn;
-  }
-
-  /**
-   * Commits the queued writes, unless a commit is in flight: then that commit, once it ended, commits everything
-   * queued meanwhile in one statement (one commit, one WAL flush, for all the writes that waited for it).
-   * Resolves when the commit (and those it started) ended.
-   */
-  private run(): Promise<void> {
-    this.scheduled = false;
-    const turn = this.turn;
-    if (this.committing || idle(turn)) return this.tail;
-    this.turn = emptyTurn();
-    this.committing = true;
-    this.tail = (async () => {
-      try {
-        if (this.failure !== undefined) throw this.failure;
-        await this.write(this.sql, turn);
-        for (const w of turn.waiters) w.resolve();
-      } catch (err) {
-        this.failure ??= err;
-        for (const w of turn.waiters) w.reject(err);
-      } finally {
-        this.committing = false;
-      }
-      // (Only with writes waiting: with none, run() returns this very promise.)
-      if (!idle(this.turn)) await this.run();
-    })();
-    return this.tail;
-  }
-
-  /**
-   * One turn's writes as one statement (data-modifying CTEs: atomic, one round trip): the claims' UPDATE, the
+   * Commits one turn's writes (called by its {@link Lane}) as one statement (data-modifying CTEs: atomic, one round trip): the claims' UPDATE, the
    * outcomes' UPDATE, the hand-backs' UPDATE and the attempts' INSERT. They touch disjoint rows (a row's outcome
    * comes in a later turn than its claim; a row handed back stays reserved to this worker, so it is not claimed
    * again in this run). Claims of a request that got only part of its rows are handed back by a second statement.
    */
-  private async write(t: Sql, turn: Turn): Promise<void> {
+  async write(turn: Turn): Promise<void> {
+    const t = this.sql;
     const now = this.now().toISOString();
     const parts: string[] = [];
     const args: unknown[] = [];
@@ -212,5 +172,55 @@ export class PgRunLedger implements RunLedger {
       if (!ok) back.push(...c.rows.filter((r) => claimed.has(r)));
     }
     if (back.length > 0) await t.run(RELEASE_SQL, now, this.batchId, back, this.owner, this.batchId, this.owner);
+  }
+}
+
+/**
+ * One lane of group commit: at most one commit in flight; the writes queued meanwhile commit together, in one
+ * statement, once it ended (one round trip and one WAL flush for all of them). Commits of a lane run in order.
+ */
+class Lane {
+  private turn: Turn = emptyTurn();
+  private scheduled = false;
+  private committing = false;
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ledger: { failure: unknown; write(turn: Turn): Promise<void> }) {}
+
+  /**
+   * The turn writes go to; schedules its commit at the end of the event-loop turn (or after the commit in
+   * flight). @throws an earlier failure of the ledger.
+   */
+  queue(): Turn {
+    if (this.ledger.failure !== undefined) throw this.ledger.failure;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => void this.run());
+    }
+    return this.turn;
+  }
+
+  /** Commits the queued writes unless a commit is in flight (which commits them when it ended); resolves when done. */
+  run(): Promise<void> {
+    this.scheduled = false;
+    const turn = this.turn;
+    if (this.committing || idle(turn)) return this.tail;
+    this.turn = emptyTurn();
+    this.committing = true;
+    this.tail = (async () => {
+      try {
+        if (this.ledger.failure !== undefined) throw this.ledger.failure;
+        await this.ledger.write(turn);
+        for (const w of turn.waiters) w.resolve();
+      } catch (err) {
+        this.ledger.failure ??= err;
+        for (const w of turn.waiters) w.reject(err);
+      } finally {
+        this.committing = false;
+      }
+      // (Only with writes waiting: with none, run() returns this very promise.)
+      if (!idle(this.turn)) await this.run();
+    })();
+    return this.tail;
   }
 }

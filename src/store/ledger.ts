@@ -9,7 +9,8 @@
  *   after it): a crash from then on leaves them `sending`, which the next lease-taker turns `unknown`.
  * - Claims, outcomes and hand-backs change rows only while this run's owner holds the batch's lease: a run whose
  *   lease was taken over writes nothing more.
- * - Writes are applied in the order they were made.
+ * - Writes are applied in the order they were made (PostgreSQL: each row's writes, and the outcomes among
+ *   themselves; claims of other rows may commit beside them).
  *
  * On PostgreSQL several worker processes may work one batch, each under a lease of its own (`ledger-pg.ts`):
  * {@link RunLedger.page} reserves rows to the worker (`FOR UPDATE SKIP LOCKED`), so workers get disjoint rows,
