@@ -9,23 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { describe as show, makeWorkspace, parseJson, spawnCli, type CliResult, type Workspace } from '../helpers/cli.js';
-import { addTenant, expectExit, parseBatchOutput, type BatchDetail } from '../helpers/setup.js';
+import { addTenant, expectExit, maxPerSecond, parseBatchOutput, type BatchDetail } from '../helpers/setup.js';
 import { startSnsStub, type SnsStub } from '../helpers/phone-stubs.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { createPgSql } from '../../src/store/pg.js';
 
 const RATE = 500;
-
-/** The most arrivals in any half-open one-second window [t, t + 1000). */
-function maxPerSecond(times: number[]): number {
-  const t = [...times].sort((a, b) => a - b);
-  let max = 0;
-  for (let i = 0, j = 0; j < t.length; j++) {
-    while (t[j]! - t[i]! >= 1000) i++;
-    max = Math.max(max, j - i + 1);
-  }
-  return max;
-}
 
 /** `n` distinct E.164 UK mobile numbers (+44 79xx xxxxxx, one prefix per batch). */
 function phones(n: number, prefix: number): string[] {
