@@ -495,8 +495,10 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       };
       const left = await leaveWorkers(ctx, batchId, owner, hooks.ownerAlive, stop.signal.aborted, endOf);
       if (left.lost) leaseLost = true;
-      // Other workers still work the batch: this one reports its own end (paused, interrupted) or the batch as it stands.
-      else if (!left.last) ownEnd = endOf(left.stats, left.abandoned).status;
+      // Other workers still work the batch: this one reports its own stop (interrupted; paused when its route is
+      // down), else the batch as it stands (running: the others finish it).
+      else if (!left.last && (stop.signal.aborted || failure)) ownEnd = 'interrupted';
+      else if (!left.last && dispatcher.unavailable !== null) ownEnd = 'paused';
     } else if (!leaseLost) {
       // Stopped: requests still unanswered after the wait (STOP_WAIT_MS) are abandoned; their rows are `unknown`.
       const abandoned = stop.signal.aborted ? await abandonSending(ctx, batchId, hooks.owner) : 0;
@@ -509,7 +511,8 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   }
   if (failure && !leaseLost) throw failure;
   const summary = await summarize(ctx, batchId, o.started, { alreadyFinished: false, resumed: o.resumed });
-  if (ownEnd === 'paused' || ownEnd === 'interrupted') summary.status = ownEnd;
+  if (ownEnd) summary.status = ownEnd;
+  if (ownEnd === 'paused') summary.pausedReason = dispatcher.unavailable;
   return { ...summary, leaseLost, duplicateRecipients: o.duplicates ?? 0 };
 }
 
