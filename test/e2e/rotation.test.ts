@@ -10,6 +10,7 @@ import { seedStore } from '../helpers/seed.mjs';
 import { unseal } from '../../src/crypto/seal.js';
 import { openStore } from '../../src/store/db.js';
 import { SqliteSql } from '../../src/store/sql.js';
+import { sqliteStoreOps } from '../../src/store/open.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { configSecrets, listProviders } from '../../src/core/providers.js';
 import { requireKey, rotateKey } from '../../src/core/vault.js';
@@ -35,7 +36,7 @@ function rows(store: string): Row[] {
 /** Opens every secret in the store with the key `env` names, in-process; returns ref → password. */
 async function openAll(store: string, env: NodeJS.ProcessEnv): Promise<Map<string, string>> {
   const db = openStore(store);
-  const ctx: CoreContext = { sql: new SqliteSql(db), db, storePath: store, clock: systemClock, env, actor: 'test@host' };
+  const ctx: CoreContext = { sql: new SqliteSql(db), store: sqliteStoreOps(db, store), storePath: store, clock: systemClock, env, actor: 'test@host' };
   try {
     const key = await requireKey(ctx);
     const out = new Map<string, string>();
@@ -126,7 +127,7 @@ describe('key rotate', () => {
     await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 3 });
     const db = openStore(ws.store);
     try {
-      await rotateKey({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
+      await rotateKey({ sql: new SqliteSql(db), store: sqliteStoreOps(db, ws.store), storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
     } finally {
       db.close();
     }

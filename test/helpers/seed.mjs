@@ -3,6 +3,7 @@
 // which would take minutes to build one CLI process at a time. Run `npm run build` first.
 import { openStore } from '../../dist/store/db.js';
 import { SqliteSql } from '../../dist/store/sql.js';
+import { sqliteStoreOps } from '../../dist/store/open.js';
 import { systemClock } from '../../dist/core/context.js';
 import { addTenant } from '../../dist/core/tenants.js';
 import { addProvider } from '../../dist/core/providers.js';
@@ -14,7 +15,7 @@ import { addProvider } from '../../dist/core/providers.js';
  */
 export async function seedStore(store, env, { tenants, perTenant = 1 }) {
   const db = openStore(store);
-  const ctx = { sql: new SqliteSql(db), db, storePath: store, clock: systemClock, env, actor: 'seed@test' };
+  const ctx = { sql: new SqliteSql(db), store: sqliteStoreOps(db, store), storePath: store, clock: systemClock, env, actor: 'seed@test' };
   const refs = [];
   try {
     for (let t = 1; t <= tenants; t++) {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { sqliteCore } from '../helpers/core.js';
+import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
 import type { Clock, CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { ingestEvents, messageTimeline, deliveryCounts, type EventSource } from '../../src/core/events.js';
@@ -16,7 +16,7 @@ import { listAudit } from '../../src/core/audit.js';
 import type { ProviderEvent } from '../../src/providers/webhooks/types.js';
 
 let dir: string;
-let ctx: CoreContext;
+let ctx: SqliteTestCore;
 let now = new Date('2026-12-01T12:00:00.000Z');
 const clock: Clock = { now: () => now, sleep: async () => {}, random: () => 0.5 };
 const DAY = 86_400_000;
