@@ -4,6 +4,7 @@
 // server refuses root): initdb in a temporary folder, trust authentication, a loopback high port, its Unix socket
 // in the same folder (`-k`), every connection logged (`log_connections`) so a test can check that nothing
 // connected. Binaries: Debian's `postgresql` package (.ci/system-deps installs it), /usr/lib/postgresql/15/bin.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import pg from 'pg';
@@ -36,7 +37,7 @@ export function testPostgres(): TestPostgres {
  */
 export async function createTestDatabase(name: string): Promise<{ url: string; database: string }> {
   const { adminUrl, port } = testPostgres();
-  const database = `sb_${name.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`;
+  const database = databaseName(name);
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
@@ -45,6 +46,24 @@ export async function createTestDatabase(name: string): Promise<{ url: string; d
     await client.end();
   }
   return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, database };
+}
+
+/** The engine the end-to-end workspaces use: `postgres` when SWITCHBOARD_TEST_BACKEND says so (the `postgres` project). */
+export function testBackend(): 'sqlite' | 'postgres' {
+  return process.env.SWITCHBOARD_TEST_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+}
+
+/** {@link createTestDatabase} without waiting on a promise (for synchronous workspace set-up): `psql` runs the CREATE. */
+export function createTestDatabaseSync(name: string): { url: string; database: string } {
+  const { adminUrl, port } = testPostgres();
+  const database = databaseName(name);
+  execFileSync('psql', [adminUrl, '-q', '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${database}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, database };
+}
+
+/** A new database's name: `sb_<name>_<random>`. */
+function databaseName(name: string): string {
+  return `sb_${name.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`;
 }
 
 /**
