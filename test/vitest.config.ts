@@ -14,8 +14,7 @@ export const BOTH_STORES = [
   'test/e2e/send-test.test.ts',
   'test/e2e/domains.test.ts',
   'test/e2e/concurrency.test.ts',
-  'test/e2e/operator-ux.test.ts',
-  'test/e2e/bulk-ops.test.ts',
+  'test/e2e/lists.test.ts',
 ];
 
 export default defineConfig({
