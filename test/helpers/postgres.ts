@@ -65,11 +65,14 @@ export function bulkSends(backend: 'sqlite' | 'postgres'): boolean {
   return backend === 'sqlite' || BULK_ON_POSTGRES;
 }
 
-/** {@link createTestDatabase} without waiting on a promise (for synchronous workspace set-up): `psql` runs the CREATE. */
+/** {@link createTestDatabase} without waiting on a promise (for synchronous workspace set-up; `psql` runs the CREATE), with an en-US collation. */
 export function createTestDatabaseSync(name: string): { url: string; database: string } {
   const { adminUrl, port } = testPostgres();
   const database = databaseName(name);
-  execFileSync('psql', [adminUrl, '-q', '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${database}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // A server's usual default collation (ICU en-US, as an initdb in an English locale gives) rather than the run's
+  // "C": text ordered by ORDER BY alone would differ from SQLite's byte order, which the end-to-end files check.
+  const create = `CREATE DATABASE ${database} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`;
+  execFileSync('psql', [adminUrl, '-q', '-v', 'ON_ERROR_STOP=1', '-c', create], { stdio: ['ignore', 'ignore', 'pipe'] });
   return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, database };
 }
 
