@@ -358,9 +358,19 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
     expect((await readOutbox(outbox)).map((m) => m.subject)).toContain('Round trip outbox');
   });
 
-  // Tenants, providers and sends still read the store through better-sqlite3 (exit 2 "does not run on a PostgreSQL
-  // store yet" on the PostgreSQL copy) until their areas move onto repositories (issue 14, point 1).
-  test.todo('tenant list, provider show and send test (outbox) from the PostgreSQL copy');
+  test('the PostgreSQL copy works with the same master key: tenant list, provider show, sends through the sealed smtp password and the outbox', async () => {
+    const inPg = (args: string[]) => ws.run(args, { env: { SWITCHBOARD_STORE: pgUrl } });
+    const tenants = parseJson<Array<{ id: string }>>(expectExit(await inPg(['tenant', 'list', '--json']), 0, 'tenant list'));
+    expect(tenants.map((t) => t.id)).toEqual(expect.arrayContaining(['acme', 'beta']));
+    const shown = parseJson<{ id: string; kind: string }>(expectExit(await inPg(['provider', 'show', 'acme/email/smtp', '--json']), 0, 'provider show'));
+    expect(shown).toMatchObject({ id: 'acme/email/smtp', kind: 'smtp' });
+    const viaSmtp = await inPg(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'ana@example.com', '--subject', 'From PostgreSQL smtp', '--body', 'Hi', '--json']);
+    expect(viaSmtp.exitCode, show(viaSmtp)).toBe(0);
+    expect(srv.messages.map((m) => m.subject)).toContain('From PostgreSQL smtp');
+    const viaOutbox = await inPg(['send', 'test', '--tenant', 'beta', '--channel', 'email', '--to', 'cy@example.com', '--subject', 'From PostgreSQL outbox', '--body', 'Hi', '--json']);
+    expect(viaOutbox.exitCode, show(viaOutbox)).toBe(0);
+    expect((await readOutbox(outbox)).map((m) => m.subject)).toContain('From PostgreSQL outbox');
+  });
 });
 
 describe('store copy with the key in the OS keychain', () => {
