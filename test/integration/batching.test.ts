@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
-import { systemClock, type CoreContext } from '../../src/core/context.js';
+import { systemClock } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { addProvider } from '../../src/core/providers.js';
 import { runBatch } from '../../src/core/batch/runner.js';

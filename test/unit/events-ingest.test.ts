@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
-import type { Clock, CoreContext } from '../../src/core/context.js';
+import type { Clock } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { ingestEvents, messageTimeline, deliveryCounts, type EventSource } from '../../src/core/events.js';
 import { suppressionReasons, listSuppressions } from '../../src/core/suppressions.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openStore, SCHEMA_VERSION, resolveStorePath } from '../../src/store/db.js';
 import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
-import { systemClock, type CoreContext } from '../../src/core/context.js';
+import { systemClock } from '../../src/core/context.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant } from '../../src/core/tenants.js';
 import { addProvider, configSecrets, getProvider, listProviders, maskSecret, parseRef, resolveRoute, updateProvider } from '../../src/core/providers.js';
 import { requireKey } from '../../src/core/vault.js';
