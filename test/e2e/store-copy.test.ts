@@ -13,6 +13,7 @@ import { startKeyring, type TestKeyring } from '../helpers/keyring.js';
 import { connectionsTo, createTestDatabase } from '../helpers/postgres.js';
 import { createPgSql, type PgSql } from '../../src/store/pg.js';
 import type { Sql } from '../../src/store/sql.js';
+import { dumpTables } from '../helpers/store-sql.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, dumpStore, expectExit, readOutbox, type SendTestJson } from '../helpers/setup.js';
 
 interface CopyJson {
@@ -248,25 +249,9 @@ describe('store copy', () => {
   });
 });
 
-/**
- * Every table of a store read through an executor, for comparing stores across engines: rows as JSON with sorted
- * keys (blobs as hex), sorted; `store.copy` audit rows and PostgreSQL's own `schema_version` left out.
- */
-async function dumpSql(sql: Sql): Promise<Record<string, string[]>> {
-  const names =
-    sql.dialect === 'sqlite'
-      ? await sql.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-      : await sql.all<{ name: string }>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'");
-  const out: Record<string, string[]> = {};
-  for (const { name } of names) {
-    if (name === 'schema_version') continue;
-    const rows = await sql.all<Record<string, unknown>>(`SELECT * FROM ${name}`);
-    out[name] = rows
-      .filter((r) => r.action !== 'store.copy')
-      .map((r) => JSON.stringify(Object.fromEntries(Object.keys(r).sort().map((k) => [k, Buffer.isBuffer(r[k]) ? (r[k] as Buffer).toString('hex') : r[k]]))))
-      .sort();
-  }
-  return out;
+/** {@link dumpTables} without the `store.copy` audit rows (each copy records itself on both sides). */
+function dumpSql(sql: Sql): Promise<Record<string, string[]>> {
+  return dumpTables(sql, { skipAction: 'store.copy' });
 }
 
 describe('store copy: SQLite → PostgreSQL → SQLite', () => {

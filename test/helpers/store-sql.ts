@@ -44,22 +44,28 @@ export async function storeRun(store: string, text: string, ...args: unknown[]):
 }
 
 /**
- * A logical dump of every table of `store` (either engine), for "nothing was written" checks: per table its rows
- * as sorted JSON lines, blobs in hex, numbers as numbers (PostgreSQL's bigint text made a number).
+ * Every table of a store read through an executor, for comparing stores (the same one before and after, or two
+ * across engines): per table its rows as JSON with sorted keys (blobs as hex), sorted; PostgreSQL's own
+ * `schema_version` left out, and audit rows whose action is `skipAction` (e.g. `store.copy`).
  */
+export async function dumpTables(sql: Sql, opts: { skipAction?: string } = {}): Promise<Record<string, string[]>> {
+  const names =
+    sql.dialect === 'sqlite'
+      ? await sql.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      : await sql.all<{ name: string }>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'");
+  const out: Record<string, string[]> = {};
+  for (const { name } of names) {
+    if (name === 'schema_version') continue;
+    const rows = await sql.all<Record<string, unknown>>(`SELECT * FROM ${name}`);
+    out[name] = rows
+      .filter((r) => opts.skipAction === undefined || r.action !== opts.skipAction)
+      .map((r) => JSON.stringify(Object.fromEntries(Object.keys(r).sort().map((k) => [k, Buffer.isBuffer(r[k]) ? (r[k] as Buffer).toString('hex') : r[k]]))))
+      .sort();
+  }
+  return out;
+}
+
+/** {@link dumpTables} of the store at `store` (either engine) as one string, for "nothing was written" checks. */
 export async function dumpAnyStore(store: string): Promise<string> {
-  return withStoreSql(store, async (sql) => {
-    const tables =
-      sql.dialect === 'postgres'
-        ? await sql.all<{ name: string }>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1")
-        : await sql.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name");
-    const out: Record<string, string[]> = {};
-    for (const { name } of tables) {
-      const rows = await sql.all(`SELECT * FROM "${name.replace(/"/g, '""')}"`);
-      out[name] = rows
-        .map((r) => JSON.stringify(r, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : typeof v === 'string' && /^-?\d{1,15}$/.test(v) ? Number(v) : v)))
-        .sort();
-    }
-    return JSON.stringify(out);
-  });
+  return JSON.stringify(await withStoreSql(store, (sql) => dumpTables(sql)));
 }
