@@ -3,7 +3,7 @@
 // its own from `createTestDatabase`. The server runs as the `postgres` user when the tests run as root (the
 // server refuses root): initdb in a temporary folder, trust authentication, a loopback high port, its Unix socket
 // in the same folder (`-k`), every connection logged (`log_connections`) so a test can check that nothing
-// connected. Binaries: Debian's `postgresql` package (.ci/system-deps installs it), /usr/lib/postgresql/15/bin.
+// connected. Binaries: Debian's `postgresql` package (.ci/system-deps installs it), /usr/lib/postgresql/<major>/bin (the newest installed).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
