@@ -1,10 +1,25 @@
 import os from 'node:os';
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The end-to-end files that run a second time with a PostgreSQL store (issue 14: every semantic the same on both
+ * stores): their workspaces get a database of the run's server instead of a SQLite file (test/helpers/cli.ts
+ * `makeWorkspace`). Files about store semantics (tenants, providers with their seals, MACs and tamper checks, key
+ * rotation, sends, suppressions, domains, concurrent writers, audit), not about provider wire formats.
+ */
+export const BOTH_STORES = [
+  'test/e2e/tenants.test.ts',
+  'test/e2e/security.test.ts',
+  'test/e2e/rotation.test.ts',
+  'test/e2e/send-test.test.ts',
+  'test/e2e/domains.test.ts',
+  'test/e2e/concurrency.test.ts',
+  'test/e2e/lists.test.ts',
+];
+
 export default defineConfig({
   test: {
     root: new URL('..', import.meta.url).pathname,
-    include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
@@ -17,5 +32,15 @@ export default defineConfig({
     maxWorkers: Math.max(3, os.availableParallelism()),
     // The JSON report lets .ci/run print a plain "N passed, N failed" closing line.
     reporters: ['default', ['json', { outputFile: 'node_modules/.cache/vitest-report.json' }]],
+    projects: [
+      {
+        extends: true,
+        test: { name: 'sqlite', include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'] },
+      },
+      {
+        extends: true,
+        test: { name: 'postgres', include: BOTH_STORES, env: { SWITCHBOARD_TEST_BACKEND: 'postgres' } },
+      },
+    ],
   },
 });

@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { openStoreReadOnly, resolveStorePath } from '../store/db.js';
 import { SqliteSql } from '../store/sql.js';
+import { sqliteStoreOps } from '../store/open.js';
 import { systemClock, CHANNELS, type CoreContext } from '../core/context.js';
 import { listTenants } from '../core/tenants.js';
 import { listProviders } from '../core/providers.js';
@@ -41,7 +42,7 @@ class StoreCandidates {
     if (this.file === null) return; // a store given as a URL (refused by every command): no candidates
     const db = openStoreReadOnly(this.file);
     if (!db) return;
-    const ctx: CoreContext = { sql: new SqliteSql(db), db, storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` };
+    const ctx: CoreContext = { sql: new SqliteSql(db), store: sqliteStoreOps(db, this.file), storePath: this.file, clock: systemClock, env: this.env, actor: `${os.userInfo().username}@${os.hostname()}` };
     // A store of an older schema, or locked: no candidates rather than an error in the shell.
     const read = async (fn: () => Promise<Candidate[]> | Candidate[]): Promise<Candidate[]> => {
       try {

@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import type { Command } from 'commander';
-import { resolveStore, type Db, type StoreLocation } from '../store/db.js';
+import { resolveStore, type StoreLocation } from '../store/db.js';
 import { shiftedClock, systemClock, type Clock, type CoreContext } from '../core/context.js';
 import { UsageError } from '../errors.js';
 import { openStoreHandle, type StoreDescription, type StoreHandle } from '../store/open.js';
@@ -83,7 +83,7 @@ export class CliContext {
     }
     return {
       sql: this.store.sql,
-      db: this.store.db ?? notOnPostgres(this.storePath),
+      store: this.store.ops,
       storePath: this.storePath,
       clock: this.clock(),
       env: this.io.env,
@@ -126,6 +126,12 @@ export class CliContext {
     }
   }
 
+  /** The open store (for `store copy`, which reads it as a whole), opening it if needed. */
+  async handle(): Promise<StoreHandle> {
+    await this.core();
+    return this.store!;
+  }
+
   /** Closes the store if it was opened. */
   async close(): Promise<void> {
     const store = this.store;
@@ -140,16 +146,4 @@ export class CliContext {
     for await (const chunk of this.io.stdin) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
     return text;
   }
-}
-
-/**
- * The stand-in for `CoreContext.db` on a PostgreSQL store, while core code still reading better-sqlite3 directly
- * is moved onto repositories (issue 14): any use is a one-line error (exit 2) instead of a TypeError.
- */
-function notOnPostgres(location: string): Db {
-  return new Proxy({} as Db, {
-    get() {
-      throw new UsageError(`this command does not run on a PostgreSQL store yet (${location}); use a SQLite store file for it`);
-    },
-  });
 }

@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { CliContext, Io } from './context.js';
 import { action, examples, required } from './command.js';
-import { backupStore, locateStore, vacuumStore } from '../store/db.js';
+import { locateStore } from '../store/db.js';
 import { openStoreHandle } from '../store/open.js';
 import type { CopyEnd } from '../store/copy.js';
-import { UsageError } from '../errors.js';
+import { OperationFailed, UsageError } from '../errors.js';
 
 /** Registers the `store` commands. */
 export function registerStore(program: Command, io: Io): void {
@@ -30,7 +30,7 @@ export function registerStore(program: Command, io: Io): void {
           cli.sqliteOnly('store backup', 'back it up with pg_dump (e.g. pg_dump -Fc -f switchboard.dump "$URL")');
           const out = required(opts.out, '--out', 'the backup file to write');
           const ctx = await cli.core();
-          const r = await backupStore(ctx.db, cli.storePath, out, opts.force === true);
+          const r = await sqliteOp(ctx.store.backup, 'store backup')(out, opts.force === true);
           const data = { storePath: cli.storePath, file: r.file, byteCount: r.bytes, pageCount: r.pages, completedAt: ctx.clock.now().toISOString() };
           cli.out.result(data, () => `Backed up ${cli.storePath} to ${r.file} (${r.bytes} bytes, mode 0600). It needs the same master key to open its secrets.`);
         }),
@@ -46,7 +46,7 @@ export function registerStore(program: Command, io: Io): void {
         action(io, async (cli) => {
           cli.sqliteOnly('store vacuum', "PostgreSQL's autovacuum reclaims space; a full VACUUM is the database administrator's (VACUUM FULL, or pg_repack)");
           const ctx = await cli.core();
-          const r = vacuumStore(ctx.db, cli.storePath);
+          const r = await sqliteOp(ctx.store.vacuum, 'store vacuum')();
           cli.out.result({ storePath: cli.storePath, beforeByteCount: r.bytesBefore, afterByteCount: r.bytesAfter }, () => `Vacuumed ${cli.storePath}: ${r.bytesBefore} → ${r.bytesAfter} bytes`);
         }),
       ),
@@ -64,7 +64,7 @@ export function registerStore(program: Command, io: Io): void {
         action<{ to?: string }>(io, async (cli, _args, opts) => {
           const to = required(opts.to, '--to', 'the empty store to copy into (a file path or a postgres:// URL)');
           const ctx = await cli.core();
-          const source = { backend: ctx.sql.dialect, location: ctx.storePath, sql: ctx.sql, db: ctx.sql.dialect === 'sqlite' ? ctx.db : undefined };
+          const source = await cli.handle();
           const target = await openCopyTarget(cli, to);
           let summary;
           try {
@@ -98,6 +98,12 @@ export function registerStore(program: Command, io: Io): void {
       'SWITCHBOARD_STORE=postgres://switchboard@db.internal/switchboard switchboard store copy --to ~/switchboard-local.db',
     ],
   );
+}
+
+/** A SQLite-only store operation (called after `cli.sqliteOnly`, so it is there). @throws OperationFailed if not. */
+function sqliteOp<F>(op: F | undefined, what: string): F {
+  if (op === undefined) throw new OperationFailed(`${what}: this store has no such operation`);
+  return op;
 }
 
 /** The target of `store copy`, opened, and how to undo its creation when the copy fails. */

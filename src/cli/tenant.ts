@@ -10,7 +10,6 @@ import { listProviders } from '../core/providers.js';
 import { providerJson, tenantJson } from './json.js';
 import { UsageError } from '../errors.js';
 import type { Channel } from '../core/context.js';
-import { checkpointStore } from '../store/db.js';
 
 function fallbackText(t: Tenant): string {
   return Object.entries(t.fallback)
@@ -136,7 +135,7 @@ export function registerTenant(program: Command, io: Io): void {
           await confirmOrYes(cli, opts.yes, `Remove tenant ${t.id} with its providers, secrets and history?`);
           const r = await removeTenant(ctx, t.id);
           // Its rows were zeroed in place (secure_delete); empty the write-ahead log of their old copies too.
-          checkpointStore(ctx.db);
+          await ctx.store.checkpoint();
           cli.out.result({ id: t.id, removed: true, providerCount: r.providers }, () => `Removed tenant ${t.id} and ${r.providers} provider config(s)`);
         }),
       ),

@@ -35,16 +35,6 @@ export async function recordAudit(
   await insertAudit(sql, { at: ctx.clock.now().toISOString(), actor: ctx.actor, action, target, tenantId, fields });
 }
 
-/**
- * Appends an audit row synchronously on a SQLite store's handle. Transitional: code still inside better-sqlite3
- * transactions calls it until it moves to repositories and {@link recordAudit}.
- */
-export function audit(ctx: CoreContext, action: string, target: string, tenantId: string | null, fields: string[] = []): void {
-  ctx.db
-    .prepare('INSERT INTO audit_log (at, actor, action, target, tenant_id, fields) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(ctx.clock.now().toISOString(), ctx.actor, action, target, tenantId, JSON.stringify([...fields].sort()));
-}
-
 /** Audit rows, newest last, optionally for one tenant and since a time; at most `limit` (default 1000), the newest. */
 export async function listAudit(ctx: CoreContext, filter: { tenantId?: string; since?: Date; limit?: number } = {}): Promise<AuditEntry[]> {
   return selectAudit(ctx.sql, { tenantId: filter.tenantId, since: filter.since?.toISOString(), limit: filter.limit ?? 1000 });

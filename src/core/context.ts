@@ -3,8 +3,8 @@
  * the environment (for key lookup), and who is acting (for the audit log). No `process`, `console` or
  * `Date.now()` in core code: everything comes in here, so tests can run core functions with fakes.
  */
-import type { Db } from '../store/db.js';
 import type { Sql } from '../store/sql.js';
+import type { StoreOps } from '../store/open.js';
 
 /**
  * Time and randomness source. `sleep` resolves after `ms` milliseconds, or early (without throwing) when
@@ -20,11 +20,8 @@ export interface Clock {
 export interface CoreContext {
   /** The store's executor: repositories in `src/store/` take it; core code holds no SQL (DESIGN §3). */
   sql: Sql;
-  /**
-   * The better-sqlite3 handle of a SQLite store. Transitional: core code still reading it is being moved onto
-   * repositories over {@link sql}.
-   */
-  db: Db;
+  /** What is done to the store itself where the engines differ (write check, checkpoint; see `StoreOps`). */
+  store: StoreOps;
   /** Where the store is, for messages: the absolute path of the store file, or a PostgreSQL URL without password. */
   storePath: string;
   clock: Clock;

@@ -93,13 +93,20 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
   let ctx: CoreContext;
   try {
     ctx = await deps.open();
-    ctx.db.exec('BEGIN IMMEDIATE');
-    ctx.db.exec('ROLLBACK');
-    add('store writable', 'pass', 'took and released the write lock');
+    add('store writable', 'pass', await ctx.store.checkWritable());
   } catch (err) {
     add('store writable', 'fail', message(err), `check the permissions of ${file} and its folder, and that no process holds the store for long`);
     return out;
   }
+  await runKeyAndProviderChecks(ctx, add);
+  return out;
+}
+
+/**
+ * The checks after the store's, the same on both engines: key (key file mode, source, match, staged rotation
+ * leftovers), keychain, each provider config (secrets, MAC, last verification), sender domains, public URL.
+ */
+async function runKeyAndProviderChecks(ctx: CoreContext, add: (check: string, status: CheckStatus, detail: string, fix?: string | null) => void): Promise<void> {
 
   // Key
   let key: ActiveKey | null = null;
@@ -195,7 +202,6 @@ export async function runDoctor(deps: DoctorDeps): Promise<CheckResult[]> {
       add('public URL', 'fail', message(err), 'set SWITCHBOARD_PUBLIC_URL to an https URL, or unset it');
     }
   }
-  return out;
 }
 
 /**
@@ -233,8 +239,7 @@ async function checkSecrets(
 /**
  * The store checks of a PostgreSQL store (issue 14): the connection (server version and the URL without its
  * password), the schema version, and a write (a transaction that takes a transaction id, which a read-only
- * standby refuses). The key and provider checks still read the SQLite handle and are reported as not run.
- * Never throws for a failed check.
+ * standby refuses); then the key and provider checks as on SQLite. Never throws for a failed check.
  */
 async function runPgStoreChecks(deps: DoctorDeps): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
@@ -251,11 +256,11 @@ async function runPgStoreChecks(deps: DoctorDeps): Promise<CheckResult[]> {
   add('store connection', 'pass', `PostgreSQL ${d.serverVersion} at ${d.location}`);
   add('store schema', 'pass', `version ${d.schemaVersion}`);
   try {
-    await ctx.sql.tx(async (t) => t.get('SELECT txid_current() AS xid'));
-    add('store writable', 'pass', 'began and committed a transaction');
+    add('store writable', 'pass', await ctx.store.checkWritable());
   } catch (err) {
     add('store writable', 'fail', message(err), 'grant the role write access to the database, and point it at the primary server, not a read-only standby');
+    return out;
   }
-  add('key and providers', 'warn', 'not checked on a PostgreSQL store by this version', 'run `switchboard doctor` on a SQLite store for the key and provider checks');
+  await runKeyAndProviderChecks(ctx, add);
   return out;
 }

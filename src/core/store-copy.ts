@@ -18,9 +18,9 @@ import type { CoreContext } from './context.js';
 import { recordAudit } from './audit.js';
 import { requireKey, type ActiveKey } from './vault.js';
 import { rowAuthentic, rowRef, secretsBroken, tamperedError, type AuthRow } from './config-auth.js';
-import { KeyError, OperationFailed } from '../errors.js';
-import { decodeKey, findMasterKey, fingerprint, HOW_TO_PROVIDE_KEY } from '../crypto/keys.js';
-import { KEYCHAIN_SERVICE, keychainGet } from '../crypto/keychain.js';
+import { OperationFailed } from '../errors.js';
+import { selectKeyVersionRows, selectMetaStoreId } from '../store/repos/keys.js';
+import { selectProviderConfigsById } from '../store/repos/providers.js';
 import type { Sql } from '../store/sql.js';
 import { copyStore, type CopyCount, type CopyEnd } from '../store/copy.js';
 
@@ -41,7 +41,7 @@ export interface StoreCopySummary {
 
 /** The provider config rows of a store whose MAC does not verify or whose sealed secrets do not open with `key`. */
 async function unverifiedConfigs(sql: Sql, key: ActiveKey): Promise<{ rows: number; bad: AuthRow[] }> {
-  const rows = await sql.all<AuthRow>('SELECT * FROM provider_configs ORDER BY id');
+  const rows = await selectProviderConfigsById(sql);
   const bad = rows
     .map((r) => ({ ...r, sealed_secrets: r.sealed_secrets === null ? null : Buffer.from(r.sealed_secrets) }))
     .filter((r) => !rowAuthentic(key.key, r) || secretsBroken(key, r));
@@ -55,12 +55,11 @@ async function unverifiedConfigs(sql: Sql, key: ActiveKey): Promise<{ rows: numb
  */
 async function verifyTargetConfigs(target: Sql, key: ActiveKey | null): Promise<number> {
   if (!key) {
-    const n = await target.get<{ n: number }>('SELECT count(*) AS n FROM provider_configs');
-    if (Number(n?.n ?? 0) === 0) return 0;
+    if ((await selectProviderConfigsById(target)).length === 0) return 0;
     throw new OperationFailed('store copy: the target has provider configs but no master key was checked; nothing was written');
   }
-  const current = await target.get<{ id: number; fingerprint: string }>('SELECT id, fingerprint FROM keys WHERE retired_at IS NULL');
-  if (current?.fingerprint !== key.fingerprint || Number(current.id) !== key.keyId) {
+  const current = (await selectKeyVersionRows(target)).find((k) => k.retired_at === null);
+  if (current?.fingerprint !== key.fingerprint || current.id !== key.keyId) {
     throw new OperationFailed(`store copy: the target's current key version is not key #${key.keyId} (fingerprint ${key.fingerprint}); nothing was written`);
   }
   const { rows, bad } = await unverifiedConfigs(target, key);
@@ -68,33 +67,6 @@ async function verifyTargetConfigs(target: Sql, key: ActiveKey | null): Promise<
     throw new OperationFailed(`store copy: provider ${rowRef(bad[0])} does not verify in the target (its MAC or sealed secrets changed on the way); nothing was written`);
   }
   return rows;
-}
-
-/**
- * The master key of the source and its version there. A SQLite source goes through `requireKey` (which also
- * finishes an interrupted rotation and gives MACs to rows of a store from before them); a PostgreSQL store
- * (always at a schema with MACs) is matched here on the executor: `SWITCHBOARD_MASTER_KEY`, `SWITCHBOARD_KEY_FILE`
- * or the keychain item of its store id, whose fingerprint must be the store's current key version.
- * @throws KeyError (exit 5) when no key is found or it is not the store's current key.
- */
-async function sourceKey(ctx: CoreContext, source: CopyEnd): Promise<ActiveKey> {
-  if (source.db) return requireKey(ctx);
-  const id = (await source.sql.get<{ value: string }>("SELECT value FROM meta WHERE key = 'store_id'"))?.value ?? '';
-  let master = findMasterKey(ctx.env);
-  if (!master) {
-    const kc = keychainGet(id, ctx.env);
-    if (kc.status !== 'ok') {
-      const why = kc.status === 'absent' ? `the OS keychain has no key for this store (service ${KEYCHAIN_SERVICE}, account ${id})` : `the OS keychain cannot be used: ${kc.detail}`;
-      throw new KeyError(`no master key: SWITCHBOARD_MASTER_KEY and SWITCHBOARD_KEY_FILE are not set, and ${why}; ${HOW_TO_PROVIDE_KEY}`);
-    }
-    master = { key: decodeKey(kc.value, `the keychain item for store ${id}`), source: 'keychain', location: id };
-  }
-  const fp = fingerprint(master.key);
-  const current = await source.sql.get<{ id: number; fingerprint: string }>('SELECT id, fingerprint FROM keys WHERE retired_at IS NULL');
-  if (!current || current.fingerprint !== fp) {
-    throw new KeyError(`the master key from ${master.location} (fingerprint ${fp}) is not this store's current key${current ? ` (#${current.id}, fingerprint ${current.fingerprint})` : ''}; nothing was copied`);
-  }
-  return { ...master, keyId: Number(current.id), fingerprint: fp };
 }
 
 /**
@@ -106,8 +78,9 @@ async function sourceKey(ctx: CoreContext, source: CopyEnd): Promise<ActiveKey> 
  * @throws OperationFailed when the schemas, counts or a config's MAC do not match in the target (nothing written).
  */
 export async function copyWholeStore(ctx: CoreContext, source: CopyEnd, target: CopyEnd): Promise<StoreCopySummary> {
-  const configs = await source.sql.get<{ n: number }>('SELECT count(*) AS n FROM provider_configs');
-  const key = Number(configs?.n ?? 0) > 0 ? await sourceKey(ctx, source) : null;
+  // The key must match the source (requireKey also finishes an interrupted rotation and gives MACs to rows of a
+  // store from before them, so every row arrives with one).
+  const key = (await selectProviderConfigsById(source.sql)).length > 0 ? await requireKey(ctx) : null;
   if (key) {
     // A row changed outside switchboard is not carried into another store: the copy would take it as checked.
     const { bad } = await unverifiedConfigs(source.sql, key);
@@ -122,6 +95,6 @@ export async function copyWholeStore(ctx: CoreContext, source: CopyEnd, target: 
     },
   });
   await recordAudit(ctx, source.sql, 'store.copy', what, null, result.tables.map((t) => t.table));
-  const id = await source.sql.get<{ value: string }>("SELECT value FROM meta WHERE key = 'store_id'");
-  return { source: source.location, target: target.location, storeId: id?.value ?? '', tables: result.tables, totalRows: result.totalRows, verifiedConfigs };
+  const storeId = await selectMetaStoreId(source.sql);
+  return { source: source.location, target: target.location, storeId, tables: result.tables, totalRows: result.totalRows, verifiedConfigs };
 }

@@ -3,7 +3,7 @@
  * `postgres://` URL names the shared PostgreSQL store. Both give the same {@link StoreHandle}: the executor that
  * repositories run on, plus facts for `key status` and `doctor`.
  */
-import { openStore, mapSqliteError, type Db, type OpenOptions, type StoreLocation } from './db.js';
+import { backupStore, checkpointStore, openStore, mapSqliteError, vacuumStore, type BackupResult, type Db, type OpenOptions, type StoreLocation, type VacuumResult } from './db.js';
 import { SqliteSql, type Dialect, type Sql } from './sql.js';
 
 /** An open store. */
@@ -16,10 +16,52 @@ export interface StoreHandle {
   sql: Sql;
   /** The better-sqlite3 handle of a SQLite store (backup, vacuum, the ledger's group commit); undefined on PostgreSQL. */
   db?: Db;
+  /** Care of the store itself, per engine (the store's write check, checkpoint, backup, vacuum). */
+  ops: StoreOps;
   /** Closes the connection(s). */
   close(): Promise<void>;
   /** The engine's version and the store's schema version (for `key status` and `doctor`). */
   describe(): Promise<StoreDescription>;
+}
+
+/**
+ * What core and the `store` commands do to the store itself, where the engines differ (DESIGN §3): core reaches
+ * the store only through repositories over `Sql` and through these.
+ */
+export interface StoreOps {
+  /**
+   * Takes the write lock and releases it (SQLite `BEGIN IMMEDIATE`/`ROLLBACK`), or begins and commits a
+   * transaction that takes a transaction id (PostgreSQL: a read-only standby refuses it).
+   * @returns what was done, one line. @throws the engine's error when the store cannot be written.
+   */
+  checkWritable(): Promise<string>;
+  /**
+   * After rows holding secrets were removed (zeroed in place by `secure_delete`): SQLite empties its write-ahead
+   * log of their old copies (`wal_checkpoint(TRUNCATE)`); nothing to do on PostgreSQL.
+   * @returns false when a reader kept the log from being emptied (never throws).
+   */
+  checkpoint(): Promise<boolean>;
+  /**
+   * SQLite only (undefined on PostgreSQL, which is backed up with pg_dump): the online backup to a new file
+   * `out`, mode 0600 (see `backupStore`). @throws UsageError if `out` exists and `overwrite` is false.
+   */
+  backup?: (out: string, overwrite: boolean) => Promise<BackupResult>;
+  /** SQLite only (undefined on PostgreSQL: autovacuum): rebuilds the file without free pages (see `vacuumStore`). */
+  vacuum?: () => Promise<VacuumResult>;
+}
+
+/** The {@link StoreOps} of the SQLite store `file` open as `db`. */
+export function sqliteStoreOps(db: Db, file: string): StoreOps {
+  return {
+    checkWritable: async () => {
+      db.exec('BEGIN IMMEDIATE');
+      db.exec('ROLLBACK');
+      return 'took and released the write lock';
+    },
+    checkpoint: async () => checkpointStore(db),
+    backup: (out, overwrite) => backupStore(db, file, out, overwrite),
+    vacuum: async () => vacuumStore(db, file),
+  };
 }
 
 /** What `key status` and `doctor` say about the store. */
@@ -62,6 +104,7 @@ export function openSqliteHandle(file: string, opts: OpenOptions = {}): StoreHan
     location: file,
     sql: new SqliteSql(db),
     db,
+    ops: sqliteStoreOps(db, file),
     close: async () => {
       db.close();
     },

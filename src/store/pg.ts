@@ -354,6 +354,13 @@ export async function openPgHandle(url: string, location: string, opts: OpenOpti
     backend: 'postgres',
     location,
     sql,
+    ops: {
+      checkWritable: async () => {
+        await sql.tx(async (t) => t.get('SELECT txid_current() AS xid'));
+        return 'began and committed a transaction';
+      },
+      checkpoint: async () => true,
+    },
     close: () => sql.close(),
     describe: async () => ({ backend: 'postgres', location, serverVersion: await sql.serverVersion(), schemaVersion: await pgSchemaVersion(sql) }),
   };

@@ -158,3 +158,12 @@ export function inList(sql: Sql, column: string, values: readonly unknown[]): { 
     ? { cond: `${column} = ANY(?)`, arg: [...values] }
     : { cond: `${column} IN (SELECT value FROM json_each(?))`, arg: JSON.stringify(values) };
 }
+
+/**
+ * `expr` for an ORDER BY that must sort text in byte order on both engines, as SQLite's default BINARY collation
+ * does: on PostgreSQL `expr COLLATE "C"` (a database's default collation, e.g. en-US, orders `b_x`, `b-x`, `b@`
+ * otherwise). @param expr a column or expression of the query (SQL text, never user input).
+ */
+export function byteOrder(sql: Sql, expr: string): string {
+  return sql.dialect === 'postgres' ? `${expr} COLLATE "C"` : expr;
+}

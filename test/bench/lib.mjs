@@ -75,10 +75,11 @@ export function workspace(prefix) {
 export async function addTenants(storePath, count) {
   const { openStore } = await import(path.join(root, 'dist/store/db.js'));
   const { SqliteSql } = await import(path.join(root, 'dist/store/sql.js'));
+  const { sqliteStoreOps } = await import(path.join(root, 'dist/store/open.js'));
   const { addTenant } = await import(path.join(root, 'dist/core/tenants.js'));
   const { systemClock } = await import(path.join(root, 'dist/core/context.js'));
   const db = openStore(storePath);
-  const ctx = { sql: new SqliteSql(db), db, storePath, clock: systemClock, env: {}, actor: 'bench' };
+  const ctx = { sql: new SqliteSql(db), store: sqliteStoreOps(db, storePath), storePath, clock: systemClock, env: {}, actor: 'bench' };
   for (let i = 1; i <= count; i++) await addTenant(ctx, `tenant-${String(i).padStart(4, '0')}`, `Tenant ${i}`);
   db.close();
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { execa } from 'execa';
 import { baseEnv, binPath, makeWorkspace, parseJson, describe as show, type CliResult, type Workspace } from '../helpers/cli.js';
+import { bulkSends, testBackend } from '../helpers/postgres.js';
 import { addSystemOutbox, addTenant, expectExit, parseBatchOutput, readOutbox } from '../helpers/setup.js';
 
 describe('concurrent writers on one store', () => {
@@ -15,7 +16,7 @@ describe('concurrent writers on one store', () => {
   });
   afterAll(() => ws?.cleanup());
 
-  test('tenant and provider adds in parallel with a running batch all succeed', async () => {
+  test.runIf(bulkSends(testBackend()))('tenant and provider adds in parallel with a running batch all succeed', async () => {
     const ROWS = 200;
     const csv = ws.file('rows.csv', 'email,name\n' + Array.from({ length: ROWS }, (_, i) => `r${i}@example.com,R${i}`).join('\n') + '\n');
     const tpl = ws.file('t.txt', 'Hello {{name}}\n');
@@ -58,5 +59,38 @@ describe('concurrent writers on one store', () => {
     expect(tenants.filter((t) => t.id.startsWith('op-') && t.providerCount === 1)).toHaveLength(N);
     const audit = parseJson<Array<{ action: string }>>(await ws.run(['audit', 'list', '--json']));
     expect(audit.filter((a) => a.action === 'provider.update')).toHaveLength(N);
+  });
+
+  test('operators in several processes at once: tenant, provider and suppression writes all succeed, each audited once', async () => {
+    const N = 6;
+    const updates = async () => parseJson<Array<{ action: string }>>(await ws.run(['audit', 'list', '--json'])).filter((a) => a.action === 'provider.update').length;
+    const updatesBefore = await updates();
+    const runs: Array<Promise<CliResult>> = [];
+    for (let i = 0; i < N; i++) {
+      runs.push(
+        ws.run(['tenant', 'add', `par-${i}`, '--name', `Par ${i}`]).then(async (r) => {
+          if (r.exitCode !== 0) return r;
+          return ws.run(['provider', 'add', '--tenant', `par-${i}`, '--channel', 'email', '--kind', 'smtp', '--set', 'host=127.0.0.1', '--set', `from=a@par${i}.test`, '--secret-env', 'password=P'], {
+            env: { P: `pw-par-${i}-secret-value` },
+          });
+        }),
+      );
+      runs.push(ws.run(['suppress', 'add', `s${i}@example.com`, '--tenant', 'acme', '--reason', `r${i}`]));
+      runs.push(ws.run(['provider', 'update', 'system/email/outbox', '--set', `fromName=Par ${i}`]));
+    }
+    for (const r of await Promise.all(runs)) {
+      expect(r.exitCode, show(r)).toBe(0);
+      expect(r.stderr).not.toMatch(/SQLITE_BUSY|locked|deadlock|could not serialize/i);
+    }
+    const tenants = parseJson<Array<{ id: string; providerCount: number }>>(expectExit(await ws.run(['tenant', 'list', '--json']), 0, 'tenant list'));
+    expect(tenants.filter((t) => t.id.startsWith('par-')).map((t) => [t.id, t.providerCount])).toEqual(Array.from({ length: N }, (_, i) => [`par-${i}`, 1]));
+    const sup = parseJson<Array<{ address: string }>>(expectExit(await ws.run(['suppress', 'list', '--tenant', 'acme', '--json']), 0, 'suppress list'));
+    expect(sup.map((s) => s.address).filter((a) => /^s\d@/.test(a))).toEqual(Array.from({ length: N }, (_, i) => `s${i}@example.com`));
+    const audit = parseJson<Array<{ action: string; target: string }>>(await ws.run(['audit', 'list', '--json']));
+    const count = (action: string, prefix: string) => audit.filter((a) => a.action === action && a.target.startsWith(prefix)).length;
+    expect([count('tenant.add', 'par-'), count('provider.add', 'par-'), count('provider.update', 'system/email/outbox') - updatesBefore]).toEqual([N, N, N]);
+    // The configs written in parallel verify (MAC) and their secrets open: doctor checks each.
+    const doctor = parseJson<{ checks: Array<{ check: string; status: string }> }>(await ws.run(['doctor', '--json'])).checks;
+    expect(doctor.filter((c) => /^provider par-\d\/email\/smtp (secrets|integrity)$/.test(c.check)).map((c) => c.status)).toEqual(Array(2 * N).fill('pass'));
   });
 });

@@ -16,6 +16,7 @@ import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
 import { openStore } from '../../src/store/db.js';
 import { SqliteSql } from '../../src/store/sql.js';
+import { sqliteStoreOps } from '../../src/store/open.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addProvider } from '../../src/core/providers.js';
 import { addTenant as addTenantCore } from '../../src/core/tenants.js';
@@ -55,7 +56,7 @@ function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
 async function inProcess(ws: Workspace, fn: (ctx: CoreContext) => Promise<unknown>): Promise<void> {
   const db = openStore(ws.store);
   try {
-    await fn({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: ws.key }, actor: 'test@host' });
+    await fn({ sql: new SqliteSql(db), store: sqliteStoreOps(db, ws.store), storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_MASTER_KEY: ws.key }, actor: 'test@host' });
   } finally {
     db.close();
   }

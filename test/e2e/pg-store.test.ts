@@ -3,8 +3,8 @@
 // server's connection log), messages name the store without its password, the audit log (a ported repository)
 // reads from PostgreSQL, `doctor` names the server, its version and the schema version, the SQLite-only commands
 // say what to use instead, and a newer schema or an unreachable server are one-line errors.
-// Tenants, keys and providers still read the SQLite handle on this branch, so `tenant add` and `key status` are
-// checked on PostgreSQL by the suites that port them.
+// A role that logs in with a password (PGPASSWORD, ~/.pgpass) works end to end: tenant, provider, one send, doctor.
+// The end-to-end files listed in test/vitest.config.ts (BOTH_STORES) run once more on PostgreSQL.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describe as describeResult, makeWorkspace, parseJson, type Workspace } from '../helpers/cli.js';
 import fs from 'node:fs';
@@ -145,6 +145,23 @@ describe('a PostgreSQL store', () => {
     expect(parseJson(expectExit(viaFile, 0, 'audit with ~/.pgpass'))).toEqual([]);
     expect(viaFile.stderr).toBe(''); // no deprecation warning from pg's own lookup
     expect(viaFile.stdout + viaFile.stderr + viaEnv.stdout + viaEnv.stderr).not.toContain(secret);
+
+    // End to end as that role (password from PGPASSWORD): a tenant, a provider with its key, one send, doctor.
+    const env = { SWITCHBOARD_STORE: store, PGPASSWORD: secret };
+    const outbox = path.join(ws.dir, 'pw-outbox');
+    const steps = [
+      await ws.run(['tenant', 'add', 'acme', '--name', 'Acme'], { env }),
+      await ws.run(['provider', 'add', '--system', '--channel', 'email', '--kind', 'outbox', '--set', `dir=${outbox}`, '--set', 'from=system@switchboard.test'], { env }),
+      await ws.run(['send', 'test', '--tenant', 'acme', '--to', 'pat@example.com', '--subject', 'Hi', '--body', 'B', '--json'], { env }),
+    ];
+    steps.forEach((r, i) => expectExit(r, 0, `step ${i + 1} as ${role}`));
+    expect(parseJson<{ provider: string; status: string }>(steps[2]!)).toMatchObject({ provider: 'system/email/outbox' });
+    expect(fs.readdirSync(outbox).filter((f) => f.endsWith('.eml'))).toHaveLength(1);
+    const status = parseJson<{ store: Record<string, unknown> }>(expectExit(await ws.run(['key', 'status', '--json'], { env }), 0, 'key status'));
+    expect(status.store).toMatchObject({ backend: 'postgres', location: store, schemaVersion: SCHEMA_VERSION });
+    const doctor = parseJson<{ checks: Array<{ check: string; status: string }> }>(await ws.run(['doctor', '--json'], { env })).checks;
+    expect(doctor.filter((c) => ['store connection', 'store writable', 'key source', 'key match'].includes(c.check)).map((c) => c.status)).toEqual(['pass', 'pass', 'pass', 'pass']);
+    for (const r of steps) expect(r.stdout + r.stderr).not.toContain(secret);
   });
 
   it('names the backend and schema version in key status on a SQLite store', async () => {

@@ -5,12 +5,11 @@ import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { afterEach, describe, expect, test } from 'vitest';
 import { baseEnv, binPath, makeWorkspace, parseJson, describe as show, type Workspace } from '../helpers/cli.js';
-import { dumpStore, expectExit } from '../helpers/setup.js';
+import { expectExit } from '../helpers/setup.js';
+import { dumpAnyStore, storeAll, storeRun } from '../helpers/store-sql.js';
+import { withCore } from '../helpers/core.js';
 import { seedStore } from '../helpers/seed.mjs';
 import { unseal } from '../../src/crypto/seal.js';
-import { openStore } from '../../src/store/db.js';
-import { SqliteSql } from '../../src/store/sql.js';
-import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { configSecrets, listProviders } from '../../src/core/providers.js';
 import { requireKey, rotateKey } from '../../src/core/vault.js';
 
@@ -23,27 +22,19 @@ interface Status {
 }
 
 type Row = { id: number; tenant_id: string; channel: string; name: string; key_id: number; sealed_secrets: Buffer };
-function rows(store: string): Row[] {
-  const db = new Database(store, { readonly: true });
-  try {
-    return db.prepare('SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs ORDER BY id').all() as Row[];
-  } finally {
-    db.close();
-  }
+async function rows(store: string): Promise<Row[]> {
+  const all = await storeAll<Row>(store, 'SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs ORDER BY id');
+  return all.map((r) => ({ ...r, id: Number(r.id), key_id: Number(r.key_id) }));
 }
 
 /** Opens every secret in the store with the key `env` names, in-process; returns ref → password. */
 async function openAll(store: string, env: NodeJS.ProcessEnv): Promise<Map<string, string>> {
-  const db = openStore(store);
-  const ctx: CoreContext = { sql: new SqliteSql(db), db, storePath: store, clock: systemClock, env, actor: 'test@host' };
-  try {
+  return withCore(store, env, async (ctx) => {
     const key = await requireKey(ctx);
     const out = new Map<string, string>();
     for (const p of await listProviders(ctx)) out.set(p.ref, (await configSecrets(ctx, key, p)).password ?? '');
     return out;
-  } finally {
-    db.close();
-  }
+  });
 }
 
 let ws: Workspace | undefined;
@@ -60,7 +51,7 @@ describe('key rotate', () => {
   test('key file: every secret re-sealed with the new key, none opens with the old, versions counted', async () => {
     const { ws, keyFile, env } = fileWorkspace();
     const refs = await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 10, perTenant: 2 });
-    const before = rows(ws.store);
+    const before = (await rows(ws.store));
     const oldKey = Buffer.from(ws.key, 'base64');
 
     const r = expectExit(await ws.run(['key', 'rotate', '--json'], { env }), 0, 'key rotate');
@@ -72,7 +63,7 @@ describe('key rotate', () => {
     expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(fs.existsSync(`${keyFile}.next`)).toBe(false);
 
-    const after = rows(ws.store);
+    const after = (await rows(ws.store));
     for (const [i, row] of after.entries()) {
       expect(row.key_id).toBe(2);
       expect(row.sealed_secrets.equals(before[i]!.sealed_secrets)).toBe(false);
@@ -105,11 +96,11 @@ describe('key rotate', () => {
   test('env key: refused without --print-new-key (nothing changes); with it, the export line is the new key', async () => {
     ws = makeWorkspace();
     await seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 2 });
-    const dump = dumpStore(ws.store);
+    const dump = (await dumpAnyStore(ws.store));
     const refused = await ws.run(['key', 'rotate']);
     expect(refused.exitCode, show(refused)).toBe(2);
     expect(refused.stderr).toMatch(/--print-new-key/);
-    expect(dumpStore(ws.store)).toBe(dump);
+    expect((await dumpAnyStore(ws.store))).toBe(dump);
 
     const r = expectExit(await ws.run(['key', 'rotate', '--print-new-key']), 0, 'key rotate --print-new-key');
     const m = /^export SWITCHBOARD_MASTER_KEY=([A-Za-z0-9+/]{43}=)$/m.exec(r.stdout);
@@ -124,12 +115,7 @@ describe('key rotate', () => {
   test('a rotation stopped after its commit (before the new key replaced the old) is finished by the next command', async () => {
     const { ws, keyFile } = fileWorkspace();
     await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 3 });
-    const db = openStore(ws.store);
-    try {
-      await rotateKey({ sql: new SqliteSql(db), db, storePath: ws.store, clock: systemClock, env: { SWITCHBOARD_KEY_FILE: keyFile }, actor: 'test@host' }, { stopAfterCommit: true });
-    } finally {
-      db.close();
-    }
+    await withCore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, (ctx) => rotateKey(ctx, { stopAfterCommit: true }));
     // The crash state: the store uses key #2, the key file still holds key #1, key #2 waits in master.key.next.
     expect(fs.readFileSync(keyFile, 'utf8').trim()).toBe(ws.key);
     expect(fs.existsSync(`${keyFile}.next`)).toBe(true);
@@ -178,11 +164,11 @@ describe('key reset (I lost my key)', () => {
   test('refused while the key still opens the store; after a loss it drops secrets, keeps the rest, and secrets can be entered again', async () => {
     const { ws, keyFile, env } = fileWorkspace();
     await seedStore(ws.store, { SWITCHBOARD_KEY_FILE: keyFile }, { tenants: 2 });
-    const dump = dumpStore(ws.store);
+    const dump = (await dumpAnyStore(ws.store));
     const refused = await ws.run(['key', 'reset', '--yes', '--file', `${keyFile}.other`], { env });
     expect(refused.exitCode, show(refused)).toBe(2);
     expect(refused.stderr).toMatch(/key rotate/);
-    expect(dumpStore(ws.store)).toBe(dump);
+    expect((await dumpAnyStore(ws.store))).toBe(dump);
     expect(fs.existsSync(`${keyFile}.other`)).toBe(false);
     // Without --yes too: told at once that nothing is lost, not asked to confirm dropping every secret first.
     const notLost = await ws.run(['key', 'reset', '--file', `${keyFile}.other`], { env });
@@ -214,9 +200,7 @@ describe('sealed secrets are bound to their row and detect tampering', () => {
   test('a blob copied to another tenant\'s row fails to open: exit 5 naming that provider; doctor fails it', async () => {
     ws = makeWorkspace();
     await seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 2 });
-    const db = new Database(ws.store);
-    db.prepare("UPDATE provider_configs SET sealed_secrets = (SELECT sealed_secrets FROM provider_configs WHERE tenant_id = 't0001') WHERE tenant_id = 't0002'").run();
-    db.close();
+    await storeRun(ws.store, "UPDATE provider_configs SET sealed_secrets = (SELECT sealed_secrets FROM provider_configs WHERE tenant_id = 't0001') WHERE tenant_id = 't0002'");
     const r = await ws.run(['send', 'test', '--tenant', 't0002', '--to', 'x@example.com', '--no-fallback']);
     expect(r.exitCode, show(r)).toBe(5);
     expect(r.stderr).toMatch(/secrets of provider t0002\/email\/s1 failed their integrity check/);
@@ -226,26 +210,33 @@ describe('sealed secrets are bound to their row and detect tampering', () => {
     expect(checks.find((c) => c.check === 'provider t0002/email/s1 secrets')).toMatchObject({ status: 'fail', fix: expect.stringMatching(/provider update t0002\/email\/s1/) });
     expect(checks.find((c) => c.check === 'provider t0001/email/s1 secrets')?.status).toBe('pass');
     // Rotation refuses a store with a secret that does not open, and changes nothing.
-    const dump = dumpStore(ws.store);
+    const dump = (await dumpAnyStore(ws.store));
     const rot = await ws.run(['key', 'rotate', '--print-new-key']);
     expect(rot.exitCode, show(rot)).toBe(5);
     expect(rot.stderr).toMatch(/t0002\/email\/s1/);
-    expect(dumpStore(ws.store)).toBe(dump);
+    expect((await dumpAnyStore(ws.store))).toBe(dump);
   });
 
-  test('a flipped byte in a sealed secret in the store file: a clear integrity error naming the provider, exit 5', async () => {
+  test('a flipped byte in a sealed secret in the store (the file itself, or the PostgreSQL row): a clear integrity error naming the provider, exit 5', async () => {
     ws = makeWorkspace();
     await seedStore(ws.store, { SWITCHBOARD_MASTER_KEY: ws.key }, { tenants: 1 });
-    const blob = rows(ws.store)[0]!.sealed_secrets;
-    // Flip the byte in the file itself (after a checkpoint, the page holding the blob is in the main file).
-    const db = new Database(ws.store);
-    db.pragma('wal_checkpoint(TRUNCATE)');
-    db.close();
-    const bytes = fs.readFileSync(ws.store);
-    const at = bytes.indexOf(blob);
-    expect(at).toBeGreaterThan(0);
-    bytes[at + blob.length - 3] = bytes[at + blob.length - 3]! ^ 0x40;
-    fs.writeFileSync(ws.store, bytes);
+    const row = (await rows(ws.store))[0]!;
+    const blob = row.sealed_secrets;
+    if (ws.backend === 'sqlite') {
+      // Flip the byte in the file itself (after a checkpoint, the page holding the blob is in the main file).
+      const db = new Database(ws.store);
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      db.close();
+      const bytes = fs.readFileSync(ws.store);
+      const at = bytes.indexOf(blob);
+      expect(at).toBeGreaterThan(0);
+      bytes[at + blob.length - 3] = bytes[at + blob.length - 3]! ^ 0x40;
+      fs.writeFileSync(ws.store, bytes);
+    } else {
+      const flipped = Buffer.from(blob);
+      flipped[flipped.length - 3] = flipped[flipped.length - 3]! ^ 0x40;
+      expect(await storeRun(ws.store, 'UPDATE provider_configs SET sealed_secrets = ? WHERE id = ?', flipped, row.id)).toBe(1);
+    }
     const r = await ws.run(['send', 'test', '--tenant', 't0001', '--to', 'x@example.com']);
     expect(r.exitCode, show(r)).toBe(5);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);

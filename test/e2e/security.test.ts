@@ -3,6 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { bulkSends } from '../helpers/postgres.js';
+import { dumpAnyStore } from '../helpers/store-sql.js';
 import { makeWorkspace, parseJson, describe as show, type CliResult, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, expectExit, storeFiles } from '../helpers/setup.js';
@@ -102,9 +104,13 @@ describe('secrets stay secret', () => {
       ['send test failing --verbose', ['send', 'test', '--tenant', 'beta', '--channel', 'email', '--to', 'b@example.com', '--subject', 'S', '--body', 'B', '--no-fallback', '--verbose']],
       ['send test failing --json', ['send', 'test', '--tenant', 'beta', '--channel', 'email', '--to', 'b@example.com', '--subject', 'S', '--body', 'B', '--no-fallback', '--json']],
       ['send test fallback --verbose', ['send', 'test', '--tenant', 'beta', '--channel', 'email', '--to', 'b@example.com', '--subject', 'S', '--body', 'B', '--verbose', '--json']],
-      ['send batch --verbose', ['send', 'batch', '--tenant', 'beta', '--channel', 'email', '--csv', csv, '--template-file', tpl, '--subject', 'Hi {{name}}', '--verbose']],
-      ['send batch --json', ['send', 'batch', '--tenant', 'acme', '--channel', 'email', '--csv', csv, '--template-file', tpl, '--subject', 'Hi {{name}}', '--json']],
-      ['batch list --json', ['batch', 'list', '--json']],
+      ...(bulkSends(ws.backend)
+        ? ([
+            ['send batch --verbose', ['send', 'batch', '--tenant', 'beta', '--channel', 'email', '--csv', csv, '--template-file', tpl, '--subject', 'Hi {{name}}', '--verbose']],
+            ['send batch --json', ['send', 'batch', '--tenant', 'acme', '--channel', 'email', '--csv', csv, '--template-file', tpl, '--subject', 'Hi {{name}}', '--json']],
+            ['batch list --json', ['batch', 'list', '--json']],
+          ] as Array<[string, string[]]>)
+        : []),
       ['audit list', ['audit', 'list']],
       ['audit list --json', ['audit', 'list', '--json']],
       ['audit list --json --verbose', ['audit', 'list', '--json', '--verbose']],
@@ -121,11 +127,11 @@ describe('secrets stay secret', () => {
 
     const byWhat = new Map(outputs.map((o) => [o.what, o.r]));
     // These must have worked (otherwise the absence of secrets proves nothing).
-    for (const what of ['provider list --json', 'provider show --json', 'send test', 'send batch --json', 'audit list --json', 'key status --json']) {
+    const mustWork = ['provider list --json', 'provider show --json', 'send test', 'audit list --json', 'key status --json', ...(bulkSends(ws.backend) ? ['send batch --json', 'send batch --verbose'] : [])];
+    for (const what of mustWork) {
       expect(byWhat.get(what)?.exitCode, `${what}\n${show(byWhat.get(what)!)}`).toBe(0);
     }
     expect(byWhat.get('send test failing --verbose')?.exitCode).toBe(1);
-    expect(byWhat.get('send batch --verbose')?.exitCode).toBe(0);
     expect(byWhat.get('provider verify acme')?.exitCode).toBe(0);
     expect(byWhat.get('provider verify beta (wrong password)')?.exitCode).toBe(1);
     // doctor ran every check (and fails on beta's failed verification) without printing a secret.
@@ -159,7 +165,14 @@ describe('secrets stay secret', () => {
     }
   });
 
-  test('the store holds no secret in clear and is mode 0600', () => {
+  test('the store holds no secret in clear and is mode 0600', async () => {
+    if (ws.backend === 'postgres') {
+      // The server's files are the database administrator's: every row, as read through SQL, holds no secret.
+      const dump = Buffer.from(await dumpAnyStore(ws.store));
+      expect(dump.includes(Buffer.from('noreply@gamma.test'))).toBe(true); // control, as below
+      for (const s of [...FORBIDDEN, ws.key]) expect(dump.includes(Buffer.from(s)), `the store contains a secret (${s.slice(0, 6)}…)`).toBe(false);
+      return;
+    }
     const files = storeFiles(ws.store);
     expect(files.map((f) => path.basename(f.file))).toContain('sb.db');
     // Control: non-secret settings are readable in these bytes, so a clear-text secret would be found too.

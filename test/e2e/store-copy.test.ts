@@ -13,6 +13,7 @@ import { startKeyring, type TestKeyring } from '../helpers/keyring.js';
 import { connectionsTo, createTestDatabase } from '../helpers/postgres.js';
 import { createPgSql, type PgSql } from '../../src/store/pg.js';
 import type { Sql } from '../../src/store/sql.js';
+import { dumpTables } from '../helpers/store-sql.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, dumpStore, expectExit, readOutbox, type SendTestJson } from '../helpers/setup.js';
 
 interface CopyJson {
@@ -251,25 +252,9 @@ describe('store copy', () => {
   });
 });
 
-/**
- * Every table of a store read through an executor, for comparing stores across engines: rows as JSON with sorted
- * keys (blobs as hex), sorted; `store.copy` audit rows and PostgreSQL's own `schema_version` left out.
- */
-async function dumpSql(sql: Sql): Promise<Record<string, string[]>> {
-  const names =
-    sql.dialect === 'sqlite'
-      ? await sql.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-      : await sql.all<{ name: string }>("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'");
-  const out: Record<string, string[]> = {};
-  for (const { name } of names) {
-    if (name === 'schema_version') continue;
-    const rows = await sql.all<Record<string, unknown>>(`SELECT * FROM ${name}`);
-    out[name] = rows
-      .filter((r) => r.action !== 'store.copy')
-      .map((r) => JSON.stringify(Object.fromEntries(Object.keys(r).sort().map((k) => [k, Buffer.isBuffer(r[k]) ? (r[k] as Buffer).toString('hex') : r[k]]))))
-      .sort();
-  }
-  return out;
+/** {@link dumpTables} without the `store.copy` audit rows (each copy records itself on both sides). */
+function dumpSql(sql: Sql): Promise<Record<string, string[]>> {
+  return dumpTables(sql, { skipAction: 'store.copy' });
 }
 
 describe('store copy: SQLite → PostgreSQL → SQLite', () => {
@@ -361,9 +346,19 @@ describe('store copy: SQLite → PostgreSQL → SQLite', () => {
     expect((await readOutbox(outbox)).map((m) => m.subject)).toContain('Round trip outbox');
   });
 
-  // Tenants, providers and sends still read the store through better-sqlite3 (exit 2 "does not run on a PostgreSQL
-  // store yet" on the PostgreSQL copy) until their areas move onto repositories (issue 14, point 1).
-  test.todo('tenant list, provider show and send test (outbox) from the PostgreSQL copy');
+  test('the PostgreSQL copy works with the same master key: tenant list, provider show, sends through the sealed smtp password and the outbox', async () => {
+    const inPg = (args: string[]) => ws.run(args, { env: { SWITCHBOARD_STORE: pgUrl } });
+    const tenants = parseJson<Array<{ id: string }>>(expectExit(await inPg(['tenant', 'list', '--json']), 0, 'tenant list'));
+    expect(tenants.map((t) => t.id)).toEqual(expect.arrayContaining(['acme', 'beta']));
+    const shown = parseJson<{ id: string; kind: string }>(expectExit(await inPg(['provider', 'show', 'acme/email/smtp', '--json']), 0, 'provider show'));
+    expect(shown).toMatchObject({ id: 'acme/email/smtp', kind: 'smtp' });
+    const viaSmtp = await inPg(['send', 'test', '--tenant', 'acme', '--channel', 'email', '--to', 'ana@example.com', '--subject', 'From PostgreSQL smtp', '--body', 'Hi', '--json']);
+    expect(viaSmtp.exitCode, show(viaSmtp)).toBe(0);
+    expect(srv.messages.map((m) => m.subject)).toContain('From PostgreSQL smtp');
+    const viaOutbox = await inPg(['send', 'test', '--tenant', 'beta', '--channel', 'email', '--to', 'cy@example.com', '--subject', 'From PostgreSQL outbox', '--body', 'Hi', '--json']);
+    expect(viaOutbox.exitCode, show(viaOutbox)).toBe(0);
+    expect((await readOutbox(outbox)).map((m) => m.subject)).toContain('From PostgreSQL outbox');
+  });
 });
 
 describe('store copy with the key in the OS keychain', () => {

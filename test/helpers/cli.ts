@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { createTestDatabaseSync, testBackend } from './postgres.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const binPath = path.join(repoRoot, 'bin', 'switchboard');
@@ -93,7 +94,10 @@ export function describe(r: CliResult): string {
 
 export interface Workspace {
   dir: string;
+  /** The store: a SQLite file in `dir`, or (SWITCHBOARD_TEST_BACKEND=postgres) a new database's URL. */
   store: string;
+  /** The store's engine (see `testBackend`). */
+  backend: 'sqlite' | 'postgres';
   key: string;
   home: string;
   env: { SWITCHBOARD_STORE: string; SWITCHBOARD_MASTER_KEY: string; HOME: string };
@@ -108,16 +112,24 @@ export function randomKey(): string {
   return randomBytes(32).toString('base64');
 }
 
-export function makeWorkspace(): Workspace {
+/**
+ * A new workspace: a temporary folder with a HOME, a random master key and an empty store: a SQLite file
+ * `sb.db` in the folder, or, when the run's backend is PostgreSQL (`SWITCHBOARD_TEST_BACKEND=postgres`, see
+ * test/vitest.config.ts), a new database of the run's server (`sqlite: true` keeps a SQLite file for the
+ * tests that are about the file itself).
+ */
+export function makeWorkspace(opts: { sqlite?: boolean } = {}): Workspace {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-e2e-'));
   const home = path.join(dir, 'home');
   fs.mkdirSync(home);
-  const store = path.join(dir, 'sb.db');
+  const backend = opts.sqlite === true ? 'sqlite' : testBackend();
+  const store = backend === 'postgres' ? createTestDatabaseSync(path.basename(dir)).url : path.join(dir, 'sb.db');
   const key = randomKey();
   const env = { SWITCHBOARD_STORE: store, SWITCHBOARD_MASTER_KEY: key, HOME: home };
   return {
     dir,
     store,
+    backend,
     key,
     home,
     env,

@@ -7,8 +7,17 @@ import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
 import type { TestPostgres } from './postgres.js';
 
-/** Where Debian puts the server's binaries (override with SWITCHBOARD_TEST_PG_BIN). */
-const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || '/usr/lib/postgresql/15/bin';
+/**
+ * Where Debian puts the server's binaries: /usr/lib/postgresql/<major>/bin, the newest major installed (15 on
+ * Debian 12, 17 on Debian 13); override with SWITCHBOARD_TEST_PG_BIN.
+ */
+const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || newestPgBin();
+
+function newestPgBin(): string {
+  const root = '/usr/lib/postgresql';
+  const majors = fs.existsSync(root) ? fs.readdirSync(root).filter((d) => /^\d+$/.test(d)).map(Number).sort((a, b) => b - a) : [];
+  return path.join(root, String(majors[0] ?? 15), 'bin');
+}
 
 /** The one role that logs in with a password (scram-sha-256); every other role is trusted. */
 const PASSWORD_ROLE = 'sb_pw';

@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { sqliteCore } from '../helpers/core.js';
-import { systemClock, type CoreContext } from '../../src/core/context.js';
+import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
+import { systemClock } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { addProvider } from '../../src/core/providers.js';
 import { runBatch } from '../../src/core/batch/runner.js';
@@ -102,7 +102,7 @@ const hooks: BatchRunHooks = { owner: `${process.pid}@test`, ownerAlive: () => t
 const retry = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5_000 };
 
 let dir: string;
-let ctx: CoreContext;
+let ctx: SqliteTestCore;
 let srv: Server;
 
 beforeAll(async () => {

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { sqliteCore } from '../helpers/core.js';
-import type { Clock, CoreContext } from '../../src/core/context.js';
+import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
+import type { Clock } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { addProvider } from '../../src/core/providers.js';
 import { Dispatcher } from '../../src/core/dispatch.js';
@@ -61,7 +61,7 @@ registerKind({
 });
 
 let dir: string;
-let ctx: CoreContext;
+let ctx: SqliteTestCore;
 let sleeps: number[];
 
 function fakeClock(): Clock {

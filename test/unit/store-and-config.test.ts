@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openStore, SCHEMA_VERSION, resolveStorePath } from '../../src/store/db.js';
-import { sqliteCore } from '../helpers/core.js';
-import { systemClock, type CoreContext } from '../../src/core/context.js';
+import { sqliteCore, type SqliteTestCore } from '../helpers/core.js';
+import { systemClock } from '../../src/core/context.js';
 import { addTenant, getTenant, listTenants, removeTenant, updateTenant } from '../../src/core/tenants.js';
 import { addProvider, configSecrets, getProvider, listProviders, maskSecret, parseRef, resolveRoute, updateProvider } from '../../src/core/providers.js';
 import { requireKey } from '../../src/core/vault.js';
@@ -14,7 +14,7 @@ import { KeyError, NotFoundError, UsageError } from '../../src/errors.js';
 import { PLANNED_KINDS } from '../../src/providers/registry.js';
 
 let dir: string;
-let ctx: CoreContext;
+let ctx: SqliteTestCore;
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-store-'));

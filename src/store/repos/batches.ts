@@ -5,7 +5,7 @@
  * under a lease name its owner and change nothing once another owner holds it.
  */
 import type { BatchRow, BatchStatus, ItemState } from '../../core/batch/types.js';
-import { inList, SqliteSql, type Sql } from '../sql.js';
+import { byteOrder, inList, SqliteSql, type Sql } from '../sql.js';
 import { prepared } from '../db.js';
 
 /** The batch with this id, if any. */
@@ -154,7 +154,7 @@ export async function abandonBatchSending(sql: Sql, batchId: string, owner: stri
 /** A batch's rows counted by state and provider (one scan of them by primary key); `fallback`: how many of them went through a fallback. */
 export async function selectBatchStateCounts(sql: Sql, batchId: string): Promise<Array<{ state: ItemState; provider: string | null; n: number; fallback: number }>> {
   const rows = await sql.all<{ state: ItemState; provider: string | null; n: number; fallback: number | null }>(
-    'SELECT state, provider, count(*) AS n, sum(fallback) AS fallback FROM batch_items WHERE batch_id = ? GROUP BY state, provider ORDER BY provider',
+    `SELECT state, provider, count(*) AS n, sum(fallback) AS fallback FROM batch_items WHERE batch_id = ? GROUP BY state, provider ORDER BY ${byteOrder(sql, 'provider')}`,
     batchId,
   );
   // (PostgreSQL's count and sum come as bigint/numeric.)

@@ -4,7 +4,7 @@
  * (JSON text), the status (`pending` | `verified` | `failed`), the last check's one-line detail and time, and
  * created/updated times (ISO 8601 UTC).
  */
-import type { Sql } from '../sql.js';
+import { byteOrder, type Sql } from '../sql.js';
 
 /** A domain row joined with its provider config's tenant, channel and name (null when the config was removed). */
 export interface DomainRow {
@@ -31,8 +31,8 @@ const SELECT = `SELECT d.id, d.tenant_id, d.domain, d.provider_id, d.provider_ki
 /** Domains, by owner (system first) and name; `owner` given (a tenant id, or '' for the system defaults): that owner's only. */
 export async function selectDomains(sql: Sql, owner?: string): Promise<DomainRow[]> {
   return owner === undefined
-    ? sql.all<DomainRow>(`${SELECT} ORDER BY COALESCE(d.tenant_id, ''), d.domain`)
-    : sql.all<DomainRow>(`${SELECT} WHERE COALESCE(d.tenant_id, '') = ? ORDER BY d.domain`, owner);
+    ? sql.all<DomainRow>(`${SELECT} ORDER BY ${byteOrder(sql, "COALESCE(d.tenant_id, '')")}, ${byteOrder(sql, 'd.domain')}`)
+    : sql.all<DomainRow>(`${SELECT} WHERE COALESCE(d.tenant_id, '') = ? ORDER BY ${byteOrder(sql, 'd.domain')}`, owner);
 }
 
 /** One domain by id, or undefined. */

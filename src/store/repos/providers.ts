@@ -3,7 +3,7 @@
  * NULL), with its settings (JSON text), sealed secrets (blob), masked hints (JSON text), the key version that
  * sealed them and the row's MAC. `enabled` is INTEGER 0/1; times are ISO 8601 UTC.
  */
-import type { Sql } from '../sql.js';
+import { byteOrder, type Sql } from '../sql.js';
 
 /** A whole `provider_configs` row. */
 export interface ProviderConfigRow {
@@ -80,7 +80,7 @@ export async function selectProviderConfigs(sql: Sql, filter: { tenantId?: strin
     args.push(filter.channel);
   }
   const rows = await sql.all<ProviderConfigRow>(
-    `${SELECT} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${tenantKey(sql)}, channel, priority, id`,
+    `${SELECT} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${byteOrder(sql, tenantKey(sql))}, channel, priority, id`,
     ...args,
   );
   return rows.map(norm);

@@ -2,7 +2,7 @@
  * The `report` command's counts of the message log (`messages`): attempts per group and provider. Dialect-neutral
  * SQL (SQLite and PostgreSQL).
  */
-import type { Sql } from '../sql.js';
+import { byteOrder, type Sql } from '../sql.js';
 
 /** What a report groups by: the `messages` column. */
 export type ReportColumn = 'tenant_id' | 'provider' | 'channel';
@@ -27,7 +27,7 @@ export async function selectReportCounts(sql: Sql, since: string, column: Report
        sum(CASE WHEN status = 'sent' THEN 1 ELSE 0 END) AS sent,
        sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
        sum(CASE WHEN status = 'sent' AND fallback = 1 THEN 1 ELSE 0 END) AS fallback
-     FROM messages WHERE created_at >= ? AND (CAST(? AS TEXT) IS NULL OR tenant_id = ?) GROUP BY ${column}, provider ORDER BY ${column}, provider`,
+     FROM messages WHERE created_at >= ? AND (CAST(? AS TEXT) IS NULL OR tenant_id = ?) GROUP BY ${column}, provider ORDER BY ${byteOrder(sql, column)}, ${byteOrder(sql, 'provider')}`,
     since,
     tenantId ?? null,
     tenantId ?? null,

@@ -3,7 +3,7 @@
  * it (`source`), when, and an optional expiry (ISO 8601 UTC; null for none). Automatic suppressions from
  * delivery events are written by `repos/events.ts` (`suppressFromEvent`).
  */
-import { inList, type Sql } from '../sql.js';
+import { byteOrder, inList, type Sql } from '../sql.js';
 
 /** A suppression row as stored. Times are ISO 8601 UTC. */
 export interface SuppressionRow {
@@ -75,7 +75,7 @@ export async function selectSuppressions(sql: Sql, tenantId: string, channel?: s
     args.push(address);
   }
   return sql.all<SuppressionRow>(
-    `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions WHERE ${where.join(' AND ')} ORDER BY channel, address`,
+    `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions WHERE ${where.join(' AND ')} ORDER BY channel, ${byteOrder(sql, 'address')}`,
     ...args,
   );
 }

@@ -2,7 +2,7 @@
  * The stored templates' table (`templates`): per tenant and name, a subject, an HTML body and a text body (each
  * optional text), created and updated times (ISO 8601 UTC).
  */
-import type { Sql } from '../sql.js';
+import { byteOrder, type Sql } from '../sql.js';
 
 /** A template row as stored. */
 export interface TemplateRow {
@@ -24,7 +24,7 @@ export async function selectTemplate(sql: Sql, tenantId: string, name: string): 
 
 /** A tenant's templates by name. */
 export async function selectTemplates(sql: Sql, tenantId: string): Promise<TemplateRow[]> {
-  return sql.all<TemplateRow>(`SELECT ${TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = ? ORDER BY name`, tenantId);
+  return sql.all<TemplateRow>(`SELECT ${TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = ? ORDER BY ${byteOrder(sql, 'name')}`, tenantId);
 }
 
 /** Inserts a template, or replaces the subject and bodies of the one of the same name (keeping its `created_at`). `at` is ISO 8601. */

@@ -2,7 +2,7 @@
  * The tenants' tables: `tenants` (one row per tenant) and `tenant_channels` (the per-channel fallback switch,
  * a row only where it was set; INTEGER 0/1).
  */
-import type { Sql } from '../sql.js';
+import { byteOrder, type Sql } from '../sql.js';
 
 /** A `tenants` row. Times are ISO 8601 UTC. */
 export interface TenantRow {
@@ -26,7 +26,7 @@ export async function selectTenantRow(sql: Sql, id: string): Promise<TenantRow |
 
 /** All tenants, by id. */
 export async function selectTenantRows(sql: Sql): Promise<TenantRow[]> {
-  return sql.all<TenantRow>('SELECT id, name, created_at, updated_at FROM tenants ORDER BY id');
+  return sql.all<TenantRow>(`SELECT id, name, created_at, updated_at FROM tenants ORDER BY ${byteOrder(sql, 'id')}`);
 }
 
 /** The fallback switches of one tenant, or of every tenant when `tenantId` is undefined (one query either way). */
