@@ -1,6 +1,6 @@
 // Workers on a PostgreSQL store (issue 14), each a real `node bin/switchboard` run into the `bench-noop` adapter
-// (test/bench/noop-kind.mjs), on a private PostgreSQL 15 server started here (initdb in a temporary folder, as
-// the `postgres` user when run as root; Debian's postgresql package, /usr/lib/postgresql/15/bin):
+// (test/bench/noop-kind.mjs), on a private PostgreSQL server started here (initdb in a temporary folder, as the
+// `postgres` user when run as root; Debian's postgresql package, the newest major under /usr/lib/postgresql):
 //  overhead  the no-op adapter at 0 ms, concurrency 16: per message on SQLite and on PostgreSQL (target: PostgreSQL
 //            within 2× of SQLite)
 //  workers   the no-op adapter answering after 50 ms, concurrency 16 per worker: one worker, then two workers (a
@@ -16,7 +16,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { root, writeCsv } from './lib.mjs';
 
-const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || '/usr/lib/postgresql/15/bin';
+/** The newest server installed under /usr/lib/postgresql (as the tests pick it); SWITCHBOARD_TEST_PG_BIN overrides. */
+function newestPgBin() {
+  const base = '/usr/lib/postgresql';
+  const majors = fs.existsSync(base) ? fs.readdirSync(base).filter((d) => /^\d+$/.test(d)).map(Number).sort((x, y) => y - x) : [];
+  return path.join(base, String(majors[0] ?? 15), 'bin');
+}
+const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || newestPgBin();
 const quick = process.env.BENCH_QUICK === '1';
 const bin = path.join(root, 'test', 'bench', 'switchboard-unbundled.mjs');
 const noopHook = path.join(root, 'test', 'bench', 'noop-kind.mjs');
