@@ -1,5 +1,5 @@
 /**
- * `switchboard batch list|show|resume|retry|cancel|export`.
+ * `switchboard batch list|show|resume|work|retry|cancel|export`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -116,6 +116,30 @@ export function registerBatch(program: Command, io: Io): void {
         }),
       ),
     ['switchboard batch resume b-20261123-1a2b3c4d', 'switchboard batch resume b-20261123-1a2b3c4d --retry-unknown --rate 50'],
+  );
+
+  examples(
+    batch
+      .command('work <id>')
+      .description(
+        "PostgreSQL store: join the batch as one more worker (on this or another host): reserve pending rows no other worker holds, send them, and exit with the batch's state once no row is left (exit codes as `send batch`)",
+      )
+      .option('--concurrency <n>', 'messages in flight at once for this worker', '4')
+      .option('--rate <n>', "most messages per second to each provider, in any one-second window, across all of the batch's workers")
+      .option('--retry-unknown', 'resend rows whose outcome is unknown')
+      .action(
+        action<{ concurrency: string; rate?: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
+          const ctx = await cli.core();
+          if (ctx.sql.dialect !== 'postgres') {
+            throw new UsageError(`batch work: workers share a batch on a PostgreSQL store; on a SQLite store one process sends a batch: use \`switchboard batch resume ${id}\``);
+          }
+          const rate = intFlag(opts.rate, '--rate', 1, 100_000);
+          await runWithProgress(cli, `working ${id}`, (hooks) =>
+            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks),
+          );
+        }),
+      ),
+    ['switchboard batch work b-20261123-1a2b3c4d', 'switchboard batch work b-20261123-1a2b3c4d --concurrency 16'],
   );
 
   examples(

@@ -16,7 +16,7 @@ import { UsageError } from '../errors.js';
 import { configSecrets, getProvider, resolveRoute, setHealth, type ProviderConfig, type RouteEntry } from './providers.js';
 import { requireKey } from './vault.js';
 import { addSuppression } from './suppressions.js';
-import { RequestLimiter } from './limiter.js';
+import { RequestLimiter, type SharedRate } from './limiter.js';
 import { insertMessageAttempts, type AttemptJournal, type MessageAttempt } from '../store/repos/messages.js';
 import { KINDS } from '../providers/registry.js';
 import {
@@ -269,6 +269,17 @@ export class Dispatcher {
    */
   useJournal(journal: AttemptJournal): void {
     this.opts.journal = journal;
+  }
+
+  /**
+   * Shares each rate-limited provider's rate with other processes from now on (the workers of a batch on a
+   * PostgreSQL store): `make(providerConfigId, rate)` gives the shared counter (see `limiter.ts`).
+   */
+  shareRates(make: (providerId: number, rate: number) => SharedRate): void {
+    for (const step of this.chain) {
+      const rate = step.limiter.rateLimit;
+      if (rate !== undefined) step.limiter.share(make(step.entry.config.id, rate));
+    }
   }
 
   /**

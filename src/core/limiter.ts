@@ -17,6 +17,12 @@
  *
  * The cost: each of the `rate` slots is busy for the request's latency L plus one second, so a run that is
  * bound by the rate averages rate · 1 s / (1 s + L): −0.5 % at L = 5 ms, −4.8 % at L = 50 ms.
+ *
+ * Several processes (the workers of one batch on a PostgreSQL store) share a rate through a {@link SharedRate}
+ * ({@link RequestLimiter.share}): a request then also needs a token of a grant taken from the shared counter,
+ * and a grant counts there until one second after the last of its requests finished — the same rule, so the
+ * same proof holds across processes, with "started" read as "granted" (a grant comes before its requests start,
+ * and is marked done after they finished). Tokens are taken several at a time when several requests wait.
  */
 import type PQueue from 'p-queue';
 import type { Clock } from './context.js';
@@ -39,6 +45,20 @@ export function addTask<T>(queue: PQueue, task: () => Promise<T>): Promise<T> {
     pending = undefined;
     return run();
   }) as Promise<T>;
+}
+
+/**
+ * A rate shared by several processes (see the module comment). Implementations: `store/repos/rates.ts` on
+ * PostgreSQL.
+ */
+export interface SharedRate {
+  /**
+   * Takes up to `want` tokens (≥ 1). @returns the tokens granted (`n`, maybe fewer, maybe 0) under grant id
+   * `grant`; when none, `waitMs`: when to ask again. @throws (rejects with) the store's error.
+   */
+  take(want: number): Promise<{ n: number; grant: number; waitMs: number }>;
+  /** Every request of grant `grant` finished (or will not start): from now it counts for one more second only. */
+  done(grant: number): void;
 }
 
 /** Limits of one provider; both optional. */
@@ -68,6 +88,12 @@ export class RequestLimiter {
   /** Epoch ms until which nothing starts (a provider's Retry-After). */
   private pausedUntil = 0;
   private timerAt = Number.POSITIVE_INFINITY;
+  /** The shared rate, when several processes share this provider's rate (see {@link share}). */
+  private shared: SharedRate | undefined;
+  /** Grants of the shared rate still in use: tokens not yet used and requests running on them. */
+  private readonly grants = new Map<number, { unused: number; running: number }>();
+  /** A take from the shared rate is under way. */
+  private taking = false;
 
   constructor(
     limits: RequestLimits,
@@ -76,8 +102,39 @@ export class RequestLimiter {
   ) {
     this.rate = limits.rate;
     this.concurrency = limits.concurrency ?? Number.POSITIVE_INFINITY;
-    // After an abort nothing waiting starts.
-    signal?.addEventListener('abort', () => this.waiting.splice(0).forEach((tell) => tell(false)), { once: true });
+    // After an abort nothing waiting starts (and unused shared tokens are given up).
+    signal?.addEventListener(
+      'abort',
+      () => {
+        this.waiting.splice(0).forEach((tell) => tell(false));
+        this.dropUnused();
+      },
+      { once: true },
+    );
+  }
+
+  /**
+   * From now on every request also needs a token of `shared` (only with a rate: a limiter without one ignores
+   * it). The local rate still holds too.
+   */
+  share(shared: SharedRate): void {
+    if (this.rate !== undefined) this.shared = shared;
+  }
+
+  /** The rate this limiter holds (requests per second), if any. */
+  get rateLimit(): number | undefined {
+    return this.rate;
+  }
+
+  /** Gives up the shared tokens no request uses (the run stops). */
+  dropUnused(): void {
+    for (const [id, g] of this.grants) {
+      g.unused = 0;
+      if (g.running === 0) {
+        this.grants.delete(id);
+        this.shared?.done(id);
+      }
+    }
   }
 
   /**
@@ -86,14 +143,15 @@ export class RequestLimiter {
    * it, reject with "stopped").
    */
   async run<T>(fn: () => Promise<T>, skipped?: () => T): Promise<T> {
-    if (!(await this.admit())) {
+    const slot = await this.admit();
+    if (slot === false) {
       if (skipped) return skipped();
       throw new Error('stopped before the request started');
     }
     try {
       return await fn();
     } finally {
-      this.release();
+      this.release(slot);
     }
   }
 
@@ -106,23 +164,80 @@ export class RequestLimiter {
     return this.clock.now().getTime();
   }
 
-  /** Resolves true once the request may start, or false if the signal aborted first. */
-  private admit(): Promise<boolean> {
+  /**
+   * Resolves once the request may start: true, or the shared grant whose token it uses; false if the signal
+   * aborted first.
+   */
+  private admit(): Promise<boolean | number> {
     if (this.signal?.aborted) return Promise.resolve(false);
     if (this.waiting.length === 0 && this.free(this.now())) {
-      this.inFlight++;
-      return Promise.resolve(true);
+      const grant = this.token();
+      if (grant !== false) {
+        this.inFlight++;
+        return Promise.resolve(grant);
+      }
     }
     return new Promise((resolve) => {
-      this.waiting.push(resolve);
+      this.waiting.push((admitted) => resolve(admitted ? this.lastToken : false));
       this.wake();
     });
   }
 
-  private release(): void {
+  /** The grant of the token {@link wake} just handed to a waiting request (true without a shared rate). */
+  private lastToken: boolean | number = true;
+
+  /** Uses a shared token: its grant id; true without a shared rate; false when none is at hand (one is asked for). */
+  private token(): boolean | number {
+    if (!this.shared) return true;
+    for (const [id, g] of this.grants) {
+      if (g.unused > 0) {
+        g.unused--;
+        g.running++;
+        return id;
+      }
+    }
+    this.takeTokens();
+    return false;
+  }
+
+  /** Asks the shared rate for as many tokens as requests could start now (at least one). */
+  private takeTokens(): void {
+    if (this.taking || !this.shared) return;
+    this.taking = true;
+    const want = Math.max(1, Math.min(this.waiting.length + 1, this.concurrency - this.inFlight, this.rate ?? 1));
+    this.shared.take(want).then(
+      (r) => {
+        this.taking = false;
+        if (r.n > 0) {
+          this.grants.set(r.grant, { unused: r.n, running: 0 });
+          if (this.signal?.aborted) this.dropUnused();
+          this.wake();
+        } else this.wakeIn(r.waitMs);
+      },
+      // The store did not answer: ask again shortly (the run's other writes report a store that is gone).
+      () => {
+        this.taking = false;
+        this.wakeIn(200);
+      },
+    );
+  }
+
+  private release(slot: boolean | number): void {
     this.inFlight--;
     if (this.rate !== undefined) this.finished.push(this.now());
+    if (typeof slot === 'number') {
+      const g = this.grants.get(slot);
+      if (g && --g.running === 0 && g.unused === 0) {
+        this.grants.delete(slot);
+        this.shared?.done(slot);
+      }
+    }
     this.wake();
+  }
+
+  /** Wakes the waiting requests again in `ms`. */
+  private wakeIn(ms: number): void {
+    void this.clock.sleep(Math.max(1, ms)).then(() => this.wake());
   }
 
   /** Whether a request may start at `now`; drops finish times that left the window. */
@@ -143,7 +258,10 @@ export class RequestLimiter {
   private wake(): void {
     const now = this.now();
     while (this.waiting.length > 0 && this.free(now)) {
+      const grant = this.token();
+      if (grant === false) break;
       this.inFlight++;
+      this.lastToken = grant;
       this.waiting.shift()!(true);
     }
     if (this.waiting.length === 0) return;

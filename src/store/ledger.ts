@@ -9,17 +9,18 @@
  *   after it): a crash from then on leaves them `sending`, which the next lease-taker turns `unknown`.
  * - Claims, outcomes and hand-backs change rows only while this run's owner holds the batch's lease: a run whose
  *   lease was taken over writes nothing more.
- * - Writes are applied in the order they were made.
+ * - Writes are applied in the order they were made (PostgreSQL: each row's writes, and the outcomes among
+ *   themselves; claims of other rows may commit beside them).
  *
- * For a PostgreSQL implementation: several worker processes may work one batch, each under a lease of its own;
- * {@link RunLedger.claim} is then `UPDATE batch_items SET state = 'sending' … WHERE (batch_id, row_no) IN
- * (SELECT … FOR UPDATE SKIP LOCKED) RETURNING row_no`, and {@link RunLedger.page} may hand out rows another
- * worker claims first (claim then refuses them; the runner skips them).
+ * On PostgreSQL several worker processes may work one batch, each under a lease of its own (`ledger-pg.ts`):
+ * {@link RunLedger.page} reserves rows to the worker (`FOR UPDATE SKIP LOCKED`), so workers get disjoint rows,
+ * and every write holds only while the worker's own lease does.
  */
 import type { ItemRow, ItemState } from '../core/batch/types.js';
 import type { AttemptJournal } from './repos/messages.js';
 import { SqliteSql, type Sql } from './sql.js';
 import { SqliteRunLedger } from './ledger-sqlite.js';
+import { PgRunLedger } from './ledger-pg.js';
 
 /** What the ledger records for a row once a request for it ended (or it was skipped). */
 export interface Outcome {
@@ -63,11 +64,12 @@ export interface RunLedger extends AttemptJournal {
 }
 
 /**
- * The run ledger for a store: the SQLite one for a SQLite store.
+ * The run ledger for a store: the SQLite one (one run per batch, under the batch's lease) or the PostgreSQL one
+ * (one of several workers, each under its own lease: see `ledger-pg.ts`).
+ * @param owner the lease owner (SQLite) or worker id (PostgreSQL) the run writes as
  * @param now the run's clock (times written are its ISO 8601 form)
- * @throws Error on a store without a run ledger yet (PostgreSQL: next round).
  */
 export function openRunLedger(sql: Sql, batchId: string, owner: string, now: () => Date): RunLedger {
   if (sql instanceof SqliteSql) return new SqliteRunLedger(sql, batchId, owner, now);
-  throw new Error(`bulk sends are not available on a ${sql.dialect} store yet`);
+  return new PgRunLedger(sql, batchId, owner, now);
 }

@@ -282,4 +282,28 @@ export const migrations: readonly string[] = [
   ALTER TABLE batch_items ADD COLUMN error_kind TEXT;
   CREATE INDEX batches_derived_key ON batches (derived_key, created_at) WHERE derived_key IS NOT NULL;
   `,
+  // 7: workers on several hosts (issue 14; used on PostgreSQL, the same tables here so both schemas match).
+  // `batch_items.worker`: the worker a pending row is reserved to, or that sends it; `batch_workers`: one lease per
+  // worker of a batch; `rate_grants`: shares of a provider's rate taken by workers (epoch ms, the database's clock).
+  `
+  ALTER TABLE batch_items ADD COLUMN worker TEXT;
+  CREATE INDEX batch_items_worker ON batch_items (batch_id, worker) WHERE worker IS NOT NULL;
+  CREATE TABLE batch_workers (
+    batch_id         TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    worker           TEXT NOT NULL,
+    lease_expires_at TEXT NOT NULL,
+    joined_at        TEXT NOT NULL,
+    PRIMARY KEY (batch_id, worker)
+  );
+  CREATE TABLE rate_grants (
+    id         INTEGER PRIMARY KEY,
+    rate_key   TEXT NOT NULL,
+    batch_id   TEXT NOT NULL,
+    worker     TEXT NOT NULL,
+    n          INTEGER NOT NULL,
+    granted_ms INTEGER NOT NULL,
+    done_ms    INTEGER
+  );
+  CREATE INDEX rate_grants_key ON rate_grants (rate_key, done_ms);
+  `,
 ];

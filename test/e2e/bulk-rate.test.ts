@@ -7,24 +7,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeWorkspace, describe as show, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
-import { addSmtpProvider, addTenant, parseBatchOutput } from '../helpers/setup.js';
+import { addSmtpProvider, addTenant, maxPerSecond, parseBatchOutput } from '../helpers/setup.js';
 
 const PASSWORD = 'rate-pw-5e2b';
 const RATE = 10;
 const ROWS = 3 * RATE;
 /** How late the server answers the first RATE MAIL FROMs: most of a window, so late and prompt arrivals meet. */
 const LATE_MS = 700;
-
-/** The most arrivals in any half-open one-second window [t, t + 1000). */
-function maxPerSecond(times: number[]): number {
-  const t = [...times].sort((a, b) => a - b);
-  let max = 0;
-  for (let i = 0, j = 0; j < t.length; j++) {
-    while (t[j]! - t[i]! >= 1000) i++;
-    max = Math.max(max, j - i + 1);
-  }
-  return max;
-}
 
 describe('--rate at the server', () => {
   let ws: Workspace;

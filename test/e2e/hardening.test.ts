@@ -189,7 +189,7 @@ describe('provider configs are authenticated as a whole', () => {
     const store = tampered('old', (db) => {
       // Make it look as an earlier switchboard left it: schema 3, no mac column or marker, v1 sealed blobs, and
       // none of what later migrations add (issue 13's delivery-status tables and suppressions.expires_at, issue 10's
-      // batch columns).
+      // batch columns, issue 14's workers).
       const rows = db.prepare('SELECT id, tenant_id, channel, name, key_id, sealed_secrets FROM provider_configs').all() as Array<{ id: number; tenant_id: string; channel: string; name: string; key_id: number }>;
       const key = Buffer.from(ws.key, 'base64');
       for (const r of rows) {
@@ -207,6 +207,7 @@ describe('provider configs are authenticated as a whole', () => {
                ALTER TABLE suppressions DROP COLUMN expires_at;
                DROP INDEX batches_derived_key; ALTER TABLE batches DROP COLUMN derived_key; ALTER TABLE batches DROP COLUMN key_expires_at;
                ALTER TABLE batches DROP COLUMN paused_reason; ALTER TABLE batches DROP COLUMN paused_at; ALTER TABLE batch_items DROP COLUMN error_kind;
+               DROP INDEX batch_items_worker; ALTER TABLE batch_items DROP COLUMN worker; DROP TABLE batch_workers; DROP TABLE rate_grants;
                PRAGMA user_version = 3;`);
     });
     const env = { SWITCHBOARD_STORE: store };

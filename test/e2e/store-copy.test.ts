@@ -88,6 +88,9 @@ async function fillStore(ws: Workspace, srv: TestSmtpServer, outbox: string): Pr
       "INSERT INTO deliveries (message_id, recipient, tenant_id, channel, provider, batch_id, row_no, status, rank, status_at, delivered, bounced, complained, events, first_at, updated_at) VALUES ('m-1', 'ann@example.com', 'beta', 'email', 'system/email/outbox', NULL, 1, 'bounced', 5, ?, 0, 1, 0, 1, ?, ?)",
     ).run(now, now, now);
     db.prepare("INSERT INTO soft_bounces (tenant_id, channel, address, event_id, at) VALUES ('beta', 'email', 'ann@example.com', 9007199254740000, ?)").run(now);
+    // A worker's lease and a share of a provider's rate, as the PostgreSQL workers write them.
+    db.prepare("INSERT INTO batch_workers (batch_id, worker, lease_expires_at, joined_at) VALUES ((SELECT id FROM batches LIMIT 1), '42@host-b/0a1b2c3d', ?, ?)").run(now, now);
+    db.prepare("INSERT INTO rate_grants (rate_key, batch_id, worker, n, granted_ms, done_ms) VALUES ('7|b-1', 'b-1', '42@host-b/0a1b2c3d', 3, 1767322800123, NULL)").run();
   } finally {
     db.close();
   }

@@ -138,6 +138,7 @@ export interface BatchDetail extends BatchCountsJson {
   status: string;
   pausedReason: string | null;
   pausedAt: string | null;
+  idempotencyKey: string;
   keyExpiresAt: string | null;
   items: BatchItem[] | null;
 }
@@ -230,4 +231,15 @@ export function readSuppressions(store: string, tenantId: string): Array<{ chann
   } finally {
     db.close();
   }
+}
+
+/** The most arrivals (epoch ms) in any half-open one-second window [t, t + 1000): what a rate limit must bound. */
+export function maxPerSecond(times: number[]): number {
+  const t = [...times].sort((a, b) => a - b);
+  let max = 0;
+  for (let i = 0, j = 0; j < t.length; j++) {
+    while (t[j]! - t[i]! >= 1000) i++;
+    max = Math.max(max, j - i + 1);
+  }
+  return max;
 }

@@ -146,7 +146,7 @@ describe('PostgreSQL migrations', () => {
       await Promise.all([migratePg(sql), migratePg(createPgSqlSame(url))]);
       expect(await pgSchemaVersion(sql)).toBe(SCHEMA_VERSION);
       const tables = (await sql.all<{ t: string }>("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).map((r) => r.t);
-      expect(tables).toEqual(['audit_log', 'batch_items', 'batches', 'deliveries', 'domains', 'events', 'keys', 'messages', 'meta', 'provider_configs', 'schema_version', 'soft_bounces', 'suppressions', 'templates', 'tenant_channels', 'tenants']);
+      expect(tables).toEqual(['audit_log', 'batch_items', 'batch_workers', 'batches', 'deliveries', 'domains', 'events', 'keys', 'messages', 'meta', 'provider_configs', 'rate_grants', 'schema_version', 'soft_bounces', 'suppressions', 'templates', 'tenant_channels', 'tenants']);
       const meta = await sql.all<{ key: string; value: string }>('SELECT key, value FROM meta ORDER BY key');
       expect(meta.map((m) => m.key)).toEqual(['config_macs', 'created_at', 'store_id']);
       expect(meta.find((m) => m.key === 'store_id')!.value).toMatch(/^[0-9a-f-]{36}$/);

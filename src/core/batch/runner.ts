@@ -15,12 +15,14 @@ import { normaliseRecipient } from '../address.js';
 import type { CoreContext } from '../context.js';
 import { Dispatcher, type DispatchResult } from '../dispatch.js';
 import type { EmailMessage, OutboundMessage } from '../../providers/types.js';
-import { FieldError, UsageError } from '../../errors.js';
+import { FieldError, LockedError, UsageError } from '../../errors.js';
 import { openCsv } from '../csv.js';
 import { compileTemplate, composeMessage, type CompiledTemplate, type Rendered, type TemplateSource } from '../templates.js';
 import { getTenant } from '../tenants.js';
 import { suppressionReasons } from '../suppressions.js';
 import { openRunLedger, type OutcomeGroup } from '../../store/ledger.js';
+import { PgSharedRate } from '../../store/rate-pg.js';
+import { joinWorkers, leaveWorkers, newWorkerId, renewWorker, rowsLeft } from './workers.js';
 import { addTask } from '../limiter.js';
 import { batchTracker } from '../tracking.js';
 import { templateSource, validate, type Validation } from './validate.js';
@@ -49,7 +51,7 @@ import {
   type NewItem,
   type Outcome,
 } from './ledger.js';
-import { DEFAULT_DEDUPE_WINDOW_MS, type BatchCounts, type BatchRequest, type BatchRow, type BatchRunHooks, type BatchSummary, type ItemRow, type RunOptions } from './types.js';
+import { DEFAULT_DEDUPE_WINDOW_MS, type BatchCounts, type BatchRequest, type BatchRow, type BatchStats, type BatchStatus, type BatchRunHooks, type BatchSummary, type ItemRow, type RunOptions } from './types.js';
 
 /** Rows written per transaction while loading a CSV into the ledger. */
 const LOAD_CHUNK = 1000;
@@ -57,6 +59,8 @@ const LOAD_CHUNK = 1000;
 export const MAX_GROUP = 1000;
 /** How long a stopped run waits for requests on the wire before it records what it has and ends, in ms. */
 export const STOP_WAIT_MS = 10_000;
+/** How often a worker with no row left to reserve looks whether rows other workers hold came back, in ms. */
+const WORKER_POLL_MS = 500;
 
 /** Checks the run options. @throws UsageError naming the field. */
 function checkRunOptions(opts: RunOptions): number {
@@ -106,7 +110,15 @@ export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: Batch
       }
       return await work(ctx, { batchId: existing.id, template, resumed: true, started, ...run }, hooks);
     }
-    const loaded = await load(ctx, req, template, v, found, hooks.owner);
+    let loaded;
+    try {
+      loaded = await load(ctx, req, template, v, found, hooks.owner);
+    } catch (err) {
+      // PostgreSQL: another process stored the same batch at the same moment (two hosts, one cron line): join it.
+      const same = err instanceof LockedError && ctx.sql.dialect === 'postgres' ? await findByKey(ctx, found.key) : undefined;
+      if (!same) throw err;
+      return await work(ctx, { batchId: same.id, template, resumed: true, started, ...run }, hooks);
+    }
     if (loaded.duplicates.count > 0) {
       hooks.onWarning?.(
         `${loaded.duplicates.count} row${loaded.duplicates.count > 1 ? 's repeat a recipient' : ' repeats a recipient'} of an earlier line${req.dedupeRecipients ? '; sending once per recipient (--dedupe-recipients): the later rows are skipped' : ' (each row is sent; --dedupe-recipients sends once per recipient)'}`,
@@ -322,16 +334,22 @@ function groupOutcomes(items: readonly ItemRow[], outcomes: readonly Outcome[]):
  */
 async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Promise<BatchSummary> {
   const { batchId, dispatcher, template, concurrency, stop } = o;
-  await acquireLease(ctx, batchId, hooks, o.retryUnknown);
-  const ledger = openRunLedger(ctx.sql, batchId, hooks.owner, () => ctx.clock.now());
+  // PostgreSQL: one of several workers, each under its own lease (workers.ts); SQLite: the batch's one lease.
+  const workers = ctx.sql.dialect === 'postgres';
+  const owner = workers ? newWorkerId(hooks.owner) : hooks.owner;
+  if (workers) await joinWorkers(ctx, batchId, owner, o.retryUnknown, hooks.ownerAlive, stop.signal);
+  else await acquireLease(ctx, batchId, hooks, o.retryUnknown);
+  const ledger = openRunLedger(ctx.sql, batchId, owner, () => ctx.clock.now());
   dispatcher.useJournal(ledger);
+  // Workers share each provider's rate through the store: it holds across all of them in every second.
+  if (workers) dispatcher.shareRates((providerId, rate) => new PgSharedRate(ctx.sql, `${providerId}|${batchId}`, rate, batchId, owner));
   let leaseLost = false;
   const loseLease = () => {
     leaseLost = true;
     stop.abort();
   };
   const renew = setInterval(() => {
-    renewLease(ctx, batchId, hooks.owner).then(
+    (workers ? renewWorker(ctx, batchId, owner, hooks.ownerAlive) : renewLease(ctx, batchId, owner)).then(
       (held) => {
         if (!held) loseLease();
       },
@@ -435,22 +453,34 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
 
   const queue = new PQueue({ concurrency });
   let failure: unknown;
+  /** A worker that leaves while others still work: how its own run ended. */
+  let ownEnd: BatchStatus | undefined;
   let cursor = 0;
   const going = () => !stop.signal.aborted && !failure && dispatcher.unavailable === null;
+  // A worker reserves what it pages (PostgreSQL): a smaller page leaves more rows to the other workers.
+  const pageSize = workers ? Math.max(Math.min(500, concurrency * 4), groupSize) : Math.max(500, groupSize);
   try {
-    outer: while (going()) {
-      const items = await ledger.page(cursor, Math.max(500, groupSize));
-      if (items.length === 0) break;
-      for (let k = 0; k < items.length; k += groupSize) {
-        if (!going()) break outer;
-        await queue.onSizeLessThan(concurrency * 2);
-        if (!going()) break outer;
-        const group = items.slice(k, k + groupSize);
-        cursor = group[group.length - 1]!.row_no;
-        addTask(queue, () => processRows(group)).catch((err: unknown) => (failure ??= err));
+    for (;;) {
+      outer: while (going()) {
+        const items = await ledger.page(cursor, pageSize);
+        if (items.length === 0) break;
+        for (let k = 0; k < items.length; k += groupSize) {
+          if (!going()) break outer;
+          await queue.onSizeLessThan(concurrency * 2);
+          if (!going()) break outer;
+          const group = items.slice(k, k + groupSize);
+          cursor = group[group.length - 1]!.row_no;
+          addTask(queue, () => processRows(group)).catch((err: unknown) => (failure ??= err));
+        }
       }
+      await settle(ctx, queue, stop.signal);
+      if (!workers || !going()) break;
+      // No row left to reserve: rows other workers still hold may come back (a worker that dies leaves them to
+      // the others once its lease expires), so a worker waits while they hold any, and leaves the batch finished.
+      const left = await rowsLeft(ctx, batchId, owner, hooks.ownerAlive);
+      if (left.free === 0 && left.held === 0) break;
+      if (left.free === 0) await ctx.clock.sleep(WORKER_POLL_MS, stop.signal).catch(() => undefined);
     }
-    await settle(ctx, queue, stop.signal);
   } finally {
     clearInterval(renew);
     try {
@@ -458,7 +488,18 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
     } catch (err) {
       failure ??= err;
     }
-    if (!leaseLost) {
+    if (workers && !leaseLost) {
+      const endOf = (left: BatchStats, abandoned: number) => {
+        const status = left.pending === 0 && left.sending === 0 && abandoned === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
+        return { status, stats: left, pausedReason: status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined } as const;
+      };
+      const left = await leaveWorkers(ctx, batchId, owner, hooks.ownerAlive, stop.signal.aborted, endOf);
+      if (left.lost) leaseLost = true;
+      // Other workers still work the batch: this one reports its own stop (interrupted; paused when its route is
+      // down), else the batch as it stands (running: the others finish it).
+      else if (!left.last && (stop.signal.aborted || failure)) ownEnd = 'interrupted';
+      else if (!left.last && dispatcher.unavailable !== null) ownEnd = 'paused';
+    } else if (!leaseLost) {
       // Stopped: requests still unanswered after the wait (STOP_WAIT_MS) are abandoned; their rows are `unknown`.
       const abandoned = stop.signal.aborted ? await abandonSending(ctx, batchId, hooks.owner) : 0;
       const left = await liveStats(ctx, batchId);
@@ -469,7 +510,10 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
     }
   }
   if (failure && !leaseLost) throw failure;
-  return { ...(await summarize(ctx, batchId, o.started, { alreadyFinished: false, resumed: o.resumed })), leaseLost, duplicateRecipients: o.duplicates ?? 0 };
+  const summary = await summarize(ctx, batchId, o.started, { alreadyFinished: false, resumed: o.resumed });
+  if (ownEnd) summary.status = ownEnd;
+  if (ownEnd === 'paused') summary.pausedReason = dispatcher.unavailable;
+  return { ...summary, leaseLost, duplicateRecipients: o.duplicates ?? 0 };
 }
 
 /** Waits for the queue to drain; once `signal` aborts, at most {@link STOP_WAIT_MS} more. */

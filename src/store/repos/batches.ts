@@ -108,7 +108,7 @@ export async function takeBatchLease(sql: Sql, batchId: string, owner: string, n
     "UPDATE batch_items SET state = 'unknown', error = 'interrupted while sending; outcome unknown', updated_at = ? WHERE batch_id = ? AND state = 'sending'",
     now, batchId,
   );
-  if (retryUnknown) await sql.run("UPDATE batch_items SET state = 'pending', error = NULL, error_kind = NULL WHERE batch_id = ? AND state = 'unknown'", batchId);
+  if (retryUnknown) await sql.run("UPDATE batch_items SET state = 'pending', error = NULL, error_kind = NULL, worker = NULL WHERE batch_id = ? AND state = 'unknown'", batchId);
 }
 
 /** Extends the lease to `until` (ISO 8601). @returns false when `owner` no longer holds it (taken over). */
@@ -247,7 +247,7 @@ export async function countBatchRetryItems(sql: Sql, batchId: string, sel: Batch
 /** Puts the chosen rows back to `pending` (`now`: ISO 8601). @returns how many. */
 export async function retryBatchItems(sql: Sql, batchId: string, sel: BatchRetryRows, now: string): Promise<number> {
   const w = retryWhere(sel);
-  return (await sql.run(`UPDATE batch_items SET state = 'pending', error = NULL, error_kind = NULL, updated_at = ? WHERE ${w.cond}`, now, batchId, ...w.args)).changes;
+  return (await sql.run(`UPDATE batch_items SET state = 'pending', error = NULL, error_kind = NULL, worker = NULL, updated_at = ? WHERE ${w.cond}`, now, batchId, ...w.args)).changes;
 }
 
 /** Marks a batch `interrupted` with its stats (JSON): `batch resume` then sends its pending rows. */
@@ -269,4 +269,87 @@ export async function skipBatchItems(sql: Sql, batchId: string, rows: ReadonlyAr
       await t.run("UPDATE batch_items SET state = 'skipped', error = ?, updated_at = ? WHERE batch_id = ? AND row_no = ? AND state = 'pending'", error, now, batchId, row);
     }
   });
+}
+
+// ---- Workers (PostgreSQL: several workers per batch, each under a `batch_workers` lease; see ledger-pg.ts) ----
+
+/**
+ * Ends the leases of a batch's workers that expired before `now` (ISO 8601), or whose process `alive` says is
+ * gone (a worker of this host whose pid is dead): their rows left `sending` become
+ * `unknown` (as after a crash), the pending rows reserved to them go back to every worker; rows of workers no
+ * longer registered are treated alike. Run it in the transaction that holds the batch row (`FOR UPDATE`).
+ * @returns how many workers it ended.
+ */
+export async function reapBatchWorkers(sql: Sql, batchId: string, now: string, alive: (worker: string) => boolean = () => true): Promise<number> {
+  const gone = (await sql.all<{ worker: string; lease_expires_at: string }>('SELECT worker, lease_expires_at FROM batch_workers WHERE batch_id = ?', batchId))
+    .filter((w) => w.lease_expires_at <= now || !alive(w.worker))
+    .map((w) => w.worker);
+  const dead = gone.length === 0 ? [] : await sql.all<{ worker: string }>(`DELETE FROM batch_workers WHERE batch_id = ? AND ${inList(sql, 'worker', gone).cond} RETURNING worker`, batchId, inList(sql, 'worker', gone).arg);
+  const orphan = `batch_id = ? AND worker IS NOT NULL AND NOT EXISTS (SELECT 1 FROM batch_workers w WHERE w.batch_id = batch_items.batch_id AND w.worker = batch_items.worker)`;
+  await sql.run(`UPDATE batch_items SET state = 'unknown', error = 'interrupted while sending; outcome unknown', updated_at = ? WHERE state = 'sending' AND ${orphan}`, now, batchId);
+  await sql.run(`UPDATE batch_items SET worker = NULL WHERE state = 'pending' AND ${orphan}`, batchId);
+  return dead.length;
+}
+
+/** The batch row, locked until the end of the transaction (`FOR UPDATE`; PostgreSQL). */
+export async function lockBatchRow(sql: Sql, batchId: string): Promise<BatchRow | undefined> {
+  return sql.get<BatchRow>('SELECT * FROM batches WHERE id = ? FOR UPDATE', batchId);
+}
+
+/** How many workers hold a lease on the batch. */
+export async function countBatchWorkers(sql: Sql, batchId: string): Promise<number> {
+  return Number((await sql.get<{ n: number }>('SELECT count(*) AS n FROM batch_workers WHERE batch_id = ?', batchId))!.n);
+}
+
+/**
+ * Registers `worker` on a running batch whose other workers are live: its lease until `until`, the batch's lease
+ * shown as held by it (`batch show`); with `retryUnknown` every `unknown` row becomes `pending`. Times ISO 8601.
+ */
+export async function joinBatchWorker(sql: Sql, batchId: string, worker: string, now: string, until: string, retryUnknown: boolean): Promise<void> {
+  await sql.run('UPDATE batches SET lease_owner = ?, lease_expires_at = ? WHERE id = ?', worker, until, batchId);
+  if (retryUnknown) await sql.run("UPDATE batch_items SET state = 'pending', error = NULL, error_kind = NULL, worker = NULL WHERE batch_id = ? AND state = 'unknown'", batchId);
+  await sql.run('INSERT INTO batch_workers (batch_id, worker, lease_expires_at, joined_at) VALUES (?, ?, ?, ?)', batchId, worker, until, now);
+}
+
+/**
+ * Extends `worker`'s lease (and the batch's, which shows the last renewing worker) to `until` (ISO 8601).
+ * @returns false when the worker's lease was ended (it expired and another worker reaped it).
+ */
+export async function renewBatchWorker(sql: Sql, batchId: string, worker: string, until: string): Promise<boolean> {
+  const held = (await sql.run('UPDATE batch_workers SET lease_expires_at = ? WHERE batch_id = ? AND worker = ?', until, batchId, worker)).changes === 1;
+  if (held) await sql.run('UPDATE batches SET lease_owner = ?, lease_expires_at = ? WHERE id = ?', worker, until, batchId);
+  return held;
+}
+
+/**
+ * Ends `worker`'s lease: with `abandon` (a stopped run) its rows still `sending` become `unknown` with that error;
+ * its reserved pending rows go back to every worker. Run in the transaction holding the batch row.
+ * @returns null when the worker held no lease any more, else how many rows it marked `unknown`.
+ */
+export async function leaveBatchWorker(sql: Sql, batchId: string, worker: string, abandon: string | null, now: string): Promise<number | null> {
+  const held = await sql.get('DELETE FROM batch_workers WHERE batch_id = ? AND worker = ? RETURNING worker', batchId, worker);
+  if (!held) return null;
+  const abandoned = abandon === null ? 0 : (await sql.run("UPDATE batch_items SET state = 'unknown', error = ?, updated_at = ? WHERE batch_id = ? AND worker = ? AND state = 'sending'", abandon, now, batchId, worker)).changes;
+  await sql.run("UPDATE batch_items SET worker = NULL WHERE batch_id = ? AND worker = ? AND state = 'pending'", batchId, worker);
+  return abandoned;
+}
+
+/** Rows no worker holds yet (`free`: pending, unreserved) and rows other workers hold (`held`: reserved or sending). */
+export async function selectBatchRowsLeft(sql: Sql, batchId: string, worker: string): Promise<{ free: number; held: number }> {
+  const r = await sql.get<{ free: number | null; held: number | null }>(
+    `SELECT sum(CASE WHEN worker IS NULL THEN 1 ELSE 0 END) AS free, sum(CASE WHEN worker IS NOT NULL AND worker <> ? THEN 1 ELSE 0 END) AS held
+     FROM batch_items WHERE batch_id = ? AND state IN ('pending', 'sending')`,
+    worker, batchId,
+  );
+  return { free: Number(r?.free ?? 0), held: Number(r?.held ?? 0) };
+}
+
+/** Records the end of the batch's last worker: its state, stats (JSON), pause reason; the batch's lease cleared. */
+export async function endBatchWorkers(sql: Sql, batchId: string, end: BatchRunEnd, now: string): Promise<void> {
+  const paused = end.status === 'paused';
+  await sql.run(
+    `UPDATE batches SET status = ?, stats = ?, lease_owner = NULL, lease_expires_at = NULL, paused_reason = ?, paused_at = ?,
+       finished_at = CASE WHEN ? = 'done' THEN ? ELSE finished_at END WHERE id = ?`,
+    end.status, end.stats, paused ? end.pausedReason : null, paused ? now : null, end.status, now, batchId,
+  );
 }

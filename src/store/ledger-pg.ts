@@ -1,0 +1,226 @@
+/**
+ * The PostgreSQL run ledger (see `ledger.ts` for the interface and its guarantees). Several workers (processes,
+ * on one host or several) may work one batch, each under a lease of its own (a `batch_workers` row, see
+ * `repos/batches.ts`): every write here holds only while that row exists, so a worker whose lease expired and was
+ * reaped by another writes nothing more.
+ *
+ * - {@link PgRunLedger.page} reserves pending rows to this worker (`batch_items.worker`) with
+ *   `FOR UPDATE SKIP LOCKED`: two workers never get the same row, and neither waits for the other's rows.
+ * - {@link PgRunLedger.claim} marks reserved rows `sending` as their request leaves (after the rate slot).
+ * - A row handed back (`pending`) stays reserved to this worker until the run ends, so this run does not page it
+ *   again (as the SQLite run's cursor does); the run's end gives its reserved rows back to the others.
+ *
+ * Writes queue and commit together (group commit, as the SQLite ledger): in two lanes (claims; outcomes and
+ * attempt records), each with one commit in flight and everything queued meanwhile in the next one, as one
+ * statement (one round trip) whatever the number of rows. A claim resolves once its statement committed.
+ */
+import type { ItemRow } from '../core/batch/types.js';
+import type { Outcome, OutcomeGroup, RunLedger } from './ledger.js';
+import { MESSAGE_INSERT_SQL, messageAttemptArgs, type MessageAttempt } from './repos/messages.js';
+import type { Sql } from './sql.js';
+
+/** The condition "this worker still holds its lease" (two `?`: batch id, worker). */
+export const WORKER_HELD = 'EXISTS (SELECT 1 FROM batch_workers w WHERE w.batch_id = ? AND w.worker = ?)';
+
+/** Hands rows back to `pending` (args: now, batch id, row numbers, worker, batch id, worker). */
+const RELEASE_SQL = `UPDATE batch_items SET state = 'pending', updated_at = ?
+  WHERE batch_id = ? AND row_no = ANY(?::int[]) AND state = 'sending' AND worker = ? AND ${WORKER_HELD}`;
+
+/** The PostgreSQL types of the columns of {@link MESSAGE_INSERT_SQL}, in the order of {@link messageAttemptArgs}. */
+const ATTEMPT_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'int', 'text', 'int'] as const;
+
+/** The writes queued during one event-loop turn, applied as one statement per kind in one transaction. */
+interface Turn {
+  /** Claims in the order made: each request's rows, told whether all of them were claimed. */
+  claims: Array<{ rows: readonly number[]; tell: (ok: boolean) => void }>;
+  /** Outcomes: one entry per row. */
+  finishes: Array<{ row: number; o: Outcome }>;
+  /** Rows handed back to `pending`. */
+  releases: number[];
+  /** Attempt records. */
+  attempts: MessageAttempt[];
+  waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
+}
+
+/** Whether a turn has nothing to commit. */
+function idle(turn: Turn): boolean {
+  return turn.waiters.length === 0 && turn.attempts.length === 0;
+}
+
+function emptyTurn(): Turn {
+  return { claims: [], finishes: [], releases: [], attempts: [], waiters: [] };
+}
+
+/**
+ * The PostgreSQL {@link RunLedger} of one worker (`owner`) of a batch. The writes waiting for a commit commit as
+ * one statement whatever their number (data-modifying CTEs: one UPDATE for all claims, one for all outcomes through
+ * `unnest` of arrays, one for all hand-backs, one INSERT for all attempt records): a round trip costs far more
+ * than the rows it carries, so the many small writes of one turn must not each take one. Claims commit in one
+ * lane, outcomes (with hand-backs and attempt records) in another, each with one commit in flight (see
+ * {@link Lane}): the order that matters holds, since a row's outcome is queued only after its claim committed.
+ */
+export class PgRunLedger implements RunLedger {
+  /** The first failed commit (of either lane); every later write throws it. */
+  failure: unknown;
+  /** Claims commit in a lane of their own, so a claim never waits behind a commit of outcomes (nor they for it). */
+  private readonly claims = new Lane(this);
+  /** Outcomes, hand-backs and attempt records. */
+  private readonly outcomes = new Lane(this);
+
+  constructor(
+    private readonly sql: Sql,
+    readonly batchId: string,
+    readonly owner: string,
+    private readonly now: () => Date,
+  ) {}
+
+  /**
+   * Reserves up to `limit` pending rows no worker holds to this worker and returns them in row order (`cursor`
+   * is not needed: rows this run already had stay reserved to it). Nothing once the worker's lease is gone.
+   */
+  async page(_cursor: number, limit: number): Promise<ItemRow[]> {
+    // The pick in a CTE, run once: as `row_no IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the planner may run
+    // the subquery again for every row, and each run skips the rows the previous ones locked (measured: LIMIT 64
+    // reserved all 3,000 rows).
+    const rows = await this.sql.all<ItemRow>(
+      `WITH picked AS MATERIALIZED (
+         SELECT row_no FROM batch_items WHERE batch_id = ? AND state = 'pending' AND worker IS NULL ORDER BY row_no LIMIT ? FOR UPDATE SKIP LOCKED)
+       UPDATE batch_items b SET worker = ? FROM picked WHERE b.batch_id = ? AND b.row_no = picked.row_no AND ${WORKER_HELD}
+       RETURNING b.row_no, b.line_no, b.recipient, b.vars, b.state`,
+      this.batchId, limit, this.owner, this.batchId, this.batchId, this.owner,
+    );
+    return rows.sort((a, b) => a.row_no - b.row_no);
+  }
+
+  claim(rows: readonly number[]): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      let ok = false;
+      const turn = this.claims.queue();
+      turn.claims.push({ rows, tell: (v) => (ok = v) });
+      turn.waiters.push({ resolve: () => resolve(ok), reject });
+    });
+  }
+
+  settle(groups: readonly OutcomeGroup[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const turn = this.outcomes.queue();
+      for (const g of groups) {
+        if (g.outcome.state === 'pending') turn.releases.push(...g.rows);
+        else for (const row of g.rows) turn.finishes.push({ row, o: g.outcome });
+      }
+      turn.waiters.push({ resolve, reject });
+    });
+  }
+
+  logAttempts(rows: readonly MessageAttempt[]): void {
+    if (rows.length === 0) return;
+    this.outcomes.queue().attempts.push(...rows);
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([this.claims.run(), this.outcomes.run()]);
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Commits one turn's writes (called by its {@link Lane}) as one statement (data-modifying CTEs: atomic, one round trip): the claims' UPDATE, the
+   * outcomes' UPDATE, the hand-backs' UPDATE and the attempts' INSERT. They touch disjoint rows (a row's outcome
+   * comes in a later turn than its claim; a row handed back stays reserved to this worker, so it is not claimed
+   * again in this run). Claims of a request that got only part of its rows are handed back by a second statement.
+   */
+  async write(turn: Turn): Promise<void> {
+    const t = this.sql;
+    const now = this.now().toISOString();
+    const parts: string[] = [];
+    const args: unknown[] = [];
+    if (turn.claims.length > 0) {
+      parts.push(`c AS (UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ?
+        WHERE batch_id = ? AND row_no = ANY(?::int[]) AND state = 'pending' AND worker = ? AND ${WORKER_HELD} RETURNING row_no)`);
+      args.push(now, this.batchId, turn.claims.flatMap((c) => c.rows), this.owner, this.batchId, this.owner);
+    }
+    if (turn.finishes.length > 0) {
+      const f = turn.finishes;
+      parts.push(`f AS (UPDATE batch_items b SET state = v.state, provider = v.provider, message_id = v.message_id, fallback = v.fallback,
+          error = v.error, error_kind = v.error_kind, updated_at = ?
+        FROM unnest(?::int[], ?::text[], ?::text[], ?::text[], ?::int[], ?::text[], ?::text[]) AS v(row_no, state, provider, message_id, fallback, error, error_kind)
+        WHERE b.batch_id = ? AND b.row_no = v.row_no AND b.worker = ? AND ${WORKER_HELD})`);
+      args.push(
+        now,
+        f.map((x) => x.row), f.map((x) => x.o.state), f.map((x) => x.o.provider), f.map((x) => x.o.messageId), f.map((x) => (x.o.fallback ? 1 : 0)),
+        f.map((x) => x.o.error), f.map((x) => x.o.errorKind),
+        this.batchId, this.owner, this.batchId, this.owner,
+      );
+    }
+    if (turn.releases.length > 0) {
+      parts.push(`r AS (${RELEASE_SQL})`);
+      args.push(now, this.batchId, turn.releases, this.owner, this.batchId, this.owner);
+    }
+    if (turn.attempts.length > 0) {
+      const cols = turn.attempts.map((a) => messageAttemptArgs(a));
+      parts.push(`a AS (${MESSAGE_INSERT_SQL.slice(0, MESSAGE_INSERT_SQL.lastIndexOf('VALUES'))}
+        SELECT * FROM unnest(${ATTEMPT_TYPES.map((ty) => `?::${ty}[]`).join(', ')}))`);
+      args.push(...ATTEMPT_TYPES.map((_, k) => cols.map((c) => c[k])));
+    }
+    const got = await t.all<{ row_no: number }>(`WITH ${parts.join(',\n')} SELECT ${turn.claims.length > 0 ? 'row_no FROM c' : '1 AS row_no'}`, ...args);
+    if (turn.claims.length === 0) return;
+    const claimed = new Set(got.map((g) => g.row_no));
+    const back: number[] = [];
+    for (const c of turn.claims) {
+      const ok = c.rows.every((r) => claimed.has(r));
+      c.tell(ok);
+      // All or none: rows claimed of a request that cannot leave go back at once.
+      if (!ok) back.push(...c.rows.filter((r) => claimed.has(r)));
+    }
+    if (back.length > 0) await t.run(RELEASE_SQL, now, this.batchId, back, this.owner, this.batchId, this.owner);
+  }
+}
+
+/**
+ * One lane of group commit: at most one commit in flight; the writes queued meanwhile commit together, in one
+ * statement, once it ended (one round trip and one WAL flush for all of them). Commits of a lane run in order.
+ */
+class Lane {
+  private turn: Turn = emptyTurn();
+  private scheduled = false;
+  private committing = false;
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ledger: { failure: unknown; write(turn: Turn): Promise<void> }) {}
+
+  /**
+   * The turn writes go to; schedules its commit at the end of the event-loop turn (or after the commit in
+   * flight). @throws an earlier failure of the ledger.
+   */
+  queue(): Turn {
+    if (this.ledger.failure !== undefined) throw this.ledger.failure;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => void this.run());
+    }
+    return this.turn;
+  }
+
+  /** Commits the queued writes unless a commit is in flight (which commits them when it ended); resolves when done. */
+  run(): Promise<void> {
+    this.scheduled = false;
+    const turn = this.turn;
+    if (this.committing || idle(turn)) return this.tail;
+    this.turn = emptyTurn();
+    this.committing = true;
+    this.tail = (async () => {
+      try {
+        if (this.ledger.failure !== undefined) throw this.ledger.failure;
+        await this.ledger.write(turn);
+        for (const w of turn.waiters) w.resolve();
+      } catch (err) {
+        this.ledger.failure ??= err;
+        for (const w of turn.waiters) w.reject(err);
+      } finally {
+        this.committing = false;
+      }
+      // (Only with writes waiting: with none, run() returns this very promise.)
+      if (!idle(this.turn)) await this.run();
+    })();
+    return this.tail;
+  }
+}

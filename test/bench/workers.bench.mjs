@@ -1,0 +1,133 @@
+// Workers on a PostgreSQL store (issue 14), each a real `node bin/switchboard` run into the `bench-noop` adapter
+// (test/bench/noop-kind.mjs), on a private PostgreSQL server started here (initdb in a temporary folder, as the
+// `postgres` user when run as root; Debian's postgresql package, the newest major under /usr/lib/postgresql):
+//  overhead  the no-op adapter at 0 ms, concurrency 16: per message on SQLite and on PostgreSQL (target: PostgreSQL
+//            within 2× of SQLite)
+//  workers   the no-op adapter answering after 50 ms, concurrency 16 per worker: one worker, then two workers (a
+//            second process joins with the same `send batch` line right after the first started; target: two ≥ 1.6×
+//            one)
+// "send phase" is the batch's started_at → finished_at. The machine's load average is printed with the figures
+// (the machine is shared: figures move with it). Env: BENCH_QUICK=1 runs smaller sizes.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { root, writeCsv } from './lib.mjs';
+
+/** The newest server installed under /usr/lib/postgresql (as the tests pick it); SWITCHBOARD_TEST_PG_BIN overrides. */
+function newestPgBin() {
+  const base = '/usr/lib/postgresql';
+  const majors = fs.existsSync(base) ? fs.readdirSync(base).filter((d) => /^\d+$/.test(d)).map(Number).sort((x, y) => y - x) : [];
+  return path.join(base, String(majors[0] ?? 15), 'bin');
+}
+const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || newestPgBin();
+const quick = process.env.BENCH_QUICK === '1';
+const bin = path.join(root, 'test', 'bench', 'switchboard-unbundled.mjs');
+const noopHook = path.join(root, 'test', 'bench', 'noop-kind.mjs');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-workers-'));
+fs.chmodSync(dir, 0o755);
+
+/** Runs a server binary, as `postgres` when we are root (the server refuses root). */
+function asPostgres(binName, args) {
+  const file = path.join(PG_BIN, binName);
+  const r = process.getuid?.() === 0 ? spawnSync('runuser', ['-u', 'postgres', '--', file, ...args], { encoding: 'utf8' }) : spawnSync(file, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${binName}: exit ${r.status}\n${r.stderr}`);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const pgDir = path.join(dir, 'pg');
+fs.mkdirSync(pgDir, { mode: 0o700 });
+if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'postgres:postgres', dir]);
+const port = await freePort();
+asPostgres('initdb', ['-D', pgDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
+// Durable commits as a production server has them (fsync and synchronous_commit on).
+asPostgres('pg_ctl', ['-D', pgDir, '-l', path.join(dir, 'pg.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, '-w', 'start']);
+
+const key = randomBytes(32).toString('base64');
+const envFor = (store) => ({ PATH: process.env.PATH, HOME: dir, SWITCHBOARD_STORE: store, SWITCHBOARD_MASTER_KEY: key, NO_COLOR: '1' });
+const sqliteEnv = envFor(path.join(dir, 'sb.db'));
+const pgEnv = envFor(`postgres://postgres@127.0.0.1:${port}/postgres`);
+
+function sb(env, args) {
+  const r = spawnSync(process.execPath, ['--import', noopHook, bin, ...args], { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`switchboard ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Starts one run; resolves with its summary (last stdout line). */
+function start(env, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', noopHook, bin, '--json', '--quiet', ...args], { env });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out = (out + d).slice(-65536)));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`exit ${code}: ${err}`));
+      resolve(JSON.parse(out.trim().split('\n').at(-1)));
+    });
+  });
+}
+
+/** The send phase of a batch in ms (started_at → finished_at). */
+function sendMs(env, batchId) {
+  const b = JSON.parse(sb(env, ['batch', 'show', batchId, '--json']));
+  return Date.parse(b.finishedAt) - Date.parse(b.startedAt);
+}
+
+const tpl = path.join(dir, 't.txt');
+fs.writeFileSync(tpl, 'Hello {{name}}, your code is {{code}}.\n');
+const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', '--concurrency', '16', ...extra];
+for (const env of [sqliteEnv, pgEnv]) {
+  sb(env, ['tenant', 'add', 'bench', '--name', 'Bench']);
+  sb(env, ['provider', 'add', '--tenant', 'bench', '--channel', 'email', '--kind', 'bench-noop', '--name', 'noop']);
+}
+const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+const rows = [];
+try {
+  // overhead: the tool's own cost per message on each store.
+  const n = quick ? 5000 : 20_000;
+  for (const [name, env] of [['SQLite', sqliteEnv], ['PostgreSQL', pgEnv]]) {
+    const before = load();
+    const s = await start(env, send(writeCsv(dir, `o-${name}.csv`, n)));
+    const ms = sendMs(env, s.batchId);
+    rows.push([`no-op 0 ms, ${name}, 1 worker`, n, s.sentCount, `${(n / (ms / 1000)).toFixed(0)} msg/s`, `${(ms / n).toFixed(3)} ms/msg`, before]);
+  }
+  // workers: one vs two at 50 ms latency (PostgreSQL).
+  for (const env of [pgEnv]) sb(env, ['provider', 'update', 'bench/email/noop', '--set', 'latency=50']);
+  const m = quick ? 2000 : 6000;
+  {
+    const before = load();
+    const s = await start(pgEnv, send(writeCsv(dir, 'w1.csv', m), ['--idempotency-key', 'w1']));
+    const ms = sendMs(pgEnv, s.batchId);
+    rows.push(['no-op 50 ms, PostgreSQL, 1 worker (concurrency 16)', m, s.sentCount, `${(m / (ms / 1000)).toFixed(0)} msg/s (concurrency/latency = 320)`, `${(ms / m).toFixed(3)} ms/msg`, before]);
+  }
+  {
+    const before = load();
+    const file = writeCsv(dir, 'w2.csv', m);
+    const first = start(pgEnv, send(file, ['--idempotency-key', 'w2']));
+    await new Promise((r) => setTimeout(r, 300));
+    const second = start(pgEnv, send(file, ['--idempotency-key', 'w2']));
+    const [a, b] = await Promise.all([first, second]);
+    const ms = sendMs(pgEnv, a.batchId);
+    rows.push([`no-op 50 ms, PostgreSQL, 2 workers (concurrency 16 each; the second joins after 0.3 s)`, m, b.sentCount, `${(m / (ms / 1000)).toFixed(0)} msg/s (concurrency/latency = 640)`, `${(ms / m).toFixed(3)} ms/msg`, before]);
+  }
+} finally {
+  asPostgres('pg_ctl', ['-D', pgDir, '-m', 'fast', '-w', 'stop']);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+console.log(`| case | rows | sent | throughput (send phase) | per message | load average before (1/5/15 min) |`);
+console.log(`|---|---|---|---|---|---|`);
+for (const r of rows) console.log(`| ${r.join(' | ')} |`);

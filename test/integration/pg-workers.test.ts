@@ -1,0 +1,67 @@
+// Workers' leases on PostgreSQL (issue 14) where a test of the binary cannot reach in reasonable time: a worker on
+// another host whose lease expired (the e2e test's killed worker runs on this host and is ended at once, by its
+// pid). Its `sending` rows become `unknown`, its reserved rows go back, a live worker's rows are left alone, and the
+// dead worker's ledger writes no longer land; the shared rate counts the dead worker's open grants no more.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgSql, type PgSql } from '../../src/store/pg.js';
+import { migratePg } from '../../src/store/pg-migrations.js';
+import { reapBatchWorkers } from '../../src/store/repos/batches.js';
+import { PgRunLedger } from '../../src/store/ledger-pg.js';
+import { PgSharedRate } from '../../src/store/rate-pg.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+
+let sql: PgSql;
+const T0 = '2026-01-01T00:00:00.000Z';
+const NOW = '2026-01-01T00:01:00.000Z';
+const LIVE = 'live@host-a/1', DEAD = 'dead@host-b/2';
+
+beforeAll(async () => {
+  sql = createPgSql((await createTestDatabase('int_workers')).url, 'test');
+  await migratePg(sql);
+  await sql.run("INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('acme', 'Acme', ?, ?)", T0, T0);
+  await sql.run(
+    "INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template, status, total, created_at) VALUES ('b1', 'acme', 'email', 'k1', 'x', 'h', 't', 'th', '{}', 'running', 6, ?)",
+    T0,
+  );
+  // Rows 1-2: the dead worker's, sending and reserved; 3-4: the live worker's, sending and reserved; 5: sent by the dead one; 6: free.
+  const rows: Array<[number, string, string | null]> = [[1, 'sending', DEAD], [2, 'pending', DEAD], [3, 'sending', LIVE], [4, 'pending', LIVE], [5, 'sent', DEAD], [6, 'pending', null]];
+  for (const [n, state, worker] of rows) {
+    await sql.run("INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, worker, updated_at) VALUES ('b1', ?, ?, ?, '{}', ?, ?, ?)", n, n + 1, `r${n}@example.com`, state, worker, T0);
+  }
+  await sql.run("INSERT INTO batch_workers (batch_id, worker, lease_expires_at, joined_at) VALUES ('b1', ?, '2026-01-01T00:00:30.000Z', ?), ('b1', ?, '2026-01-01T00:01:30.000Z', ?)", DEAD, T0, LIVE, T0);
+});
+afterAll(async () => sql?.close());
+
+describe('a worker whose lease expired', () => {
+  it('is ended by the next worker: its sending rows unknown, its reserved rows free again, the live worker untouched; its writes no longer land', async () => {
+    // The dead worker holds an open grant of 3 of a shared rate of 4: a live worker gets only 1 while the dead one is registered.
+    const rate = new PgSharedRate(sql, 'p|b1', 4, 'b1', LIVE);
+    await sql.run("INSERT INTO rate_grants (rate_key, batch_id, worker, n, granted_ms) VALUES ('p|b1', 'b1', ?, 3, 0)", DEAD);
+    expect((await rate.take(4)).n).toBe(1);
+
+    expect(await reapBatchWorkers(sql, 'b1', NOW)).toBe(1);
+    const rows = await sql.all<{ row_no: number; state: string; worker: string | null; error: string | null }>("SELECT row_no, state, worker, error FROM batch_items WHERE batch_id = 'b1' ORDER BY row_no");
+    expect(rows.map((r) => [r.row_no, r.state, r.worker])).toEqual([
+      [1, 'unknown', DEAD],
+      [2, 'pending', null],
+      [3, 'sending', LIVE],
+      [4, 'pending', LIVE],
+      [5, 'sent', DEAD],
+      [6, 'pending', null],
+    ]);
+    expect(rows[0]!.error).toBe('interrupted while sending; outcome unknown');
+    expect((await sql.all('SELECT worker FROM batch_workers')).map((w) => (w as { worker: string }).worker)).toEqual([LIVE]);
+
+    // The dead worker's ledger (it was only stopped, say a suspended VM) writes nothing any more.
+    const ghost = new PgRunLedger(sql, 'b1', DEAD, () => new Date(NOW));
+    expect(await ghost.claim([2])).toBe(false);
+    expect(await ghost.page(0, 10)).toEqual([]);
+    // The live worker pages the freed rows.
+    const live = new PgRunLedger(sql, 'b1', LIVE, () => new Date(NOW));
+    expect((await live.page(0, 10)).map((r) => r.row_no)).toEqual([2, 6]);
+    expect(await live.claim([2, 6])).toBe(true);
+
+    // The dead worker's open grant no longer counts: 4 − the live worker's 1.
+    expect((await rate.take(4)).n).toBe(3);
+  });
+});
