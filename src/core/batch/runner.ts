@@ -76,6 +76,12 @@ function checkRunOptions(opts: RunOptions): number {
  * @throws FieldError (bad options or input, naming the field: nothing stored, nothing sent), KeyError (no/wrong key, before
  *   anything is written), LockedError (another process works this batch), NotFoundError (tenant).
  */
+/**
+ * How old (ms) a page's suppression lookup may be when its rows are sent: older, the rest of the page is looked up
+ * again, so a suppression added during a run stops the rows not yet sent within about this time.
+ */
+const SUPPRESSION_FRESH_MS = 1000;
+
 export async function runBatch(ctx: CoreContext, req: BatchRequest, hooks: BatchRunHooks): Promise<BatchSummary> {
   const started = ctx.clock.now().getTime();
   await getTenant(ctx, req.tenantId);
@@ -393,14 +399,19 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
 
   /**
    * Skips suppressed rows and fails rows that do not render (`done`: their outcomes, resolved once committed);
-   * the other rows come back with their messages. Suppressions are looked up for all rows in one query.
+   * the other rows come back with their messages. Suppressions come from `pageReasons`, looked up for a whole
+   * page of rows in one query, and again for the rest of the page when that is older than
+   * {@link SUPPRESSION_FRESH_MS} (on PostgreSQL a query is a network round trip: one per row cost more than the
+   * rest of the row's bookkeeping).
    */
   const prepare = async (items: readonly ItemRow[]): Promise<{ done: Array<Promise<void>>; ready: Array<{ item: ItemRow; message: OutboundMessage }> }> => {
-    const reasons = await suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient));
+    // Looked up more than a second ago (a rate-limited run): again for the page's rows not yet prepared, so a
+    // suppression added meanwhile (by another process, or an opt-out seen earlier in this run) still stops them.
+    if (ctx.clock.now().getTime() - pageLookedUpAt > SUPPRESSION_FRESH_MS) await lookUpSuppressions(page.filter((i) => i.row_no >= items[0]!.row_no));
     const done: Array<Promise<void>> = [];
     const ready: Array<{ item: ItemRow; message: OutboundMessage }> = [];
-    items.forEach((item, k) => {
-      const reason = reasons[k];
+    items.forEach((item) => {
+      const reason = pageReasons.get(item.row_no);
       if (reason != null) {
         done.push(report([item], [{ ...NO_OUTCOME, state: 'skipped', error: `suppressed: ${reason}` }]));
         return;
@@ -451,6 +462,19 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
     await Promise.all(done);
   };
 
+  /** The page of rows being sent, the suppression reasons of its suppressed rows by row number, and when (ms). */
+  let page: readonly ItemRow[] = [];
+  const pageReasons = new Map<number, string>();
+  let pageLookedUpAt = 0;
+  /** Looks up the suppressions of `rows` in one query into `pageReasons`. */
+  const lookUpSuppressions = async (rows: readonly ItemRow[]): Promise<void> => {
+    pageLookedUpAt = ctx.clock.now().getTime();
+    const reasons = await suppressionReasons(ctx, tenantId, channel, rows.map((i) => i.recipient));
+    rows.forEach((item, k) => {
+      if (reasons[k] != null) pageReasons.set(item.row_no, reasons[k]!);
+      else pageReasons.delete(item.row_no);
+    });
+  };
   const queue = new PQueue({ concurrency });
   let failure: unknown;
   /** A worker that leaves while others still work: how its own run ended. */
@@ -464,6 +488,9 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       outer: while (going()) {
         const items = await ledger.page(cursor, pageSize);
         if (items.length === 0) break;
+        page = items;
+        pageReasons.clear();
+        await lookUpSuppressions(items);
         for (let k = 0; k < items.length; k += groupSize) {
           if (!going()) break outer;
           await queue.onSizeLessThan(concurrency * 2);

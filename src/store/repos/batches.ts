@@ -83,9 +83,18 @@ export type NewItem = [row: number, line: number, recipient: string, vars: strin
 /** Stores ledger rows of a loading batch in one transaction (`at`: ISO 8601). */
 export async function insertBatchItems(sql: Sql, batchId: string, items: readonly NewItem[], at: string): Promise<void> {
   if (items.length === 0) return;
-  const insert = 'INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
+  const insert = 'INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, error, updated_at) VALUES ';
+  const one = '(?, ?, ?, ?, ?, ?, ?, ?)';
+  // SQLite: one prepared statement run per row (no round trips). PostgreSQL: a round trip per statement, so rows go
+  // 500 to a statement (4,000 parameters, under the protocol's 65,535).
+  const per = sql.dialect === 'postgres' ? 500 : 1;
   await sql.tx(async (t) => {
-    for (const [row, line, to, vars, state, error] of items) await t.run(insert, batchId, row, line, to, vars, state, error, at);
+    for (let i = 0; i < items.length; i += per) {
+      const chunk = items.slice(i, i + per);
+      const args: unknown[] = [];
+      for (const [row, line, to, vars, state, error] of chunk) args.push(batchId, row, line, to, vars, state, error, at);
+      await t.run(insert + Array(chunk.length).fill(one).join(', '), ...args);
+    }
   });
 }
 
