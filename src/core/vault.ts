@@ -8,6 +8,7 @@ import { recordAudit } from './audit.js';
 import type { Sql } from '../store/sql.js';
 import {
   insertKeyVersion,
+  lockKeyVersions,
   retireCurrentKeyVersions,
   retireKeyVersion,
   selectCurrentKeyId,
@@ -184,6 +185,7 @@ export async function bindNewKey(ctx: CoreContext, fp: string): Promise<number> 
 
 async function bindKey(ctx: CoreContext, fp: string, action: string): Promise<number> {
   return ctx.sql.tx(async (t) => {
+    await lockKeyVersions(t);
     if ((await selectCurrentKeyId(t)) !== undefined) throw new KeyError('another process bound this store to a key just now; run the command again');
     const id = await insertKeyVersion(t, fp, ctx.clock.now().toISOString());
     await recordAudit(ctx, t, action, `key#${id}`, null, ['fingerprint']);

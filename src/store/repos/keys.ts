@@ -30,6 +30,16 @@ export async function selectCurrentKeyId(sql: Sql): Promise<number | undefined> 
   return row === undefined ? undefined : Number(row.id);
 }
 
+/**
+ * Locks the key versions against every other writer of them until the transaction ends (run it first in the
+ * transaction that checks for a current key and then binds one). PostgreSQL `LOCK TABLE … SHARE ROW EXCLUSIVE`
+ * (readers go on; a second binder waits, then sees the first one's key); a no-op on SQLite, whose write
+ * transactions (`BEGIN IMMEDIATE`) already exclude each other.
+ */
+export async function lockKeyVersions(sql: Sql): Promise<void> {
+  if (sql.dialect === 'postgres') await sql.run('LOCK TABLE keys IN SHARE ROW EXCLUSIVE MODE');
+}
+
 /** Records a new key version. @returns its id. */
 export async function insertKeyVersion(sql: Sql, fingerprint: string, now: string): Promise<number> {
   const row = await sql.get<{ id: number }>('INSERT INTO keys (fingerprint, created_at) VALUES (?, ?) RETURNING id', fingerprint, now);
