@@ -159,11 +159,14 @@ export function describeSource(master: Pick<MasterKey, 'source' | 'location'>): 
 
 /**
  * Throws unless `key` is still the store's current key. Call on the handle of the write transaction that seals
- * with it, so a secret is never sealed with a key that a concurrent `key rotate` has just retired.
+ * with it, so a secret is never sealed with a key that a concurrent `key rotate` has just retired. `lock`: `share`
+ * for such writes, `update` for the rotation itself (PostgreSQL row locks, see `selectCurrentKeyId`).
  * @throws KeyError (exit 5).
  */
-export async function assertCurrentKey(sql: Sql, key: ActiveKey): Promise<void> {
-  const id = await selectCurrentKeyId(sql);
+export async function assertCurrentKey(sql: Sql, key: ActiveKey, lock: 'share' | 'update' = 'share'): Promise<void> {
+  let id = await selectCurrentKeyId(sql, lock);
+  // A locked read that waited for a rotation skips the row it retired; a new read sees the key it bound.
+  if (id === undefined) id = await selectCurrentKeyId(sql);
   if (id !== key.keyId) {
     throw new KeyError(`the master key was rotated by another process meanwhile (the store now uses key #${id}); nothing was changed, run the command again with the new key`);
   }
@@ -329,7 +332,7 @@ export async function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): P
   try {
     opts.onCommitStart?.(await countSealedProviderConfigs(ctx.sql));
     await ctx.sql.tx(async (t) => {
-      await assertCurrentKey(t, active);
+      await assertCurrentKey(t, active, 'update');
       const now = ctx.clock.now().toISOString();
       newKeyId = await insertKeyVersion(t, fp, now);
       const next: ActiveKey = { ...active, key: newKey, keyId: newKeyId, fingerprint: fp };

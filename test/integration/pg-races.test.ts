@@ -6,28 +6,34 @@ import { openPgHandle } from '../../src/store/pg.js';
 import type { StoreHandle } from '../../src/store/open.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
-import { bindNewKey, keyVersions } from '../../src/core/vault.js';
+import { bindNewKey, keyVersions, requireKey, rotateKey } from '../../src/core/vault.js';
+import { addProvider } from '../../src/core/providers.js';
+import { encodeKey, generateKey } from '../../src/crypto/keys.js';
 import { listAudit } from '../../src/core/audit.js';
-import { UsageError } from '../../src/errors.js';
+import { KeyError, UsageError } from '../../src/errors.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
+const handles: StoreHandle[] = [];
+afterAll(async () => {
+  for (const h of handles) await h.close();
+});
+
+/** Two core contexts (two pools, as two processes) on a new database. */
+async function twoOperators(name: string): Promise<[CoreContext, CoreContext]> {
+  const { url } = await createTestDatabase(name);
+  const ctx = async (): Promise<CoreContext> => {
+    const h = await openPgHandle(url, `postgres://postgres@test/${name}`, { create: true });
+    handles.push(h);
+    return { sql: h.sql, store: h.ops, storePath: h.location, clock: systemClock, env: {}, actor: 'test@host' };
+  };
+  return [await ctx(), await ctx()];
+}
+
 describe('two operators at once on a PostgreSQL store', () => {
-  const handles: StoreHandle[] = [];
   let a: CoreContext;
   let b: CoreContext;
-
   beforeAll(async () => {
-    const { url } = await createTestDatabase('races');
-    const ctx = async (): Promise<CoreContext> => {
-      const h = await openPgHandle(url, 'postgres://postgres@test/races', { create: true });
-      handles.push(h);
-      return { sql: h.sql, store: h.ops, storePath: h.location, clock: systemClock, env: {}, actor: 'test@host' };
-    };
-    a = await ctx();
-    b = await ctx();
-  });
-  afterAll(async () => {
-    for (const h of handles) await h.close();
+    [a, b] = await twoOperators('races');
   });
 
   it('adding the same tenant twice: one succeeds, the other gets the usage error (not a constraint violation)', async () => {
@@ -49,5 +55,29 @@ describe('two operators at once on a PostgreSQL store', () => {
     const current = (await keyVersions(a)).filter((v) => v.retiredAt === null);
     expect(current).toHaveLength(1);
     expect((await listAudit(a)).filter((e) => e.action === 'key.init')).toHaveLength(1);
+  });
+});
+
+describe('a key rotation while another process adds a provider (PostgreSQL)', () => {
+  it('never leaves a config sealed under the retired key: the add waits for the rotation or is refused', async () => {
+    const [a, b] = await twoOperators('rotation_race');
+    let key = encodeKey(generateKey());
+    a.env = { SWITCHBOARD_MASTER_KEY: key };
+    b.env = { SWITCHBOARD_MASTER_KEY: key };
+    await requireKey(a);
+    await addTenant(a, 'acme', 'Acme');
+    for (let i = 0; i < 8; i++) {
+      const results = await Promise.allSettled([
+        rotateKey(a, { publishEnvKey: (line) => (key = line.slice(line.indexOf('=') + 1)) }),
+        addProvider(b, { tenantId: 'acme', channel: 'email', kind: 'smtp', name: `p${i}`, settings: { host: '127.0.0.1', from: 'a@acme.test' }, secrets: { password: `pw-${i}` } }),
+      ]);
+      expect(results[0].status, String((results[0] as PromiseRejectedResult).reason)).toBe('fulfilled');
+      if (results[1].status === 'rejected') expect(results[1].reason).toBeInstanceOf(KeyError);
+      a.env = { SWITCHBOARD_MASTER_KEY: key };
+      b.env = { SWITCHBOARD_MASTER_KEY: key };
+      const current = (await keyVersions(a)).filter((v) => v.retiredAt === null).map((v) => v.id);
+      const sealed = await a.sql.all<{ name: string; key_id: number }>('SELECT name, key_id FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id');
+      expect(sealed.filter((r) => !current.includes(Number(r.key_id))), `round ${i}`).toEqual([]);
+    }
   });
 });

@@ -24,9 +24,16 @@ export async function selectKeyVersionRows(sql: Sql): Promise<KeyVersionRow[]> {
   return rows.map((r) => ({ ...r, id: Number(r.id), n: Number(r.n) }));
 }
 
-/** The id of the current (unretired) key version, or undefined for an unbound store. */
-export async function selectCurrentKeyId(sql: Sql): Promise<number | undefined> {
-  const row = await sql.get<{ id: number }>('SELECT id FROM keys WHERE retired_at IS NULL');
+/**
+ * The id of the current (unretired) key version, or undefined for an unbound store. `lock` (inside a transaction;
+ * PostgreSQL `FOR SHARE`/`FOR UPDATE`, nothing on SQLite, whose write transactions already exclude each other):
+ * `share` for a write that seals or MACs under the current key, `update` for the rotation that retires it, so the
+ * two never overlap (a rotation waits for the sealing writes under way; a write that waited for a rotation finds
+ * the new key).
+ */
+export async function selectCurrentKeyId(sql: Sql, lock?: 'share' | 'update'): Promise<number | undefined> {
+  const suffix = lock && sql.dialect === 'postgres' ? (lock === 'share' ? ' FOR SHARE' : ' FOR UPDATE') : '';
+  const row = await sql.get<{ id: number }>(`SELECT id FROM keys WHERE retired_at IS NULL${suffix}`);
   return row === undefined ? undefined : Number(row.id);
 }
 
