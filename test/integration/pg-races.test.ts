@@ -48,6 +48,21 @@ describe('two operators at once on a PostgreSQL store', () => {
     expect((await listAudit(a)).filter((e) => e.action === 'tenant.add')).toHaveLength(5);
   });
 
+  it('adding the same provider ref twice: one succeeds, the other gets the usage error', async () => {
+    const [a, b] = await twoOperators('provider_race');
+    a.env = b.env = { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) };
+    await requireKey(a);
+    await addTenant(a, 'prov', 'Prov');
+    for (let i = 0; i < 5; i++) {
+      const input = { tenantId: 'prov', channel: 'email' as const, kind: 'smtp', name: `dup-${i}`, settings: { host: '127.0.0.1', from: 'a@prov.test' }, secrets: { password: 'pw' } };
+      const results = await Promise.allSettled([addProvider(a, input), addProvider(b, input)]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const failed = results.find((r) => r.status === 'rejected');
+      expect(failed?.reason).toBeInstanceOf(UsageError);
+      expect(String(failed?.reason)).toContain(`provider prov/email/dup-${i} already exists`);
+    }
+  });
+
   it('binding a first key twice at once (key init in two processes): one key, the other refused', async () => {
     const results = await Promise.allSettled([bindNewKey(a, 'a'.repeat(64)), bindNewKey(b, 'b'.repeat(64))]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
