@@ -332,6 +332,7 @@ export async function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): P
   try {
     opts.onCommitStart?.(await countSealedProviderConfigs(ctx.sql));
     await ctx.sql.tx(async (t) => {
+      resealed = 0; // counted per attempt: PostgreSQL may run the transaction again (deadlock)
       await assertCurrentKey(t, active, 'update');
       const now = ctx.clock.now().toISOString();
       newKeyId = await insertKeyVersion(t, fp, now);
@@ -416,6 +417,7 @@ export async function resetLostKey(ctx: CoreContext, newKey: Buffer): Promise<Ke
   const current = (await keyVersions(ctx)).find((v) => v.retiredAt === null);
   const dropped: string[] = [];
   const newKeyId = await ctx.sql.tx(async (t) => {
+    dropped.length = 0; // listed per attempt: PostgreSQL may run the transaction again (deadlock)
     const now = ctx.clock.now().toISOString();
     for (const r of await selectProviderConfigsById(t)) {
       const ref = rowRef(r);

@@ -8,6 +8,10 @@ import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { bindNewKey, keyVersions, requireKey, rotateKey } from '../../src/core/vault.js';
 import { addProvider } from '../../src/core/providers.js';
+import { importSuppressions } from '../../src/core/suppressions.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { encodeKey, generateKey } from '../../src/crypto/keys.js';
 import { listAudit } from '../../src/core/audit.js';
 import { KeyError, UsageError } from '../../src/errors.js';
@@ -93,6 +97,29 @@ describe('a key rotation while another process adds a provider (PostgreSQL)', ()
       const current = (await keyVersions(a)).filter((v) => v.retiredAt === null).map((v) => v.id);
       const sealed = await a.sql.all<{ name: string; key_id: number }>('SELECT name, key_id FROM provider_configs WHERE sealed_secrets IS NOT NULL ORDER BY id');
       expect(sealed.filter((r) => !current.includes(Number(r.key_id))), `round ${i}`).toEqual([]);
+    }
+  });
+});
+
+describe('a transaction PostgreSQL runs again (deadlock) counts once', () => {
+  it('two suppression imports of the same addresses in opposite orders: each reports every row once', async () => {
+    const [a, b] = await twoOperators('import_race');
+    await addTenant(a, 'acme', 'Acme');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-races-'));
+    const addresses = Array.from({ length: 400 }, (_, i) => `r${i}@example.com`);
+    const up = path.join(dir, 'up.csv');
+    const down = path.join(dir, 'down.csv');
+    fs.writeFileSync(up, `email\n${addresses.join('\n')}\n`);
+    fs.writeFileSync(down, `email\n${[...addresses].reverse().join('\n')}\n`);
+    try {
+      const results = await Promise.all([
+        importSuppressions(a, { tenantId: 'acme', channel: 'email', csvPath: up, reason: 'bounced' }),
+        importSuppressions(b, { tenantId: 'acme', channel: 'email', csvPath: down, reason: 'bounced' }),
+      ]);
+      for (const r of results) expect(r.added + r.updated, JSON.stringify(results)).toBe(addresses.length);
+      expect(results.reduce((n, r) => n + r.added, 0)).toBe(addresses.length);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
