@@ -9,6 +9,8 @@ import { addTenant } from '../../src/core/tenants.js';
 import { bindNewKey, keyVersions, requireKey, rotateKey } from '../../src/core/vault.js';
 import { addProvider } from '../../src/core/providers.js';
 import { importSuppressions } from '../../src/core/suppressions.js';
+import { ingestEvents, type EventSource } from '../../src/core/events.js';
+import type { ProviderEvent } from '../../src/providers/webhooks/types.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -106,7 +108,7 @@ describe('a transaction PostgreSQL runs again (deadlock) counts once', () => {
     const [a, b] = await twoOperators('import_race');
     await addTenant(a, 'acme', 'Acme');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-races-'));
-    const addresses = Array.from({ length: 400 }, (_, i) => `r${i}@example.com`);
+    const addresses = Array.from({ length: 150 }, (_, i) => `r${i}@example.com`);
     const up = path.join(dir, 'up.csv');
     const down = path.join(dir, 'down.csv');
     fs.writeFileSync(up, `email\n${addresses.join('\n')}\n`);
@@ -121,5 +123,19 @@ describe('a transaction PostgreSQL runs again (deadlock) counts once', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('events of one request ingested twice at once, in opposite orders (PostgreSQL)', () => {
+  it('each event is stored once and every result counts each event once', async () => {
+    const [a, b] = await twoOperators('ingest_race');
+    await addTenant(a, 'acme', 'Acme');
+    const source: EventSource = { ref: 'acme/email/sg', kind: 'sendgrid', tenantId: 'acme', channel: 'email', settings: {} };
+    const events: ProviderEvent[] = Array.from({ length: 100 }, (_, i) => ({
+      key: `race:${i}`, type: 'delivered', providerType: 'delivered', occurredAt: new Date(), recipient: `r${i}@example.com`, messageId: `M${i}`, correlation: {}, detail: null, payload: {},
+    }));
+    const results = await Promise.all([ingestEvents(a, source, events), ingestEvents(b, source, [...events].reverse())]);
+    for (const r of results) expect(r.stored + r.duplicates, JSON.stringify(results)).toBe(events.length);
+    expect(results[0].stored + results[1].stored).toBe(events.length);
   });
 });
