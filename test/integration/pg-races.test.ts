@@ -1,6 +1,7 @@
 // Check-then-write changes that were atomic on SQLite (one writer at a time, BEGIN IMMEDIATE) and must stay so on
 // PostgreSQL (READ COMMITTED: two transactions may both pass the check): two operators at once, each on a pool of
-// its own, as two processes would be, against the run's private server (test/helpers/postgres.ts).
+// its own, as two processes would be, against the run's private server (test/helpers/postgres.ts); transactions
+// PostgreSQL runs again after a deadlock count once; and SQL that answers as it does on SQLite.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPgHandle } from '../../src/store/pg.js';
 import type { StoreHandle } from '../../src/store/open.js';
@@ -8,7 +9,7 @@ import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { bindNewKey, keyVersions, requireKey, rotateKey } from '../../src/core/vault.js';
 import { addProvider } from '../../src/core/providers.js';
-import { importSuppressions } from '../../src/core/suppressions.js';
+import { addSuppression, importSuppressions, listSuppressions } from '../../src/core/suppressions.js';
 import { ingestEvents, type EventSource } from '../../src/core/events.js';
 import type { ProviderEvent } from '../../src/providers/webhooks/types.js';
 import fs from 'node:fs';
@@ -137,5 +138,19 @@ describe('events of one request ingested twice at once, in opposite orders (Post
     const results = await Promise.all([ingestEvents(a, source, events), ingestEvents(b, source, [...events].reverse())]);
     for (const r of results) expect(r.stored + r.duplicates, JSON.stringify(results)).toBe(events.length);
     expect(results[0].stored + results[1].stored).toBe(events.length);
+  });
+});
+
+describe('the same answers as on SQLite (PostgreSQL)', () => {
+  it('an opt-in lifts an opt-out whose reason an operator wrote with capitals, as on SQLite (LIKE ignores case there)', async () => {
+    const [a] = await twoOperators('optin_case');
+    await addTenant(a, 'acme', 'Acme');
+    await addSuppression(a, { tenantId: 'acme', channel: 'email', address: 'o@example.com', reason: 'Opt-out by phone', source: 'manual' });
+    const source: EventSource = { ref: 'acme/email/sg', kind: 'sendgrid', tenantId: 'acme', channel: 'email', settings: {} };
+    const optIn: ProviderEvent = {
+      key: 'optin:1', type: 'opted-in', providerType: 'opted-in', occurredAt: new Date(), recipient: 'o@example.com', messageId: null, correlation: {}, detail: null, payload: {}, action: { kind: 'opt-in', reason: 'START' },
+    };
+    expect((await ingestEvents(a, source, [optIn])).lifted).toBe(1);
+    expect(await listSuppressions(a, 'acme', 'email')).toEqual([]);
   });
 });
