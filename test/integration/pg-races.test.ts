@@ -9,6 +9,7 @@ import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { bindNewKey, keyVersions, requireKey, rotateKey } from '../../src/core/vault.js';
 import { addProvider } from '../../src/core/providers.js';
+import { addTemplate, getTemplate } from '../../src/core/template-store.js';
 import { addSuppression, importSuppressions, listSuppressions } from '../../src/core/suppressions.js';
 import { ingestEvents, type EventSource } from '../../src/core/events.js';
 import type { ProviderEvent } from '../../src/providers/webhooks/types.js';
@@ -67,6 +68,20 @@ describe('two operators at once on a PostgreSQL store', () => {
       const failed = results.find((r) => r.status === 'rejected');
       expect(failed?.reason).toBeInstanceOf(UsageError);
       expect(String(failed?.reason)).toContain(`provider prov/email/dup-${i} already exists`);
+    }
+  });
+
+  it('adding the same template twice (no --replace): one is stored, the other refused, not silently overwritten', async () => {
+    await addTenant(a, 'tpl', 'Tpl');
+    for (let i = 0; i < 5; i++) {
+      const name = `dup-${i}`;
+      const results = await Promise.allSettled([addTemplate(a, { tenantId: 'tpl', name, text: 'from a' }), addTemplate(b, { tenantId: 'tpl', name, text: 'from b' })]);
+      const won = results.findIndex((r) => r.status === 'fulfilled');
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const failed = results.find((r) => r.status === 'rejected');
+      expect(failed?.reason).toBeInstanceOf(UsageError);
+      expect(String(failed?.reason)).toContain(`template ${name} exists for tenant tpl`);
+      expect((await getTemplate(a, 'tpl', name)).text).toBe(won === 0 ? 'from a' : 'from b');
     }
   });
 
