@@ -260,9 +260,8 @@ export async function addProvider(ctx: CoreContext, input: NewProvider): Promise
   const now = ctx.clock.now().toISOString();
   const id = await ctx.sql.tx(async (t) => {
     await assertCurrentKey(t, key);
-    if (await selectProviderConfigByRef(t, input.tenantId, input.channel, name)) {
-      throw new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
-    }
+    const taken = () => new UsageError(`provider ${ref} already exists (use \`provider update ${ref}\`, or --name for another one)`);
+    if (await selectProviderConfigByRef(t, input.tenantId, input.channel, name)) throw taken();
     const row: AuthRow = {
       id: 0,
       tenant_id: input.tenantId,
@@ -277,7 +276,9 @@ export async function addProvider(ctx: CoreContext, input: NewProvider): Promise
       key_id: hasSecrets ? key.keyId : null,
       mac: null,
     };
+    // The insert refuses a taken ref too: on PostgreSQL another process may add it after the check.
     const newId = await insertProviderConfig(t, { ...row, enabled: 1, mac: rowMac(key.key, row) }, now);
+    if (newId === undefined) throw taken();
     await recordAudit(ctx, t, 'provider.add', ref, input.tenantId, ['kind', 'priority', ...Object.keys(settings), ...Object.keys(input.secrets).map((k) => `secret.${k}`)]);
     return newId;
   });

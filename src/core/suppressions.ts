@@ -127,15 +127,20 @@ export async function importSuppressions(
   const { csv, col, reasonCol } = await open();
   const source = opts.source ?? 'import';
   const result: ImportResult = { rows: 0, added: 0, updated: 0 };
-  const flush = (chunk: Array<[string, string]>) =>
-    ctx.sql.tx(async (t) => {
+  const flush = async (chunk: Array<[string, string]>) => {
+    // Counted per attempt: PostgreSQL runs the whole transaction again after a deadlock (see PgSql.tx).
+    const counts = await ctx.sql.tx(async (t) => {
       const createdAt = ctx.clock.now().toISOString();
+      let added = 0;
       for (const [address, reason] of chunk) {
-        if (await selectSuppressionExists(t, opts.tenantId, opts.channel, address)) result.updated++;
-        else result.added++;
+        if (!(await selectSuppressionExists(t, opts.tenantId, opts.channel, address))) added++;
         await upsertSuppression(t, { tenantId: opts.tenantId, channel: opts.channel, address, reason, source, createdAt });
       }
+      return { added, updated: chunk.length - added };
     });
+    result.added += counts.added;
+    result.updated += counts.updated;
+  };
   let chunk: Array<[string, string]> = [];
   for await (const { record } of csv.rows) {
     result.rows++;

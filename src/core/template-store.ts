@@ -71,8 +71,11 @@ export async function addTemplate(ctx: CoreContext, input: TemplateInput): Promi
   const now = ctx.clock.now().toISOString();
   await ctx.sql.tx(async (t) => {
     const exists = (await selectTemplate(t, input.tenantId, input.name)) !== undefined;
-    if (exists && !input.replace) throw new UsageError(`template ${input.name} exists for tenant ${input.tenantId}; use --replace to overwrite it`);
-    await upsertTemplate(t, { tenantId: input.tenantId, name: input.name, subject: input.subject ?? null, html: input.html ?? null, text: input.text ?? null, at: now });
+    const taken = () => new UsageError(`template ${input.name} exists for tenant ${input.tenantId}; use --replace to overwrite it`);
+    if (exists && !input.replace) throw taken();
+    // Without --replace the insert refuses a taken name too: on PostgreSQL another process may add it after the check.
+    const row = { tenantId: input.tenantId, name: input.name, subject: input.subject ?? null, html: input.html ?? null, text: input.text ?? null, at: now };
+    if (!(await upsertTemplate(t, { ...row, replace: input.replace === true }))) throw taken();
     const fields = (['subject', 'html', 'text'] as const).filter((f) => input[f] !== undefined);
     await recordAudit(ctx, t, exists ? 'template.replace' : 'template.add', `${input.tenantId}/${input.name}`, input.tenantId, fields);
   });

@@ -75,8 +75,8 @@ export async function addTenant(ctx: CoreContext, id: string, name: string): Pro
   if (!name.trim()) throw new UsageError('--name must not be empty');
   const now = ctx.clock.now().toISOString();
   await ctx.sql.tx(async (t) => {
-    if (await selectTenantRow(t, id)) throw new UsageError(`tenant "${id}" already exists`);
-    await insertTenant(t, id, name.trim(), now);
+    // The insert itself refuses a taken id: on PostgreSQL another process may add it after a check.
+    if (!(await insertTenant(t, id, name.trim(), now))) throw new UsageError(`tenant "${id}" already exists`);
     await recordAudit(ctx, t, 'tenant.add', id, id, ['id', 'name']);
   });
   return getTenant(ctx, id);

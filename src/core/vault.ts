@@ -8,6 +8,7 @@ import { recordAudit } from './audit.js';
 import type { Sql } from '../store/sql.js';
 import {
   insertKeyVersion,
+  lockKeyVersions,
   retireCurrentKeyVersions,
   retireKeyVersion,
   selectCurrentKeyId,
@@ -158,11 +159,14 @@ export function describeSource(master: Pick<MasterKey, 'source' | 'location'>): 
 
 /**
  * Throws unless `key` is still the store's current key. Call on the handle of the write transaction that seals
- * with it, so a secret is never sealed with a key that a concurrent `key rotate` has just retired.
+ * with it, so a secret is never sealed with a key that a concurrent `key rotate` has just retired. `lock`: `share`
+ * for such writes, `update` for the rotation itself (PostgreSQL row locks, see `selectCurrentKeyId`).
  * @throws KeyError (exit 5).
  */
-export async function assertCurrentKey(sql: Sql, key: ActiveKey): Promise<void> {
-  const id = await selectCurrentKeyId(sql);
+export async function assertCurrentKey(sql: Sql, key: ActiveKey, lock: 'share' | 'update' = 'share'): Promise<void> {
+  let id = await selectCurrentKeyId(sql, lock);
+  // A locked read that waited for a rotation skips the row it retired; a new read sees the key it bound.
+  if (id === undefined) id = await selectCurrentKeyId(sql);
   if (id !== key.keyId) {
     throw new KeyError(`the master key was rotated by another process meanwhile (the store now uses key #${id}); nothing was changed, run the command again with the new key`);
   }
@@ -184,6 +188,7 @@ export async function bindNewKey(ctx: CoreContext, fp: string): Promise<number> 
 
 async function bindKey(ctx: CoreContext, fp: string, action: string): Promise<number> {
   return ctx.sql.tx(async (t) => {
+    await lockKeyVersions(t);
     if ((await selectCurrentKeyId(t)) !== undefined) throw new KeyError('another process bound this store to a key just now; run the command again');
     const id = await insertKeyVersion(t, fp, ctx.clock.now().toISOString());
     await recordAudit(ctx, t, action, `key#${id}`, null, ['fingerprint']);
@@ -327,7 +332,8 @@ export async function rotateKey(ctx: CoreContext, opts: RotationOptions = {}): P
   try {
     opts.onCommitStart?.(await countSealedProviderConfigs(ctx.sql));
     await ctx.sql.tx(async (t) => {
-      await assertCurrentKey(t, active);
+      resealed = 0; // counted per attempt: PostgreSQL may run the transaction again (deadlock)
+      await assertCurrentKey(t, active, 'update');
       const now = ctx.clock.now().toISOString();
       newKeyId = await insertKeyVersion(t, fp, now);
       const next: ActiveKey = { ...active, key: newKey, keyId: newKeyId, fingerprint: fp };
@@ -411,6 +417,7 @@ export async function resetLostKey(ctx: CoreContext, newKey: Buffer): Promise<Ke
   const current = (await keyVersions(ctx)).find((v) => v.retiredAt === null);
   const dropped: string[] = [];
   const newKeyId = await ctx.sql.tx(async (t) => {
+    dropped.length = 0; // listed per attempt: PostgreSQL may run the transaction again (deadlock)
     const now = ctx.clock.now().toISOString();
     for (const r of await selectProviderConfigsById(t)) {
       const ref = rowRef(r);

@@ -333,9 +333,12 @@ export async function suppressFromEvent(
   return current === undefined ? 'added' : 'updated';
 }
 
-/** Removes the recipient's opt-out suppression (reason starting `opt-out`). @returns whether one was removed. */
+/**
+ * Removes the recipient's opt-out suppression (reason starting `opt-out`, in any case: SQLite's LIKE ignores ASCII
+ * case, PostgreSQL's does not, so the reason is lower-cased for both). @returns whether one was removed.
+ */
 export async function deleteOptOutSuppression(sql: Sql, tenantId: string, channel: string, address: string): Promise<boolean> {
-  const r = await sql.run("DELETE FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ? AND reason LIKE 'opt-out%'", tenantId, channel, address);
+  const r = await sql.run("DELETE FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ? AND lower(reason) LIKE 'opt-out%'", tenantId, channel, address);
   return r.changes > 0;
 }
 

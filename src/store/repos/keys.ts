@@ -24,10 +24,27 @@ export async function selectKeyVersionRows(sql: Sql): Promise<KeyVersionRow[]> {
   return rows.map((r) => ({ ...r, id: Number(r.id), n: Number(r.n) }));
 }
 
-/** The id of the current (unretired) key version, or undefined for an unbound store. */
-export async function selectCurrentKeyId(sql: Sql): Promise<number | undefined> {
-  const row = await sql.get<{ id: number }>('SELECT id FROM keys WHERE retired_at IS NULL');
+/**
+ * The id of the current (unretired) key version, or undefined for an unbound store. `lock` (inside a transaction;
+ * PostgreSQL `FOR SHARE`/`FOR UPDATE`, nothing on SQLite, whose write transactions already exclude each other):
+ * `share` for a write that seals or MACs under the current key, `update` for the rotation that retires it, so the
+ * two never overlap (a rotation waits for the sealing writes under way; a write that waited for a rotation finds
+ * the new key).
+ */
+export async function selectCurrentKeyId(sql: Sql, lock?: 'share' | 'update'): Promise<number | undefined> {
+  const suffix = lock && sql.dialect === 'postgres' ? (lock === 'share' ? ' FOR SHARE' : ' FOR UPDATE') : '';
+  const row = await sql.get<{ id: number }>(`SELECT id FROM keys WHERE retired_at IS NULL${suffix}`);
   return row === undefined ? undefined : Number(row.id);
+}
+
+/**
+ * Locks the key versions against every other writer of them until the transaction ends (run it first in the
+ * transaction that checks for a current key and then binds one). PostgreSQL `LOCK TABLE … SHARE ROW EXCLUSIVE`
+ * (readers go on; a second binder waits, then sees the first one's key); a no-op on SQLite, whose write
+ * transactions (`BEGIN IMMEDIATE`) already exclude each other.
+ */
+export async function lockKeyVersions(sql: Sql): Promise<void> {
+  if (sql.dialect === 'postgres') await sql.run('LOCK TABLE keys IN SHARE ROW EXCLUSIVE MODE');
 }
 
 /** Records a new key version. @returns its id. */

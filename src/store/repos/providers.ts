@@ -103,11 +103,14 @@ export async function countTenantProviderConfigs(sql: Sql, tenantId: string): Pr
   return Number(row?.n ?? 0);
 }
 
-/** Inserts a row created and updated at `now` (ISO 8601). @returns its id. Fails on a duplicate ref (check first). */
-export async function insertProviderConfig(sql: Sql, r: NewProviderConfigRow, now: string): Promise<number> {
+/**
+ * Inserts a row created and updated at `now` (ISO 8601).
+ * @returns its id; undefined (nothing written) when its ref is taken, also by a transaction that committed meanwhile.
+ */
+export async function insertProviderConfig(sql: Sql, r: NewProviderConfigRow, now: string): Promise<number | undefined> {
   const row = await sql.get<{ id: number }>(
     `INSERT INTO provider_configs (tenant_id, channel, kind, name, priority, enabled, settings, sealed_secrets, secret_hints, key_id, mac, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`,
     r.tenant_id,
     r.channel,
     r.kind,
@@ -122,7 +125,7 @@ export async function insertProviderConfig(sql: Sql, r: NewProviderConfigRow, no
     now,
     now,
   );
-  return Number(row!.id);
+  return row === undefined ? undefined : Number(row.id);
 }
 
 /** Rewrites a row's settings, priority, flag, secrets and MAC (`provider update`), updated at `now`. */

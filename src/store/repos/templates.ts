@@ -27,14 +27,19 @@ export async function selectTemplates(sql: Sql, tenantId: string): Promise<Templ
   return sql.all<TemplateRow>(`SELECT ${TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = ? ORDER BY ${byteOrder(sql, 'name')}`, tenantId);
 }
 
-/** Inserts a template, or replaces the subject and bodies of the one of the same name (keeping its `created_at`). `at` is ISO 8601. */
+/**
+ * Inserts a template; with `replace`, replaces the subject and bodies of the one of the same name instead (keeping
+ * its `created_at`). `at` is ISO 8601.
+ * @returns false (nothing written) when the name is taken and `replace` is false, also by a transaction that
+ * committed meanwhile.
+ */
 export async function upsertTemplate(
   sql: Sql,
-  t: { tenantId: string; name: string; subject: string | null; html: string | null; text: string | null; at: string },
-): Promise<void> {
-  await sql.run(
+  t: { tenantId: string; name: string; subject: string | null; html: string | null; text: string | null; at: string; replace: boolean },
+): Promise<boolean> {
+  const r = await sql.run(
     `INSERT INTO templates (tenant_id, name, subject, html, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (tenant_id, name) DO UPDATE SET subject = excluded.subject, html = excluded.html, text = excluded.text, updated_at = excluded.updated_at`,
+     ON CONFLICT (tenant_id, name) DO ${t.replace ? 'UPDATE SET subject = excluded.subject, html = excluded.html, text = excluded.text, updated_at = excluded.updated_at' : 'NOTHING'}`,
     t.tenantId,
     t.name,
     t.subject,
@@ -43,6 +48,7 @@ export async function upsertTemplate(
     t.at,
     t.at,
   );
+  return r.changes > 0;
 }
 
 /** Deletes a template. @returns whether there was one. */

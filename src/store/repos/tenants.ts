@@ -36,9 +36,13 @@ export async function selectTenantSwitches(sql: Sql, tenantId?: string): Promise
     : sql.all<TenantSwitchRow>('SELECT tenant_id, channel, fallback FROM tenant_channels WHERE tenant_id = ?', tenantId);
 }
 
-/** Inserts a tenant; `now` (ISO 8601) is its creation and update time. Fails on a duplicate id (check first). */
-export async function insertTenant(sql: Sql, id: string, name: string, now: string): Promise<void> {
-  await sql.run('INSERT INTO tenants (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)', id, name, now, now);
+/**
+ * Inserts a tenant; `now` (ISO 8601) is its creation and update time.
+ * @returns false (nothing written) when the id is taken, also by a transaction that committed meanwhile.
+ */
+export async function insertTenant(sql: Sql, id: string, name: string, now: string): Promise<boolean> {
+  const r = await sql.run('INSERT INTO tenants (id, name, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING', id, name, now, now);
+  return r.changes > 0;
 }
 
 /** Renames a tenant. */
