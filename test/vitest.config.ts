@@ -15,6 +15,7 @@ export const BOTH_STORES = [
   'test/e2e/domains.test.ts',
   'test/e2e/concurrency.test.ts',
   'test/e2e/lists.test.ts',
+  'test/e2e/bulk-ops.test.ts',
 ];
 
 export default defineConfig({

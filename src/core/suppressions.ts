@@ -46,8 +46,9 @@ export async function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'cre
 /**
  * The suppression reason of each address for a tenant and channel (null where none, or where it expired), in the order given.
  * Addresses must be normalised (as stored in a batch). One query for all of them: a bulk send asks once per page
- * of rows, and again for the rows not yet sent when that answer is older than a second, so a suppression added
- * by another process during the run still stops the rows not yet sent.
+ * of rows, and again for the rows not yet taken up by a request when that answer is older than a second, so a
+ * suppression added by another process during the run still stops them (rows already taken up by a request, at
+ * most `--concurrency` of them, may be waiting for their rate slot and still go).
  */
 export async function suppressionReasons(ctx: CoreContext, tenantId: string, channel: Channel, addresses: readonly string[]): Promise<Array<string | null>> {
   const keys = channel === 'email' ? addresses.map((a) => a.toLowerCase()) : addresses;

@@ -54,11 +54,10 @@ export function testBackend(): 'sqlite' | 'postgres' {
 }
 
 /**
- * Whether bulk sends (`send batch`, `batch …`) run on a PostgreSQL store in this build: not yet (the PostgreSQL
- * run ledger and `batch work` come with branch i14-workers). Tests of the both-stores files that need a batch
- * check {@link bulkSends}; set this to true when that lands, and they run on PostgreSQL too.
+ * Whether bulk sends (`send batch`, `batch …`) run on a PostgreSQL store in this build: yes, since the PostgreSQL
+ * run ledger and `batch work`. Tests of the both-stores files that need a batch check {@link bulkSends}.
  */
-export const BULK_ON_POSTGRES = false;
+export const BULK_ON_POSTGRES = true;
 
 /** Whether a test may run bulk sends on a store of `backend` (see {@link BULK_ON_POSTGRES}). */
 export function bulkSends(backend: 'sqlite' | 'postgres'): boolean {

@@ -25,6 +25,7 @@ import {
   selectBatchItems,
   selectBatchRecipients,
   selectBatchRow,
+  lockBatchRow,
   selectBatchRows,
   selectBatchStateCounts,
   skipBatchItems,
@@ -54,9 +55,14 @@ function notFound(ctx: CoreContext, id: string): NotFoundError {
   return new NotFoundError(`no batch ${id} in store ${ctx.storePath} (see \`switchboard batch list\`)`);
 }
 
-/** A batch by id (read on `sql`, a transaction's handle when given). @throws NotFoundError. */
-export async function getBatchRow(ctx: CoreContext, id: string, sql: Sql = ctx.sql): Promise<BatchRow> {
-  const row = await selectBatchRow(sql, id);
+/**
+ * A batch by id (read on `sql`, a transaction's handle when given). With `lock`, on PostgreSQL the row is locked
+ * until the transaction ends (`FOR UPDATE`), so a check of its lease or state and the write that follows are not
+ * interleaved with another process's (on SQLite the transaction's write lock already does that).
+ * @throws NotFoundError.
+ */
+export async function getBatchRow(ctx: CoreContext, id: string, sql: Sql = ctx.sql, lock = false): Promise<BatchRow> {
+  const row = lock && sql.dialect === 'postgres' ? await lockBatchRow(sql, id) : await selectBatchRow(sql, id);
   if (!row) throw notFound(ctx, id);
   return row;
 }
@@ -124,7 +130,7 @@ export function leaseHeldByOther(ctx: CoreContext, b: Pick<BatchRow, 'lease_owne
  */
 export async function acquireLease(ctx: CoreContext, batchId: string, holder: LeaseHolder, retryUnknown: boolean): Promise<void> {
   await ctx.sql.tx(async (t) => {
-    const b = await getBatchRow(ctx, batchId, t);
+    const b = await getBatchRow(ctx, batchId, t, true);
     if (leaseHeldByOther(ctx, b, holder)) {
       throw new LockedError(`batch ${batchId} is being sent by ${b.lease_owner} (lease until ${b.lease_expires_at}); not starting a second run`);
     }
@@ -216,7 +222,7 @@ export function iterateSentValues(ctx: CoreContext, batchId: string): AsyncItera
  */
 export function cancelRows(ctx: CoreContext, batchId: string, holder: LeaseHolder): Promise<{ cancelled: number; stats: BatchStats; finished?: 'done' | 'cancelled' }> {
   return ctx.sql.tx(async (t) => {
-    const b = await getBatchRow(ctx, batchId, t);
+    const b = await getBatchRow(ctx, batchId, t, true);
     if (b.status === 'done' || b.status === 'cancelled') return { cancelled: 0, stats: await batchStats(ctx, b, t), finished: b.status };
     if (leaseHeldByOther(ctx, b, holder)) {
       throw new LockedError(`batch ${batchId} is being sent by ${b.lease_owner} (lease until ${b.lease_expires_at}); stop that run first (Ctrl-C or SIGTERM), then cancel`);
@@ -259,7 +265,7 @@ export function retryRows(
   fields: (changed: number) => string[],
 ): Promise<{ changed: number; stats: BatchStats }> {
   return ctx.sql.tx(async (t) => {
-    const b = await getBatchRow(ctx, batchId, t);
+    const b = await getBatchRow(ctx, batchId, t, true);
     if (leaseHeldByOther(ctx, b, holder)) {
       throw new LockedError(`batch ${batchId} is being sent by ${b.lease_owner} (lease until ${b.lease_expires_at}); wait for that run to end`);
     }
