@@ -4,18 +4,10 @@
  */
 import type { CoreContext } from './context.js';
 import type { Sql } from '../store/sql.js';
-import { insertAudit, selectAudit } from '../store/repos/audit.js';
+import { insertAudit, selectAudit, type AuditRecord } from '../store/repos/audit.js';
 
-/** One audit row as returned by {@link listAudit}. `fields` are field names only. */
-export interface AuditEntry {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  target: string;
-  tenantId: string | null;
-  fields: string[];
-}
+/** One audit row as returned by {@link listAudit}: its id and the stored record (`fields` are field names only). */
+export type AuditEntry = AuditRecord & { id: number };
 
 /**
  * Appends an audit row. Pass the handle of the transaction that makes the change it records (`sql`), so the
