@@ -269,12 +269,6 @@ export function mapSqliteError(err: unknown, file: string): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** The store's random id (used as the keychain account name and shown by `key status`). */
-export function storeId(db: Db): string {
-  const row = db.prepare("SELECT value FROM meta WHERE key = 'store_id'").get() as { value: string } | undefined;
-  return row?.value ?? '';
-}
-
 /** Facts about a store file read without changing it (for `doctor`). */
 export interface StoreFacts {
   /** `PRAGMA user_version`. */
