@@ -6,7 +6,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import type { Io } from './context.js';
+import type { CliContext, Io } from './context.js';
+import type { CoreContext } from '../core/context.js';
 import { action, examples, intFlag, required, retryFlags } from './command.js';
 import { leaseOwner, ownerAlive, runWithProgress } from './run-batch.js';
 import { batchItems, exportBatch, getBatch, listBatches } from '../core/batch/queries.js';
@@ -107,12 +108,8 @@ export function registerBatch(program: Command, io: Io): void {
       .option('--rate <n>', 'most messages per second to each provider, in any one-second window')
       .option('--retry-unknown', 'resend rows whose outcome is unknown')
       .action(
-        action<{ concurrency: string; rate?: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
-          const ctx = await cli.core();
-          const rate = intFlag(opts.rate, '--rate', 1, 100_000);
-          await runWithProgress(cli, `resuming ${id}`, (hooks) =>
-            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks),
-          );
+        action<ResumeFlags>(io, async (cli, [id], opts) => {
+          await resumeWithFlags(cli, await cli.core(), id!, opts, `resuming ${id}`);
         }),
       ),
     ['switchboard batch resume b-20261123-1a2b3c4d', 'switchboard batch resume b-20261123-1a2b3c4d --retry-unknown --rate 50'],
@@ -128,15 +125,12 @@ export function registerBatch(program: Command, io: Io): void {
       .option('--rate <n>', "most messages per second to each provider, in any one-second window, across all of the batch's workers")
       .option('--retry-unknown', 'resend rows whose outcome is unknown')
       .action(
-        action<{ concurrency: string; rate?: string; retryUnknown?: boolean }>(io, async (cli, [id], opts) => {
+        action<ResumeFlags>(io, async (cli, [id], opts) => {
           const ctx = await cli.core();
           if (ctx.sql.dialect !== 'postgres') {
             throw new UsageError(`batch work: workers share a batch on a PostgreSQL store; on a SQLite store one process sends a batch: use \`switchboard batch resume ${id}\``);
           }
-          const rate = intFlag(opts.rate, '--rate', 1, 100_000);
-          await runWithProgress(cli, `working ${id}`, (hooks) =>
-            resumeBatch(ctx, id!, { concurrency: intFlag(opts.concurrency, '--concurrency', 1, 1000), rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks),
-          );
+          await resumeWithFlags(cli, ctx, id!, opts, `working ${id}`);
         }),
       ),
     ['switchboard batch work b-20261123-1a2b3c4d', 'switchboard batch work b-20261123-1a2b3c4d --concurrency 16'],
@@ -240,4 +234,18 @@ export function registerBatch(program: Command, io: Io): void {
       'switchboard batch export b-20261123-1a2b3c4d --out - --raw | grep ,failed,',
     ],
   );
+}
+
+/** The flags `batch resume` and `batch work` share. */
+interface ResumeFlags {
+  concurrency: string;
+  rate?: string;
+  retryUnknown?: boolean;
+}
+
+/** Runs `resumeBatch` on batch `id` with the shared flags checked, showing progress under `label`. */
+async function resumeWithFlags(cli: CliContext, ctx: CoreContext, id: string, opts: ResumeFlags, label: string): Promise<void> {
+  const rate = intFlag(opts.rate, '--rate', 1, 100_000);
+  const concurrency = intFlag(opts.concurrency, '--concurrency', 1, 1000);
+  await runWithProgress(cli, label, (hooks) => resumeBatch(ctx, id, { concurrency, rate, retryUnknown: opts.retryUnknown, retry: retryFlags(cli) }, hooks));
 }
