@@ -91,6 +91,8 @@ function timed(args, exitCode = 0) {
 
 const csv = (name, rows) => writeCsv(dir, name, rows);
 
+// The commit measured, read before the first run (a commit made while the bench runs is not the code it ran).
+const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim();
 const tpl = path.join(dir, 't.txt');
 fs.writeFileSync(tpl, 'Hello {{name}}, your code is {{code}}.\n');
 const send = (file, extra = []) => ['send', 'batch', '--tenant', 'bench', '--csv', file, '--template-file', tpl, '--subject', 'Hi {{name}}', '--new-batch', ...extra];
@@ -270,7 +272,6 @@ for (const store of stores) {
 const caseKey = ({ row }) => `${row[0]}|${row[1]}`;
 const order = [...new Set(results.map(caseKey))];
 results.sort((a, b) => order.indexOf(caseKey(a)) - order.indexOf(caseKey(b)));
-const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim();
 console.log(`commit ${commit}; ${os.cpus().length} CPUs; Node ${process.version}${pgVersion.length ? `; ${pgVersion[0]}` : ''}`);
 console.log('| run | rows | store | sent | throughput: whole run (send phase) | time per message: whole run (send phase; CPU of the whole run) | peak RSS | load average at start (1/5/15 min) |');
 console.log('| --- | ---: | --- | ---: | --- | ---: | ---: | --- |');
