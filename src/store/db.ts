@@ -77,8 +77,9 @@ export type StoreLocation =
  * Resolves the store: `--store`, then `SWITCHBOARD_STORE`, then the SQLite file
  * `$XDG_DATA_HOME/switchboard/switchboard.db` (default `~/.local/share/switchboard/switchboard.db`). A
  * `postgres://` / `postgresql://` URL names a PostgreSQL store; nothing is connected here.
- * @throws UsageError (exit 2) for another URL scheme, a URL that does not parse, or a password inside a URL given
- * with `--store` (argv is visible to every user of the host; the message never holds the password).
+ * @throws UsageError (exit 2) for another URL scheme, a URL that does not parse, a libpq `key=value` connection
+ * string (not echoed), or a password inside a URL given with `--store` (argv is visible to every user of the host;
+ * the message never holds the password).
  */
 export function resolveStore(flag: string | undefined, env: NodeJS.ProcessEnv): StoreLocation {
   if (flag) return locate(flag, '--store');
@@ -107,9 +108,17 @@ export function locateStore(value: string, flag: string): StoreLocation {
   return locate(value, flag);
 }
 
+/** The start of a libpq keyword/value connection string (`host=db dbname=sb …`), which is not a store path. */
+const LIBPQ_KEYWORD_VALUE = /^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|connect_timeout|application_name|options)\s*=/i;
+
 /** A path, or a URL checked as {@link resolveStore} says; `source` (the flag or variable) names it in errors. */
 function locate(value: string, source: string): StoreLocation {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value)?.[1]?.toLowerCase();
+  // libpq's other form, `host=… dbname=… password=…`, would otherwise be a file name: a new SQLite file named after
+  // the connection string (its password included) and messages that print it. Refused without echoing it.
+  if (!scheme && LIBPQ_KEYWORD_VALUE.test(value)) {
+    throw new UsageError(`${source}: a libpq key=value connection string is not supported (nothing was connected or created); give a postgres:// URL, e.g. postgres://user@host:5432/dbname, with the password in PGPASSWORD or ~/.pgpass`);
+  }
   if (!scheme) {
     const file = path.resolve(value);
     return { backend: 'sqlite', path: file, display: file };

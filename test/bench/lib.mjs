@@ -1,9 +1,11 @@
 // Shared by the benches (test/bench/*.bench.mjs): the SMTP sink, timing of child processes (wall and CPU),
-// statistics over rounds, the recipient CSV, and a store made through the product's own core functions.
+// statistics over rounds, the recipient CSV, a store made through the product's own core functions, and a
+// private PostgreSQL server.
 import { Buffer } from 'node:buffer';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -128,4 +130,58 @@ export function pairedRatio(a, b) {
 /** The machine's 1-minute load average and CPU count, to print next to every figure. */
 export function machineLoad() {
   return `load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs`;
+}
+
+/** The newest server installed under /usr/lib/postgresql (as the tests pick it); SWITCHBOARD_TEST_PG_BIN overrides. */
+function newestPgBin() {
+  if (process.env.SWITCHBOARD_TEST_PG_BIN) return process.env.SWITCHBOARD_TEST_PG_BIN;
+  const base = '/usr/lib/postgresql';
+  const majors = fs.existsSync(base) ? fs.readdirSync(base).filter((d) => /^\d+$/.test(d)).map(Number).sort((x, y) => y - x) : [];
+  return path.join(base, String(majors[0] ?? 15), 'bin');
+}
+
+/** A free loopback TCP port (listen on 0, read it, close). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a private PostgreSQL server (Debian's package, the newest major under /usr/lib/postgresql): initdb in a
+ * fresh temporary folder (trust authentication, user `postgres`), loopback on a free port, its socket in that folder,
+ * durable commits as a production server has them (fsync and synchronous_commit on). Run as root, the server runs as
+ * the `postgres` user (it refuses root), so the folder is handed to that user.
+ * @returns {Promise<{ url: string, version: string, stop: () => void }>} `url` is `postgres://postgres@127.0.0.1:<port>/postgres`
+ *   (no password); `stop()` stops the server (fast shutdown), waits for it, and removes the folder.
+ * @throws if initdb or pg_ctl exits non-zero, with its stderr.
+ */
+export async function privatePostgres() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-pg-'));
+  const pgBin = newestPgBin();
+  const asRoot = process.getuid?.() === 0;
+  const run = (binName, args) => {
+    const file = path.join(pgBin, binName);
+    const r = asRoot ? spawnSync('runuser', ['-u', 'postgres', '--', file, ...args], { encoding: 'utf8' }) : spawnSync(file, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${binName}: exit ${r.status}\n${r.stderr}`);
+    return r.stdout;
+  };
+  fs.chmodSync(dir, 0o755);
+  const pgDir = path.join(dir, 'pg');
+  fs.mkdirSync(pgDir, { mode: 0o700 });
+  if (asRoot) spawnSync('chown', ['-R', 'postgres:postgres', dir]);
+  const port = await freePort();
+  run('initdb', ['-D', pgDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
+  run('pg_ctl', ['-D', pgDir, '-l', path.join(dir, 'pg.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, '-w', 'start']);
+  const version = run('postgres', ['--version']).trim();
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, version, stop: () => {
+      run('pg_ctl', ['-D', pgDir, '-m', 'fast', '-w', 'stop']);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -11,54 +11,21 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { root, writeCsv } from './lib.mjs';
+import { privatePostgres, root, writeCsv } from './lib.mjs';
 
-/** The newest server installed under /usr/lib/postgresql (as the tests pick it); SWITCHBOARD_TEST_PG_BIN overrides. */
-function newestPgBin() {
-  const base = '/usr/lib/postgresql';
-  const majors = fs.existsSync(base) ? fs.readdirSync(base).filter((d) => /^\d+$/.test(d)).map(Number).sort((x, y) => y - x) : [];
-  return path.join(base, String(majors[0] ?? 15), 'bin');
-}
-const PG_BIN = process.env.SWITCHBOARD_TEST_PG_BIN || newestPgBin();
 const quick = process.env.BENCH_QUICK === '1';
 const bin = path.join(root, 'test', 'bench', 'switchboard-unbundled.mjs');
 const noopHook = path.join(root, 'test', 'bench', 'noop-kind.mjs');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-workers-'));
-fs.chmodSync(dir, 0o755);
 
-/** Runs a server binary, as `postgres` when we are root (the server refuses root). */
-function asPostgres(binName, args) {
-  const file = path.join(PG_BIN, binName);
-  const r = process.getuid?.() === 0 ? spawnSync('runuser', ['-u', 'postgres', '--', file, ...args], { encoding: 'utf8' }) : spawnSync(file, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${binName}: exit ${r.status}\n${r.stderr}`);
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const pgDir = path.join(dir, 'pg');
-fs.mkdirSync(pgDir, { mode: 0o700 });
-if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'postgres:postgres', dir]);
-const port = await freePort();
-asPostgres('initdb', ['-D', pgDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
-// Durable commits as a production server has them (fsync and synchronous_commit on).
-asPostgres('pg_ctl', ['-D', pgDir, '-l', path.join(dir, 'pg.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, '-w', 'start']);
+const pg = await privatePostgres();
 
 const key = randomBytes(32).toString('base64');
 const envFor = (store) => ({ PATH: process.env.PATH, HOME: dir, SWITCHBOARD_STORE: store, SWITCHBOARD_MASTER_KEY: key, NO_COLOR: '1' });
 const sqliteEnv = envFor(path.join(dir, 'sb.db'));
-const pgEnv = envFor(`postgres://postgres@127.0.0.1:${port}/postgres`);
+const pgEnv = envFor(pg.url);
 
 function sb(env, args) {
   const r = spawnSync(process.execPath, ['--import', noopHook, bin, ...args], { env, encoding: 'utf8' });
@@ -125,7 +92,7 @@ try {
     rows.push([`no-op 50 ms, PostgreSQL, 2 workers (concurrency 16 each; the second joins after 0.3 s)`, m, b.sentCount, `${(m / (ms / 1000)).toFixed(0)} msg/s (concurrency/latency = 640)`, `${(ms / m).toFixed(3)} ms/msg`, before]);
   }
 } finally {
-  asPostgres('pg_ctl', ['-D', pgDir, '-m', 'fast', '-w', 'stop']);
+  pg.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 }
 console.log(`| case | rows | sent | throughput (send phase) | per message | load average before (1/5/15 min) |`);

@@ -130,6 +130,22 @@ describe('bad input and key problems', () => {
     expect(parseJson<{ matches: boolean }>(status).matches).toBe(true);
   });
 
+  test('a libpq key=value connection string as the store is refused in one line, never echoed, and no file is made of it', async () => {
+    const secret = 'pw-' + randomKey().slice(0, 12).replace(/[^A-Za-z0-9]/g, 'x');
+    const conninfo = `host=127.0.0.1 port=1 user=sb password=${secret} dbname=sb`;
+    // runCli runs in the repository root, where a path named after the connection string would be created.
+    const asFile = path.join(repoRoot, conninfo);
+    const onArgv = await runCli(['--store', conninfo, 'tenant', 'add', 'acme-kv', '--name', 'KV']);
+    const fromEnv = await runCli(['tenant', 'add', 'acme-kv', '--name', 'KV'], { env: { SWITCHBOARD_STORE: conninfo } });
+    for (const [r, source] of [[onArgv, '--store'], [fromEnv, 'SWITCHBOARD_STORE']] as const) {
+      expect(r.exitCode, show(r)).toBe(2);
+      expect(r.stderr).toContain(`${source}: a libpq key=value connection string is not supported`);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout + r.stderr).not.toContain(secret);
+    }
+    expect(fs.existsSync(asFile)).toBe(false);
+  });
+
   test('a postgres:// store with a password on argv is refused before connecting (never echoed); an unreachable one is one line; no file or folder is made of the URL', async () => {
     // Letters and digits only: a URL must escape `/` and `+` in a password (an unescaped one makes the URL invalid).
     const secret = 'pw-' + randomKey().slice(0, 12).replace(/[^A-Za-z0-9]/g, 'x');
