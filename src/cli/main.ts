@@ -174,6 +174,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (err instanceof CommanderError) {
       // Help and version exit 0; commander already printed its message for usage errors.
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      // A value that starts with '-' (a provider message id such as "-W5ur…", a negative number) reads as an option.
+      const unknown = err.code === 'commander.unknownOption' ? /'(-[^-'][^']+)'/.exec(err.message)?.[1] : undefined;
+      if (unknown) io.stderr.write(`(a value that starts with "-" goes after "--", at the end of the line: switchboard … -- ${unknown})\n`);
       return 2;
     }
     // Messages may quote data (a CSV value, a provider's answer): control characters are shown escaped.

@@ -199,6 +199,8 @@ export async function addDomain(ctx: CoreContext, input: NewDomain): Promise<Dom
       records: JSON.stringify(created.records),
       at: now,
     });
+    // Added meanwhile by another process (the check above ran before the provider call): refused as that check would.
+    if (newId === undefined) throw new UsageError(`domain ${domain} is already added for ${input.tenantId ?? SYSTEM} (see \`switchboard domain records ${domain}\`)`);
     const options = Object.entries({ subdomain: input.subdomain, dkimSelector: input.dkimSelector, mailFrom: input.mailFrom }).filter(([, v]) => v !== undefined);
     await recordAudit(ctx, t, 'domain.add', domain, input.tenantId, ['domain', 'provider', ...options.map(([k]) => k)]);
     return newId;
@@ -361,7 +363,7 @@ export async function removeDomain(ctx: CoreContext, name: string, owner: Owner,
     remote = 'deleted';
   }
   await ctx.sql.tx(async (t) => {
-    await deleteDomain(t, d.id);
+    if (!(await deleteDomain(t, d.id))) throw new NotFoundError(`no domain ${d.domain} for ${d.owner} (removed meanwhile; see \`switchboard domain list\`)`);
     await recordAudit(ctx, t, 'domain.remove', d.domain, d.tenantId, remote === 'deleted' ? ['provider'] : []);
   });
   return { domain: d.domain, owner: d.owner, provider: remote };

@@ -404,7 +404,8 @@ export async function updateProvider(ctx: CoreContext, ref: string, change: Prov
 export async function removeProvider(ctx: CoreContext, ref: string): Promise<void> {
   const current = await getProvider(ctx, ref);
   await ctx.sql.tx(async (t) => {
-    await deleteProviderConfig(t, current.id);
+    // Removed meanwhile by another process: its removal was audited there, not again here.
+    if (!(await deleteProviderConfig(t, current.id))) throw new NotFoundError(`no provider ${ref} in store ${ctx.storePath} (removed meanwhile; see \`switchboard provider list\`)`);
     await recordAudit(ctx, t, 'provider.remove', ref, current.tenantId, []);
   });
 }

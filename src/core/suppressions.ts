@@ -7,7 +7,7 @@ import type { CoreContext, Channel } from './context.js';
 import { recordAudit } from './audit.js';
 import { normaliseRecipient } from './address.js';
 import { UsageError } from '../errors.js';
-import { deleteSuppression, selectSuppressionExists, selectSuppressionReasons, selectSuppressions, upsertSuppression } from '../store/repos/suppressions.js';
+import { deleteSuppression, selectSuppressionReasons, selectSuppressions, upsertSuppression } from '../store/repos/suppressions.js';
 
 /** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
 export interface Suppression {
@@ -36,10 +36,9 @@ export function suppressionKey(channel: Channel, address: string, defaultRegion?
 export async function addSuppression(ctx: CoreContext, s: Omit<Suppression, 'createdAt' | 'expiresAt'>): Promise<boolean> {
   const address = suppressionKey(s.channel, s.address);
   return ctx.sql.tx(async (t) => {
-    const existed = await selectSuppressionExists(t, s.tenantId, s.channel, address);
-    await upsertSuppression(t, { tenantId: s.tenantId, channel: s.channel, address, reason: s.reason, source: s.source, createdAt: ctx.clock.now().toISOString() });
-    await recordAudit(ctx, t, existed ? 'suppression.update' : 'suppression.add', `${s.tenantId}/${s.channel}/${address}`, s.tenantId, ['reason', 'source']);
-    return !existed;
+    const added = await upsertSuppression(t, { tenantId: s.tenantId, channel: s.channel, address, reason: s.reason, source: s.source, createdAt: ctx.clock.now().toISOString() });
+    await recordAudit(ctx, t, added ? 'suppression.add' : 'suppression.update', `${s.tenantId}/${s.channel}/${address}`, s.tenantId, ['reason', 'source']);
+    return added;
   });
 }
 
@@ -134,8 +133,7 @@ export async function importSuppressions(
       const createdAt = ctx.clock.now().toISOString();
       let added = 0;
       for (const [address, reason] of chunk) {
-        if (!(await selectSuppressionExists(t, opts.tenantId, opts.channel, address))) added++;
-        await upsertSuppression(t, { tenantId: opts.tenantId, channel: opts.channel, address, reason, source, createdAt });
+        if (await upsertSuppression(t, { tenantId: opts.tenantId, channel: opts.channel, address, reason, source, createdAt })) added++;
       }
       return { added, updated: chunk.length - added };
     });

@@ -43,7 +43,8 @@ async function sendGridLike(req: RecordedRequest): Promise<StubReply> {
   }
   const reply = await forward(prism.url, req);
   if (reply.status !== 202) return reply;
-  const messageId = randomBytes(16).toString('base64url').slice(0, 22);
+  // base64url as SendGrid's ids, starting with a letter (one starting with '-' goes after `--`: see operator-ux).
+  const messageId = `W${randomBytes(16).toString('base64url').slice(0, 21)}`;
   accepted.push({ messageId, personalizations: (JSON.parse(req.body) as { personalizations: Personalization[] }).personalizations });
   return { ...reply, headers: { ...reply.headers, 'x-message-id': messageId } };
 }
@@ -130,6 +131,11 @@ describe('a bulk send, then its events', () => {
     expect(ana.attempts).toHaveLength(1);
     const human = expectExit(await ws.run(['message', 'show', messageId, '--to', 'cat@example.com']), 0, 'message show (text)').stdout;
     expect(human).toMatch(/status\s+complained/);
+    // A provider message id may start with '-' (base64url): read as an option, the tool says where it goes.
+    const dashed = expectExit(await ws.run(['message', 'show', `-${messageId}`]), 2, 'message show -id');
+    expect(dashed.stderr).toContain(`goes after "--", at the end of the line: switchboard … -- -${messageId}`);
+    const afterDashes = expectExit(await ws.run(['message', 'show', '--to', 'ana@example.com', '--', `-${messageId}`]), 2, 'message show -- -id');
+    expect(afterDashes.stderr).toContain(`no message -${messageId}`);
 
     const detail = parseJson<{ deliveryCounts: Array<{ status: string; messageCount: number }> }>(expectExit(await ws.run(['batch', 'show', batchId, '--json']), 0, 'batch show'));
     const counts = Object.fromEntries(detail.deliveryCounts.map((c) => [c.status, c.messageCount]));

@@ -8,7 +8,9 @@ import type { StoreHandle } from '../../src/store/open.js';
 import { systemClock, type CoreContext } from '../../src/core/context.js';
 import { addTenant } from '../../src/core/tenants.js';
 import { bindNewKey, keyVersions, requireKey, rotateKey } from '../../src/core/vault.js';
-import { addProvider } from '../../src/core/providers.js';
+import { addProvider, removeProvider } from '../../src/core/providers.js';
+import { removeDomain } from '../../src/core/domains.js';
+import { insertDomain } from '../../src/store/repos/domains.js';
 import { addTemplate, getTemplate } from '../../src/core/template-store.js';
 import { addSuppression, importSuppressions, listSuppressions } from '../../src/core/suppressions.js';
 import { ingestEvents, type EventSource } from '../../src/core/events.js';
@@ -18,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { encodeKey, generateKey } from '../../src/crypto/keys.js';
 import { listAudit } from '../../src/core/audit.js';
-import { KeyError, UsageError } from '../../src/errors.js';
+import { KeyError, NotFoundError, UsageError } from '../../src/errors.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
 const handles: StoreHandle[] = [];
@@ -71,6 +73,34 @@ describe('two operators at once on a PostgreSQL store', () => {
     }
   });
 
+  it('removing the same provider twice at once: one removes it, the other is told it is gone; one audit row', async () => {
+    const [a, b] = await twoOperators('provider_remove_race');
+    a.env = b.env = { SWITCHBOARD_MASTER_KEY: encodeKey(generateKey()) };
+    await requireKey(a);
+    await addTenant(a, 'rm', 'Rm');
+    for (let i = 0; i < 5; i++) {
+      await addProvider(a, { tenantId: 'rm', channel: 'email', kind: 'smtp', name: `gone-${i}`, settings: { host: '127.0.0.1', from: 'a@rm.test' }, secrets: { password: 'pw' } });
+      const results = await Promise.allSettled([removeProvider(a, `rm/email/gone-${i}`), removeProvider(b, `rm/email/gone-${i}`)]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const failed = results.find((r) => r.status === 'rejected');
+      expect(failed?.reason).toBeInstanceOf(NotFoundError);
+      expect(String(failed?.reason)).toContain(`no provider rm/email/gone-${i}`);
+      expect((await listAudit(a)).filter((e) => e.action === 'provider.remove' && e.target === `rm/email/gone-${i}`)).toHaveLength(1);
+    }
+  });
+
+  it('removing the same domain twice at once (--local-only): one removes it, the other is told it is gone; one audit row', async () => {
+    await addTenant(a, 'dom', 'Dom');
+    for (let i = 0; i < 5; i++) {
+      const name = `d${i}.dom.test`;
+      await insertDomain(a.sql, { tenantId: 'dom', domain: name, providerId: null, providerKind: 'sendgrid', externalId: null, records: '[]', at: new Date().toISOString() });
+      const results = await Promise.allSettled([removeDomain(a, name, 'dom', true), removeDomain(b, name, 'dom', true)]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      expect(results.find((r) => r.status === 'rejected')?.reason).toBeInstanceOf(NotFoundError);
+      expect((await listAudit(a)).filter((e) => e.action === 'domain.remove' && e.target === name)).toHaveLength(1);
+    }
+  });
+
   it('adding the same template twice (no --replace): one is stored, the other refused, not silently overwritten', async () => {
     await addTenant(a, 'tpl', 'Tpl');
     for (let i = 0; i < 5; i++) {
@@ -82,6 +112,20 @@ describe('two operators at once on a PostgreSQL store', () => {
       expect(failed?.reason).toBeInstanceOf(UsageError);
       expect(String(failed?.reason)).toContain(`template ${name} exists for tenant tpl`);
       expect((await getTemplate(a, 'tpl', name)).text).toBe(won === 0 ? 'from a' : 'from b');
+    }
+  });
+
+  it('suppressing the same address twice at once: one add and one update, each audited once', async () => {
+    await addTenant(a, 'sup', 'Sup');
+    for (let i = 0; i < 5; i++) {
+      const address = `dup-${i}@sup.test`;
+      const results = await Promise.all([
+        addSuppression(a, { tenantId: 'sup', channel: 'email', address, reason: 'from a', source: 'manual' }),
+        addSuppression(b, { tenantId: 'sup', channel: 'email', address, reason: 'from b', source: 'manual' }),
+      ]);
+      expect(results.filter((added) => added)).toHaveLength(1);
+      const audit = (await listAudit(a, { tenantId: 'sup' })).filter((e) => e.target === `sup/email/${address}`).map((e) => e.action);
+      expect(audit.sort()).toEqual(['suppression.add', 'suppression.update']);
     }
   });
 

@@ -45,14 +45,18 @@ export async function selectDomainExists(sql: Sql, tenantId: string | null, doma
   return (await sql.get("SELECT 1 AS one FROM domains WHERE COALESCE(tenant_id, '') = ? AND domain = ?", tenantId ?? '', domain)) !== undefined;
 }
 
-/** Inserts a `pending` domain. `records` is JSON text, `at` ISO 8601. @returns its id. */
+/**
+ * Inserts a `pending` domain. `records` is JSON text, `at` ISO 8601.
+ * @returns its id, or undefined when the owner already has this domain (added meanwhile by another process: the
+ *   unique index on owner and name, checked without a read first so that two at once cannot both pass).
+ */
 export async function insertDomain(
   sql: Sql,
-  d: { tenantId: string | null; domain: string; providerId: number; providerKind: string; externalId: string | null; records: string; at: string },
-): Promise<number> {
+  d: { tenantId: string | null; domain: string; providerId: number | null; providerKind: string; externalId: string | null; records: string; at: string },
+): Promise<number | undefined> {
   const r = await sql.get<{ id: number }>(
     `INSERT INTO domains (tenant_id, domain, provider_id, provider_kind, external_id, records, status, created_at, updated_at)
-     VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id`,
+     VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING RETURNING id`,
     d.tenantId,
     d.domain,
     d.providerId,
@@ -62,7 +66,7 @@ export async function insertDomain(
     d.at,
     d.at,
   );
-  return Number(r!.id);
+  return r === undefined ? undefined : Number(r.id);
 }
 
 /** Records a check or validation: its time (ISO 8601) and detail; the status and records (JSON text) when given. */
@@ -79,8 +83,8 @@ export async function updateDomainChecked(sql: Sql, id: number, c: { at: string;
 }
 
 /** Deletes a domain by id. */
-export async function deleteDomain(sql: Sql, id: number): Promise<void> {
-  await sql.run('DELETE FROM domains WHERE id = ?', id);
+export async function deleteDomain(sql: Sql, id: number): Promise<boolean> {
+  return (await sql.run('DELETE FROM domains WHERE id = ?', id)).changes > 0;
 }
 
 /** The provider id, name and status of every domain that has a provider config. */

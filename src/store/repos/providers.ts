@@ -164,9 +164,9 @@ export async function dropProviderConfigSecrets(sql: Sql, id: number, now: strin
   );
 }
 
-/** Deletes a row. */
-export async function deleteProviderConfig(sql: Sql, id: number): Promise<void> {
-  await sql.run('DELETE FROM provider_configs WHERE id = ?', id);
+/** Deletes a row. @returns false when there was none (removed meanwhile by another process). */
+export async function deleteProviderConfig(sql: Sql, id: number): Promise<boolean> {
+  return (await sql.run('DELETE FROM provider_configs WHERE id = ?', id)).changes > 0;
 }
 
 /** Sets a row's health and its detail (no secret values). */

@@ -16,19 +16,20 @@ export interface SuppressionRow {
   expires_at: string | null;
 }
 
-/** Whether the address has a suppression row (expired or not). */
-export async function selectSuppressionExists(sql: Sql, tenantId: string, channel: string, address: string): Promise<boolean> {
-  return (await sql.get('SELECT 1 AS one FROM suppressions WHERE tenant_id = ? AND channel = ? AND address = ?', tenantId, channel, address)) !== undefined;
-}
-
-/** Adds a suppression, or refreshes the reason and source of an existing one and clears its expiry. `createdAt` is ISO 8601. */
+/**
+ * Adds a suppression, or refreshes the reason and source of an existing one and clears its expiry. `createdAt` is
+ * ISO 8601. Two statements, so that exactly one of two concurrent callers for one address learns it added it (an
+ * `INSERT … ON CONFLICT DO NOTHING` waits for the other's uncommitted row on PostgreSQL and then does nothing; a
+ * read before the write would let both see "absent" under READ COMMITTED and both audit an add).
+ * @returns true if the row was inserted, false if an existing one was updated.
+ */
 export async function upsertSuppression(
   sql: Sql,
   s: { tenantId: string; channel: string; address: string; reason: string; source: string; createdAt: string },
-): Promise<void> {
-  await sql.run(
+): Promise<boolean> {
+  const inserted = await sql.run(
     `INSERT INTO suppressions (tenant_id, channel, address, reason, source, created_at) VALUES (?, ?, ?, ?, ?, ?)
-     ON CONFLICT (tenant_id, channel, address) DO UPDATE SET reason = excluded.reason, source = excluded.source, expires_at = NULL`,
+     ON CONFLICT (tenant_id, channel, address) DO NOTHING`,
     s.tenantId,
     s.channel,
     s.address,
@@ -36,6 +37,16 @@ export async function upsertSuppression(
     s.source,
     s.createdAt,
   );
+  if (inserted.changes > 0) return true;
+  await sql.run(
+    'UPDATE suppressions SET reason = ?, source = ?, expires_at = NULL WHERE tenant_id = ? AND channel = ? AND address = ?',
+    s.reason,
+    s.source,
+    s.tenantId,
+    s.channel,
+    s.address,
+  );
+  return false;
 }
 
 /**
