@@ -128,6 +128,9 @@ export async function importSuppressions(
   const source = opts.source ?? 'import';
   const result: ImportResult = { rows: 0, added: 0, updated: 0 };
   const flush = async (chunk: Array<[string, string]>) => {
+    // Written in address order: two imports at once then lock the rows they share in the same order and cannot
+    // deadlock (on PostgreSQL, files in opposite orders deadlocked, each costing the server's 1 s deadlock_timeout).
+    chunk.sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
     // Counted per attempt: PostgreSQL runs the whole transaction again after a deadlock (see PgSql.tx).
     const counts = await ctx.sql.tx(async (t) => {
       const createdAt = ctx.clock.now().toISOString();

@@ -119,7 +119,9 @@ describe('leases and signals', () => {
   test('two processes start the same batch at once: one works, the other exits 4 naming the holder; a dead holder is taken over', async () => {
     const csv = ws.file('lease.csv', ['email,name', ...Array.from({ length: 120 }, (_, i) => `l${i}@example.com,L${i}`)].join('\n') + '\n');
     const tpl = ws.file('lease.txt', 'Hi {{name}}\n');
-    const line = batchLine(csv, tpl, ['--rate', '40']);
+    // 8 s of sending at 15/s: the second process must start while the first still holds the batch, even when a
+    // loaded machine starts one of them seconds after the other (at 40/s a start 3 s late found it finished).
+    const line = batchLine(csv, tpl, ['--rate', '15']);
     const [a, b] = await Promise.all([ws.run(line), ws.run(line)]);
     const codes = [a.exitCode, b.exitCode].sort();
     expect(codes, `${show(a)}\n${show(b)}`).toEqual([0, 4]);

@@ -163,7 +163,7 @@ describe('a key rotation while another process adds a provider (PostgreSQL)', ()
   });
 });
 
-describe('a transaction PostgreSQL runs again (deadlock) counts once', () => {
+describe('two imports of the same rows at once, in opposite orders (PostgreSQL): no deadlock, each row counted once', () => {
   it('two suppression imports of the same addresses in opposite orders: each reports every row once', async () => {
     const [a, b] = await twoOperators('import_race');
     await addTenant(a, 'acme', 'Acme');
