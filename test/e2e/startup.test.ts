@@ -16,7 +16,7 @@ const PRELOAD = path.join(repoRoot, 'test', 'helpers', 'trace-modules.mjs');
 const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer|fastify|starkbank-ecdsa)\//;
 const SEND_ONLY = /node_modules\/(handlebars|html-to-text|csv-parse|libphonenumber-js|p-queue)\//;
 /** The bulk runner's chunks of the bundle (src/core/batch/runner.ts, src/cli/run-batch.ts), stored templates, CSV. */
-const BULK_CHUNKS = /\/dist\/bundle\/(batches|run-batch|runner|template-store|csv)(-\w+)?\.js$/;
+const BULK_CHUNKS = /\/dist\/bundle\/(batches|run-batch|runner|template-store|csv)(-\w+)?\.cjs$/;
 /** E-mail libraries: nodemailer, the address syntax check (validator), HTML to text. */
 const EMAIL_LIBS = /node_modules\/(nodemailer|validator|html-to-text)\//;
 /** Libraries only a terminal (colour, drawn tables) or an address check needs. */
@@ -69,7 +69,7 @@ describe('start-up: commands that send nothing', () => {
     [['provider', 'route', '--tenant', 'acme', '--channel', 'email']],
   ])('%j loads no provider SDK, template engine, CSV parser or phone metadata', async (args) => {
     const modules = await loaded(args);
-    expect(modules.some((m) => m.includes('/dist/bundle/main.js')), 'the trace saw the CLI bundle').toBe(true);
+    expect(modules.some((m) => m.includes('/dist/bundle/main.cjs')), 'the trace saw the CLI bundle').toBe(true);
     expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
     expect(modules.filter((m) => SEND_ONLY.test(m))).toEqual([]);
   });
@@ -90,7 +90,7 @@ describe('start-up: commands that send nothing', () => {
     const modules = await loaded(['tenant', 'list']);
     const chunks = modules.filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
     // The modules every command runs are bundled into main.js (.esbuild.mjs, pass 1): no shared chunk either.
-    expect([...new Set(chunks)].sort(), chunks.join(' ')).toEqual(['main.js', 'tenant.js']);
+    expect([...new Set(chunks)].sort(), chunks.join(' ')).toEqual(['main.cjs', 'tenant.cjs']);
     // Nothing from tsc's per-module output: the launcher runs the bundle.
     expect(modules.filter((m) => /\/dist\/(cli|core|store)\//.test(m))).toEqual([]);
   });
@@ -108,8 +108,8 @@ describe('start-up: commands that send nothing', () => {
 
   test('--version prints the version without loading any command chunk', async () => {
     const chunks = (await loaded(['--version'])).filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
-    expect(chunks).toContain('main.js');
-    expect(chunks.filter((c) => /^(tenant|provider|send|batch|key|domain|template|audit|doctor|suppress|report|chunk)(-\w+)?\.js$/.test(c))).toEqual([]);
+    expect(chunks).toContain('main.cjs');
+    expect(chunks.filter((c) => /^(tenant|provider|send|batch|key|domain|template|audit|doctor|suppress|report|chunk)(-\w+)?\.cjs$/.test(c))).toEqual([]);
     const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
     expect(expectExit(await ws.run(['--version']), 0, '--version').stdout.trim()).toBe(version);
   });
