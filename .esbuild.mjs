@@ -222,6 +222,8 @@ await build({
   platform: 'node',
   target: 'node20',
   banner: { js: 'var __sbUrl = require("node:url").pathToFileURL(__filename).href;' },
+  minifyWhitespace: true,
+  minifySyntax: true,
   sourcemap: true,
   logLevel: 'warning',
   plugins: [
