@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeWorkspace, repoRoot, type Workspace } from '../helpers/cli.js';
+import { execa } from 'execa';
+import { baseEnv, makeWorkspace, repoRoot, type Workspace } from '../helpers/cli.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, expectExit } from '../helpers/setup.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
@@ -93,6 +94,9 @@ describe('start-up: commands that send nothing', () => {
     expect([...new Set(chunks)].sort(), chunks.join(' ')).toEqual(['main.cjs', 'tenant.cjs']);
     // Nothing from tsc's per-module output: the launcher runs the bundle.
     expect(modules.filter((m) => /\/dist\/(cli|core|store)\//.test(m))).toEqual([]);
+    // The bundle is CommonJS (.esbuild.mjs, pass 3): none of our code goes through the ES-module loader, whose
+    // resolve hook records `file:` URLs (the trace's own preload aside).
+    expect(modules.filter((m) => m.startsWith('file:') && m.includes('/dist/bundle/'))).toEqual([]);
   });
 
   test('tenant list loads neither node:crypto nor node:child_process (no secret is sealed, no keychain run)', async () => {
@@ -124,6 +128,39 @@ describe('start-up: commands that send nothing', () => {
   test('the trace does see SDKs when a command uses them (provider verify)', async () => {
     expect((await loaded(['provider', 'verify', 'acme/email/sendgrid'])).some((m) => /node_modules\/@sendgrid\//.test(m))).toBe(true);
     expect((await loaded(['provider', 'verify', 'acme/email/ses'], 1)).some((m) => /node_modules\/@aws-sdk\//.test(m))).toBe(true);
+  });
+});
+
+describe('start-up: the code cache of main.cjs', () => {
+  /** Runs `tenant list --verbose` with a copy of bin/ and dist/bundle/ in `dir`; returns stdout and the cache line. */
+  async function listWith(dir: string): Promise<{ stdout: string; cache: string }> {
+    const r = await execa(process.execPath, [path.join(dir, 'bin', 'switchboard'), '--verbose', 'tenant', 'list'], { env: { ...baseEnv(ws.home), ...ws.env }, extendEnv: false, reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    return { stdout: r.stdout, cache: /^code cache: (\w+)/m.exec(r.stderr)?.[1] ?? `no cache line in: ${r.stderr}` };
+  }
+
+  test('the build\'s cache is used; a stale, corrupt or missing one is not, and the output is the same', async () => {
+    const dir = fs.mkdtempSync(path.join(ws.dir, 'copy-'));
+    fs.cpSync(path.join(repoRoot, 'bin'), path.join(dir, 'bin'), { recursive: true });
+    fs.cpSync(path.join(repoRoot, 'dist', 'bundle'), path.join(dir, 'dist', 'bundle'), { recursive: true });
+    fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(dir, 'package.json'));
+    fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'));
+    const cacheFile = path.join(dir, 'dist', 'bundle', 'main.cjs.v8cache');
+    const built = fs.readFileSync(cacheFile);
+    const head = built.indexOf(10) + 1;
+    expect(built.subarray(0, head).toString('latin1')).toMatch(/^\/\/ switchboard build [0-9a-f]{16}\n$/);
+
+    const used = await listWith(dir);
+    expect(used.cache).toBe('used');
+    expect(used.stdout).toContain('acme\tAcme Dental');
+    // Another build's cache (its id line differs): not handed to V8 at all.
+    fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from('// switchboard build 0000000000000000\n'), built.subarray(head)]));
+    expect(await listWith(dir)).toEqual({ stdout: used.stdout, cache: 'stale' });
+    // This build's id line but data V8 cannot use: V8 rejects it and compiles afresh.
+    fs.writeFileSync(cacheFile, Buffer.concat([built.subarray(0, head), randomBytes(built.length - head)]));
+    expect(await listWith(dir)).toEqual({ stdout: used.stdout, cache: 'rejected' });
+    fs.rmSync(cacheFile);
+    expect(await listWith(dir)).toEqual({ stdout: used.stdout, cache: 'absent' });
   });
 });
 
