@@ -164,6 +164,29 @@ describe('start-up: the code cache of main.cjs', () => {
   });
 });
 
+describe('start-up: stdout in a pipe is written without Node\'s stream', () => {
+  test('tenant list in a pipe creates neither process.stdout nor process.stderr (no stream modules loaded)', async () => {
+    // Not the module trace: its ES-module hooks load Node's stream modules themselves. A CommonJS preload that
+    // records process.moduleLoadList (every internal module loaded, by any route) at exit.
+    const preload = ws.file('load-list.cjs', "process.on('exit', () => require('node:fs').writeFileSync(process.env.LOAD_LIST, process.moduleLoadList.join('\\n')));\n");
+    const out = path.join(ws.dir, 'load-list.txt');
+    const r = await ws.run(['tenant', 'list'], { env: { NODE_OPTIONS: `--require=${preload}`, LOAD_LIST: out } });
+    expectExit(r, 0, 'tenant list');
+    expect(r.stdout).toContain('acme\tAcme Dental');
+    const internal = fs.readFileSync(out, 'utf8').split('\n');
+    expect(internal, 'the preload ran').toContain('NativeModule fs');
+    expect(internal.filter((m) => /^NativeModule (stream|net|tty|internal\/streams\/writable)$/.test(m))).toEqual([]);
+  });
+
+  test('a reader that closes the pipe before the output comes: exit 0, nothing on stderr', async () => {
+    const child = execa(process.execPath, [path.join(repoRoot, 'bin', 'switchboard'), 'tenant', 'list'], { env: { ...baseEnv(ws.home), ...ws.env }, extendEnv: false, reject: false });
+    child.stdout.destroy();
+    const r = await child;
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+  });
+});
+
 describe('start-up: send test loads what it uses', () => {
   test('e-mail over SMTP: nodemailer, but no phone metadata, CSV parser, bulk runner, Handlebars, html-to-text or p-queue', async () => {
     const before = smtp.messages.length;
