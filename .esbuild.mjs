@@ -211,7 +211,13 @@ for (const [file, out] of Object.entries(pass2.metafile.outputs)) {
  * Pass 3: each staged ES module becomes dist/bundle/<name>.cjs. Every import stays external (our other chunks as
  * `./<name>.cjs`); `import("./<chunk>.js")` is rewritten to a `require()` in a promise before esbuild reads it
  * (same line, so the staged source maps still chain); `__sbUrl` is the file's URL.
+ * A package imported statically becomes a `require()` of it. Its default import must stay what it was: the
+ * package's default export for an ES module (p-queue, which Node 20.19+ loads by `require`; nodemailer's build
+ * marked `__esModule`), `module.exports` for CommonJS (pg, fastify). That is esbuild's `__esModule` interop, which
+ * it applies only when the importing file is not an ES module in Node's sense, hence the staging folder's own
+ * package.json (without it, `new PQueue()` would get p-queue's namespace object).
  */
+fs.writeFileSync(path.join(staging, 'package.json'), '{ "type": "commonjs" }\n');
 await build({
   absWorkingDir: root,
   outdir,
