@@ -240,10 +240,15 @@ await build({
           if (args.kind === 'entry-point') return undefined;
           return args.path.startsWith('./') ? { path: args.path.replace(/\.js$/, '.cjs'), external: true } : { path: args.path, external: true };
         });
-        b.onLoad({ filter: /\.js$/ }, (args) => ({
-          contents: fs.readFileSync(args.path, 'utf8').replace(/\bimport\("(\.\/[\w-]+)\.js"\)/g, 'Promise.resolve().then(() => require("$1.cjs"))'),
-          loader: 'js',
-        }));
+        b.onLoad({ filter: /\.js$/ }, (args) => {
+          let contents = fs.readFileSync(args.path, 'utf8').replace(/\bimport\("(\.\/[\w-]+)\.js"\)/g, 'Promise.resolve().then(() => require("$1.cjs"))');
+          // main.cjs runs compiled by bin/switchboard with a code cache, and Node 20 loses a script's `import()`
+          // handler when its code comes from a cache made in another process ("A dynamic import callback was not
+          // specified"): main.cjs imports packages (chalk, @inquirer/prompts) through the bin's `import()`, handed
+          // over as `module.sbImport`, or its own when loaded by a plain `require`.
+          if (path.basename(args.path) === 'main.js') contents = contents.replace(/\bimport\(("[^".][^"]*")\)/g, '(module.sbImport ?? ((s) => import(s)))($1)');
+          return { contents, loader: 'js' };
+        });
       },
     },
   ],
