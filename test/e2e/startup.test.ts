@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeWorkspace, repoRoot, type Workspace } from '../helpers/cli.js';
+import { execa } from 'execa';
+import { baseEnv, makeWorkspace, repoRoot, type Workspace } from '../helpers/cli.js';
 import { addSmtpProvider, addSystemOutbox, addTenant, expectExit } from '../helpers/setup.js';
 import { startHttpStub, type HttpStub } from '../helpers/http-stub.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
@@ -16,7 +17,7 @@ const PRELOAD = path.join(repoRoot, 'test', 'helpers', 'trace-modules.mjs');
 const SDKS = /node_modules\/(@sendgrid|twilio|@aws-sdk|nodemailer|fastify|starkbank-ecdsa)\//;
 const SEND_ONLY = /node_modules\/(handlebars|html-to-text|csv-parse|libphonenumber-js|p-queue)\//;
 /** The bulk runner's chunks of the bundle (src/core/batch/runner.ts, src/cli/run-batch.ts), stored templates, CSV. */
-const BULK_CHUNKS = /\/dist\/bundle\/(batches|run-batch|runner|template-store|csv)(-\w+)?\.js$/;
+const BULK_CHUNKS = /\/dist\/bundle\/(batches|run-batch|runner|template-store|csv)(-\w+)?\.cjs$/;
 /** E-mail libraries: nodemailer, the address syntax check (validator), HTML to text. */
 const EMAIL_LIBS = /node_modules\/(nodemailer|validator|html-to-text)\//;
 /** Libraries only a terminal (colour, drawn tables) or an address check needs. */
@@ -69,7 +70,7 @@ describe('start-up: commands that send nothing', () => {
     [['provider', 'route', '--tenant', 'acme', '--channel', 'email']],
   ])('%j loads no provider SDK, template engine, CSV parser or phone metadata', async (args) => {
     const modules = await loaded(args);
-    expect(modules.some((m) => m.includes('/dist/bundle/main.js')), 'the trace saw the CLI bundle').toBe(true);
+    expect(modules.some((m) => m.includes('/dist/bundle/main.cjs')), 'the trace saw the CLI bundle').toBe(true);
     expect(modules.filter((m) => SDKS.test(m))).toEqual([]);
     expect(modules.filter((m) => SEND_ONLY.test(m))).toEqual([]);
   });
@@ -90,9 +91,12 @@ describe('start-up: commands that send nothing', () => {
     const modules = await loaded(['tenant', 'list']);
     const chunks = modules.filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
     // The modules every command runs are bundled into main.js (.esbuild.mjs, pass 1): no shared chunk either.
-    expect([...new Set(chunks)].sort(), chunks.join(' ')).toEqual(['main.js', 'tenant.js']);
+    expect([...new Set(chunks)].sort(), chunks.join(' ')).toEqual(['main.cjs', 'tenant.cjs']);
     // Nothing from tsc's per-module output: the launcher runs the bundle.
     expect(modules.filter((m) => /\/dist\/(cli|core|store)\//.test(m))).toEqual([]);
+    // The bundle is CommonJS (.esbuild.mjs, pass 3): none of our code goes through the ES-module loader, whose
+    // resolve hook records `file:` URLs (the trace's own preload aside).
+    expect(modules.filter((m) => m.startsWith('file:') && m.includes('/dist/bundle/'))).toEqual([]);
   });
 
   test('tenant list loads neither node:crypto nor node:child_process (no secret is sealed, no keychain run)', async () => {
@@ -108,8 +112,8 @@ describe('start-up: commands that send nothing', () => {
 
   test('--version prints the version without loading any command chunk', async () => {
     const chunks = (await loaded(['--version'])).filter((m) => /\/dist\/bundle\//.test(m)).map((m) => path.basename(m));
-    expect(chunks).toContain('main.js');
-    expect(chunks.filter((c) => /^(tenant|provider|send|batch|key|domain|template|audit|doctor|suppress|report|chunk)(-\w+)?\.js$/.test(c))).toEqual([]);
+    expect(chunks).toContain('main.cjs');
+    expect(chunks.filter((c) => /^(tenant|provider|send|batch|key|domain|template|audit|doctor|suppress|report|chunk)(-\w+)?\.cjs$/.test(c))).toEqual([]);
     const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
     expect(expectExit(await ws.run(['--version']), 0, '--version').stdout.trim()).toBe(version);
   });
@@ -124,6 +128,62 @@ describe('start-up: commands that send nothing', () => {
   test('the trace does see SDKs when a command uses them (provider verify)', async () => {
     expect((await loaded(['provider', 'verify', 'acme/email/sendgrid'])).some((m) => /node_modules\/@sendgrid\//.test(m))).toBe(true);
     expect((await loaded(['provider', 'verify', 'acme/email/ses'], 1)).some((m) => /node_modules\/@aws-sdk\//.test(m))).toBe(true);
+  });
+});
+
+describe('start-up: the code cache of main.cjs', () => {
+  /** Runs `tenant list --verbose` with a copy of bin/ and dist/bundle/ in `dir`; returns stdout and the cache line. */
+  async function listWith(dir: string): Promise<{ stdout: string; cache: string }> {
+    const r = await execa(process.execPath, [path.join(dir, 'bin', 'switchboard'), '--verbose', 'tenant', 'list'], { env: { ...baseEnv(ws.home), ...ws.env }, extendEnv: false, reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    return { stdout: r.stdout, cache: /^code cache: (\w+)/m.exec(r.stderr)?.[1] ?? `no cache line in: ${r.stderr}` };
+  }
+
+  test('the build\'s cache is used; a stale, corrupt or missing one is not, and the output is the same', async () => {
+    const dir = fs.mkdtempSync(path.join(ws.dir, 'copy-'));
+    fs.cpSync(path.join(repoRoot, 'bin'), path.join(dir, 'bin'), { recursive: true });
+    fs.cpSync(path.join(repoRoot, 'dist', 'bundle'), path.join(dir, 'dist', 'bundle'), { recursive: true });
+    fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(dir, 'package.json'));
+    fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'));
+    const cacheFile = path.join(dir, 'dist', 'bundle', 'main.cjs.v8cache');
+    const built = fs.readFileSync(cacheFile);
+    const head = built.indexOf(10) + 1;
+    expect(built.subarray(0, head).toString('latin1')).toMatch(/^\/\/ switchboard build [0-9a-f]{16}\n$/);
+
+    const used = await listWith(dir);
+    expect(used.cache).toBe('used');
+    expect(used.stdout).toContain('acme\tAcme Dental');
+    // Another build's cache (its id line differs): not handed to V8 at all.
+    fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from('// switchboard build 0000000000000000\n'), built.subarray(head)]));
+    expect(await listWith(dir)).toEqual({ stdout: used.stdout, cache: 'stale' });
+    // This build's id line but data V8 cannot use: V8 rejects it and compiles afresh.
+    fs.writeFileSync(cacheFile, Buffer.concat([built.subarray(0, head), randomBytes(built.length - head)]));
+    expect(await listWith(dir)).toEqual({ stdout: used.stdout, cache: 'rejected' });
+    fs.rmSync(cacheFile);
+    expect(await listWith(dir)).toEqual({ stdout: used.stdout, cache: 'absent' });
+  });
+});
+
+describe('start-up: stdout in a pipe is written without Node\'s stream', () => {
+  test('tenant list in a pipe creates neither process.stdout nor process.stderr (no stream modules loaded)', async () => {
+    // Not the module trace: its ES-module hooks load Node's stream modules themselves. A CommonJS preload that
+    // records process.moduleLoadList (every internal module loaded, by any route) at exit.
+    const preload = ws.file('load-list.cjs', "process.on('exit', () => require('node:fs').writeFileSync(process.env.LOAD_LIST, process.moduleLoadList.join('\\n')));\n");
+    const out = path.join(ws.dir, 'load-list.txt');
+    const r = await ws.run(['tenant', 'list'], { env: { NODE_OPTIONS: `--require=${preload}`, LOAD_LIST: out } });
+    expectExit(r, 0, 'tenant list');
+    expect(r.stdout).toContain('acme\tAcme Dental');
+    const internal = fs.readFileSync(out, 'utf8').split('\n');
+    expect(internal, 'the preload ran').toContain('NativeModule fs');
+    expect(internal.filter((m) => /^NativeModule (stream|net|tty|internal\/streams\/writable)$/.test(m))).toEqual([]);
+  });
+
+  test('a reader that closes the pipe before the output comes: exit 0, nothing on stderr', async () => {
+    const child = execa(process.execPath, [path.join(repoRoot, 'bin', 'switchboard'), 'tenant', 'list'], { env: { ...baseEnv(ws.home), ...ws.env }, extendEnv: false, reject: false });
+    child.stdout.destroy();
+    const r = await child;
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
   });
 });
 
