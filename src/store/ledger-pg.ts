@@ -22,9 +22,37 @@ import type { Sql } from './sql.js';
 /** The condition "this worker still holds its lease" (two `?`: batch id, worker). */
 export const WORKER_HELD = 'EXISTS (SELECT 1 FROM batch_workers w WHERE w.batch_id = ? AND w.worker = ?)';
 
-/** Hands rows back to `pending` (args: now, batch id, row numbers, worker, batch id, worker). */
+/**
+ * The condition "the row is reserved to this worker" (one `?`: the worker) for statements that find their rows by
+ * row number. Written with `IS NOT DISTINCT FROM`, which no index serves, so the planner finds the rows through
+ * the primary key (batch id, row number) and checks the worker on each: as `worker = ?` it took the index on
+ * (batch id, worker), whose statistics a fresh batch lacks (estimated: 1 row), and read every row the worker ever
+ * had to update a few (measured: 200-270 buffers per statement at 5,000 rows, growing with the batch).
+ */
+const MINE = 'worker IS NOT DISTINCT FROM ?';
+
+/**
+ * The condition "one of these rows" (three `?`: the row numbers, then the lowest and highest of them, see
+ * {@link byRows}). The range bounds what the statement reads whatever plan the planner picks: a batch loaded
+ * after the table's last ANALYZE is estimated at one row, and the planner then reads all of the batch's rows by
+ * batch id and filters the row numbers (measured: 1,200-1,350 buffers per statement at 5,000 rows).
+ */
+const BY_ROWS = 'row_no = ANY(?::int[]) AND row_no BETWEEN ? AND ?';
+
+/** The arguments of {@link BY_ROWS} for `rows` (not empty). */
+function byRows(rows: readonly number[]): [readonly number[], number, number] {
+  let lo = rows[0]!;
+  let hi = lo;
+  for (const r of rows) {
+    if (r < lo) lo = r;
+    else if (r > hi) hi = r;
+  }
+  return [rows, lo, hi];
+}
+
+/** Hands rows back to `pending` (args: now, batch id, {@link byRows}, worker, batch id, worker). */
 const RELEASE_SQL = `UPDATE batch_items SET state = 'pending', updated_at = ?
-  WHERE batch_id = ? AND row_no = ANY(?::int[]) AND state = 'sending' AND worker = ? AND ${WORKER_HELD}`;
+  WHERE batch_id = ? AND ${BY_ROWS} AND state = 'sending' AND ${MINE} AND ${WORKER_HELD}`;
 
 /** The PostgreSQL types of the columns of {@link MESSAGE_INSERT_SQL}, in the order of {@link messageAttemptArgs}. */
 const ATTEMPT_TYPES = ['text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'int', 'int', 'text', 'int'] as const;
@@ -74,22 +102,38 @@ export class PgRunLedger implements RunLedger {
     private readonly now: () => Date,
   ) {}
 
+  /** The highest row number this worker reserved so far: the next page looks above it first (see {@link page}). */
+  private low = 0;
+
   /**
    * Reserves up to `limit` pending rows no worker holds to this worker and returns them in row order (`cursor`
-   * is not needed: rows this run already had stay reserved to it). Nothing once the worker's lease is gone.
+   * is not needed: rows this run already had stay reserved to it). Looks above the last row it reserved first,
+   * so a page does not read again the rows already done (from the batch's start, every page read all of them:
+   * 1,060 buffers per page at 5,000 rows); when none is free there, from the start (rows a dead or departed
+   * worker gave back). Nothing once the worker's lease is gone.
    */
   async page(_cursor: number, limit: number): Promise<ItemRow[]> {
+    let rows = await this.pick(this.low, limit);
+    if (rows.length === 0 && this.low > 0) rows = await this.pick(0, limit);
+    rows.sort((a, b) => a.row_no - b.row_no);
+    if (rows.length > 0) this.low = rows[rows.length - 1]!.row_no;
+    return rows;
+  }
+
+  /** Reserves up to `limit` free pending rows after row number `after` (see {@link page}). */
+  private pick(after: number, limit: number): Promise<ItemRow[]> {
     // The pick in a CTE, run once: as `row_no IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the planner may run
     // the subquery again for every row, and each run skips the rows the previous ones locked (measured: LIMIT 64
-    // reserved all 3,000 rows).
-    const rows = await this.sql.all<ItemRow>(
+    // reserved all 3,000 rows). The update finds the picked rows within their lowest and highest row number, for
+    // the reason given at BY_ROWS (joined on the row number alone it read all of the batch's rows for each page).
+    return this.sql.all<ItemRow>(
       `WITH picked AS MATERIALIZED (
-         SELECT row_no FROM batch_items WHERE batch_id = ? AND state = 'pending' AND worker IS NULL ORDER BY row_no LIMIT ? FOR UPDATE SKIP LOCKED)
-       UPDATE batch_items b SET worker = ? FROM picked WHERE b.batch_id = ? AND b.row_no = picked.row_no AND ${WORKER_HELD}
+         SELECT row_no FROM batch_items WHERE batch_id = ? AND row_no > ? AND state = 'pending' AND worker IS NULL ORDER BY row_no LIMIT ? FOR UPDATE SKIP LOCKED)
+       UPDATE batch_items b SET worker = ? FROM picked WHERE b.batch_id = ? AND b.row_no = picked.row_no
+         AND b.row_no BETWEEN (SELECT min(row_no) FROM picked) AND (SELECT max(row_no) FROM picked) AND ${WORKER_HELD}
        RETURNING b.row_no, b.line_no, b.recipient, b.vars, b.state`,
-      this.batchId, limit, this.owner, this.batchId, this.batchId, this.owner,
+      this.batchId, after, limit, this.owner, this.batchId, this.batchId, this.owner,
     );
-    return rows.sort((a, b) => a.row_no - b.row_no);
   }
 
   claim(rows: readonly number[]): Promise<boolean> {
@@ -135,25 +179,26 @@ export class PgRunLedger implements RunLedger {
     const args: unknown[] = [];
     if (turn.claims.length > 0) {
       parts.push(`c AS (UPDATE batch_items SET state = 'sending', attempts = attempts + 1, updated_at = ?
-        WHERE batch_id = ? AND row_no = ANY(?::int[]) AND state = 'pending' AND worker = ? AND ${WORKER_HELD} RETURNING row_no)`);
-      args.push(now, this.batchId, turn.claims.flatMap((c) => c.rows), this.owner, this.batchId, this.owner);
+        WHERE batch_id = ? AND ${BY_ROWS} AND state = 'pending' AND ${MINE} AND ${WORKER_HELD} RETURNING row_no)`);
+      args.push(now, this.batchId, ...byRows(turn.claims.flatMap((c) => c.rows)), this.owner, this.batchId, this.owner);
     }
     if (turn.finishes.length > 0) {
       const f = turn.finishes;
+      const [rows, lo, hi] = byRows(f.map((x) => x.row));
       parts.push(`f AS (UPDATE batch_items b SET state = v.state, provider = v.provider, message_id = v.message_id, fallback = v.fallback,
           error = v.error, error_kind = v.error_kind, updated_at = ?
         FROM unnest(?::int[], ?::text[], ?::text[], ?::text[], ?::int[], ?::text[], ?::text[]) AS v(row_no, state, provider, message_id, fallback, error, error_kind)
-        WHERE b.batch_id = ? AND b.row_no = v.row_no AND b.worker = ? AND ${WORKER_HELD})`);
+        WHERE b.batch_id = ? AND b.row_no = v.row_no AND b.row_no BETWEEN ? AND ? AND b.${MINE} AND ${WORKER_HELD})`);
       args.push(
         now,
-        f.map((x) => x.row), f.map((x) => x.o.state), f.map((x) => x.o.provider), f.map((x) => x.o.messageId), f.map((x) => (x.o.fallback ? 1 : 0)),
+        rows, f.map((x) => x.o.state), f.map((x) => x.o.provider), f.map((x) => x.o.messageId), f.map((x) => (x.o.fallback ? 1 : 0)),
         f.map((x) => x.o.error), f.map((x) => x.o.errorKind),
-        this.batchId, this.owner, this.batchId, this.owner,
+        this.batchId, lo, hi, this.owner, this.batchId, this.owner,
       );
     }
     if (turn.releases.length > 0) {
       parts.push(`r AS (${RELEASE_SQL})`);
-      args.push(now, this.batchId, turn.releases, this.owner, this.batchId, this.owner);
+      args.push(now, this.batchId, ...byRows(turn.releases), this.owner, this.batchId, this.owner);
     }
     if (turn.attempts.length > 0) {
       const cols = turn.attempts.map((a) => messageAttemptArgs(a));
@@ -171,7 +216,7 @@ export class PgRunLedger implements RunLedger {
       // All or none: rows claimed of a request that cannot leave go back at once.
       if (!ok) back.push(...c.rows.filter((r) => claimed.has(r)));
     }
-    if (back.length > 0) await t.run(RELEASE_SQL, now, this.batchId, back, this.owner, this.batchId, this.owner);
+    if (back.length > 0) await t.run(RELEASE_SQL, now, this.batchId, ...byRows(back), this.owner, this.batchId, this.owner);
   }
 }
 

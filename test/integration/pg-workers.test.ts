@@ -65,3 +65,71 @@ describe('a worker whose lease expired', () => {
     expect((await rate.take(4)).n).toBe(3);
   });
 });
+
+describe('a worker paging a batch', () => {
+  it('pages above the last row it reserved first, then rows freed below it', async () => {
+    await sql.run(
+      "INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template, status, total, created_at) VALUES ('b2', 'acme', 'email', 'k2', 'x', 'h', 't', 'th', '{}', 'running', 6, ?)",
+      T0,
+    );
+    for (let n = 1; n <= 6; n++) {
+      await sql.run("INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, updated_at) VALUES ('b2', ?, ?, ?, '{}', 'pending', ?)", n, n + 1, `r${n}@example.com`, T0);
+    }
+    const W = 'pager@host-a/3';
+    await sql.run("INSERT INTO batch_workers (batch_id, worker, lease_expires_at, joined_at) VALUES ('b2', ?, '2026-01-01T00:01:30.000Z', ?)", W, T0);
+    const ledger = new PgRunLedger(sql, 'b2', W, () => new Date(NOW));
+    expect((await ledger.page(0, 2)).map((r) => r.row_no)).toEqual([1, 2]);
+    expect((await ledger.page(0, 2)).map((r) => r.row_no)).toEqual([3, 4]);
+    // Row 1 is free again (as when a reap gives a dead worker's reserved rows back): rows above the last
+    // reserved one come first, then the freed one, then nothing.
+    await sql.run("UPDATE batch_items SET worker = NULL WHERE batch_id = 'b2' AND row_no = 1");
+    expect((await ledger.page(0, 2)).map((r) => r.row_no)).toEqual([5, 6]);
+    expect((await ledger.page(0, 2)).map((r) => r.row_no)).toEqual([1]);
+    expect(await ledger.page(0, 2)).toEqual([]);
+  });
+});
+
+describe('the ledger statements of a batch loaded after the last ANALYZE', () => {
+  it('read only the rows they change (not every row of the batch or of the worker)', async () => {
+    // One connection, so that its table statistics can be flushed on demand (pg_stat_force_next_flush).
+    const one = createPgSql((await createTestDatabase('int_workers_plan')).url, 'test', 1);
+    try {
+      await migratePg(one);
+      await one.run("INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('acme', 'Acme', ?, ?)", T0, T0);
+      const batch = async (id: string, worker: string | null, state: string) => {
+        await one.run(
+          "INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template, status, total, created_at) VALUES (?, 'acme', 'email', ?, 'x', 'h', 't', 'th', '{}', 'running', 3000, ?)",
+          id, id, T0,
+        );
+        await one.run(
+          "INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, worker, updated_at) SELECT ?, n, n + 1, 'r' || n || '@example.com', '{}', ?, ?, ? FROM generate_series(1, 3000) n",
+          id, state, worker, T0,
+        );
+      };
+      // An earlier batch, done by another worker, is all the statistics know of; then a new batch comes.
+      await batch('old', 'old@host-a/1', 'sent');
+      await one.run('ANALYZE batch_items');
+      await batch('new', null, 'pending');
+      const W = 'new@host-a/2';
+      await one.run("INSERT INTO batch_workers (batch_id, worker, lease_expires_at, joined_at) VALUES ('new', ?, '2026-01-01T00:01:30.000Z', ?)", W, T0);
+      const ledger = new PgRunLedger(one, 'new', W, () => new Date(NOW));
+      /** Heap tuples of batch_items read so far (sequential scans and index fetches). */
+      const tuplesRead = async () => {
+        await one.get('SELECT pg_stat_force_next_flush()');
+        const r = await one.get<{ n: number }>("SELECT (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int AS n FROM pg_stat_user_tables WHERE relname = 'batch_items'");
+        return r!.n;
+      };
+      expect((await ledger.page(0, 3000)).length).toBe(3000);
+      const before = await tuplesRead();
+      expect(await ledger.claim([1500, 1501])).toBe(true);
+      await ledger.settle([{ rows: [1500, 1501], outcome: { state: 'sent', provider: 'p', messageId: 'm', fallback: false, error: null, errorKind: null } }]);
+      await ledger.flush();
+      const read = (await tuplesRead()) - before;
+      // Two statements, two rows each (with the worker's lease check): far below the batch's 3,000 rows.
+      expect(read).toBeLessThan(50);
+      expect((await one.all<{ state: string }>("SELECT state FROM batch_items WHERE batch_id = 'new' AND row_no IN (1500, 1501)")).map((r) => r.state)).toEqual(['sent', 'sent']);
+    } finally {
+      await one.close();
+    }
+  });
+});
