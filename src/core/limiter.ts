@@ -24,27 +24,52 @@
  * same proof holds across processes, with "started" read as "granted" (a grant comes before its requests start,
  * and is marked done after they finished). Tokens are taken several at a time when several requests wait.
  */
-import type PQueue from 'p-queue';
 import type { Clock } from './context.js';
 
 /** Length of the rate window in ms. */
 const WINDOW_MS = 1000;
 
 /**
- * Adds `task` to a p-queue so that, once it has started, the queue no longer holds what `task` captures.
- * p-queue (9.x) keeps the functions of started tasks in its array until it compacts it (after more than 100
- * and half the array), and a queue that never drains — a bulk send keeps a few tasks waiting — never resets
- * it: with tasks that capture a 1000-row request, that kept most of a 100,000-row batch in memory. The queue
- * here keeps a small closure whose reference to `task` is dropped when it starts.
- * @returns what `task` resolves or rejects with.
+ * At most `limit` tasks at once: the bulk-send runner's `--concurrency` (its loop waits for {@link TaskSlots.free}
+ * before it starts each request's rows). A counter and two lists of waiters, where the runner used a p-queue:
+ * per task p-queue made two promises, emitted five events (eventemitter3) and kept the task's function in its
+ * array until it compacted it; at 5,000 one-row tasks that was about 2 % of a bulk SMTP run's CPU (README, issue
+ * 15). A started task holds nothing here once it has ended.
  */
-export function addTask<T>(queue: PQueue, task: () => Promise<T>): Promise<T> {
-  let pending: (() => Promise<T>) | undefined = task;
-  return queue.add(() => {
-    const run = pending!;
-    pending = undefined;
-    return run();
-  }) as Promise<T>;
+export class TaskSlots {
+  private running = 0;
+  private readonly freed: Array<() => void> = [];
+  private readonly idle: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  /** Resolves (at once when one is) when fewer than `limit` tasks run. */
+  free(): Promise<void> {
+    if (this.running < this.limit) return Promise.resolve();
+    return new Promise((resolve) => this.freed.push(resolve));
+  }
+
+  /**
+   * Starts `task` now, in a slot (take one with {@link free} first, or it runs beyond the limit).
+   * @returns what `task` resolves or rejects with.
+   */
+  run<T>(task: () => Promise<T>): Promise<T> {
+    this.running++;
+    const done = () => {
+      this.running--;
+      this.freed.shift()?.();
+      if (this.running === 0) for (const resolve of this.idle.splice(0)) resolve();
+    };
+    const p = task();
+    p.then(done, done);
+    return p;
+  }
+
+  /** Resolves once no task runs (at once when none does). */
+  onIdle(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
 }
 
 /**

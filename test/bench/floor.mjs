@@ -3,7 +3,9 @@
 //   send  one message over SMTP, as `switchboard send test --json`: open a SQLite file (better-sqlite3), record the
 //         message, send it with nodemailer (one connection), record the outcome, print one JSON line.
 //   bulk  every row of a CSV (`email,name,code`, no quoted fields) over SMTP with a pooled nodemailer transport
-//         (`maxConnections` = concurrency, as the smtp adapter), `concurrency` messages in flight; no ledger.
+//         (`maxConnections` = concurrency, as the smtp adapter), `concurrency` messages in flight; no ledger. Each
+//         message is the MIME `send batch` sends for the row: the same headers, including the row's
+//         `X-Switchboard-Batch: <batch>/<row>` correlation header (which the first version of the floor left out).
 // Sockets are opened with TCP_NODELAY as switchboard's smtp adapter does, so neither side waits on delayed ACKs.
 // Usage: node test/bench/floor.mjs send <port> <store.db>
 //        node test/bench/floor.mjs bulk <port> <csv> <concurrency>
@@ -47,8 +49,10 @@ if (mode === 'send') {
   let sent = 0;
   const worker = async () => {
     while (next < rows.length) {
-      const [email, name, code] = rows[next++];
-      await transport.sendMail({ from: 'bench@example.com', to: email, subject: `Hi ${name}`, text: `Hello ${name}, your code is ${code}.\n` });
+      const row = ++next;
+      const [email, name, code] = rows[row - 1];
+      const headers = { 'X-Switchboard-Batch': `b-20261207-f1007000/${row}` };
+      await transport.sendMail({ from: 'bench@example.com', to: email, subject: `Hi ${name}`, text: `Hello ${name}, your code is ${code}.\n`, headers });
       sent++;
     }
   };

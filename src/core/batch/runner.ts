@@ -10,7 +10,6 @@
  *    batch is `paused` with the reason; a signal stops it (`interrupted`); a lost lease stops it at once.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import PQueue from 'p-queue';
 import { normaliseRecipient } from '../address.js';
 import type { CoreContext } from '../context.js';
 import { Dispatcher, type DispatchResult } from '../dispatch.js';
@@ -23,7 +22,7 @@ import { suppressionReasons } from '../suppressions.js';
 import { openRunLedger, type OutcomeGroup } from '../../store/ledger.js';
 import { PgSharedRate } from '../../store/rate-pg.js';
 import { joinWorkers, leaveWorkers, newWorkerId, renewWorker, rowsLeft } from './workers.js';
-import { addTask } from '../limiter.js';
+import { TaskSlots } from '../limiter.js';
 import { batchTracker } from '../tracking.js';
 import { templateSource, validate, type Validation } from './validate.js';
 import { RepeatFinder, exactRepeats } from './repeats.js';
@@ -475,7 +474,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       else pageReasons.delete(item.row_no);
     });
   };
-  const queue = new PQueue({ concurrency });
+  const slots = new TaskSlots(concurrency);
   let failure: unknown;
   /** A worker that leaves while others still work: how its own run ended. */
   let ownEnd: BatchStatus | undefined;
@@ -493,14 +492,14 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
         await lookUpSuppressions(items);
         for (let k = 0; k < items.length; k += groupSize) {
           if (!going()) break outer;
-          await queue.onSizeLessThan(concurrency * 2);
+          await slots.free();
           if (!going()) break outer;
           const group = items.slice(k, k + groupSize);
           cursor = group[group.length - 1]!.row_no;
-          addTask(queue, () => processRows(group)).catch((err: unknown) => (failure ??= err));
+          slots.run(() => processRows(group)).catch((err: unknown) => (failure ??= err));
         }
       }
-      await settle(ctx, queue, stop.signal);
+      await settle(ctx, slots, stop.signal);
       if (!workers || !going()) break;
       // No row left to reserve: rows other workers still hold may come back (a worker that dies leaves them to
       // the others once its lease expires), so a worker waits while they hold any, and leaves the batch finished.
@@ -543,15 +542,15 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   return { ...summary, leaseLost, duplicateRecipients: o.duplicates ?? 0 };
 }
 
-/** Waits for the queue to drain; once `signal` aborts, at most {@link STOP_WAIT_MS} more. */
-async function settle(ctx: CoreContext, queue: PQueue, signal: AbortSignal): Promise<void> {
+/** Waits for the running tasks to end; once `signal` aborts, at most {@link STOP_WAIT_MS} more. */
+async function settle(ctx: CoreContext, slots: TaskSlots, signal: AbortSignal): Promise<void> {
   const idle = new AbortController();
   const stopped = new Promise<void>((resolve) => {
     const wait = () => void ctx.clock.sleep(STOP_WAIT_MS, idle.signal).then(resolve);
     if (signal.aborted) wait();
     else signal.addEventListener('abort', wait, { once: true });
   });
-  await Promise.race([queue.onIdle(), stopped]);
+  await Promise.race([slots.onIdle(), stopped]);
   idle.abort();
 }
 
