@@ -95,6 +95,7 @@ export async function ingestEvents(ctx: CoreContext, source: EventSource, events
   const suppressMs = numberSetting(source.settings.softBounceSuppressDays, SOFT_BOUNCE_DEFAULTS.suppressDays) * DAY_MS;
 
   const write = async (t: Sql) => {
+    await repo.lockEventSource(t, source.ref);
     // Counted per attempt: PostgreSQL runs the whole transaction again after a deadlock (see PgSql.tx).
     Object.assign(result, { stored: 0, duplicates: 0, suppressed: 0, lifted: 0, settled: 0 });
     for (const e of events) {
