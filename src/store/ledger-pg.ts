@@ -10,9 +10,9 @@
  * - A row handed back (`pending`) stays reserved to this worker until the run ends, so this run does not page it
  *   again (as the SQLite run's cursor does); the run's end gives its reserved rows back to the others.
  *
- * Writes queue and commit together (group commit, as the SQLite ledger): in two lanes (claims; outcomes and
- * attempt records), each with one commit in flight and everything queued meanwhile in the next one, as one
- * statement (one round trip) whatever the number of rows. A claim resolves once its statement committed.
+ * Writes queue and commit together (group commit, as the SQLite ledger): one commit in flight, everything
+ * queued meanwhile (claims, outcomes, hand-backs, attempt records) in the next one, as one statement (one round
+ * trip) whatever the number of rows. A claim resolves once its statement committed.
  */
 import type { ItemRow } from '../core/batch/types.js';
 import type { Outcome, OutcomeGroup, RunLedger } from './ledger.js';
@@ -128,20 +128,21 @@ function emptyTurn(): Turn {
  * The PostgreSQL {@link RunLedger} of one worker (`owner`) of a batch. The writes waiting for a commit commit as
  * one statement whatever their number (data-modifying CTEs: one UPDATE for all claims, one for all outcomes through
  * `unnest` of arrays, one for all hand-backs, one INSERT for all attempt records): a round trip costs far more
- * than the rows it carries, so the many small writes of one turn must not each take one. Claims commit in one
- * lane, outcomes (with hand-backs and attempt records) in another, each with one commit in flight (see
- * {@link Lane}): the order that matters holds, since a row's outcome is queued only after its claim committed.
+ * than the rows it carries, so the many small writes of one turn must not each take one. One commit is in flight
+ * at a time (see {@link Lane}); the order that matters holds, since a row's outcome is queued only after its claim
+ * committed.
  */
 export class PgRunLedger implements RunLedger {
-  /** The first failed commit (of either lane); every later write throws it. */
+  /** The first failed commit; every later write throws it. */
   failure: unknown;
   /**
    * Claims, outcomes, hand-backs and attempt records commit in one lane: a commit carries the claims of the
    * requests about to leave together with the outcomes of those that ended (one round trip and one WAL flush for
-   * both; in two lanes, measured: twice the commits for the same rows, no faster).
+   * both). Two lanes (claims; the rest) made twice the commits for the same rows; with the runner's slots
+   * freed once a request's outcome is queued, one lane carries both in one commit (measured: 313 commits of 16
+   * rows for 5,000 rows, against 313 + 288).
    */
-  private readonly claims = new Lane(this);
-  private readonly outcomes = this.claims;
+  private readonly lane = new Lane(this);
 
   constructor(
     private readonly sql: Sql,
@@ -176,7 +177,7 @@ export class PgRunLedger implements RunLedger {
   claim(rows: readonly number[]): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let ok = false;
-      const turn = this.claims.queue();
+      const turn = this.lane.queue();
       turn.claims.push({ rows, tell: (v) => (ok = v) });
       turn.waiters.push({ resolve: () => resolve(ok), reject });
     });
@@ -184,7 +185,7 @@ export class PgRunLedger implements RunLedger {
 
   settle(groups: readonly OutcomeGroup[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const turn = this.outcomes.queue();
+      const turn = this.lane.queue();
       for (const g of groups) {
         if (g.outcome.state === 'pending') turn.releases.push(...g.rows);
         else for (const row of g.rows) turn.finishes.push({ row, o: g.outcome });
@@ -195,11 +196,11 @@ export class PgRunLedger implements RunLedger {
 
   logAttempts(rows: readonly MessageAttempt[]): void {
     if (rows.length === 0) return;
-    this.outcomes.queue().attempts.push(...rows);
+    this.lane.queue().attempts.push(...rows);
   }
 
   async flush(): Promise<void> {
-    await Promise.all([this.claims.run(), this.outcomes.run()]);
+    await this.lane.run();
     if (this.failure !== undefined) throw this.failure;
   }
 
