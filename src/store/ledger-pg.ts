@@ -56,11 +56,11 @@ const RELEASE_SQL = named(`UPDATE batch_items SET state = 'pending', updated_at 
 
 /**
  * Reserves up to a number of free pending rows numbered after one row number and up to another to this worker
- * (args: batch id, after, up to, limit, worker, batch id, batch id, worker); see {@link PgRunLedger.page}. The pick in a CTE, run once: as `row_no IN
- * (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the planner may run the subquery again for every row, and each run
- * skips the rows the previous ones locked (measured: LIMIT 64 reserved all 3,000 rows). The update finds the
- * picked rows within their lowest and highest row number, for the reason given at {@link BY_ROWS} (joined on the
- * row number alone it read all of the batch's rows for each page).
+ * (args: batch id, after, up to, limit, worker, batch id, batch id, worker); see {@link PgRunLedger.page}. The
+ * pick in a CTE, run once: as `row_no IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the planner may run the
+ * subquery again for every row, and each run skips the rows the previous ones locked (measured: LIMIT 64 reserved
+ * all 3,000 rows). The update finds the picked rows within their lowest and highest row number, for the reason
+ * given at {@link BY_ROWS} (joined on the row number alone it read all of the batch's rows for each page).
  */
 const PICK_SQL = named(`WITH picked AS MATERIALIZED (
     SELECT row_no FROM batch_items WHERE batch_id = ? AND row_no > ? AND row_no <= ? AND state = 'pending' AND worker IS NULL ORDER BY row_no LIMIT ? FOR UPDATE SKIP LOCKED)
@@ -108,7 +108,7 @@ function writeSql(...has: [boolean, boolean, boolean, boolean]): string {
   return text;
 }
 
-/** The writes queued during one event-loop turn, applied as one statement per kind in one transaction. */
+/** The writes queued while the previous commit was in flight, applied as one statement (see {@link writeSql}). */
 interface Turn {
   /** Claims in the order made: each request's rows, told whether all of them were claimed. */
   claims: Array<{ rows: readonly number[]; tell: (ok: boolean) => void }>;
