@@ -15,7 +15,7 @@ import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../e
 import { noStoreError, type OpenOptions } from './db.js';
 import type { StoreHandle } from './open.js';
 import { migratePg, pgSchemaVersion } from './pg-migrations.js';
-import type { RunResult, Sql } from './sql.js';
+import { statementName, type RunResult, type Sql } from './sql.js';
 
 /** PostgreSQL type OIDs read as numbers instead of strings: int8 (20) and numeric (1700). */
 const NUMBER_OIDS = new Set([20, 1700]);
@@ -156,6 +156,8 @@ function isConnectionError(err: unknown): boolean {
 /** One statement on `client` with numbered placeholders; plain multi-statement text (the simple protocol) when there are no arguments and no placeholders. */
 async function query(client: Pool | PoolClient, sql: string, args: unknown[]): Promise<QueryResult> {
   if (args.length === 0 && !sql.includes('?')) return client.query(sql);
+  const name = statementName(sql);
+  if (name !== undefined) return client.query({ name, text: numberPlaceholders(sql), values: args });
   return client.query(numberPlaceholders(sql), args);
 }
 

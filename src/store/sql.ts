@@ -11,6 +11,30 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { prepared, isBusy, type Db } from './db.js';
 
+/** Statement texts the PostgreSQL executor runs as named prepared statements (see {@link named}): their names. */
+const statementNames = new Map<string, string>();
+
+/**
+ * Marks `sql` (a fixed text with `?` placeholders) to run on PostgreSQL as a named prepared statement
+ * (https://node-postgres.com/features/queries#prepared-statements): each pooled connection parses and plans it
+ * once, then only binds and executes it, so the server skips parsing and planning (measured: 20-25 % of the run
+ * ledger's statements' server time). For the few hot texts of a bulk run only: a connection keeps every statement
+ * it prepared until it closes, so texts built from varying parts (an `IN` list of any length) must not be marked.
+ * After five runs the server may keep a generic plan (one for any argument values): a marked statement must bound
+ * what it reads whatever the plan (the run ledger's statements name their rows' range, see `ledger-pg.ts`).
+ * SQLite ignores the mark (its executor prepares every statement once anyway).
+ * @returns `sql` itself.
+ */
+export function named(sql: string): string {
+  if (!statementNames.has(sql)) statementNames.set(sql, `sb${statementNames.size + 1}`);
+  return sql;
+}
+
+/** The name `sql` runs under as a prepared statement on PostgreSQL (see {@link named}), or undefined. */
+export function statementName(sql: string): string | undefined {
+  return statementNames.get(sql);
+}
+
 /** Which engine a store runs on. */
 export type Dialect = 'sqlite' | 'postgres';
 

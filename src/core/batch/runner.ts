@@ -458,8 +458,17 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
         ),
       );
     }
-    await Promise.all(done);
+    if (!workers) return void (await Promise.all(done));
+    // PostgreSQL: the task (and its concurrency slot) ends once its outcomes are queued, not committed, so the
+    // next requests' claims commit while these outcomes do (a crash before that commit leaves the rows `sending`,
+    // which become `unknown`: never sent twice). The run waits for them before it looks for rows left, and ends.
+    const recorded: Promise<void> = Promise.all(done)
+      .then(() => undefined, (err: unknown) => void (failure ??= err))
+      .finally(() => outstanding.delete(recorded));
+    outstanding.add(recorded);
   };
+  /** Outcomes queued by tasks that ended (PostgreSQL), until committed. */
+  const outstanding = new Set<Promise<void>>();
 
   /** The page of rows being sent, the suppression reasons of its suppressed rows by row number, and when (ms). */
   let page: readonly ItemRow[] = [];
@@ -500,6 +509,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
         }
       }
       await settle(ctx, slots, stop.signal);
+      await Promise.all([...outstanding]);
       if (!workers || !going()) break;
       // No row left to reserve: rows other workers still hold may come back (a worker that dies leaves them to
       // the others once its lease expires), so a worker waits while they hold any, and leaves the batch finished.
