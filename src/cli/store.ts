@@ -123,10 +123,6 @@ interface CopyTarget {
 async function openCopyTarget(cli: CliContext, to: string): Promise<CopyTarget> {
   const loc = locateStore(to, '--to');
   if (loc.backend === 'postgres') {
-    const url = new URL(loc.url);
-    if (url.password !== '' || url.searchParams.has('password')) {
-      throw new UsageError('--to: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass');
-    }
     if (loc.display === cli.storePath) throw new UsageError(`--to ${loc.display} is the current store; give a new, empty store`);
     const handle = await openStoreHandle(loc, { create: true });
     return { handle, discard: () => handle.close() };

@@ -101,8 +101,8 @@ export function resolveStorePath(flag: string | undefined, env: NodeJS.ProcessEn
 
 /**
  * Where a store named by another flag is (`store copy --to`): a path or a `postgres://` URL, checked as
- * {@link resolveStore} checks `--store` except for a password in the URL, which the caller refuses in its own words.
- * @throws UsageError (exit 2) naming `flag` for another URL scheme or a URL that does not parse.
+ * {@link resolveStore} checks `--store`, a password inside the URL included (argv: refused, naming `flag`).
+ * @throws UsageError (exit 2) naming `flag` for another URL scheme, a URL that does not parse, or a password.
  */
 export function locateStore(value: string, flag: string): StoreLocation {
   return locate(value, flag);
@@ -126,29 +126,39 @@ function locate(value: string, source: string): StoreLocation {
   if (scheme !== 'postgres' && scheme !== 'postgresql') {
     throw new UsageError(`${source}: ${scheme}:// URLs are not supported; give the path of a SQLite store file or a postgres:// URL`);
   }
+  // A flag is on the command line (argv: readable by every user of the host); an environment variable is not.
+  const onArgv = source.startsWith('--');
   const refusePassword = () =>
     new UsageError(
-      '--store: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass, or put the whole URL in SWITCHBOARD_STORE',
+      `${source}: a password inside the URL on the command line is visible to every user of this host; nothing was connected. Give it in PGPASSWORD or ~/.pgpass${source === '--store' ? ', or put the whole URL in SWITCHBOARD_STORE' : ''}`,
     );
+  // libpq's form for a user on the default host or a Unix socket has no host between `@` and `/`
+  // (`postgres://sb@/switchboard?host=/run/postgresql`), which URL parsing refuses: it is checked with a stand-in
+  // host, and shown as given (without the password).
+  const noHost = /^([^:]+:\/\/[^/?#]*@)([/?#].*)?$/.exec(value);
   let url: URL;
   try {
-    url = new URL(value);
+    url = new URL(noHost ? `${noHost[1]}${NO_HOST}${noHost[2] ?? ''}` : value);
   } catch {
     // A password with a character a URL must escape (`/`, `#`) makes the URL unparsable: still refused as a password.
-    if (source === '--store' && /^[^:]+:\/\/[^/?#@:]*:[^@]*@/.test(value)) throw refusePassword();
+    if (onArgv && /^[^:]+:\/\/[^/?#@:]*:[^@]*@/.test(value)) throw refusePassword();
     throw new UsageError(`${source}: not a valid ${scheme}:// URL`);
   }
   const hasPassword = url.password !== '' || url.searchParams.has('password');
-  if (hasPassword && source === '--store') throw refusePassword();
+  if (hasPassword && onArgv) throw refusePassword();
   return { backend: 'postgres', url: value, display: redactUrl(url) };
 }
+
+/** The stand-in host of a URL given without one (see `locate`); never connected to. */
+const NO_HOST = 'no-host.invalid';
 
 /** The URL without its password (userinfo or `password` query parameter), for messages. */
 export function redactUrl(url: URL): string {
   const copy = new URL(url.href);
   copy.password = '';
-  copy.searchParams.delete('password');
-  return copy.href;
+  // (Touched only when present: any change re-encodes the whole query, `host=/run/postgresql` as `%2F…`.)
+  if (copy.searchParams.has('password')) copy.searchParams.delete('password');
+  return copy.href.replace(`@${NO_HOST}`, '@');
 }
 
 /** Options of {@link openStore}. */

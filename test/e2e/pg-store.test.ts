@@ -73,6 +73,15 @@ describe('a PostgreSQL store', () => {
     expect(parseJson(expectExit(viaEnv, 0, 'audit via PGUSER/PGDATABASE'))).toHaveLength(1);
   });
 
+  it("connects through the server's Unix socket with libpq's URL form without a host, shown as given", async () => {
+    const { port, logFile } = testPostgres();
+    const socketUrl = `postgres://postgres@/${database}?host=${path.dirname(logFile)}&port=${port}`;
+    const audit = parseJson<Array<{ action: string }>>(expectExit(await ws.run(['--store', socketUrl, 'audit', 'list', '--json']), 0, 'audit over the socket'));
+    expect(audit.map((a) => a.action)).toContain('tenant.add');
+    const status = expectExit(await ws.run(['--store', socketUrl, 'doctor']), 0, 'doctor over the socket');
+    expect(status.stdout).toContain(socketUrl);
+  });
+
   it('says what to use instead of the SQLite-only commands (exit 2)', async () => {
     const env = { SWITCHBOARD_STORE: withPassword };
     const cases: Array<[string[], string]> = [

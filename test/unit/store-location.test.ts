@@ -2,7 +2,7 @@
 // password; a password inside a --store URL is refused (argv is public), the same URL in SWITCHBOARD_STORE is not.
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveStore, resolveStorePath } from '../../src/store/db.js';
+import { locateStore, resolveStore, resolveStorePath } from '../../src/store/db.js';
 import { UsageError } from '../../src/errors.js';
 
 describe('resolveStore', () => {
@@ -19,6 +19,22 @@ describe('resolveStore', () => {
       display: 'postgresql://sb@db.internal:5433/switchboard?sslmode=require',
     });
     expect(resolveStore('postgres://db.internal/sb', {})).toMatchObject({ backend: 'postgres', display: 'postgres://db.internal/sb' });
+  });
+
+  it("takes libpq's form without a host (a user on the default host or a Unix socket), shown as given", () => {
+    expect(resolveStore('postgres://sb@/switchboard?host=/run/postgresql', {})).toEqual({
+      backend: 'postgres',
+      url: 'postgres://sb@/switchboard?host=/run/postgresql',
+      display: 'postgres://sb@/switchboard?host=/run/postgresql',
+    });
+    expect(resolveStore(undefined, { SWITCHBOARD_STORE: 'postgresql://sb:s3cret@/switchboard' })).toMatchObject({ display: 'postgresql://sb@/switchboard' });
+    expect(resolveStore('postgres:///switchboard?host=/run/postgresql&user=sb', {})).toMatchObject({ backend: 'postgres', display: 'postgres:///switchboard?host=/run/postgresql&user=sb' });
+    expect(() => resolveStore('postgres://sb:s3cret@/switchboard', {})).toThrow(/^--store: a password inside the URL on the command line/);
+  });
+
+  it('refuses a password in a URL given with another flag (store copy --to), naming that flag', () => {
+    expect(() => locateStore('postgres://sb:s3cret@db/sb', '--to')).toThrow(/^--to: a password inside the URL on the command line is visible to every user of this host; nothing was connected\. Give it in PGPASSWORD or ~\/\.pgpass$/);
+    expect(locateStore('postgres://sb@db/sb', '--to')).toMatchObject({ backend: 'postgres', display: 'postgres://sb@db/sb' });
   });
 
   it('refuses a password in a --store URL (userinfo or query), other schemes, and a URL where a file is needed', () => {
