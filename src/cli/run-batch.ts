@@ -7,7 +7,7 @@
 import os from 'node:os';
 import v8 from 'node:v8';
 import type { CliContext } from './context.js';
-import type { BatchCounts, BatchRunHooks, BatchSummary } from '../core/batch/types.js';
+import { RETRIES_RAN_OUT, type BatchCounts, type BatchRunHooks, type BatchSummary } from '../core/batch/types.js';
 import { FieldError, Interrupted, LockedError, PartialFailure, Paused, type InputField } from '../errors.js';
 import { batchRowJson, byProviderJson, countsJson } from './json.js';
 import { sentSegments } from '../core/batch/preview.js';
@@ -163,7 +163,8 @@ export async function runWithProgress(
 
 /**
  * The exit of a run: the batch's state at the end, for a fresh run and a re-run alike. Lease taken over → 4;
- * interrupted by a signal → 130; paused → 75; some rows failed or unknown → 3; else (every row sent or
+ * interrupted by a signal → 130; paused (an outage of the route, or rows whose retries ran out: pending for the
+ * next run) → 75; some rows failed or unknown → 3; else (every row sent or
  * skipped, a cancelled batch included) → 0 (no error). Each error names the batch and the command that
  * continues or inspects it.
  */
@@ -177,8 +178,10 @@ export function exitFor(s: BatchSummary, signalled: boolean): Error | undefined 
     return new Interrupted(`interrupted: ${s.pending} rows not sent yet${unknown}; continue with: switchboard batch resume ${id}`, s);
   }
   if (s.status === 'paused') {
+    // An outage names the providers' errors; rows whose retries ran out while others were sent say so instead.
+    const why = s.pausedReason?.startsWith(RETRIES_RAN_OUT) ? s.pausedReason : `no provider could take messages (${s.pausedReason ?? 'unknown reason'})`;
     return new Paused(
-      `batch ${id} paused: no provider could take messages (${s.pausedReason ?? 'unknown reason'}); ${s.pending} rows left pending; continue with: switchboard batch resume ${id} (or run the same command again)`,
+      `batch ${id} paused: ${why}; ${s.pending} rows left pending; continue with: switchboard batch resume ${id} (or run the same command again)`,
       s,
     );
   }

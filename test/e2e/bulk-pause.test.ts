@@ -149,6 +149,27 @@ describe('an outage pauses the batch; the same line continues it', () => {
     expect(delivered.sort()).toEqual(Array.from({ length: 40 }, (_, i) => `s${i + 1}@example.com`).sort());
   });
 
+  test('one row whose retries run out while the others are sent: paused (75) saying so, not "no provider could take messages"; the next run sends it', async () => {
+    const ws = await workspace();
+    const delivered: string[] = [];
+    const ok = sendGridOk(delivered);
+    // 503 for one recipient only, so the circuit stays closed (the rows around it succeed).
+    const s = await stub((req) => (req.body.includes('s7@example.com') ? sgError(503, 'try later') : ok(req)));
+    const args = ['provider', 'add', '--tenant', 'acme', '--channel', 'email', '--kind', 'sendgrid', '--name', 'sg', '--set', 'from=noreply@acme.test', '--set', `endpoint=${s.url}`, '--set', 'batchSize=1', '--secret-env', 'apiKey=SG_KEY'];
+    expectExit(await ws.run(args, { env: { SG_KEY: sendGridKey() } }), 0, 'provider add sendgrid');
+    const line = batchLine(rowsCsv(ws, 'one.csv', 12, 's'), ws.file('t.txt', 'Hello {{name}}\n'), ['--json', '--retry-base-ms', '10', '--max-attempts', '2', '--concurrency', '1']);
+    const paused = expectExit(await ws.run(line), 75, 'send batch with one row failing transiently');
+    const { summary } = parseBatchOutput(paused);
+    expect(summary).toMatchObject({ status: 'paused', pendingCount: 1, sentCount: 11, failedCount: 0 });
+    expect(summary.pausedReason).toMatch(/^retries ran out with the route up \(last error: .*503/);
+    expect(paused.stderr).toMatch(/paused: retries ran out with the route up \(last error: .*503.*\); 1 rows left pending; continue with: switchboard batch resume/);
+    expect(paused.stderr).not.toContain('no provider could take messages');
+
+    s.handle(ok);
+    expect(parseBatchOutput(expectExit(await ws.run(line), 0, 'the same line, the row accepted now')).summary).toMatchObject({ status: 'done', sentCount: 12 });
+    expect(delivered.filter((r) => r === 's7@example.com')).toHaveLength(1);
+  });
+
   test('revoked key on every provider of the route: paused naming both; after `provider update` the same line completes', async () => {
     const ws = await workspace();
     const delivered: string[] = [];

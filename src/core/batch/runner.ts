@@ -50,7 +50,7 @@ import {
   type NewItem,
   type Outcome,
 } from './ledger.js';
-import { DEFAULT_DEDUPE_WINDOW_MS, type BatchCounts, type BatchRequest, type BatchRow, type BatchStats, type BatchStatus, type BatchRunHooks, type BatchSummary, type ItemRow, type RunOptions } from './types.js';
+import { DEFAULT_DEDUPE_WINDOW_MS, RETRIES_RAN_OUT, type BatchCounts, type BatchRequest, type BatchRow, type BatchStats, type BatchStatus, type BatchRunHooks, type BatchSummary, type ItemRow, type RunOptions } from './types.js';
 
 /** Rows written per transaction while loading a CSV into the ledger. */
 const LOAD_CHUNK = 1000;
@@ -372,6 +372,8 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   const tracker = await batchTracker(ctx, tenantId, channel);
   /** The last error that handed a row back to `pending` (the pause reason when the route is not down as a whole). */
   let lastError: string | null = null;
+  /** Why a run that ends with rows pending paused: the route's outage, else the rows whose retries ran out. */
+  const pauseReason = (): string => dispatcher.unavailable ?? (lastError !== null ? `${RETRIES_RAN_OUT} (last error: ${lastError})` : 'rows left pending');
 
   // Every write below goes through the run ledger (on SQLite a group commit: one transaction per event-loop turn
   // for all rows that reached that point in the turn); attempt records (Dispatcher) and outcomes of a turn
@@ -527,7 +529,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
     if (workers && !leaseLost) {
       const endOf = (left: BatchStats, abandoned: number) => {
         const status = left.pending === 0 && left.sending === 0 && abandoned === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
-        return { status, stats: left, pausedReason: status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined } as const;
+        return { status, stats: left, pausedReason: status === 'paused' ? pauseReason() : undefined } as const;
       };
       const left = await leaveWorkers(ctx, batchId, owner, hooks.ownerAlive, stop.signal.aborted, endOf);
       if (left.lost) leaseLost = true;
@@ -540,7 +542,7 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
       const abandoned = stop.signal.aborted ? await abandonSending(ctx, batchId, hooks.owner) : 0;
       const left = await liveStats(ctx, batchId);
       const status = left.pending === 0 && left.sending === 0 && abandoned === 0 ? 'done' : stop.signal.aborted || failure ? 'interrupted' : 'paused';
-      const reason = status === 'paused' ? (dispatcher.unavailable ?? lastError ?? 'rows left pending') : undefined;
+      const reason = status === 'paused' ? pauseReason() : undefined;
       // (A cancel cannot race this: it needs the lease, which this run holds until this update.)
       if (!(await endRun(ctx, batchId, hooks.owner, { status, stats: left, pausedReason: reason }))) leaseLost = true;
     }

@@ -59,6 +59,12 @@ export interface BatchRequest {
   run?: RunOptions;
 }
 
+/**
+ * How a pause's reason (`pausedReason`) begins when the route was up but some rows' transient retries ran out
+ * (they are `pending` again, for the next run); any other reason is the route's outage (every provider down).
+ */
+export const RETRIES_RAN_OUT = 'retries ran out with the route up';
+
 /** Default dedupe window of a derived idempotency key: 24 h. */
 export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
