@@ -1,8 +1,10 @@
 // Bundles the CLI's own code (src/) for start-up speed (DESIGN §8): Node loads each module file separately
 // (resolve, read, parse, link), so one file per command path is much cheaper than the ~20 small files tsc emits.
-// - Packages stay external: they load from node_modules as they do without the bundle, and better-sqlite3's
-//   native addon is found by its own lookup. Except commander, which every command runs (issue 15 start-up): bundled,
-//   it is part of main.cjs instead of 8 CommonJS files read and wrapped one by one.
+// - Packages stay external: they load from node_modules as they do without the bundle. Except commander and
+//   better-sqlite3's JavaScript, which every command runs (issue 15 start-up): bundled, they are part of main.cjs
+//   (compiled from its code cache) instead of 8 and 12 CommonJS files resolved, read and wrapped one by one
+//   (measured: `tenant list` on 1,000 tenants 5 ms faster, 40 paired runs). better-sqlite3's native addon stays in
+//   node_modules; src/store/db.ts hands its path to the driver (`nativeBinding`).
 // - Code splitting keeps every `await import()` lazy: each command module (src/cli/<noun>.ts) and each adapter is
 //   its own chunk, so `tenant list` loads neither the send path nor any provider SDK.
 // - The bundle is CommonJS (`.cjs`), run by a CommonJS bin/switchboard (issue 15, start-up): Node's ES-module
@@ -26,7 +28,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Packages bundled into the CLI rather than loaded from node_modules. */
-const BUNDLED = new Set(['commander']);
+const BUNDLED = new Set(['commander', 'better-sqlite3']);
 
 const root = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.join(root, 'dist', 'bundle');

@@ -9,12 +9,12 @@ import { addTenant, getTenant, listTenants, removeTenant, updateTenant, type Ten
 import { listProviders } from '../core/providers.js';
 import { providerJson, tenantJson } from './json.js';
 import { UsageError } from '../errors.js';
-import type { Channel } from '../core/context.js';
+import { CHANNELS, type Channel } from '../core/context.js';
 
 function fallbackText(t: Tenant): string {
-  return Object.entries(t.fallback)
-    .map(([c, on]) => `${c} ${on ? 'on' : 'off'}`)
-    .join(', ');
+  let text = '';
+  for (const c of CHANNELS) text += `${text ? ', ' : ''}${c} ${t.fallback[c] ? 'on' : 'off'}`;
+  return text;
 }
 
 /** Parses `--fallback email=off` items. */

@@ -2,7 +2,6 @@
  * Tenants: the organisations an operator sends for. Ids are slugs (`acme-dental`).
  */
 import type { CoreContext, Channel } from './context.js';
-import { CHANNELS } from './context.js';
 import { recordAudit } from './audit.js';
 import type { Sql } from '../store/sql.js';
 import {
@@ -46,7 +45,7 @@ export function checkTenantId(id: string, field = 'tenant id'): void {
 }
 
 function defaultFallback(): Record<Channel, boolean> {
-  return Object.fromEntries(CHANNELS.map((c) => [c, true])) as Record<Channel, boolean>;
+  return { email: true, sms: true, whatsapp: true } satisfies Record<Channel, boolean>;
 }
 
 /** Tenants from their rows and switches (two queries, whatever the number of tenants). */

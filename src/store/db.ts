@@ -7,17 +7,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+// better-sqlite3's JavaScript is bundled into the CLI's main.cjs (.esbuild.mjs), so it is read, compiled (from the
+// code cache) and run with switchboard's own code instead of as 12 CommonJS files from node_modules (issue 15,
+// start-up); its native addon is loaded from node_modules (see driverOptions).
+import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { migrations } from './migrations.js';
 import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
 import { nodeCrypto } from '../lazy-node.js';
 
-/**
- * better-sqlite3, required as the CommonJS package it is: an ES `import` of it goes through Node's
- * ES-module/CommonJS bridge, which scans its source for export names first (about 5 ms of every command,
- * issue 15 start-up).
- */
-const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 
 /** An open store: the database handle plus facts about the file. */
 export type Db = BetterSqlite3.Database;
@@ -41,15 +39,20 @@ export const SCHEMA_VERSION = migrations.length;
 /**
  * Driver options: better-sqlite3's documented `nativeBinding` option, set to its compiled addon where its npm
  * install puts it (`build/Release/better_sqlite3.node`), so opening the store skips the `bindings` package's
- * search through a dozen candidate paths (1-2 ms of every command, DESIGN §8 start-up). When the addon is
- * elsewhere (a debug build), no option: the driver searches as usual.
+ * search through a dozen candidate paths (1-2 ms of every command, DESIGN §8 start-up), and which would look
+ * beside the bundle rather than in node_modules (its JavaScript is bundled, see the import). A debug build
+ * (`build/Debug`) is taken when there is no release one; neither: no option, the driver searches itself.
  */
 function driverOptions(): BetterSqlite3.Options {
-  try {
-    return { nativeBinding: createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node') };
-  } catch {
-    return {};
+  const require = createRequire(import.meta.url);
+  for (const build of ['Release', 'Debug']) {
+    try {
+      return { nativeBinding: require.resolve(`better-sqlite3/build/${build}/better_sqlite3.node`) };
+    } catch {
+      // Not this build: the next.
+    }
   }
+  return {};
 }
 
 /**
