@@ -306,4 +306,9 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX rate_grants_key ON rate_grants (rate_key, done_ms);
   `,
+  // 8: no index on `batch_items.worker` (PostgreSQL's migration 8 drops it so that a row's updates can be HOT;
+  // here `worker` stays NULL, one process working a batch, so the index was empty): both schemas match.
+  `
+  DROP INDEX batch_items_worker;
+  `,
 ];

@@ -308,6 +308,18 @@ export const pgMigrations: readonly string[] = [
   );
   CREATE INDEX rate_grants_key ON rate_grants (rate_key, done_ms);
   `,
+  // 8: a run's three updates of each row (reserved to a worker, claimed, finished) as heap-only tuple (HOT)
+  // updates: no index entry and fewer WAL records per update. An update is HOT only when it changes no indexed
+  // column and the row's page has room for the new version: so no index on `worker` (reserving a row changed an
+  // indexed column), and half of each page left free when rows are loaded (the default fillfactor, 100, fills the
+  // pages). Measured on a 20,000-row run (no-op adapter, pg_stat_statements): WAL records of the page statements
+  // 99,000 → 41,000, their time 458 → 285 ms; the run's send phase 0.13 → 0.10-0.11 ms per message. The cost: the
+  // statements that look for a worker's rows (a worker leaving, reaping a dead one) read the batch's rows by batch
+  // id instead of the index; they run when workers join, leave or wait, as the count of rows left already does.
+  `
+  DROP INDEX batch_items_worker;
+  ALTER TABLE batch_items SET (fillfactor = 50);
+  `,
 ];
 
 /** The advisory lock key that serialises migrations across processes (any constant; "switchboard" in ASCII, truncated). */

@@ -476,15 +476,31 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   let page: readonly ItemRow[] = [];
   const pageReasons = new Map<number, string>();
   let pageLookedUpAt = 0;
-  /** Looks up the suppressions of `rows` in one query into `pageReasons`. */
-  const lookUpSuppressions = async (rows: readonly ItemRow[]): Promise<void> => {
-    pageLookedUpAt = ctx.clock.now().getTime();
-    const reasons = await suppressionReasons(ctx, tenantId, channel, rows.map((i) => i.recipient));
+  /** Records the suppression reasons (`reasons[k]` for `rows[k]`) looked up at `at` (ms) into `pageReasons`. */
+  const keepReasons = (rows: readonly ItemRow[], reasons: ReadonlyArray<string | null | undefined>, at: number): void => {
+    pageLookedUpAt = at;
     rows.forEach((item, k) => {
       if (reasons[k] != null) pageReasons.set(item.row_no, reasons[k]!);
       else pageReasons.delete(item.row_no);
     });
   };
+  /** Looks up the suppressions of `rows` in one query into `pageReasons`. */
+  const lookUpSuppressions = async (rows: readonly ItemRow[]): Promise<void> => {
+    const at = ctx.clock.now().getTime();
+    keepReasons(rows, await suppressionReasons(ctx, tenantId, channel, rows.map((i) => i.recipient)), at);
+  };
+  /**
+   * The next page of rows after row number `after` with its rows' suppression reasons (looked up at `at`, ms): the
+   * page's two queries, fetched while the page before is sent (see the loop below).
+   */
+  const fetchPage = async (after: number): Promise<{ items: ItemRow[]; reasons: Array<string | null | undefined>; at: number }> => {
+    const items = await ledger.page(after, pageSize);
+    const at = ctx.clock.now().getTime();
+    const reasons = items.length > 0 ? await suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient)) : [];
+    return { items, reasons, at };
+  };
+  /** The next page, being fetched while the current one is sent. */
+  let next: ReturnType<typeof fetchPage> | undefined;
   const slots = new TaskSlots(concurrency);
   let failure: unknown;
   /** A worker that leaves while others still work: how its own run ended. */
@@ -496,11 +512,19 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   try {
     for (;;) {
       outer: while (going()) {
-        const items = await ledger.page(cursor, pageSize);
+        const got = await (next ?? fetchPage(cursor));
+        next = undefined;
+        const items = got.items;
         if (items.length === 0) break;
         page = items;
         pageReasons.clear();
-        await lookUpSuppressions(items);
+        keepReasons(items, got.reasons, got.at);
+        // The next page (on PostgreSQL reserved to this worker) and its suppressions are fetched while this one is
+        // sent: fetched only once this page ran out, its round trips stalled every request (measured on PostgreSQL,
+        // pages of 64 rows: about 0.04 ms per row of a 0.14 ms send phase). A run that stops leaves it unused (on
+        // PostgreSQL the run's end gives its rows back to the other workers).
+        next = fetchPage(items[items.length - 1]!.row_no);
+        next.catch(() => undefined);
         for (let k = 0; k < items.length; k += groupSize) {
           if (!going()) break outer;
           await slots.free();
@@ -521,6 +545,8 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
     }
   } finally {
     clearInterval(renew);
+    // A page still being fetched (reserved on PostgreSQL) ends before the run gives its rows back.
+    if (next) await next.then(() => undefined, () => undefined);
     try {
       await ledger.flush();
     } catch (err) {
