@@ -5,7 +5,9 @@ import { defineConfig } from 'vitest/config';
  * The end-to-end files that run a second time with a PostgreSQL store (issue 14: every semantic the same on both
  * stores): their workspaces get a database of the run's server instead of a SQLite file (test/helpers/cli.ts
  * `makeWorkspace`). Files about store semantics (tenants, providers with their seals, MACs and tamper checks, key
- * rotation, sends, suppressions, domains, concurrent writers, audit), not about provider wire formats.
+ * rotation, sends, suppressions, domains, concurrent writers, audit), not about provider wire formats; and
+ * sendgrid.test.ts, whose personalization batches commit a thousand rows' claims and outcomes at a time (on
+ * PostgreSQL one statement each, see src/store/ledger-pg.ts).
  */
 export const BOTH_STORES = [
   'test/e2e/tenants.test.ts',
@@ -16,6 +18,7 @@ export const BOTH_STORES = [
   'test/e2e/concurrency.test.ts',
   'test/e2e/lists.test.ts',
   'test/e2e/bulk-ops.test.ts',
+  'test/e2e/sendgrid.test.ts',
 ];
 
 export default defineConfig({
