@@ -7,13 +7,14 @@
 //            second process joins with the same `send batch` line right after the first started; target: two ≥ 1.6×
 //            one)
 // "send phase" is the batch's started_at → finished_at. The machine's load average is printed with the figures
-// (the machine is shared: figures move with it). Env: BENCH_QUICK=1 runs smaller sizes.
+// (the machine is shared: figures move with it). Env: BENCH_QUICK=1 runs smaller sizes; BENCH_ROUNDS the rounds of
+// the overhead case (default 3, quick 1).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { privatePostgres, root, writeCsv } from './lib.mjs';
+import { median, privatePostgres, root, writeCsv } from './lib.mjs';
 
 const quick = process.env.BENCH_QUICK === '1';
 const bin = path.join(root, 'test', 'bench', 'switchboard-unbundled.mjs');
@@ -63,15 +64,31 @@ for (const env of [sqliteEnv, pgEnv]) {
 }
 const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
 const rows = [];
+const notes = [];
 try {
-  // overhead: the tool's own cost per message on each store.
+  // overhead: the tool's own cost per message on each store, in rounds (SQLite and PostgreSQL back to back, the
+  // order alternating, each run a new batch of its own), so that a change of load on the shared machine hits both
+  // alike: medians, ranges and the ratio taken round by round.
   const n = quick ? 5000 : 20_000;
-  for (const [name, env] of [['SQLite', sqliteEnv], ['PostgreSQL', pgEnv]]) {
-    const before = load();
-    const s = await start(env, send(writeCsv(dir, `o-${name}.csv`, n)));
-    const ms = sendMs(env, s.batchId);
-    rows.push([`no-op 0 ms, ${name}, 1 worker`, n, s.sentCount, `${(n / (ms / 1000)).toFixed(0)} msg/s`, `${(ms / n).toFixed(3)} ms/msg`, before]);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 3));
+  const perMsg = { SQLite: [], PostgreSQL: [] };
+  const sent = { SQLite: 0, PostgreSQL: 0 };
+  const before = load();
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? [['SQLite', sqliteEnv], ['PostgreSQL', pgEnv]] : [['PostgreSQL', pgEnv], ['SQLite', sqliteEnv]];
+    for (const [name, env] of order) {
+      const s = await start(env, send(writeCsv(dir, `o-${name}-${r}.csv`, n), ['--idempotency-key', `overhead-${r}`]));
+      perMsg[name].push(sendMs(env, s.batchId) / n);
+      sent[name] += s.sentCount;
+    }
   }
+  const after = load();
+  const range = (xs) => `${median(xs).toFixed(3)} ms/msg (${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)})`;
+  for (const name of ['SQLite', 'PostgreSQL']) {
+    rows.push([`no-op 0 ms, ${name}, 1 worker (${rounds} rounds)`, n * rounds, sent[name], `${(1000 / median(perMsg[name])).toFixed(0)} msg/s`, range(perMsg[name]), `${before} → ${after}`]);
+  }
+  const ratios = perMsg.PostgreSQL.map((pg, k) => pg / perMsg.SQLite[k]);
+  notes.push(`PostgreSQL / SQLite per message, paired by round: ${median(ratios).toFixed(2)}× (${ratios.map((x) => x.toFixed(2)).join(', ')}); target within 2×`);
   // workers: one vs two at 50 ms latency (PostgreSQL).
   for (const env of [pgEnv]) sb(env, ['provider', 'update', 'bench/email/noop', '--set', 'latency=50']);
   const m = quick ? 2000 : 6000;
@@ -98,3 +115,4 @@ try {
 console.log(`| case | rows | sent | throughput (send phase) | per message | load average before (1/5/15 min) |`);
 console.log(`|---|---|---|---|---|---|`);
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+for (const n of notes) console.log(n);
