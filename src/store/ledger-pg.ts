@@ -239,7 +239,7 @@ export class PgRunLedger implements RunLedger {
   }
 
   async flush(): Promise<void> {
-    await this.lane.run();
+    await this.lane.drain();
     if (this.failure !== undefined) throw this.failure;
   }
 
@@ -302,33 +302,50 @@ class Lane {
     return this.turn;
   }
 
-  /** Commits the queued writes unless a commit is in flight (which commits them when it ended); resolves when done. */
+  /**
+   * Starts a commit of the queued writes unless one is in flight (which starts the next when it ended); resolves
+   * when the commit it started, or the one in flight, ended.
+   */
   run(): Promise<void> {
     this.scheduled = false;
     const turn = this.turn;
     if (this.committing || idle(turn)) return this.tail;
     this.turn = emptyTurn();
     this.committing = true;
-    this.tail = (async () => {
-      try {
-        if (this.ledger.failure !== undefined) throw this.ledger.failure;
-        await this.ledger.write(turn);
-        for (const w of turn.waiters) w.resolve();
-      } catch (err) {
-        this.ledger.failure ??= err;
-        for (const w of turn.waiters) w.reject(err);
-      } finally {
-        this.committing = false;
-      }
-      // (Only with writes waiting: with none, run() returns this very promise.) One event-loop turn first, so
-      // that the rows this commit let go (their requests, outcomes and the next requests' claims) join the next
-      // commit rather than each commit carrying only what was queued before this one ended (measured: commits
-      // alternating 15 rows and 1, twice as many for the same rows, once one request had fallen out of step).
-      if (!idle(this.turn)) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        await this.run();
-      }
-    })();
+    this.tail = this.commit(turn);
     return this.tail;
+  }
+
+  /** Commits everything queued, writes queued while it waits included; resolves once nothing is queued or in flight. */
+  async drain(): Promise<void> {
+    do await this.run();
+    while (this.committing || !idle(this.turn));
+  }
+
+  /**
+   * Commits `turn` and tells its waiters; then, with writes waiting, schedules the next commit. Scheduled, not
+   * awaited: a commit that awaited the next one made every commit of a busy run wait for all later ones, each
+   * keeping its turn (rows, outcomes, attempt records) alive until the lane fell idle (measured: peak RSS 496 MB
+   * for a 1,000,000-row run of personalization batches, 179 MB at 100,000).
+   */
+  private async commit(turn: Turn): Promise<void> {
+    try {
+      if (this.ledger.failure !== undefined) throw this.ledger.failure;
+      await this.ledger.write(turn);
+      for (const w of turn.waiters) w.resolve();
+    } catch (err) {
+      this.ledger.failure ??= err;
+      for (const w of turn.waiters) w.reject(err);
+    } finally {
+      this.committing = false;
+    }
+    // One event-loop turn first, so that the rows this commit let go (their requests, outcomes and the next
+    // requests' claims) join the next commit rather than each commit carrying only what was queued before this one
+    // ended (measured: commits alternating 15 rows and 1, twice as many for the same rows, once one request had
+    // fallen out of step).
+    if (!idle(this.turn) && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => void this.run());
+    }
   }
 }
