@@ -207,7 +207,7 @@ describe('provider configs are authenticated as a whole', () => {
                ALTER TABLE suppressions DROP COLUMN expires_at;
                DROP INDEX batches_derived_key; ALTER TABLE batches DROP COLUMN derived_key; ALTER TABLE batches DROP COLUMN key_expires_at;
                ALTER TABLE batches DROP COLUMN paused_reason; ALTER TABLE batches DROP COLUMN paused_at; ALTER TABLE batch_items DROP COLUMN error_kind;
-               DROP INDEX batch_items_worker; ALTER TABLE batch_items DROP COLUMN worker; DROP TABLE batch_workers; DROP TABLE rate_grants;
+               ALTER TABLE batch_items DROP COLUMN worker; DROP TABLE batch_workers; DROP TABLE rate_grants;
                PRAGMA user_version = 3;`);
     });
     const env = { SWITCHBOARD_STORE: store };
