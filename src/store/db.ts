@@ -16,7 +16,6 @@ import { migrations } from './migrations.js';
 import { LockedError, OperationFailed, SwitchboardError, UsageError } from '../errors.js';
 import { nodeCrypto } from '../lazy-node.js';
 
-
 /** An open store: the database handle plus facts about the file. */
 export type Db = BetterSqlite3.Database;
 

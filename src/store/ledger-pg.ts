@@ -59,15 +59,20 @@ function outcomeSet(finishes: ReadonlyArray<{ row: number; o: Outcome }>): strin
   return JSON.stringify(set);
 }
 
-/** The arguments of {@link BY_ROWS} for `rows` (not empty). */
-function byRows(rows: readonly number[]): [string, number, number] {
+/** The lowest and highest of `rows` (not empty). */
+function rowRange(rows: readonly number[]): [number, number] {
   let lo = rows[0]!;
   let hi = lo;
   for (const r of rows) {
     if (r < lo) lo = r;
     else if (r > hi) hi = r;
   }
-  return [rowSet(rows), lo, hi];
+  return [lo, hi];
+}
+
+/** The arguments of {@link BY_ROWS} for `rows` (not empty). */
+function byRows(rows: readonly number[]): [string, number, number] {
+  return [rowSet(rows), ...rowRange(rows)];
 }
 
 /** Hands rows back to `pending` (args: now, batch id, {@link byRows}, worker, batch id, worker). */
@@ -255,8 +260,7 @@ export class PgRunLedger implements RunLedger {
     const args: unknown[] = [];
     if (turn.claims.length > 0) args.push(now, this.batchId, ...byRows(turn.claims.flatMap((c) => c.rows)), this.owner, this.batchId, this.owner);
     if (turn.finishes.length > 0) {
-      const [, lo, hi] = byRows(turn.finishes.map((x) => x.row));
-      args.push(outcomeSet(turn.finishes), now, this.batchId, lo, hi, this.owner, this.batchId, this.owner);
+      args.push(outcomeSet(turn.finishes), now, this.batchId, ...rowRange(turn.finishes.map((x) => x.row)), this.owner, this.batchId, this.owner);
     }
     if (turn.releases.length > 0) args.push(now, this.batchId, ...byRows(turn.releases), this.owner, this.batchId, this.owner);
     if (turn.attempts.length > 0) {
