@@ -477,27 +477,30 @@ async function work(ctx: CoreContext, o: WorkOptions, hooks: BatchRunHooks): Pro
   const pageReasons = new Map<number, string>();
   let pageLookedUpAt = 0;
   /** Records the suppression reasons (`reasons[k]` for `rows[k]`) looked up at `at` (ms) into `pageReasons`. */
-  const keepReasons = (rows: readonly ItemRow[], reasons: ReadonlyArray<string | null | undefined>, at: number): void => {
+  const keepReasons = (rows: readonly ItemRow[], reasons: ReadonlyArray<string | null>, at: number): void => {
     pageLookedUpAt = at;
     rows.forEach((item, k) => {
       if (reasons[k] != null) pageReasons.set(item.row_no, reasons[k]!);
       else pageReasons.delete(item.row_no);
     });
   };
+  /** The suppression reasons of `rows` (`reasons[k]` for `rows[k]`), looked up in one query at `at` (ms). */
+  const reasonsOf = async (rows: readonly ItemRow[]): Promise<{ reasons: Array<string | null>; at: number }> => {
+    const at = ctx.clock.now().getTime();
+    return { reasons: await suppressionReasons(ctx, tenantId, channel, rows.map((i) => i.recipient)), at };
+  };
   /** Looks up the suppressions of `rows` in one query into `pageReasons`. */
   const lookUpSuppressions = async (rows: readonly ItemRow[]): Promise<void> => {
-    const at = ctx.clock.now().getTime();
-    keepReasons(rows, await suppressionReasons(ctx, tenantId, channel, rows.map((i) => i.recipient)), at);
+    const r = await reasonsOf(rows);
+    keepReasons(rows, r.reasons, r.at);
   };
   /**
-   * The next page of rows after row number `after` with its rows' suppression reasons (looked up at `at`, ms): the
-   * page's two queries, fetched while the page before is sent (see the loop below).
+   * The next page of rows after row number `after` with its rows' suppression reasons: the page's two queries,
+   * fetched while the page before is sent (see the loop below).
    */
-  const fetchPage = async (after: number): Promise<{ items: ItemRow[]; reasons: Array<string | null | undefined>; at: number }> => {
+  const fetchPage = async (after: number): Promise<{ items: ItemRow[]; reasons: Array<string | null>; at: number }> => {
     const items = await ledger.page(after, pageSize);
-    const at = ctx.clock.now().getTime();
-    const reasons = items.length > 0 ? await suppressionReasons(ctx, tenantId, channel, items.map((i) => i.recipient)) : [];
-    return { items, reasons, at };
+    return { items, ...(await reasonsOf(items)) };
   };
   /** The next page, being fetched while the current one is sent. */
   let next: ReturnType<typeof fetchPage> | undefined;
