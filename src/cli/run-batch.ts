@@ -4,6 +4,7 @@
  * line on a TTY, a line every 5 s otherwise), and the summary with its exit code: the batch's state at the end
  * (see {@link exitFor}).
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import v8 from 'node:v8';
 import type { CliContext } from './context.js';
@@ -25,15 +26,26 @@ export function leaseOwner(): string {
   return `${process.pid}@${os.hostname()}`;
 }
 
-/** Whether the process named by a lease owner (`pid@host`) is alive. Owners on other hosts count as alive. */
+/**
+ * Whether the process named by a lease owner (`pid@host`) is alive. Owners on other hosts count as alive. A zombie
+ * (killed, not yet reaped by its parent: a container without an init process, or a parent killed with it, as
+ * `timeout -s KILL` does to the process group) is dead: its pid still answers `kill(pid, 0)`, so a run started
+ * right after a crash exited 4 until the lease expired. Linux: the state letter in `/proc/<pid>/stat`, after the
+ * command name in parentheses (see proc(5)).
+ */
 export function ownerAlive(owner: string): boolean {
   const m = /^(\d+)@(.+)$/.exec(owner);
   if (!m || m[2] !== os.hostname()) return true;
   try {
     process.kill(Number(m[1]), 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${m[1]}/stat`, 'latin1');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return true;
   }
 }
 

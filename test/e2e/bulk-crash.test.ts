@@ -2,7 +2,8 @@
 // The SMTP server counts deliveries per ledger row from the X-Switchboard-Batch header (`<batchId>/<row>`).
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeWorkspace, parseJson, spawnCli, describe as show, type Workspace } from '../helpers/cli.js';
+import { execa } from 'execa';
+import { baseEnv, binPath, makeWorkspace, parseJson, spawnCli, describe as show, type Workspace } from '../helpers/cli.js';
 import { startSmtpServer, type TestSmtpServer } from '../helpers/smtp.js';
 import { addSmtpProvider, addTenant, expectExit, outboxWorkspace, readOutbox, type BatchDetail } from '../helpers/setup.js';
 
@@ -143,6 +144,38 @@ describe('leases and signals', () => {
     expect([0, 3], show(again)).toContain(again.exitCode);
     const after = parseJson<BatchDetail & { pending: number; leaseOwner: string | null }>(await ws.run(['batch', 'show', held!.id, '--json']));
     expect(after).toMatchObject({ status: 'done', pendingCount: 0, leaseOwner: null });
+
+    // A holder killed but never reaped (a zombie: its parent does not wait for it, as in a container without an
+    // init, or when the parent was killed with it) still answers kill(pid, 0); it is dead all the same, so the next
+    // run takes over at once instead of exiting 4 until the lease expires.
+    const csv3 = ws.file('lease3.csv', ['email,name', ...Array.from({ length: 200 }, (_, i) => `z${i}@example.com,Z${i}`)].join('\n') + '\n');
+    const line3 = batchLine(csv3, tpl, ['--rate', '50']);
+    // sh starts switchboard in the background, prints its pid, and becomes `sleep`, which never waits for children.
+    const parent = execa('sh', ['-c', '"$0" "$@" >/dev/null 2>&1 & echo $!; exec sleep 60', process.execPath, binPath, ...line3], {
+      env: { ...baseEnv(ws.home), ...ws.env },
+      extendEnv: false,
+      reject: false,
+      stdin: 'ignore',
+    });
+    let zombiePid = 0;
+    parent.stdout!.once('data', (d: Buffer) => (zombiePid = Number(String(d).trim())));
+    try {
+      const t1 = Date.now();
+      while ((await readOutbox(out)).filter((m) => m.to[0]?.startsWith('z')).length === 0 && Date.now() - t1 < 20_000) await sleep(50);
+      expect(zombiePid).toBeGreaterThan(0);
+      process.kill(zombiePid, 'SIGKILL');
+      const t2 = Date.now();
+      while (!fs.readFileSync(`/proc/${zombiePid}/stat`, 'latin1').match(/\) Z/) && Date.now() - t2 < 5_000) await sleep(20);
+      expect(fs.readFileSync(`/proc/${zombiePid}/stat`, 'latin1')).toMatch(/\) Z /);
+      const taken = await ws.run(line3, { timeoutMs: 30_000 });
+      expect([0, 3], show(taken)).toContain(taken.exitCode);
+      const zs = (await readOutbox(out)).filter((m) => m.to[0]?.startsWith('z')).map((m) => m.to[0]);
+      expect(new Set(zs).size).toBe(zs.length);
+      expect(zs.length).toBeGreaterThanOrEqual(196);
+    } finally {
+      parent.kill('SIGKILL');
+      await parent;
+    }
   });
 
   test('the same cron line twice: the second sends nothing', async () => {
