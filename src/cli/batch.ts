@@ -56,45 +56,38 @@ export function registerBatch(program: Command, io: Io): void {
           const ctx = await cli.core();
           const b = await getBatch(ctx, id!);
           const delivery = await deliveryCounts(ctx, b.id);
-          const items = opts.items ? await batchItems(ctx, b.id) : undefined;
           const tracked = Object.entries(delivery).filter(([, n]) => n > 0);
-          cli.out.result({ ...batchJson(b), deliveryCounts: deliveryCountsJson(delivery), items: items ? items.map(batchRowJson) : null }, () =>
-            [
-              cli.out.fields([
-                ['batch', b.id],
-                ['tenant', b.tenantId],
-                ['channel', b.channel],
-                ['status', b.status],
-                ...(b.pausedReason ? ([['paused', `${cli.out.time(b.pausedAt, true)}: ${b.pausedReason}`]] as Array<[string, unknown]>) : []),
-                ['idempotency key', b.idempotencyKey],
-                ['key expires', b.keyExpiresAt ? cli.out.time(b.keyExpiresAt, true) : 'never'],
-                ['csv', b.inputPath],
-                ['template', b.templatePath],
-                ['rows', b.rows],
-                ['sent', b.sent],
-                ['failed', b.failed],
-                ['skipped', b.skipped],
-                ['unknown', b.unknown],
-                ['pending', b.pending],
-                ['fallback', b.fallback],
-                ...Object.entries(b.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
-                ['delivery', tracked.length ? tracked.map(([st, n]) => `${n} ${st}`).join(', ') : 'no events yet'],
-                ['lease', b.leaseOwner ? `${b.leaseOwner} until ${cli.out.time(b.leaseExpiresAt, true)}` : 'none'],
-                ['created', cli.out.time(b.createdAt, true)],
-                ['started', cli.out.time(b.startedAt, true)],
-                ['finished', cli.out.time(b.finishedAt, true)],
-              ]),
-              ...(items
-                ? [
-                    '',
-                    cli.out.table(
-                      ['ROW', 'LINE', 'RECIPIENT', 'STATE', 'PROVIDER', 'FALLBACK', 'MESSAGE ID / ERROR'],
-                      items.map((i) => [i.row, i.line, i.recipient, i.state, i.provider, i.fallback ? 'yes' : 'no', i.error ?? i.messageId]),
-                    ),
-                  ]
-                : []),
-            ].join('\n'),
-          );
+          const data = { ...batchJson(b), deliveryCounts: deliveryCountsJson(delivery) };
+          const fields = () =>
+            cli.out.fields([
+              ['batch', b.id],
+              ['tenant', b.tenantId],
+              ['channel', b.channel],
+              ['status', b.status],
+              ...(b.pausedReason ? ([['paused', `${cli.out.time(b.pausedAt, true)}: ${b.pausedReason}`]] as Array<[string, unknown]>) : []),
+              ['idempotency key', b.idempotencyKey],
+              ['key expires', b.keyExpiresAt ? cli.out.time(b.keyExpiresAt, true) : 'never'],
+              ['csv', b.inputPath],
+              ['template', b.templatePath],
+              ['rows', b.rows],
+              ['sent', b.sent],
+              ['failed', b.failed],
+              ['skipped', b.skipped],
+              ['unknown', b.unknown],
+              ['pending', b.pending],
+              ['fallback', b.fallback],
+              ...Object.entries(b.byProvider).map(([p, n]): [string, unknown] => [`via ${p}`, n]),
+              ['delivery', tracked.length ? tracked.map(([st, n]) => `${n} ${st}`).join(', ') : 'no events yet'],
+              ['lease', b.leaseOwner ? `${b.leaseOwner} until ${cli.out.time(b.leaseExpiresAt, true)}` : 'none'],
+              ['created', cli.out.time(b.createdAt, true)],
+              ['started', cli.out.time(b.startedAt, true)],
+              ['finished', cli.out.time(b.finishedAt, true)],
+            ]);
+          if (!opts.items) return cli.out.result({ ...data, items: null }, fields);
+          // Every row, written as it is read from the store (a batch of a million rows would not fit in memory).
+          await cli.out.resultRows(data, 'items', await batchItems(ctx, b.id), batchRowJson, fields,
+            ['ROW', 'LINE', 'RECIPIENT', 'STATE', 'PROVIDER', 'FALLBACK', 'MESSAGE ID / ERROR'],
+            (i) => [i.row, i.line, i.recipient, i.state, i.provider, i.fallback ? 'yes' : 'no', i.error ?? i.messageId]);
         }),
       ),
     ['switchboard batch show b-20261123-1a2b3c4d', 'switchboard batch show b-20261123-1a2b3c4d --items --json'],

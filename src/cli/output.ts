@@ -70,6 +70,38 @@ const tsvCell = (cell: string): string => cell.replace(/[\t\r\n]+/g, ' ');
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const TSV_UNSAFE = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
 
+/** A table cell's text: String(), `-` for null and undefined. */
+const cellText = (v: unknown): string => (v === null || v === undefined ? '-' : String(v));
+
+/** A table row as one tab-separated line ({@link tsvCell}, control characters escaped; see {@link TSV_UNSAFE}). */
+function tsvLine(r: readonly unknown[]): string {
+  return r
+    .map((v) => {
+      const cell = cellText(v);
+      return TSV_UNSAFE.test(cell) ? escapeControls(tsvCell(cell)) : cell;
+    })
+    .join('\t');
+}
+
+/** Rows per cli-table3 table when {@link Output.resultRows} draws a long list on a terminal. */
+export const TABLE_PAGE = 1000;
+
+/** Output gathered into writes of about {@link ChunkedWriter.SIZE} characters (one system call each, not one per row). */
+class ChunkedWriter {
+  static readonly SIZE = 64 * 1024;
+  private buf = '';
+  constructor(private readonly stream: Stream) {}
+  write(text: string): void {
+    this.buf += text;
+    if (this.buf.length >= ChunkedWriter.SIZE) this.end();
+  }
+  /** Writes what is gathered. */
+  end(): void {
+    if (this.buf) this.stream.write(this.buf);
+    this.buf = '';
+  }
+}
+
 // eslint-disable-next-line no-control-regex -- a colour (SGR) sequence, as chalk writes them
 const SGR = /(\x1b\[[0-9;]*m)/;
 
@@ -164,26 +196,70 @@ export class Output {
    * a file, cron, CI): one tab-separated line per row, the header line first, no colour.
    */
   table(head: string[], rows: unknown[][]): string {
-    const text = (v: unknown): string => (v === null || v === undefined ? '-' : String(v));
-    if (!this.stdout.isTTY) {
-      const line = (r: readonly unknown[]) =>
-        r
-          .map((v) => {
-            const cell = text(v);
-            return TSV_UNSAFE.test(cell) ? escapeControls(tsvCell(cell)) : cell;
-          })
-          .join('\t');
-      return [head, ...rows].map(line).join('\n');
-    }
-    const cells = rows.map((r) => r.map(text));
+    if (!this.stdout.isTTY) return [head, ...rows].map(tsvLine).join('\n');
     const Table = createRequire(import.meta.url)('cli-table3') as typeof TableType;
     const t = new Table({
       head: head.map((h) => this.c.bold(h)),
       style: { head: [], border: [] },
       chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     });
-    for (const r of cells) t.push(r.map((cell) => escapeCell(cell, this.c !== NO_STYLES)));
+    for (const r of rows) t.push(r.map((v) => escapeCell(cellText(v), this.c !== NO_STYLES)));
     return t.toString();
+  }
+
+  /**
+   * Prints a result that ends with a list of rows of any length, writing the rows as `rows` yields them, so
+   * memory stays flat (a batch of a million rows). With `--json`: the document {@link result} would print for
+   * `{...data, [key]: rows.map(json)}`, byte for byte. Otherwise: the text `human()`, a blank line, then the rows
+   * as a {@link table} under `head` (`cells(row)` each): tab-separated lines on a pipe or file; on a terminal,
+   * cli-table3 tables of {@link TABLE_PAGE} rows each, each with its header.
+   */
+  async resultRows<T>(
+    data: Record<string, unknown>,
+    key: string,
+    rows: AsyncIterable<T>,
+    json: (row: T) => unknown,
+    human: () => string,
+    head: string[],
+    cells: (row: T) => unknown[],
+  ): Promise<void> {
+    const out = new ChunkedWriter(this.stdout);
+    if (this.opts.json) {
+      // The document with an empty list as its last member, the rows written where that list is.
+      const { [key]: _, ...rest } = data;
+      const doc = JSON.stringify({ ...rest, [key]: [] }, null, 2);
+      const at = doc.lastIndexOf('[]');
+      out.write(doc.slice(0, at) + '[');
+      let first = true;
+      for await (const row of rows) {
+        out.write(`${first ? '' : ','}\n    ${JSON.stringify(json(row), null, 2).replace(/\n/g, '\n    ')}`);
+        first = false;
+      }
+      out.write(`${first ? '' : '\n  '}]${doc.slice(at + 2)}\n`);
+      out.end();
+      return;
+    }
+    const text = escapeCell(human(), this.c !== NO_STYLES);
+    out.write(`${text}\n\n`);
+    let page: unknown[][] = [];
+    let drawn = false;
+    const flush = () => {
+      out.write(this.table(head, page) + '\n');
+      page = [];
+      drawn = true;
+    };
+    if (!this.stdout.isTTY) {
+      out.write(tsvLine(head) + '\n');
+      for await (const row of rows) out.write(tsvLine(cells(row)) + '\n');
+    } else {
+      for await (const row of rows) {
+        page.push(cells(row));
+        if (page.length === TABLE_PAGE) flush();
+      }
+      // No rows: the header alone, as table() draws it.
+      if (page.length > 0 || !drawn) flush();
+    }
+    out.end();
   }
 
   /**

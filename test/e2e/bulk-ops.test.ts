@@ -86,7 +86,8 @@ describe('suppressions, templates, cancel, export, reports', () => {
   });
 
   test('batch cancel skips the pending rows for good; report and log list read the message log', async () => {
-    const csv = ws.file('cancel.csv', ['email,name', ...Array.from({ length: 300 }, (_, i) => `k${i}@example.com,K${i}`)].join('\n') + '\n');
+    // 1,200 rows: more than one page of a store read (PostgreSQL reads `batch show --items` in pages of 1,000).
+    const csv = ws.file('cancel.csv', ['email,name', ...Array.from({ length: 1200 }, (_, i) => `k${i}@example.com,K${i}`)].join('\n') + '\n');
     const tpl = ws.file('cancel.txt', 'Hi {{name}}\n');
     const line = ['send', 'batch', '--tenant', 'acme', '--csv', csv, '--template-file', tpl, '--subject', 'Hi', '--rate', '100'];
     // Stop the run early with SIGTERM (exit 130), then cancel what is left.
@@ -104,14 +105,19 @@ describe('suppressions, templates, cancel, export, reports', () => {
     expect(c).toMatchObject({ status: 'cancelled', alreadyFinished: false });
     expect(c.cancelledCount).toBeGreaterThan(0);
     expect(c.pendingCount).toBe(0);
-    expect(c.sentCount + c.skippedCount).toBe(300);
+    expect(c.sentCount + c.skippedCount).toBe(1200);
     const sentK = (await readOutbox(out)).filter((m) => m.to[0]?.startsWith('k')).length;
     expect(sentK).toBe(c.sentCount);
     // `batch show` of the cancelled batch gives the counts kept at the cancel: they agree with its rows.
     const shown = parseJson<BatchDetail>(expectExit(await ws.run(['batch', 'show', id.id, '--items', '--json']), 0, 'show'));
     const tally = (state: string) => shown.items!.filter((i) => i.state === state).length;
-    expect([shown.status, shown.rowCount, shown.sentCount, shown.skippedCount, shown.pendingCount]).toEqual(['cancelled', 300, tally('sent'), tally('skipped'), 0]);
+    expect([shown.status, shown.rowCount, shown.sentCount, shown.skippedCount, shown.pendingCount]).toEqual(['cancelled', 1200, tally('sent'), tally('skipped'), 0]);
     expect(shown.sentCount).toBe(sentK);
+    // Every row once, in CSV order, in the JSON document and in the tab-separated table alike.
+    expect(shown.items!.map((i) => i.row)).toEqual(Array.from({ length: 1200 }, (_, i) => i + 1));
+    const table = expectExit(await ws.run(['batch', 'show', id.id, '--items']), 0, 'show (text)').stdout.split('\n\n')[1]!.trimEnd().split('\n');
+    expect(table[0]).toBe('ROW\tLINE\tRECIPIENT\tSTATE\tPROVIDER\tFALLBACK\tMESSAGE ID / ERROR');
+    expect(table.slice(1).map((l) => l.split('\t').slice(0, 4))).toEqual(shown.items!.map((i) => [String(i.row), String(i.line), i.recipient, i.state]));
     // Neither resume nor the same line sends the cancelled rows.
     expect((await ws.run(['batch', 'resume', id.id])).exitCode).toBe(2);
     // The same line reports the batch as cancelled, never as sent; cancelling it again changes nothing.

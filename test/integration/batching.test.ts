@@ -143,7 +143,9 @@ describe('provider batching (sendMany)', () => {
     const s = await runBatch(ctx, request(csv(2500)), hooks);
     expect(s).toMatchObject({ rows: 2500, sent: 2500, failed: 0, unknown: 0, pending: 0, fallback: 0 });
     expect(srv.requests.map((r) => r.personalizations.length).sort((a, b) => b - a)).toEqual([1000, 1000, 500]);
-    const items = await batchItems(ctx, s.batchId!);
+    const items = [];
+    for await (const item of await batchItems(ctx, s.batchId!)) items.push(item);
+    expect(items).toHaveLength(2500);
     const byRow = new Map(srv.requests.flatMap((r) => r.personalizations.map((p) => [p.headers['X-Switchboard-Batch'], { to: p.to[0]!.email, subject: p.subject, id: r.messageId }] as const)));
     expect(byRow.size).toBe(2500);
     for (const item of items) {

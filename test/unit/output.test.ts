@@ -1,6 +1,6 @@
 // Output: tables drawn by cli-table3 on a terminal, tab-separated lines elsewhere; colour only on a terminal.
 import { describe, expect, it, test } from 'vitest';
-import { formatTime, Output, stamp, type OutputOptions } from '../../src/cli/output.js';
+import { formatTime, Output, stamp, TABLE_PAGE, type OutputOptions } from '../../src/cli/output.js';
 
 const tty = { write: () => true, isTTY: true };
 const pipe = { write: () => true, isTTY: false };
@@ -42,6 +42,49 @@ describe('Output.table', () => {
     expect((await Output.create(tty, tty, opts(true))).table(['ID'], [['a']])).toMatch(ANSI);
     expect((await Output.create(tty, tty, opts(false))).table(['ID'], [['a']])).not.toMatch(ANSI);
     expect((await Output.create(pipe, tty, opts(true))).c.red('x')).toBe('x');
+  });
+});
+
+describe('Output.resultRows (a long list written as it is read)', () => {
+  /** A stream that keeps what is written, and how many writes. */
+  const sink = (isTTY: boolean) => {
+    const s = { text: '', writes: 0, isTTY, write: (t: string) => ((s.text += t), s.writes++, true) };
+    return s;
+  };
+  async function* gen<T>(xs: readonly T[]): AsyncIterable<T> {
+    yield* xs;
+  }
+  const head = ['ROW', 'NOTE'];
+  const data = { id: 'b-1', nested: { a: [1, 2], b: 'x' }, items: 'dropped: the list takes its place' };
+  const rows = (n: number) => Array.from({ length: n }, (_, k) => ({ row: k + 1, note: k % 2 ? 'tab\there, "quoted"\nand a break' : null }));
+
+  test.each([0, 1, 3, 2500])('--json: byte for byte the document result() prints, %i rows', async (n) => {
+    const streamed = sink(false);
+    const whole = sink(false);
+    const json = { json: true, quiet: false, verbose: false, color: false };
+    await new Output(streamed, streamed, json).resultRows(data, 'items', gen(rows(n)), (r) => ({ ...r, twice: [r.row, r.row] }), () => '', head, () => []);
+    new Output(whole, whole, json).result({ ...data, items: rows(n).map((r) => ({ ...r, twice: [r.row, r.row] })) }, () => '');
+    expect(streamed.text).toBe(whole.text);
+    expect(JSON.parse(streamed.text).items).toHaveLength(n);
+    // Gathered into large writes, not one per row.
+    expect(streamed.writes).toBeLessThanOrEqual(1 + Math.ceil(streamed.text.length / 65536));
+  });
+
+  it('on a pipe: the text, a blank line, then the tab-separated table (header first), as table() prints it', async () => {
+    const s = sink(false);
+    const o = new Output(s, s, opts(false));
+    await o.resultRows(data, 'items', gen(rows(3)), (r) => r, () => 'batch  b-1', head, (r) => [r.row, r.note]);
+    expect(s.text).toBe(`batch  b-1\n\n${o.table(head, rows(3).map((r) => [r.row, r.note]))}\n`);
+  });
+
+  it(`on a terminal: cli-table3 tables of ${TABLE_PAGE} rows each; no rows: the header alone`, async () => {
+    const s = sink(true);
+    await new Output(s, s, opts(false)).resultRows(data, 'items', gen(rows(TABLE_PAGE + 1)), (r) => r, () => 'batch  b-1', head, (r) => [r.row, r.note]);
+    expect(s.text.match(/│ ROW +│ NOTE +│/g)).toHaveLength(2);
+    expect(s.text).toMatch(new RegExp(`│ ${TABLE_PAGE + 1} +│ - +│`));
+    const empty = sink(true);
+    await new Output(empty, empty, opts(false)).resultRows(data, 'items', gen([]), (r) => r, () => 'batch  b-1', head, () => []);
+    expect(empty.text.match(/│ ROW +│ NOTE +│/g)).toHaveLength(1);
   });
 });
 

@@ -17,12 +17,12 @@ import {
   insertBatchItems,
   insertBatchRow,
   iterateBatchExport,
+  iterateBatchItems,
   iterateBatchSentValues,
   renewBatchLease,
   retryBatchItems,
   selectBatchByDerivedKey,
   selectBatchByKey,
-  selectBatchItems,
   selectBatchRecipients,
   selectBatchRow,
   lockBatchRow,
@@ -198,10 +198,11 @@ export function listBatchRows(ctx: CoreContext, filter: { tenantId?: string; lim
   return selectBatchRows(ctx.sql, { tenantId: filter.tenantId, limit: filter.limit ?? 100 });
 }
 
-/** A batch's ledger rows in CSV order. */
-export async function itemRows(ctx: CoreContext, batchId: string): Promise<RowEvent[]> {
-  const rows = await selectBatchItems(ctx.sql, batchId);
-  return rows.map((r) => ({ row: r.row_no, line: r.line_no, recipient: r.recipient, state: r.state, provider: r.provider, messageId: r.message_id, fallback: r.fallback === 1, error: r.error }));
+/** A batch's ledger rows in CSV order, lazily (memory stays flat whatever the batch's size). */
+export async function* iterateItemRows(ctx: CoreContext, batchId: string): AsyncIterable<RowEvent> {
+  for await (const r of iterateBatchItems(ctx.sql, batchId)) {
+    yield { row: r.row_no, line: r.line_no, recipient: r.recipient, state: r.state, provider: r.provider, messageId: r.message_id, fallback: r.fallback === 1, error: r.error };
+  }
 }
 
 /** A batch's rows for export, lazily, in CSV order. */

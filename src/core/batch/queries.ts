@@ -2,7 +2,7 @@
  * Reading stored batches: `batch list`, `batch show` (with `--items`) and `batch export`.
  */
 import type { CoreContext } from '../context.js';
-import { batchStats, getBatchRow, itemRows, iterateExport, listBatchRows } from './ledger.js';
+import { batchStats, getBatchRow, iterateExport, iterateItemRows, listBatchRows } from './ledger.js';
 import type { BatchCounts, BatchInfo, BatchRow, RowEvent } from './types.js';
 
 async function toInfo(ctx: CoreContext, b: BatchRow): Promise<BatchInfo> {
@@ -45,10 +45,14 @@ export async function batchCounts(ctx: CoreContext, id: string): Promise<BatchCo
   return counts;
 }
 
-/** A batch's ledger rows in CSV order (for `batch show --items`). @throws NotFoundError. */
-export async function batchItems(ctx: CoreContext, id: string): Promise<RowEvent[]> {
+/**
+ * A batch's ledger rows in CSV order (for `batch show --items`), read lazily as they are iterated, so memory
+ * stays flat whatever the batch's size (on SQLite the read holds the store's connection until it ends: iterate it
+ * to the end, or break, before other statements). @throws NotFoundError (when the batch does not exist).
+ */
+export async function batchItems(ctx: CoreContext, id: string): Promise<AsyncIterable<RowEvent>> {
   await getBatchRow(ctx, id);
-  return itemRows(ctx, id);
+  return iterateItemRows(ctx, id);
 }
 
 /** Columns `batch export` adds after the input columns. */

@@ -183,14 +183,6 @@ export interface BatchItemListRow {
   error: string | null;
 }
 
-/** A batch's ledger rows in CSV order. */
-export async function selectBatchItems(sql: Sql, batchId: string): Promise<BatchItemListRow[]> {
-  return sql.all<BatchItemListRow>(
-    'SELECT row_no, line_no, recipient, state, provider, message_id, fallback, error FROM batch_items WHERE batch_id = ? ORDER BY row_no',
-    batchId,
-  );
-}
-
 /** Rows per page when a large result is read in pages (PostgreSQL; SQLite streams a statement). */
 const PAGE = 1000;
 
@@ -212,6 +204,11 @@ async function* iterateItems<T extends { row_no: number }>(sql: Sql, columns: st
     if (page.length < PAGE) return;
     after = page[page.length - 1]!.row_no;
   }
+}
+
+/** A batch's rows with their outcomes, lazily, in CSV order (see `iterateItems` for how they stream). */
+export function iterateBatchItems(sql: Sql, batchId: string): AsyncIterable<BatchItemListRow> {
+  return iterateItems(sql, 'row_no, line_no, recipient, state, provider, message_id, fallback, error', '', batchId);
 }
 
 /** A batch's rows for export, lazily, in CSV order (see `iterateItems` for how they stream). */
