@@ -8,7 +8,7 @@ import type { CliContext, Io } from './context.js';
 import type { CoreContext } from '../core/context.js';
 import { confirmOrYes } from './prompt.js';
 import { action, examples } from './command.js';
-import { encodeKey, fingerprint, generateKey, writeKeyFile } from '../crypto/keys.js';
+import { encodeKey, findMasterKey, fingerprint, generateKey, writeKeyFile } from '../crypto/keys.js';
 import { KEYCHAIN_SERVICE, keychainDelete, keychainGet, keychainProbe, keychainSet } from '../crypto/keychain.js';
 import { assertKeyLost, bindNewKey, describeSource, keyVersions, lookupMasterKey, noKeyError, requireKey, resetLostKey, rotateKey, storeAccount } from '../core/vault.js';
 import { KeyError, UsageError } from '../errors.js';
@@ -99,7 +99,7 @@ export function registerKey(program: Command, io: Io): void {
   examples(
     key
       .command('init')
-      .description('create a new master key for this store: in a key file (0600), in the OS keychain, or printed as an export line')
+      .description('create a new master key for this store: in a key file (0600), in the OS keychain, or printed as an export line; with SWITCHBOARD_MASTER_KEY or SWITCHBOARD_KEY_FILE set, bind the store to the key they give')
       .option('--file <path>', 'write the key to this file (mode 0600)')
       .option('--keychain', `store the key in the OS keychain (Secret Service; service "${KEYCHAIN_SERVICE}", account = the store id)`)
       .option('--force', 'overwrite an existing key file or keychain item')
@@ -109,6 +109,23 @@ export function registerKey(program: Command, io: Io): void {
           const current = (await keyVersions(ctx)).find((k) => k.retiredAt === null);
           if (current) {
             throw new KeyError(`this store already has key #${current.id} (fingerprint ${current.fingerprint}); refusing to create another (use \`key rotate\` to replace it)`);
+          }
+          // A key the environment already gives (SWITCHBOARD_MASTER_KEY, SWITCHBOARD_KEY_FILE) is the one every
+          // later command uses: a new key elsewhere would leave the store bound to a key those commands never see
+          // (each would exit 5). Without --file or --keychain the store is bound to the given key instead.
+          const given = findMasterKey(ctx.env);
+          if (given && (opts.file || opts.keychain)) {
+            const other = opts.file ? `the key file ${opts.file}` : 'the OS keychain';
+            throw new UsageError(
+              `${given.source === 'env' ? 'SWITCHBOARD_MASTER_KEY' : 'SWITCHBOARD_KEY_FILE'} is set, and commands use its key before ${other}: unset it to create a new key there, or run \`switchboard key init\` without ${opts.file ? '--file' : '--keychain'} to bind this store to the key it gives`,
+            );
+          }
+          if (given) {
+            const fp = fingerprint(given.key);
+            const keyId = await bindNewKey(ctx, fp);
+            const where = given.source === 'file' ? ({ source: 'file', file: given.location } as const) : ({ source: 'env' } as const);
+            cli.out.result(newKeyJson(cli, { keyId }, fp, where), () => `Bound this store to key #${keyId} (fingerprint ${fp}) from ${describeSource(given)}; no new key was made.`);
+            return;
           }
           await storeNewKey(cli, ctx, opts, async (fp) => ({ keyId: await bindNewKey(ctx, fp) }));
         }),

@@ -47,6 +47,41 @@ function fileWorkspace(): { ws: Workspace; keyFile: string; env: Record<string, 
   return { ws, keyFile, env: { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: keyFile } };
 }
 
+describe('key init with a key already given (SWITCHBOARD_KEY_FILE, SWITCHBOARD_MASTER_KEY)', () => {
+  test('binds the store to that key instead of making one the later commands never see; a new key elsewhere is refused', async () => {
+    const { ws, keyFile, env } = fileWorkspace();
+    // A new key in another file (or the keychain) would be shadowed by SWITCHBOARD_KEY_FILE: refused, nothing made.
+    const other = `${ws.dir}/other.key`;
+    const refused = await ws.run(['key', 'init', '--file', other], { env });
+    expect(refused.exitCode, show(refused)).toBe(2);
+    expect(refused.stderr).toMatch(/SWITCHBOARD_KEY_FILE is set.*without --file to bind this store/);
+    expect(fs.existsSync(other)).toBe(false);
+    const init = parseJson<{ keyId: number; fingerprint: string; source: string; file: string; export: string | null }>(
+      expectExit(await ws.run(['key', 'init', '--json'], { env }), 0, 'key init'),
+    );
+    expect(init).toMatchObject({ keyId: 1, source: 'file', file: keyFile, export: null });
+    expect(JSON.stringify(init)).not.toContain(ws.key);
+    // The commands after it run with the same key (before, each exited 5: the store had another, printed, key).
+    expectExit(await ws.run(['tenant', 'add', 'acme', '--name', 'Acme'], { env }), 0, 'tenant add');
+    expectExit(await ws.run(['provider', 'add', '--tenant', 'acme', '--channel', 'email', '--kind', 'smtp', '--set', 'host=127.0.0.1', '--set', 'from=a@acme.example', '--secret-env', 'password=SMTP_PASS'], { env: { ...env, SMTP_PASS: 's3cret' } }), 0, 'provider add');
+    const status = parseJson<Status>(expectExit(await ws.run(['key', 'status', '--json'], { env }), 0, 'key status'));
+    expect(status).toMatchObject({ source: 'file', keyId: 1, fingerprint: init.fingerprint, matches: true });
+    expect((await openAll(ws.store, env)).get('acme/email/smtp')).toBe('s3cret');
+    // The same with the key in SWITCHBOARD_MASTER_KEY, on another fresh store.
+    const ws2 = makeWorkspace();
+    try {
+      const keychain = await ws2.run(['key', 'init', '--keychain']);
+      expect(keychain.exitCode, show(keychain)).toBe(2);
+      expect(keychain.stderr).toMatch(/SWITCHBOARD_MASTER_KEY is set.*before the OS keychain/);
+      const byEnv = parseJson<{ keyId: number; source: string; export: string | null }>(expectExit(await ws2.run(['key', 'init', '--json']), 0, 'key init (env)'));
+      expect(byEnv).toMatchObject({ keyId: 1, source: 'env', export: null });
+      expect(JSON.stringify(byEnv)).not.toContain(ws2.key);
+    } finally {
+      ws2.cleanup();
+    }
+  });
+});
+
 describe('key rotate', () => {
   test('key file: every secret re-sealed with the new key, none opens with the old, versions counted', async () => {
     const { ws, keyFile, env } = fileWorkspace();
