@@ -110,23 +110,30 @@ export function registerKey(program: Command, io: Io): void {
           if (current) {
             throw new KeyError(`this store already has key #${current.id} (fingerprint ${current.fingerprint}); refusing to create another (use \`key rotate\` to replace it)`);
           }
-          // A key the environment already gives (SWITCHBOARD_MASTER_KEY, SWITCHBOARD_KEY_FILE) is the one every
-          // later command uses: a new key elsewhere would leave the store bound to a key those commands never see
-          // (each would exit 5). Without --file or --keychain the store is bound to the given key instead.
-          const given = findMasterKey(ctx.env);
-          if (given && (opts.file || opts.keychain)) {
+          // The key the environment names (SWITCHBOARD_MASTER_KEY, SWITCHBOARD_KEY_FILE) is the one every later
+          // command uses: a new key anywhere else would leave the store bound to a key those commands never see (each
+          // would exit 5). So: a key the environment gives binds the store; SWITCHBOARD_KEY_FILE naming a file not
+          // made yet is where the new key goes; a new key elsewhere is refused.
+          const inline = ctx.env.SWITCHBOARD_MASTER_KEY ? 'SWITCHBOARD_MASTER_KEY' : undefined;
+          const envFile = !inline && ctx.env.SWITCHBOARD_KEY_FILE ? path.resolve(ctx.env.SWITCHBOARD_KEY_FILE) : undefined;
+          const target = opts.file ? path.resolve(opts.file) : undefined;
+          const shadowing = inline ?? (envFile && (opts.keychain || (target && target !== envFile)) ? 'SWITCHBOARD_KEY_FILE' : undefined);
+          if (shadowing && (opts.file || opts.keychain)) {
             const other = opts.file ? `the key file ${opts.file}` : 'the OS keychain';
             throw new UsageError(
-              `${given.source === 'env' ? 'SWITCHBOARD_MASTER_KEY' : 'SWITCHBOARD_KEY_FILE'} is set, and commands use its key before ${other}: unset it to create a new key there, or run \`switchboard key init\` without ${opts.file ? '--file' : '--keychain'} to bind this store to the key it gives`,
+              `${shadowing} is set, and commands use its key before ${other}: unset it to create a new key there, or run \`switchboard key init\` without ${opts.file ? '--file' : '--keychain'} to bind this store to the key it names`,
             );
           }
-          if (given) {
+          if (inline || (envFile && !target && fs.existsSync(envFile))) {
+            const given = findMasterKey(ctx.env)!;
             const fp = fingerprint(given.key);
             const keyId = await bindNewKey(ctx, fp);
             const where = given.source === 'file' ? ({ source: 'file', file: given.location } as const) : ({ source: 'env' } as const);
             cli.out.result(newKeyJson(cli, { keyId }, fp, where), () => `Bound this store to key #${keyId} (fingerprint ${fp}) from ${describeSource(given)}; no new key was made.`);
             return;
           }
+          // SWITCHBOARD_KEY_FILE names a file not made yet (or --file names the same one): the new key goes there.
+          if (envFile && !target) opts = { ...opts, file: envFile };
           await storeNewKey(cli, ctx, opts, async (fp) => ({ keyId: await bindNewKey(ctx, fp) }));
         }),
       ),

@@ -6,6 +6,7 @@
 // - every destructive verb without a terminal and without --yes: exit 2 naming --yes, nothing changed;
 // - shell completion: the library's callback and the bash script under bash's completion machinery.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -490,5 +491,25 @@ describe('shell completion', () => {
     expect(traced.exitCode, String(traced.stderr)).toBe(0);
     const loaded = fs.readFileSync(path.join(ws.dir, 'trace.txt'), 'utf8');
     expect(loaded).not.toMatch(/node_modules\/(twilio|@aws-sdk|@sendgrid|nodemailer)\//);
+  });
+});
+
+describe("the README's Quick start", () => {
+  test('its main job (`npm run demo`: test/demo.mjs on the built binary) runs on a fresh environment: every step exits 0, the sample CSV lands in the outbox', async () => {
+    // No SWITCHBOARD_* variables, a HOME of its own: as on a fresh machine (the demo makes its store and key file).
+    const home = fs.mkdtempSync(path.join(fs.realpathSync(os.tmpdir()), 'sb-quickstart-'));
+    let demoDir: string | undefined;
+    try {
+      const r = await execa(process.execPath, [path.join(repoRoot, 'test', 'demo.mjs')], { cwd: repoRoot, env: baseEnv(home), extendEnv: false, reject: false, all: true });
+      demoDir = r.stdout.match(/^Demo store: (.*)\/switchboard\.db$/m)?.[1];
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stdout).toMatch(/^\$ switchboard key init --file /m);
+      expect(r.stdout).toMatch(/^Created key #1 /m);
+      const rows = fs.readFileSync(path.join(repoRoot, 'test', 'fixtures', 'sample.csv'), 'utf8').trim().split('\n').length - 1;
+      expect(fs.readdirSync(path.join(demoDir!, 'outbox')).filter((f) => f.endsWith('.eml'))).toHaveLength(rows);
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+      if (demoDir) fs.rmSync(demoDir, { recursive: true, force: true });
+    }
   });
 });

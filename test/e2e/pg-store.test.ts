@@ -176,7 +176,8 @@ describe('a PostgreSQL store', () => {
   it('names the backend and schema version in key status on a SQLite store', async () => {
     const local = makeWorkspace();
     try {
-      expectExit(await local.run(['key', 'init', '--file', `${local.dir}/key`]), 0, 'key init');
+      // (SWITCHBOARD_MASTER_KEY unset: while it is set, `key init --file` is refused, since it would shadow the file.)
+      expectExit(await local.run(['key', 'init', '--file', `${local.dir}/key`], { env: { SWITCHBOARD_MASTER_KEY: undefined } }), 0, 'key init');
       const r = await local.run(['key', 'status', '--json'], { env: { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: `${local.dir}/key` } });
       const status = parseJson<{ store: Record<string, unknown> }>(expectExit(r, 0, 'key status'));
       expect(status.store).toMatchObject({ backend: 'sqlite', location: local.store, schemaVersion: SCHEMA_VERSION });

@@ -47,7 +47,7 @@ function fileWorkspace(): { ws: Workspace; keyFile: string; env: Record<string, 
   return { ws, keyFile, env: { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: keyFile } };
 }
 
-describe('key init with a key already given (SWITCHBOARD_KEY_FILE, SWITCHBOARD_MASTER_KEY)', () => {
+describe('key init with a key named by the environment (SWITCHBOARD_KEY_FILE, SWITCHBOARD_MASTER_KEY)', () => {
   test('binds the store to that key instead of making one the later commands never see; a new key elsewhere is refused', async () => {
     const { ws, keyFile, env } = fileWorkspace();
     // A new key in another file (or the keychain) would be shadowed by SWITCHBOARD_KEY_FILE: refused, nothing made.
@@ -78,6 +78,24 @@ describe('key init with a key already given (SWITCHBOARD_KEY_FILE, SWITCHBOARD_M
       expect(JSON.stringify(byEnv)).not.toContain(ws2.key);
     } finally {
       ws2.cleanup();
+    }
+    // SWITCHBOARD_KEY_FILE naming a file not made yet: the new key goes there (alone, or with --file naming it too,
+    // as the Quick start's demo does), and the commands after it use it.
+    for (const withFile of [false, true]) {
+      const ws3 = makeWorkspace();
+      try {
+        const file = `${ws3.dir}/keys/master.key`;
+        const env3 = { SWITCHBOARD_MASTER_KEY: undefined, SWITCHBOARD_KEY_FILE: file };
+        const made = parseJson<{ keyId: number; source: string; file: string; fingerprint: string }>(
+          expectExit(await ws3.run(['key', 'init', ...(withFile ? ['--file', file] : []), '--json'], { env: env3 }), 0, `key init${withFile ? ' --file' : ''} (a file to make)`),
+        );
+        expect(made).toMatchObject({ keyId: 1, source: 'file', file });
+        expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+        const st = parseJson<Status>(expectExit(await ws3.run(['key', 'status', '--json'], { env: env3 }), 0, 'key status'));
+        expect(st).toMatchObject({ source: 'file', fingerprint: made.fingerprint, matches: true });
+      } finally {
+        ws3.cleanup();
+      }
     }
   });
 });
