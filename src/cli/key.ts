@@ -99,7 +99,7 @@ export function registerKey(program: Command, io: Io): void {
   examples(
     key
       .command('init')
-      .description('create a new master key for this store: in a key file (0600), in the OS keychain, or printed as an export line; with SWITCHBOARD_MASTER_KEY or SWITCHBOARD_KEY_FILE set, bind the store to the key they give')
+      .description('create a new master key for this store: in a key file (0600), in the OS keychain, or printed as an export line; with SWITCHBOARD_MASTER_KEY or SWITCHBOARD_KEY_FILE set, bind the store to their key (a SWITCHBOARD_KEY_FILE not made yet gets the new key)')
       .option('--file <path>', 'write the key to this file (mode 0600)')
       .option('--keychain', `store the key in the OS keychain (Secret Service; service "${KEYCHAIN_SERVICE}", account = the store id)`)
       .option('--force', 'overwrite an existing key file or keychain item')
