@@ -85,9 +85,14 @@ export function registerBatch(program: Command, io: Io): void {
             ]);
           if (!opts.items) return cli.out.result({ ...data, items: null }, fields);
           // Every row, written as it is read from the store (a batch of a million rows would not fit in memory).
-          await cli.out.resultRows(data, 'items', await batchItems(ctx, b.id), batchRowJson, fields,
-            ['ROW', 'LINE', 'RECIPIENT', 'STATE', 'PROVIDER', 'FALLBACK', 'MESSAGE ID / ERROR'],
-            (i) => [i.row, i.line, i.recipient, i.state, i.provider, i.fallback ? 'yes' : 'no', i.error ?? i.messageId]);
+          await cli.out.resultRows(await batchItems(ctx, b.id), {
+            data,
+            key: 'items',
+            json: batchRowJson,
+            human: fields,
+            head: ['ROW', 'LINE', 'RECIPIENT', 'STATE', 'PROVIDER', 'FALLBACK', 'MESSAGE ID / ERROR'],
+            cells: (i) => [i.row, i.line, i.recipient, i.state, i.provider, i.fallback ? 'yes' : 'no', i.error ?? i.messageId],
+          });
         }),
       ),
     ['switchboard batch show b-20261123-1a2b3c4d', 'switchboard batch show b-20261123-1a2b3c4d --items --json'],

@@ -208,58 +208,58 @@ export class Output {
   }
 
   /**
-   * Prints a result that ends with a list of rows of any length, writing the rows as `rows` yields them, so
-   * memory stays flat (a batch of a million rows). With `--json`: the document {@link result} would print for
-   * `{...data, [key]: rows.map(json)}`, byte for byte. Otherwise: the text `human()`, a blank line, then the rows
-   * as a {@link table} under `head` (`cells(row)` each): tab-separated lines on a pipe or file; on a terminal,
-   * cli-table3 tables of {@link TABLE_PAGE} rows each, each with its header.
+   * Prints a result holding a list of rows of any length, writing the rows as `rows` yields them, so memory stays
+   * flat (a batch of a million rows, a tenant's whole suppression list). Byte for byte what {@link result} prints:
+   * - with `--json`: `o.data` with `o.key` set to the rows (`o.json(row)` each) as its last member, or, without
+   *   `o.data`, the array of rows itself;
+   * - otherwise: `o.human()` and a blank line (when given), then the rows as a {@link table} under `o.head`
+   *   (`o.cells(row)` each): tab-separated lines on a pipe or file; on a terminal, cli-table3 tables of
+   *   {@link TABLE_PAGE} rows each, each with its header. No rows: the header alone, and `o.emptyNote` on stderr
+   *   as {@link list} does.
    */
   async resultRows<T>(
-    data: Record<string, unknown>,
-    key: string,
     rows: AsyncIterable<T>,
-    json: (row: T) => unknown,
-    human: () => string,
-    head: string[],
-    cells: (row: T) => unknown[],
+    o: { data?: Record<string, unknown>; key?: string; json: (row: T) => unknown; human?: () => string; head: string[]; cells: (row: T) => unknown[]; emptyNote?: string },
   ): Promise<void> {
     const out = new ChunkedWriter(this.stdout);
+    let count = 0;
     if (this.opts.json) {
-      // The document with an empty list as its last member, the rows written where that list is.
-      const { [key]: _, ...rest } = data;
-      const doc = JSON.stringify({ ...rest, [key]: [] }, null, 2);
+      // The document with an empty list where the rows go (its last member, or the whole document).
+      const key = o.key ?? 'rows';
+      const { [key]: _, ...rest } = o.data ?? {};
+      const doc = o.data ? JSON.stringify({ ...rest, [key]: [] }, null, 2) : '[]';
       const at = doc.lastIndexOf('[]');
+      const indent = o.data ? '    ' : '  ';
       out.write(doc.slice(0, at) + '[');
-      let first = true;
       for await (const row of rows) {
-        out.write(`${first ? '' : ','}\n    ${JSON.stringify(json(row), null, 2).replace(/\n/g, '\n    ')}`);
-        first = false;
+        out.write(`${count++ === 0 ? '' : ','}\n${indent}${JSON.stringify(o.json(row), null, 2).replace(/\n/g, `\n${indent}`)}`);
       }
-      out.write(`${first ? '' : '\n  '}]${doc.slice(at + 2)}\n`);
+      out.write(`${count === 0 ? '' : `\n${indent.slice(2)}`}]${doc.slice(at + 2)}\n`);
       out.end();
       return;
     }
-    const text = escapeCell(human(), this.c !== NO_STYLES);
-    out.write(`${text}\n\n`);
+    if (o.human) out.write(`${escapeCell(o.human(), this.c !== NO_STYLES)}\n\n`);
     let page: unknown[][] = [];
-    let drawn = false;
     const flush = () => {
-      out.write(this.table(head, page) + '\n');
+      out.write(this.table(o.head, page) + '\n');
       page = [];
-      drawn = true;
     };
     if (!this.stdout.isTTY) {
-      out.write(tsvLine(head) + '\n');
-      for await (const row of rows) out.write(tsvLine(cells(row)) + '\n');
+      out.write(tsvLine(o.head) + '\n');
+      for await (const row of rows) {
+        out.write(tsvLine(o.cells(row)) + '\n');
+        count++;
+      }
     } else {
       for await (const row of rows) {
-        page.push(cells(row));
-        if (page.length === TABLE_PAGE) flush();
+        page.push(o.cells(row));
+        if (++count % TABLE_PAGE === 0) flush();
       }
       // No rows: the header alone, as table() draws it.
-      if (page.length > 0 || !drawn) flush();
+      if (page.length > 0 || count === 0) flush();
     }
     out.end();
+    if (count === 0 && o.emptyNote) this.info(o.emptyNote);
   }
 
   /**

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { Io } from './context.js';
 import { action, channelFlag, examples, required } from './command.js';
-import { addSuppression, importSuppressions, listSuppressions, removeSuppression, suppressionKey } from '../core/suppressions.js';
+import { addSuppression, importSuppressions, iterateTenantSuppressions, listSuppressions, removeSuppression, suppressionKey } from '../core/suppressions.js';
 import { getTenant } from '../core/tenants.js';
 import { checkRegion } from '../core/address.js';
 import { NotFoundError } from '../errors.js';
@@ -58,22 +58,21 @@ export function registerSuppress(program: Command, io: Io): void {
           const tenantId = required(opts.tenant, '--tenant');
           const ctx = await cli.core();
           await getTenant(ctx, tenantId);
-          const list = await listSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel));
           const now = ctx.clock.now().toISOString();
-          cli.out.result(list.map(suppressionJson), () =>
-            cli.out.list(
-              ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED', 'EXPIRES'],
-              list.map((s) => [
-                s.channel,
-                s.address,
-                s.reason,
-                s.source,
-                cli.out.time(s.createdAt),
-                s.expiresAt === null ? 'never' : `${s.expiresAt <= now ? 'expired ' : ''}${cli.out.time(s.expiresAt)}`,
-              ]),
-              'No suppressions.',
-            ),
-          );
+          // Written as they are read from the store: a tenant may have hundreds of thousands (an imported list).
+          await cli.out.resultRows(iterateTenantSuppressions(ctx, tenantId, opts.channel === undefined ? undefined : channelFlag(opts.channel)), {
+            json: suppressionJson,
+            head: ['CHANNEL', 'ADDRESS', 'REASON', 'SOURCE', 'ADDED', 'EXPIRES'],
+            cells: (s) => [
+              s.channel,
+              s.address,
+              s.reason,
+              s.source,
+              cli.out.time(s.createdAt),
+              s.expiresAt === null ? 'never' : `${s.expiresAt <= now ? 'expired ' : ''}${cli.out.time(s.expiresAt)}`,
+            ],
+            emptyNote: 'No suppressions.',
+          });
         }),
       ),
     ['switchboard suppress list --tenant acme-dental', 'switchboard suppress list --tenant acme-dental --channel sms --json'],

@@ -7,7 +7,7 @@ import type { CoreContext, Channel } from './context.js';
 import { recordAudit } from './audit.js';
 import { normaliseRecipient } from './address.js';
 import { UsageError } from '../errors.js';
-import { deleteSuppression, selectSuppressionReasons, selectSuppressions, upsertSuppression } from '../store/repos/suppressions.js';
+import { deleteSuppression, iterateSuppressions, selectSuppressionReasons, selectSuppressions, upsertSuppression, type SuppressionRow } from '../store/repos/suppressions.js';
 
 /** A suppression entry. `address` is normalised: lower-case e-mail, or E.164 phone number. */
 export interface Suppression {
@@ -63,8 +63,20 @@ export async function suppressionReasons(ctx: CoreContext, tenantId: string, cha
  * makes it), by channel and address; expired ones too (their `expiresAt` is past).
  */
 export async function listSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel, address?: string): Promise<Suppression[]> {
-  const rows = await selectSuppressions(ctx.sql, tenantId, channel, address);
-  return rows.map((r) => ({ tenantId: r.tenant_id, channel: r.channel as Channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at, expiresAt: r.expires_at }));
+  return (await selectSuppressions(ctx.sql, tenantId, channel, address)).map(toSuppression);
+}
+
+/**
+ * A tenant's suppressions (optionally of one channel) in the order of {@link listSuppressions}, read lazily as
+ * they are iterated, so memory stays flat whatever their number (`suppress list`; on SQLite the read holds the
+ * store's connection until it ends: run no other statement inside the loop).
+ */
+export async function* iterateTenantSuppressions(ctx: CoreContext, tenantId: string, channel?: Channel): AsyncIterable<Suppression> {
+  for await (const r of iterateSuppressions(ctx.sql, tenantId, channel)) yield toSuppression(r);
+}
+
+function toSuppression(r: SuppressionRow): Suppression {
+  return { tenantId: r.tenant_id, channel: r.channel as Channel, address: r.address, reason: r.reason, source: r.source, createdAt: r.created_at, expiresAt: r.expires_at };
 }
 
 /** Removes a suppression. Audited. @returns false if there was none. */

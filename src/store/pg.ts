@@ -161,6 +161,34 @@ async function query(client: Pool | PoolClient, sql: string, args: unknown[]): P
   return client.query(numberPlaceholders(sql), args);
 }
 
+/** Rows a cursor fetches at a time (see {@link Sql.iterate}). */
+const CURSOR_FETCH = 1000;
+
+/** Cursor names in use on a connection are numbered, so that two reads open in one transaction do not clash. */
+let cursors = 0;
+
+/**
+ * The rows of `sql` through a cursor on `client` (inside a transaction the caller holds), {@link CURSOR_FETCH}
+ * at a time; the cursor is closed however the loop ends. See https://www.postgresql.org/docs/current/sql-declare.html.
+ */
+async function* cursorRows<T>(client: PoolClient, sql: string, args: unknown[]): AsyncIterable<T> {
+  const name = `sb_rows_${++cursors}`;
+  await client.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${numberPlaceholders(sql)}`, args);
+  let open = true;
+  try {
+    for (;;) {
+      const page = await client.query(`FETCH ${CURSOR_FETCH} FROM ${name}`);
+      yield* page.rows as T[];
+      if (page.rows.length < CURSOR_FETCH) break;
+    }
+    await client.query(`CLOSE ${name}`);
+    open = false;
+  } finally {
+    // A loop that broke off (or failed) leaves the cursor open: closed here, unless the connection itself failed.
+    if (open) await client.query(`CLOSE ${name}`).catch(() => undefined);
+  }
+}
+
 /**
  * The PostgreSQL executor over a `pg` Pool. Statements outside {@link tx} each take a pooled connection for
  * themselves. `location` (the URL without its password) names the store in messages.
@@ -192,6 +220,24 @@ export class PgSql implements Sql {
       return await query(this.pool, sql, args);
     } catch (err) {
       throw mapPgError(err, this.location);
+    }
+  }
+
+  async *iterate<T>(sql: string, ...args: unknown[]): AsyncIterable<T> {
+    const client = await this.connect();
+    let done = false;
+    try {
+      await client.query('BEGIN READ ONLY');
+      yield* cursorRows<T>(client, sql, args);
+      await client.query('COMMIT');
+      done = true;
+    } catch (err) {
+      throw mapPgError(err, this.location);
+    } finally {
+      // A loop that broke off (or failed) ends the read-only transaction before the connection goes back; a
+      // connection whose rollback failed is discarded rather than reused.
+      const broken = !done && (await client.query('ROLLBACK').then(() => false, () => true));
+      client.release(broken || undefined);
     }
   }
 
@@ -265,6 +311,10 @@ class PgTx implements Sql {
 
   async run(sql: string, ...args: unknown[]): Promise<RunResult> {
     return { changes: (await query(this.client, sql, args)).rowCount ?? 0 };
+  }
+
+  iterate<T>(sql: string, ...args: unknown[]): AsyncIterable<T> {
+    return cursorRows<T>(this.client, sql, args);
   }
 
   tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {

@@ -58,6 +58,14 @@ export interface Sql {
   /** Runs a write statement. */
   run(sql: string, ...args: unknown[]): Promise<RunResult>;
   /**
+   * The rows of a query, read as the loop asks for them, for results too large to hold at once (a tenant's whole
+   * suppression list): memory stays flat whatever their number. SQLite steps one statement: the connection is
+   * held until the rows are read to the end or the loop breaks, so run no other statement of this process inside
+   * the loop. PostgreSQL reads them through a cursor, 1,000 rows a fetch, in a read-only transaction of its own
+   * (or in the open one). @throws (rejects with) the store's error.
+   */
+  iterate<T = Record<string, unknown>>(sql: string, ...args: unknown[]): AsyncIterable<T>;
+  /**
    * Runs `fn` in one transaction (SQLite `BEGIN IMMEDIATE`, so two writers never deadlock on an upgrade;
    * PostgreSQL `BEGIN` on a connection of its own) and commits when it resolves, rolls back when it rejects.
    * `fn` must run its statements on the handle it is given. A `tx` inside a `tx` joins the outer one.
@@ -94,6 +102,11 @@ export class SqliteSql implements Sql {
   async run(sql: string, ...args: unknown[]): Promise<RunResult> {
     while (this.open) await this.open;
     return { changes: prepared(this.db, sql).run(...args).changes };
+  }
+
+  async *iterate<T>(sql: string, ...args: unknown[]): AsyncIterable<T> {
+    while (this.open) await this.open;
+    yield* prepared(this.db, sql).iterate(...args) as Iterable<T>;
   }
 
   async tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
@@ -147,6 +160,10 @@ class SqliteTx implements Sql {
 
   async run(sql: string, ...args: unknown[]): Promise<RunResult> {
     return { changes: (prepared(this.db, sql) as BetterSqlite3.Statement).run(...args).changes };
+  }
+
+  async *iterate<T>(sql: string, ...args: unknown[]): AsyncIterable<T> {
+    yield* prepared(this.db, sql).iterate(...args) as Iterable<T>;
   }
 
   tx<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {

@@ -32,6 +32,14 @@ describe('suppressions, templates, cancel, export, reports', () => {
     ]);
     // Suppressions are per tenant: the other tenant's list is empty.
     expect(parseJson<unknown[]>(await ws.run(['suppress', 'list', '--tenant', 'other', '--json']))).toEqual([]);
+    // A long list is written as it is read (more than one PostgreSQL fetch of 1,000): every row once, in order.
+    const many = ws.file('many.csv', ['address', ...Array.from({ length: 2500 }, (_, i) => `bulk${String(i).padStart(4, '0')}@example.com`)].join('\n') + '\n');
+    expectExit(await ws.run(['suppress', 'import', '--tenant', 'other', '--csv', many, '--column', 'address']), 0, 'import 2,500');
+    const long = parseJson<Array<{ address: string }>>(expectExit(await ws.run(['suppress', 'list', '--tenant', 'other', '--json']), 0, 'list 2,500'));
+    expect(long.map((x) => x.address)).toEqual(Array.from({ length: 2500 }, (_, i) => `bulk${String(i).padStart(4, '0')}@example.com`));
+    const tsv = expectExit(await ws.run(['suppress', 'list', '--tenant', 'other']), 0, 'list 2,500 (text)').stdout.trimEnd().split('\n');
+    expect(tsv).toHaveLength(2501);
+    expect(tsv.slice(1).map((l) => l.split('\t')[1])).toEqual(long.map((x) => x.address));
 
     const csv = ws.file('news.csv', 'email,name\nann@example.com,Ann\nbea@example.com,Bea\ncat@example.com,Cat\ndan@example.com,Dan\n');
     const tpl = ws.file('news.txt', 'Hello {{name}}\n');

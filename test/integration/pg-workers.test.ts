@@ -124,6 +124,33 @@ describe('reading a large batch the table statistics do not know (no ANALYZE yet
   });
 });
 
+describe('Sql.iterate on PostgreSQL (a cursor in a read-only transaction)', () => {
+  it('gives every row across fetches of 1,000, with its parameters; a loop that breaks off gives the connection back clean', async () => {
+    const one = createPgSql((await createTestDatabase('int_iterate')).url, 'test', 1);
+    try {
+      const all: number[] = [];
+      for await (const r of one.iterate<{ n: number }>('SELECT n::int AS n FROM generate_series(1, ?::int) n WHERE n % ? = 0 ORDER BY n', 5000, 2)) all.push(r.n);
+      expect(all).toEqual(Array.from({ length: 2500 }, (_, i) => 2 * (i + 1)));
+      let seen = 0;
+      for await (const _r of one.iterate('SELECT n FROM generate_series(1, 5000) n')) if (++seen === 1500) break;
+      // The pool's one connection: no transaction or cursor left open on it.
+      expect(await one.get<{ s: string }>('SELECT pg_catalog.txid_current_if_assigned() IS NULL AS s')).toEqual({ s: true });
+      expect(await one.get<{ n: number }>('SELECT count(*)::int AS n FROM pg_cursors')).toEqual({ n: 0 });
+      await one.run('CREATE TABLE t (x int)');
+      // Inside a transaction: the cursor runs on its connection and sees its writes.
+      const inTx = await one.tx(async (t) => {
+        await t.run('INSERT INTO t SELECT generate_series(1, 1200)');
+        let n = 0;
+        for await (const _r of t.iterate('SELECT x FROM t')) n++;
+        return n;
+      });
+      expect(inTx).toBe(1200);
+    } finally {
+      await one.close();
+    }
+  });
+});
+
 describe('the ledger statements of a batch loaded after the last ANALYZE', () => {
   it('read only the rows they change (not every row of the batch or of the worker)', async () => {
     // One connection, so that its table statistics can be flushed on demand (pg_stat_force_next_flush).

@@ -54,36 +54,53 @@ describe('Output.resultRows (a long list written as it is read)', () => {
   async function* gen<T>(xs: readonly T[]): AsyncIterable<T> {
     yield* xs;
   }
+  type Row = { row: number; note: string | null };
   const head = ['ROW', 'NOTE'];
   const data = { id: 'b-1', nested: { a: [1, 2], b: 'x' }, items: 'dropped: the list takes its place' };
-  const rows = (n: number) => Array.from({ length: n }, (_, k) => ({ row: k + 1, note: k % 2 ? 'tab\there, "quoted"\nand a break' : null }));
+  const rows = (n: number): Row[] => Array.from({ length: n }, (_, k) => ({ row: k + 1, note: k % 2 ? 'tab\there, "quoted"\nand a break' : null }));
+  const twice = (r: Row) => ({ ...r, twice: [r.row, r.row] });
+  const json = { json: true, quiet: false, verbose: false, color: false };
 
-  test.each([0, 1, 3, 2500])('--json: byte for byte the document result() prints, %i rows', async (n) => {
-    const streamed = sink(false);
-    const whole = sink(false);
-    const json = { json: true, quiet: false, verbose: false, color: false };
-    await new Output(streamed, streamed, json).resultRows(data, 'items', gen(rows(n)), (r) => ({ ...r, twice: [r.row, r.row] }), () => '', head, () => []);
-    new Output(whole, whole, json).result({ ...data, items: rows(n).map((r) => ({ ...r, twice: [r.row, r.row] })) }, () => '');
-    expect(streamed.text).toBe(whole.text);
-    expect(JSON.parse(streamed.text).items).toHaveLength(n);
-    // Gathered into large writes, not one per row.
-    expect(streamed.writes).toBeLessThanOrEqual(1 + Math.ceil(streamed.text.length / 65536));
+  test.each([0, 1, 3, 2500])('--json: byte for byte the document result() prints, %i rows (a member of an object, or the whole array)', async (n) => {
+    for (const inObject of [true, false]) {
+      const streamed = sink(false);
+      const whole = sink(false);
+      await new Output(streamed, streamed, json).resultRows(gen(rows(n)), { ...(inObject ? { data, key: 'items' } : {}), json: twice, head, cells: () => [] });
+      new Output(whole, whole, json).result(inObject ? { ...data, items: rows(n).map(twice) } : rows(n).map(twice), () => '');
+      expect(streamed.text).toBe(whole.text);
+      expect((inObject ? JSON.parse(streamed.text).items : JSON.parse(streamed.text)) as unknown[]).toHaveLength(n);
+      // Gathered into large writes, not one per row.
+      expect(streamed.writes).toBeLessThanOrEqual(1 + Math.ceil(streamed.text.length / 65536));
+    }
   });
 
   it('on a pipe: the text, a blank line, then the tab-separated table (header first), as table() prints it', async () => {
     const s = sink(false);
     const o = new Output(s, s, opts(false));
-    await o.resultRows(data, 'items', gen(rows(3)), (r) => r, () => 'batch  b-1', head, (r) => [r.row, r.note]);
+    await o.resultRows(gen(rows(3)), { data, key: 'items', json: (r) => r, human: () => 'batch  b-1', head, cells: (r) => [r.row, r.note] });
     expect(s.text).toBe(`batch  b-1\n\n${o.table(head, rows(3).map((r) => [r.row, r.note]))}\n`);
+  });
+
+  it('without text: the table alone, as list() prints it; no rows: the header and the note on stderr', async () => {
+    const s = sink(false);
+    const err = sink(false);
+    const o = new Output(s, err, opts(false));
+    await o.resultRows(gen(rows(2)), { json: (r) => r, head, cells: (r) => [r.row, r.note], emptyNote: 'No rows.' });
+    expect(s.text).toBe(`${o.list(head, rows(2).map((r) => [r.row, r.note]))}\n`);
+    expect(err.text).toBe('');
+    const empty = sink(false);
+    await new Output(empty, err, opts(false)).resultRows(gen([] as Row[]), { json: (r) => r, head, cells: (r) => [r.row, r.note], emptyNote: 'No rows.' });
+    expect(empty.text).toBe('ROW\tNOTE\n');
+    expect(err.text).toMatch(/No rows\.\n$/);
   });
 
   it(`on a terminal: cli-table3 tables of ${TABLE_PAGE} rows each; no rows: the header alone`, async () => {
     const s = sink(true);
-    await new Output(s, s, opts(false)).resultRows(data, 'items', gen(rows(TABLE_PAGE + 1)), (r) => r, () => 'batch  b-1', head, (r) => [r.row, r.note]);
+    await new Output(s, s, opts(false)).resultRows(gen(rows(TABLE_PAGE + 1)), { data, key: 'items', json: (r) => r, human: () => 'batch  b-1', head, cells: (r) => [r.row, r.note] });
     expect(s.text.match(/│ ROW +│ NOTE +│/g)).toHaveLength(2);
     expect(s.text).toMatch(new RegExp(`│ ${TABLE_PAGE + 1} +│ - +│`));
     const empty = sink(true);
-    await new Output(empty, empty, opts(false)).resultRows(data, 'items', gen([]), (r) => r, () => 'batch  b-1', head, () => []);
+    await new Output(empty, empty, opts(false)).resultRows(gen([] as Row[]), { data, key: 'items', json: (r) => r, human: () => 'batch  b-1', head, cells: () => [] });
     expect(empty.text.match(/│ ROW +│ NOTE +│/g)).toHaveLength(1);
   });
 });

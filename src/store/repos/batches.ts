@@ -6,7 +6,6 @@
  */
 import type { BatchRow, BatchStatus, ItemState } from '../../core/batch/types.js';
 import { byteOrder, inList, SqliteSql, type Sql } from '../sql.js';
-import { prepared } from '../db.js';
 
 /** The batch with this id, if any. */
 export async function selectBatchRow(sql: Sql, id: string): Promise<BatchRow | undefined> {
@@ -199,8 +198,7 @@ const PAGE = 1000;
  */
 async function* iterateItems<T extends { row_no: number }>(sql: Sql, columns: string, cond: string, batchId: string): AsyncIterable<T> {
   if (sql instanceof SqliteSql) {
-    const rows = await sql.exclusive((db) => prepared(db, `SELECT ${columns} FROM batch_items WHERE batch_id = ?${cond} ORDER BY row_no`).iterate(batchId));
-    yield* rows as Iterable<T>;
+    yield* sql.iterate<T>(`SELECT ${columns} FROM batch_items WHERE batch_id = ?${cond} ORDER BY row_no`, batchId);
     return;
   }
   // The highest row number, read backwards from the end of the primary key (as `max(row_no)`, estimated on one

@@ -75,6 +75,18 @@ export async function selectSuppressionReasons(
 
 /** Suppressions of a tenant, optionally of one channel and one address, by channel and address (expired ones too). */
 export async function selectSuppressions(sql: Sql, tenantId: string, channel?: string, address?: string): Promise<SuppressionRow[]> {
+  const q = suppressionsQuery(sql, tenantId, channel, address);
+  return sql.all<SuppressionRow>(q.text, ...q.args);
+}
+
+/** A tenant's suppressions as {@link selectSuppressions} gives them, read lazily (see `Sql.iterate`): for `suppress list`. */
+export function iterateSuppressions(sql: Sql, tenantId: string, channel?: string): AsyncIterable<SuppressionRow> {
+  const q = suppressionsQuery(sql, tenantId, channel);
+  return sql.iterate<SuppressionRow>(q.text, ...q.args);
+}
+
+/** The query of {@link selectSuppressions}: by channel, then address in byte order. */
+function suppressionsQuery(sql: Sql, tenantId: string, channel?: string, address?: string): { text: string; args: unknown[] } {
   const where = ['tenant_id = ?'];
   const args: unknown[] = [tenantId];
   if (channel !== undefined) {
@@ -85,10 +97,10 @@ export async function selectSuppressions(sql: Sql, tenantId: string, channel?: s
     where.push('address = ?');
     args.push(address);
   }
-  return sql.all<SuppressionRow>(
-    `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions WHERE ${where.join(' AND ')} ORDER BY channel, ${byteOrder(sql, 'address')}`,
-    ...args,
-  );
+  return {
+    text: `SELECT tenant_id, channel, address, reason, source, created_at, expires_at FROM suppressions WHERE ${where.join(' AND ')} ORDER BY channel, ${byteOrder(sql, 'address')}`,
+    args,
+  };
 }
 
 /** Deletes a suppression. @returns whether there was one. */
