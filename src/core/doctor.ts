@@ -114,6 +114,8 @@ async function runKeyAndProviderChecks(ctx: CoreContext, add: (check: string, st
   const versions = await keyVersions(ctx);
   const current = versions.find((v) => v.retiredAt === null);
   let viaKeychain = false;
+  /** Where the key came from when not from the keychain (`SWITCHBOARD_MASTER_KEY`, `key file …`). */
+  let keyElsewhere: string | undefined;
   const keyFile = ctx.env.SWITCHBOARD_MASTER_KEY ? undefined : ctx.env.SWITCHBOARD_KEY_FILE || undefined;
   let keyFileProblem: string | null = null;
   if (keyFile) {
@@ -129,6 +131,7 @@ async function runKeyAndProviderChecks(ctx: CoreContext, add: (check: string, st
     if (keyFileProblem) throw new KeyError(`key file ${keyFile} is not used while its mode lets others read it (see key file mode)`);
     const found = await lookupMasterKey(ctx);
     viaKeychain = found.keychain !== undefined;
+    if (found.master && !viaKeychain) keyElsewhere = describeSource(found.master);
     if (!found.master) {
       add('key source', 'fail', `no master key: ${found.reason}`, HOW_TO_PROVIDE_KEY);
     } else {
@@ -156,7 +159,11 @@ async function runKeyAndProviderChecks(ctx: CoreContext, add: (check: string, st
 
   // Keychain
   const kc = keychainProbe(account, ctx.env);
-  if (kc.status === 'unavailable') {
+  if (kc.status === 'unavailable' && keyElsewhere) {
+    // The key comes from SWITCHBOARD_MASTER_KEY or a key file: the keychain is not consulted (as `key status`
+    // says), so a host without one (CI, cron, a container) is not warned about it.
+    add('keychain', 'pass', `not consulted: the key comes from ${keyElsewhere} (unavailable here: ${kc.detail})`);
+  } else if (kc.status === 'unavailable') {
     add(
       'keychain',
       viaKeychain ? 'fail' : 'warn',

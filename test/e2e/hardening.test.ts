@@ -270,6 +270,10 @@ describe('key files must be private', () => {
       fs.chmodSync(file, mode);
       expectExit(await ws.run(['key', 'status'], { env }), 0, `key file mode 0${mode.toString(8)}`);
     }
+    // The key from the file: a host without a keychain (no D-Bus session here, as on CI and cron hosts) is not
+    // warned about it, since the keychain is not consulted.
+    const ok = doctorChecks(await ws.run(['doctor', '--json'], { env: { ...env, DBUS_SESSION_BUS_ADDRESS: undefined } }));
+    expect(ok.find((c) => c.check === 'keychain')).toMatchObject({ status: 'pass', detail: expect.stringMatching(/^not consulted: the key comes from key file .* \(unavailable here: /) });
   });
 });
 
