@@ -89,23 +89,39 @@ describe('a worker paging a batch', () => {
   });
 });
 
+/** A migrated store with tenant `acme`, on one connection so that its table statistics can be flushed on demand. */
+async function oneConnectionStore(name: string): Promise<PgSql> {
+  const one = createPgSql((await createTestDatabase(name)).url, 'test', 1);
+  await migratePg(one);
+  await one.run("INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('acme', 'Acme', ?, ?)", T0, T0);
+  return one;
+}
+
+/** Adds batch `id` of `rows` rows numbered 1…rows, every one in `state` and reserved to `worker`. */
+async function addBatch(sql: PgSql, id: string, rows: number, state: string, worker: string | null = null): Promise<void> {
+  await sql.run(
+    "INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template, status, total, created_at) VALUES (?, 'acme', 'email', ?, 'x', 'h', 't', 'th', '{}', 'running', ?, ?)",
+    id, id, rows, T0,
+  );
+  await sql.run(
+    "INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, worker, updated_at) SELECT ?, n, n + 1, 'r' || n || '@example.com', '{}', ?, ?, ? FROM generate_series(1, ?::int) n",
+    id, state, worker, T0, rows,
+  );
+}
+
+/** Heap tuples of batch_items read so far on `sql`'s connection (sequential scans and index fetches). */
+async function tuplesRead(sql: PgSql): Promise<number> {
+  await sql.get('SELECT pg_stat_force_next_flush()');
+  return (await sql.get<{ n: number }>("SELECT (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int AS n FROM pg_stat_user_tables WHERE relname = 'batch_items'"))!.n;
+}
+
 describe('reading a large batch the table statistics do not know (no ANALYZE yet)', () => {
   it('`batch show --items` and `batch export` read each row once, not every later row for each page', async () => {
-    const one = createPgSql((await createTestDatabase('int_items_paging')).url, 'test', 1);
+    const one = await oneConnectionStore('int_items_paging');
     try {
-      await migratePg(one);
-      await one.run("INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('acme', 'Acme', ?, ?)", T0, T0);
-      await one.run(
-        "INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template, status, total, created_at) VALUES ('big', 'acme', 'email', 'big', 'x', 'h', 't', 'th', '{}', 'done', 100000, ?)",
-        T0,
-      );
-      await one.run("INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, updated_at) SELECT 'big', n, n + 1, 'r' || n || '@example.com', '{}', 'sent', ? FROM generate_series(1, 100000) n", T0);
-      const tuplesRead = async () => {
-        await one.get('SELECT pg_stat_force_next_flush()');
-        return (await one.get<{ n: number }>("SELECT (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int AS n FROM pg_stat_user_tables WHERE relname = 'batch_items'"))!.n;
-      };
+      await addBatch(one, 'big', 100000, 'sent');
       for (const read of [() => iterateBatchItems(one, 'big'), () => iterateBatchExport(one, 'big')]) {
-        const start = await tuplesRead();
+        const start = await tuplesRead(one);
         let n = 0;
         let last = 0;
         for await (const r of read()) {
@@ -116,7 +132,7 @@ describe('reading a large batch the table statistics do not know (no ANALYZE yet
         expect(n).toBe(100000);
         // Each row once, and the last row's number. Paged by `row_no > ? ORDER BY row_no LIMIT 1000`, the planner
         // (estimating a few hundred rows) read and sorted every row after the page's start for each page.
-        expect((await tuplesRead()) - start).toBeLessThan(110000);
+        expect((await tuplesRead(one)) - start).toBeLessThan(110000);
       }
     } finally {
       await one.close();
@@ -153,34 +169,15 @@ describe('Sql.iterate on PostgreSQL (a cursor in a read-only transaction)', () =
 
 describe('the ledger statements of a batch loaded after the last ANALYZE', () => {
   it('read only the rows they change (not every row of the batch or of the worker)', async () => {
-    // One connection, so that its table statistics can be flushed on demand (pg_stat_force_next_flush).
-    const one = createPgSql((await createTestDatabase('int_workers_plan')).url, 'test', 1);
+    const one = await oneConnectionStore('int_workers_plan');
     try {
-      await migratePg(one);
-      await one.run("INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('acme', 'Acme', ?, ?)", T0, T0);
-      const batch = async (id: string, worker: string | null, state: string) => {
-        await one.run(
-          "INSERT INTO batches (id, tenant_id, channel, idempotency_key, input_path, input_hash, template_path, template_hash, template, status, total, created_at) VALUES (?, 'acme', 'email', ?, 'x', 'h', 't', 'th', '{}', 'running', 3000, ?)",
-          id, id, T0,
-        );
-        await one.run(
-          "INSERT INTO batch_items (batch_id, row_no, line_no, recipient, vars, state, worker, updated_at) SELECT ?, n, n + 1, 'r' || n || '@example.com', '{}', ?, ?, ? FROM generate_series(1, 3000) n",
-          id, state, worker, T0,
-        );
-      };
       // An earlier batch, done by another worker, is all the statistics know of; then a new batch comes.
-      await batch('old', 'old@host-a/1', 'sent');
+      await addBatch(one, 'old', 3000, 'sent', 'old@host-a/1');
       await one.run('ANALYZE batch_items');
-      await batch('new', null, 'pending');
+      await addBatch(one, 'new', 3000, 'pending');
       const W = 'new@host-a/2';
       await one.run("INSERT INTO batch_workers (batch_id, worker, lease_expires_at, joined_at) VALUES ('new', ?, '2026-01-01T00:01:30.000Z', ?)", W, T0);
       const ledger = new PgRunLedger(one, 'new', W, () => new Date(NOW));
-      /** Heap tuples of batch_items read so far (sequential scans and index fetches). */
-      const tuplesRead = async () => {
-        await one.get('SELECT pg_stat_force_next_flush()');
-        const r = await one.get<{ n: number }>("SELECT (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int AS n FROM pg_stat_user_tables WHERE relname = 'batch_items'");
-        return r!.n;
-      };
       // A page of 64 rows looks among the next 256 row numbers and reserves 64 (the batch has 3,000). Its bounds come
       // from the rows it picked: as a join to them, the planner (which thinks the new batch has one row) scanned all
       // of the batch's rows and computed the bounds again for each (measured: 1.1 s a page of 20,000 rows, sends 20×
@@ -188,30 +185,30 @@ describe('the ledger statements of a batch loaded after the last ANALYZE', () =>
       for (const mode of ['auto', 'force_generic_plan']) {
         await one.run(`SET plan_cache_mode = ${mode}`);
         for (let k = 0; k < 6; k++) {
-          const start = await tuplesRead();
+          const start = await tuplesRead(one);
           const page = await ledger.page(0, 64);
           expect(page.map((r) => r.row_no)).toEqual(Array.from({ length: 64 }, (_, i) => (mode === 'auto' ? 0 : 384) + k * 64 + i + 1));
-          expect((await tuplesRead()) - start, `${mode}, page ${k + 1}`).toBeLessThan(1000);
+          expect((await tuplesRead(one)) - start, `${mode}, page ${k + 1}`).toBeLessThan(1000);
         }
       }
       await one.run('SET plan_cache_mode = auto');
       expect((await ledger.page(0, 3000)).length).toBe(3000 - 768);
-      const before = await tuplesRead();
+      const before = await tuplesRead(one);
       expect(await ledger.claim([1500, 1501])).toBe(true);
       await ledger.settle([{ rows: [1500, 1501], outcome: { state: 'sent', provider: 'p', messageId: 'm', fallback: false, error: null, errorKind: null } }]);
       await ledger.flush();
-      const read = (await tuplesRead()) - before;
+      const read = (await tuplesRead(one)) - before;
       // Two statements, two rows each (with the worker's lease check): far below the batch's 3,000 rows.
       expect(read).toBeLessThan(50);
       expect((await one.all<{ state: string }>("SELECT state FROM batch_items WHERE batch_id = 'new' AND row_no IN (1500, 1501)")).map((r) => r.state)).toEqual(['sent', 'sent']);
       // The statements are prepared once per connection: after five runs the server may plan them once for any
       // arguments (a generic plan). Forced here: it must still read only the rows' range.
       await one.run('SET plan_cache_mode = force_generic_plan');
-      const generic = await tuplesRead();
+      const generic = await tuplesRead(one);
       expect(await ledger.claim([2500, 2501])).toBe(true);
       await ledger.settle([{ rows: [2500, 2501], outcome: { state: 'sent', provider: 'p', messageId: 'm', fallback: false, error: null, errorKind: null } }]);
       await ledger.flush();
-      expect((await tuplesRead()) - generic).toBeLessThan(50);
+      expect((await tuplesRead(one)) - generic).toBeLessThan(50);
       expect((await one.all<{ state: string }>("SELECT state FROM batch_items WHERE batch_id = 'new' AND row_no IN (2500, 2501)")).map((r) => r.state)).toEqual(['sent', 'sent']);
     } finally {
       await one.close();
